@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs the whole test suite (unit and integration) twice: with g++
+# (build/) and with clang++ under AddressSanitizer and UndefinedBehaviorSanitizer (build-asan/).
+#   scripts/test.sh             both builds
+#   SHARDD_TEST_QUICK=1 scripts/test.sh   g++ build only
+# Extra arguments are passed to `meson test` (a test name, --suite unit, ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+jobs=${SHARDD_BUILD_JOBS:-$(nproc)}
+
+configure() {  # dir, extra meson args...
+  local dir=$1; shift
+  if [[ ! -f "$dir/build.ninja" ]]; then
+    meson setup "$dir" "$@" >/dev/null
+  fi
+}
+
+run_suite() {  # dir
+  local dir=$1; shift
+  echo "== build $dir"
+  ninja -C "$dir" -j "$jobs"
+  echo "== test $dir"
+  meson test -C "$dir" --print-errorlogs --num-processes 2 "$@"
+}
+
+start=$(date +%s)
+configure build
+run_suite build "$@"
+
+if [[ "${SHARDD_TEST_QUICK:-0}" != 1 ]]; then
+  CXX="ccache clang++" configure build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dbuildtype=debugoptimized
+  # halt_on_error makes UBSan findings fail the test instead of only printing.
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+  run_suite build-asan "$@"
+fi
+echo "== all tests passed in $(( $(date +%s) - start )) s"

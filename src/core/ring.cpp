@@ -1,0 +1,126 @@
+#include "shardd/ring.hpp"
+
+#include "shardd/sha256.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <numeric>
+#include <tuple>
+
+namespace shardd {
+
+ring::ring(std::uint32_t vnodes_per_weight) : vnodes_per_weight_(vnodes_per_weight == 0 ? 1 : vnodes_per_weight) {
+  rebuild();
+}
+
+int ring::ordinal(std::string_view node_id) const noexcept {
+  auto it = std::lower_bound(nodes_.begin(), nodes_.end(), node_id);
+  if (it == nodes_.end() || *it != node_id) return -1;
+  return static_cast<int>(it - nodes_.begin());
+}
+
+result<void> ring::add(std::string_view node_id, std::uint32_t weight) {
+  if (node_id.empty()) return make_error(errc::invalid_argument, "node id must not be empty");
+  if (weight > max_weight) return make_error(errc::invalid_argument, "weight above " + std::to_string(max_weight));
+  auto it = std::lower_bound(nodes_.begin(), nodes_.end(), node_id);
+  if (it != nodes_.end() && *it == node_id)
+    return make_error(errc::already_exists, "node '" + std::string(node_id) + "' is already on the ring");
+  auto pos = it - nodes_.begin();
+  nodes_.insert(it, std::string(node_id));
+  weights_.insert(weights_.begin() + pos, weight);
+  rebuild();
+  return {};
+}
+
+result<void> ring::remove(std::string_view node_id) {
+  int o = ordinal(node_id);
+  if (o < 0) return make_error(errc::not_found, "node '" + std::string(node_id) + "' is not on the ring");
+  nodes_.erase(nodes_.begin() + o);
+  weights_.erase(weights_.begin() + o);
+  rebuild();
+  return {};
+}
+
+result<void> ring::set_weight(std::string_view node_id, std::uint32_t weight) {
+  int o = ordinal(node_id);
+  if (o < 0) return make_error(errc::not_found, "node '" + std::string(node_id) + "' is not on the ring");
+  if (weight > max_weight) return make_error(errc::invalid_argument, "weight above " + std::to_string(max_weight));
+  weights_[static_cast<std::size_t>(o)] = weight;
+  rebuild();
+  return {};
+}
+
+void ring::rebuild() {
+  // Vnode tokens of a node do not depend on other members, so the ring of a member set is
+  // always the same; ties on equal tokens break by ordinal, which follows id order.
+  struct vnode {
+    std::uint64_t token;
+    std::uint32_t owner;
+  };
+  std::vector<vnode> all;
+  std::size_t total = 0;
+  for (auto w : weights_) total += static_cast<std::size_t>(w) * vnodes_per_weight_;
+  all.reserve(total);
+  std::string name;
+  for (std::uint32_t o = 0; o < nodes_.size(); ++o) {
+    const std::uint32_t count = weights_[o] * vnodes_per_weight_;
+    for (std::uint32_t i = 0; i < count; ++i) {
+      name.assign(nodes_[o]).append("#").append(std::to_string(i));
+      all.push_back({token_of(name), o});
+    }
+  }
+  std::sort(all.begin(), all.end(),
+            [](const vnode& a, const vnode& b) { return std::tie(a.token, a.owner) < std::tie(b.token, b.owner); });
+  tokens_.resize(all.size());
+  owners_.resize(all.size());
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    tokens_[i] = all[i].token;
+    owners_[i] = all[i].owner;
+  }
+  tokens_.shrink_to_fit();
+  owners_.shrink_to_fit();
+
+  // About two slices per vnode keeps the scan within a slice to one or two tokens.
+  unsigned bits = all.empty() ? 1 : static_cast<unsigned>(std::bit_width(all.size())) + 1;
+  bits = std::clamp(bits, 1u, 24u);
+  accel_shift_ = 64 - bits;
+  const std::size_t slices = std::size_t{1} << bits;
+  accel_.assign(slices + 1, 0);
+  std::size_t v = 0;
+  for (std::size_t s = 0; s < slices; ++s) {
+    const std::uint64_t slice_start = static_cast<std::uint64_t>(s) << accel_shift_;
+    while (v < tokens_.size() && tokens_[v] < slice_start) ++v;
+    accel_[s] = static_cast<std::uint32_t>(v);
+  }
+  accel_[slices] = static_cast<std::uint32_t>(tokens_.size());
+  accel_.shrink_to_fit();
+}
+
+std::size_t ring::lookup_vnode_binary(std::uint64_t token) const noexcept {
+  auto it = std::lower_bound(tokens_.begin(), tokens_.end(), token);
+  return it == tokens_.end() ? 0 : static_cast<std::size_t>(it - tokens_.begin());
+}
+
+std::vector<double> ring::ownership() const {
+  std::vector<double> share(nodes_.size(), 0.0);
+  if (tokens_.empty()) return share;
+  constexpr double space = 18446744073709551616.0;  // 2^64
+  // vnode i owns the arc (tokens_[i-1], tokens_[i]]; vnode 0 also owns the wrap-around arc.
+  for (std::size_t i = 0; i < tokens_.size(); ++i) {
+    std::uint64_t prev = i == 0 ? tokens_.back() : tokens_[i - 1];
+    std::uint64_t arc = tokens_[i] - prev;  // unsigned wrap gives the wrap-around arc for i == 0
+    double len = (i == 0 && tokens_.size() == 1) ? space : static_cast<double>(arc);
+    share[owners_[i]] += len / space;
+  }
+  return share;
+}
+
+std::size_t ring::memory_bytes() const noexcept {
+  std::size_t b = tokens_.capacity() * sizeof(std::uint64_t) + owners_.capacity() * sizeof(std::uint32_t) +
+                  accel_.capacity() * sizeof(std::uint32_t) + weights_.capacity() * sizeof(std::uint32_t) +
+                  nodes_.capacity() * sizeof(std::string);
+  for (const auto& n : nodes_) b += n.capacity() > 15 ? n.capacity() + 1 : 0;
+  return b;
+}
+
+}  // namespace shardd
