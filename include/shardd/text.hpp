@@ -1,0 +1,24 @@
+#pragma once
+// Text helpers for the REST layer: opaque cursors, aligned tables, JSON string escaping.
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shardd {
+
+/// Base64 with the URL alphabet and no padding (RFC 4648 §5): safe in a query string.
+std::string base64url_encode(std::string_view bytes);
+/// Decodes base64url without padding; nullopt on any character outside the alphabet or a
+/// length that cannot occur.
+std::optional<std::string> base64url_decode(std::string_view text);
+
+/// An aligned text table with a header row, columns separated by two spaces, like
+/// Elasticsearch's _cat APIs. Numeric-looking cells are right-aligned.
+std::string render_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
+
+/// Appends `s` as a JSON string literal (quotes included). `s` must be valid UTF-8.
+void append_json_string(std::string& out, std::string_view s);
+
+}  // namespace shardd

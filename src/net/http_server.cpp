@@ -1,0 +1,306 @@
+#include "net/http_server.hpp"
+
+#include "net/tls_context.hpp"
+#include "node/log.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include <mutex>
+#include <unordered_map>
+
+namespace shardd::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+constexpr auto as_tuple_awaitable = asio::as_tuple(use_awaitable);
+
+namespace {
+
+/// One connection. Shared by its coroutine and, weakly, by the server's registry.
+struct session {
+  session(tcp::socket sock, ssl::context& ctx) : stream(std::move(sock), ctx) {}
+  beast::ssl_stream<beast::tcp_stream> stream;
+  bool idle = true;  // waiting for a request; touched only on the session's strand
+};
+
+http_method to_method(http::verb v) {
+  switch (v) {
+    case http::verb::get: return http_method::get;
+    case http::verb::head: return http_method::head;
+    case http::verb::put: return http_method::put;
+    case http::verb::post: return http_method::post;
+    case http::verb::delete_: return http_method::delete_;
+    default: return http_method::other;
+  }
+}
+
+bool is_disconnect(const boost::system::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == asio::error::operation_aborted || ec == beast::error::timeout ||
+         ec == ssl::error::stream_truncated || ec == asio::error::eof || ec == asio::error::connection_reset ||
+         ec == asio::error::broken_pipe || ec == http::error::partial_message;
+}
+
+}  // namespace
+
+struct http_server::impl : std::enable_shared_from_this<impl> {
+  impl(asio::io_context& c, const tls_config& tls, http_handler h, http_server_options o)
+      : ioc(c), ctx(make_rest_server_context(tls)), acceptor(asio::make_strand(c)), handler(std::move(h)), opts(o) {}
+
+  asio::io_context& ioc;
+  ssl::context ctx;
+  tcp::acceptor acceptor;
+  http_handler handler;
+  http_server_options opts;
+  std::atomic<bool> stopping{false};
+
+  mutable std::mutex mutex;  // guards sessions only
+  std::unordered_map<session*, std::weak_ptr<session>> sessions;
+
+  awaitable<void> accept_loop();
+  awaitable<void> run(std::shared_ptr<session> s);
+  awaitable<bool> write(session& s, http_response res, unsigned version, bool keep_alive);
+
+  // Runs `f(session&)` on each live session's strand.
+  template <class F>
+  void for_each_session(F f) {
+    std::vector<std::shared_ptr<session>> live;
+    {
+      std::lock_guard lock(mutex);
+      for (auto& [p, w] : sessions)
+        if (auto s = w.lock()) live.push_back(std::move(s));
+    }
+    for (auto& s : live) {
+      auto ex = s->stream.get_executor();
+      asio::post(ex, [s, f] { f(*s); });
+    }
+  }
+};
+
+http_server::http_server(asio::io_context& ioc, const tls_config& tls, http_handler handler, http_server_options opts)
+    : impl_(std::make_shared<impl>(ioc, tls, std::move(handler), opts)) {}
+
+http_server::~http_server() {
+  impl_->stopping = true;
+  boost::system::error_code ec;
+  (void)impl_->acceptor.close(ec);
+}
+
+void http_server::start(const host_port& listen) {
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(listen.host, ec);
+  if (ec) {
+    // A host name: resolve it once at start.
+    tcp::resolver resolver(impl_->ioc);
+    auto results = resolver.resolve(listen.host, std::to_string(listen.port), ec);
+    if (ec || results.empty()) throw std::runtime_error("rest.listen: cannot resolve " + listen.to_string());
+    addr = results.begin()->endpoint().address();
+  }
+  tcp::endpoint ep(addr, listen.port);
+  auto& a = impl_->acceptor;
+  if (a.open(ep.protocol(), ec); ec) throw std::runtime_error("rest.listen: " + ec.message());
+  (void)a.set_option(asio::socket_base::reuse_address(true), ec);
+  if (a.bind(ep, ec); ec) throw std::runtime_error("rest.listen: cannot bind " + listen.to_string() + ": " + ec.message());
+  if (a.listen(asio::socket_base::max_listen_connections, ec); ec)
+    throw std::runtime_error("rest.listen: cannot listen on " + listen.to_string() + ": " + ec.message());
+  asio::co_spawn(a.get_executor(), impl_->accept_loop(), [](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      SHARDD_LOG(err, "rest_accept_failed", "error", ex.what());
+    }
+  });
+}
+
+awaitable<void> http_server::impl::accept_loop() {
+  auto self = shared_from_this();
+  while (!stopping) {
+    auto [ec, sock] = co_await acceptor.async_accept(asio::make_strand(ioc), as_tuple_awaitable);
+    if (ec) {
+      if (stopping || ec == asio::error::operation_aborted) break;
+      SHARDD_LOG(warn, "rest_accept_error", "error", ec.message());
+      // Out of descriptors or similar: back off instead of spinning.
+      asio::steady_timer t(acceptor.get_executor(), std::chrono::milliseconds(50));
+      co_await t.async_wait(as_tuple_awaitable);
+      continue;
+    }
+    boost::system::error_code opt_ec;
+    (void)sock.set_option(tcp::no_delay(true), opt_ec);
+    auto s = std::make_shared<session>(std::move(sock), ctx);
+    {
+      std::lock_guard lock(mutex);
+      sessions.emplace(s.get(), s);
+    }
+    auto ex = s->stream.get_executor();
+    asio::co_spawn(ex, run(s), [self, key = s.get()](std::exception_ptr e) {
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          SHARDD_LOG(err, "rest_session_failed", "error", ex.what());
+        }
+      }
+      std::lock_guard lock(self->mutex);
+      self->sessions.erase(key);
+    });
+  }
+}
+
+awaitable<bool> http_server::impl::write(session& s, http_response res, unsigned version, bool keep_alive) {
+  http::response<http::string_body> out{static_cast<http::status>(res.status), version};
+  out.set(http::field::server, "shardd");
+  out.set(http::field::content_type, res.content_type);
+  for (auto& [name, value] : res.headers) out.set(name, value);
+  out.body() = std::move(res.body);
+  out.keep_alive(keep_alive);
+  out.prepare_payload();
+  beast::get_lowest_layer(s.stream).expires_after(opts.io_timeout);
+  auto [ec, n] = co_await http::async_write(s.stream, out, as_tuple_awaitable);
+  co_return !ec;
+}
+
+awaitable<void> http_server::impl::run(std::shared_ptr<session> s) {
+  auto self = shared_from_this();
+  auto& lowest = beast::get_lowest_layer(s->stream);
+  std::string remote;
+  {
+    boost::system::error_code ec;
+    auto ep = lowest.socket().remote_endpoint(ec);
+    if (!ec) remote = ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+  lowest.expires_after(opts.handshake_timeout);
+  if (auto [ec] = co_await s->stream.async_handshake(ssl::stream_base::server, as_tuple_awaitable); ec) {
+    SHARDD_LOG(debug, "rest_handshake_failed", "remote", remote, "error", ec.message());
+    co_return;
+  }
+
+  beast::flat_buffer buffer;
+  for (;;) {
+    if (stopping) break;
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(opts.header_limit);
+    parser.body_limit(opts.max_body_bytes);
+    s->idle = true;
+    lowest.expires_after(opts.idle_timeout);
+    auto [ec, n] = co_await http::async_read_header(s->stream, buffer, parser, as_tuple_awaitable);
+    s->idle = false;
+    if (ec) {
+      if (is_disconnect(ec) || ec.category() != http::make_error_code(http::error::header_limit).category()) break;
+      const bool too_big = ec == http::error::header_limit;
+      co_await write(*s, problem(too_big ? 431 : 400, "malformed-request",
+                                 std::string("malformed HTTP request: ") + ec.message()),
+                     11, false);
+      break;
+    }
+    const unsigned version = parser.get().version();
+    if (auto len = parser.content_length(); len && *len > opts.max_body_bytes) {
+      // Refuse before reading: the body is never read, so the connection must close.
+      co_await write(*s, problem(413, "payload-too-large",
+                                 "request body is " + std::to_string(*len) + " bytes; the limit is " +
+                                     std::to_string(opts.max_body_bytes)),
+                     version, false);
+      break;
+    }
+    if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+      // Answer at once so curl does not wait a second before sending the body.
+      http::response<http::empty_body> cont{http::status::continue_, version};
+      lowest.expires_after(opts.io_timeout);
+      if (auto [wec, wn] = co_await http::async_write(s->stream, cont, as_tuple_awaitable); wec) break;
+    }
+    if (!parser.is_done()) {
+      lowest.expires_after(opts.io_timeout);
+      auto [bec, bn] = co_await http::async_read(s->stream, buffer, parser, as_tuple_awaitable);
+      if (bec == http::error::body_limit) {
+        co_await write(*s, problem(413, "payload-too-large",
+                                   "request body exceeds the limit of " + std::to_string(opts.max_body_bytes) + " bytes"),
+                       version, false);
+        break;
+      }
+      if (bec) {
+        if (!is_disconnect(bec))
+          co_await write(*s, problem(400, "malformed-request", "malformed HTTP request body: " + bec.message()), version,
+                         false);
+        break;
+      }
+    }
+
+    auto& req = parser.get();
+    http_request hr;
+    hr.method = to_method(req.method());
+    hr.method_text = std::string(req.method_string());
+    hr.target = std::string(req.target());
+    hr.authorization = std::string(req[http::field::authorization]);
+    hr.content_type = std::string(req[http::field::content_type]);
+    hr.body = std::move(req.body());
+    hr.remote = remote;
+    bool keep_alive = req.keep_alive();
+
+    http_response res;
+    try {
+      res = co_await handler(std::move(hr));
+    } catch (const std::exception& e) {
+      SHARDD_LOG(err, "rest_handler_failed", "remote", remote, "error", e.what());
+      res = problem(500, "internal", std::string("internal error: ") + e.what());
+    }
+    keep_alive = keep_alive && !stopping;
+    if (!co_await write(*s, std::move(res), version, keep_alive) || !keep_alive) break;
+  }
+  // Polite TLS close; a peer that is gone already makes this fail fast.
+  lowest.expires_after(std::chrono::seconds(1));
+  co_await s->stream.async_shutdown(as_tuple_awaitable);
+}
+
+awaitable<void> http_server::shutdown(std::chrono::milliseconds deadline) {
+  auto self = impl_;
+  self->stopping = true;
+  asio::post(self->acceptor.get_executor(), [self] {
+    boost::system::error_code ec;
+    (void)self->acceptor.close(ec);
+  });
+  // Idle connections are closed now; busy ones finish their request and then close.
+  self->for_each_session([](session& s) {
+    if (s.idle) beast::get_lowest_layer(s.stream).cancel();
+  });
+  auto ex = co_await asio::this_coro::executor;
+  asio::steady_timer timer(ex);
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (open_connections() > 0 && std::chrono::steady_clock::now() < until) {
+    timer.expires_after(std::chrono::milliseconds(10));
+    co_await timer.async_wait(as_tuple_awaitable);
+    // A connection that was between requests when we looked may be idle now.
+    self->for_each_session([](session& s) {
+      if (s.idle) beast::get_lowest_layer(s.stream).cancel();
+    });
+  }
+  if (open_connections() > 0) {
+    SHARDD_LOG(warn, "rest_shutdown_deadline", "open_connections", open_connections());
+    self->for_each_session([](session& s) { beast::get_lowest_layer(s.stream).close(); });
+    timer.expires_after(std::chrono::milliseconds(100));
+    co_await timer.async_wait(as_tuple_awaitable);
+  }
+}
+
+std::size_t http_server::open_connections() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->sessions.size();
+}
+
+}  // namespace shardd::net

@@ -1,0 +1,33 @@
+#pragma once
+// HTTP request and response as plain values: what handlers see. No Beast here, so handler
+// code and its tests compile without it.
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace shardd::net {
+
+enum class http_method : std::uint8_t { get, head, put, post, delete_, other };
+
+struct http_request {
+  http_method method = http_method::get;
+  std::string method_text;    ///< as sent, for 405 messages
+  std::string target;         ///< origin-form: path and query, still percent-encoded
+  std::string authorization;  ///< the Authorization header
+  std::string content_type;
+  std::string body;
+  std::string remote;  ///< peer address, for logs
+};
+
+struct http_response {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  ///< extra headers
+
+  void set_header(std::string name, std::string value) { headers.emplace_back(std::move(name), std::move(value)); }
+};
+
+}  // namespace shardd::net

@@ -1,0 +1,54 @@
+// problem+json bodies. Kept apart from http_server.cpp so handler code links without Beast.
+#include "net/http_server.hpp"
+
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+namespace shardd::net {
+
+std::string_view status_title(unsigned status) noexcept {
+  switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Error";
+  }
+}
+
+std::string problem_body(unsigned status, std::string_view slug, std::string_view detail, std::string_view instance) {
+  boost::json::object o;
+  o["type"] = "urn:shardd:problem:" + std::string(slug);
+  o["title"] = status_title(status);
+  o["status"] = status;
+  o["detail"] = detail;
+  if (!instance.empty()) o["instance"] = instance;
+  return boost::json::serialize(o);
+}
+
+http_response problem(unsigned status, std::string_view slug, std::string_view detail, std::string_view instance) {
+  http_response r;
+  r.status = status;
+  r.content_type = "application/problem+json";
+  r.body = problem_body(status, slug, detail, instance);
+  return r;
+}
+
+}  // namespace shardd::net

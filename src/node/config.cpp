@@ -1,0 +1,219 @@
+#include "node/config.hpp"
+
+#include "shardd/json_fields.hpp"
+
+#include <charconv>
+#include <filesystem>
+
+namespace shardd {
+
+std::string host_port::to_string() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+result<host_port> parse_host_port(std::string_view text) {
+  host_port hp;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return make_error(errc::invalid_argument, "expected [IPV6]:PORT, got '" + std::string(text) + "'");
+    hp.host = std::string(text.substr(1, close - 1));
+    port = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0)
+      return make_error(errc::invalid_argument, "expected HOST:PORT, got '" + std::string(text) + "'");
+    hp.host = std::string(text.substr(0, colon));
+    if (hp.host.find(':') != std::string::npos)
+      return make_error(errc::invalid_argument, "IPv6 addresses need brackets: [" + hp.host + "]:PORT");
+    port = text.substr(colon + 1);
+  }
+  unsigned v = 0;
+  auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), v);
+  if (ec != std::errc() || p != port.data() + port.size() || v == 0 || v > 65535)
+    return make_error(errc::invalid_argument, "port must be 1-65535, got '" + std::string(port) + "'");
+  hp.port = static_cast<std::uint16_t>(v);
+  return hp;
+}
+
+namespace {
+
+std::string resolve(const std::string& base, const std::string& p) {
+  if (p.empty() || base.empty() || std::filesystem::path(p).is_absolute()) return p;
+  return (std::filesystem::path(base) / p).lexically_normal().string();
+}
+
+// Small helpers that keep the parser below one line per field.
+#define SHARDD_READ(target, expr)      \
+  do {                                 \
+    auto r_ = (expr);                  \
+    if (!r_) return r_.error();        \
+    target = static_cast<std::remove_reference_t<decltype(target)>>(*r_); \
+  } while (0)
+
+#define SHARDD_READ_OPT_STRING(target, fields, key) \
+  do {                                              \
+    auto r_ = (fields).opt_string(key);             \
+    if (!r_) return r_.error();                     \
+    if (*r_) target = **r_;                         \
+  } while (0)
+
+result<host_port> read_address(json_fields& f, std::string_view key, host_port fallback) {
+  auto s = f.opt_string(key);
+  if (!s) return s.error();
+  if (!*s) return fallback;
+  auto hp = parse_host_port(**s);
+  if (!hp) return f.fail(key, hp.error().detail);
+  return *hp;
+}
+
+}  // namespace
+
+result<node_config> parse_config(std::string_view text, const std::string& base_dir) {
+  auto parsed = parse_json(text, "config");
+  if (!parsed) return parsed.error();
+  if (!parsed->is_object()) return make_error(errc::invalid_argument, "config: expected a JSON object");
+  node_config c;
+  json_fields root(parsed->get_object(), "");
+  SHARDD_READ_OPT_STRING(c.node_id, root, "node_id");
+  SHARDD_READ_OPT_STRING(c.cluster_id, root, "cluster_id");
+  SHARDD_READ_OPT_STRING(c.data_dir, root, "data_dir");
+  SHARDD_READ_OPT_STRING(c.log_level, root, "log_level");
+  SHARDD_READ(c.weight, root.opt_u64("weight", c.weight, 0, 1000));
+  SHARDD_READ(c.threads, root.opt_u64("threads", c.threads, 1, 64));
+  SHARDD_READ(c.shutdown_timeout_ms, root.opt_u64("shutdown_timeout_ms", c.shutdown_timeout_ms, 100, 600000));
+
+  const boost::json::object* obj = nullptr;
+  SHARDD_READ(obj, root.opt_object("rest"));
+  if (obj) {
+    json_fields f(*obj, "rest");
+    SHARDD_READ(c.rest_listen, read_address(f, "listen", c.rest_listen));
+    SHARDD_READ_OPT_STRING(c.token, f, "token");
+    SHARDD_READ(c.max_body_bytes, f.opt_u64("max_body_bytes", c.max_body_bytes, 1024, 1ull << 32));
+    SHARDD_READ(c.idle_timeout_ms, f.opt_u64("idle_timeout_ms", c.idle_timeout_ms, 100, 3600000));
+    SHARDD_READ(c.request_timeout_ms, f.opt_u64("request_timeout_ms", c.request_timeout_ms, 100, 600000));
+    if (auto fin = f.finish(); !fin) return fin.error();
+  }
+  SHARDD_READ(obj, root.opt_object("peer"));
+  if (obj) {
+    json_fields f(*obj, "peer");
+    SHARDD_READ(c.peer_listen, read_address(f, "listen", c.peer_listen));
+    if (auto fin = f.finish(); !fin) return fin.error();
+  }
+  SHARDD_READ(obj, root.opt_object("tls"));
+  if (obj) {
+    json_fields f(*obj, "tls");
+    SHARDD_READ_OPT_STRING(c.tls.cert, f, "cert");
+    SHARDD_READ_OPT_STRING(c.tls.key, f, "key");
+    SHARDD_READ_OPT_STRING(c.tls.ca, f, "ca");
+    if (auto fin = f.finish(); !fin) return fin.error();
+  }
+  SHARDD_READ(obj, root.opt_object("cluster"));
+  if (obj) {
+    json_fields f(*obj, "cluster");
+    SHARDD_READ(c.bootstrap, f.opt_bool("bootstrap", c.bootstrap));
+    auto join = f.opt_string("join");
+    if (!join) return join.error();
+    if (*join && !(*join)->empty()) {
+      auto hp = parse_host_port(**join);
+      if (!hp) return f.fail("join", hp.error().detail);
+      c.join = *hp;
+    }
+    SHARDD_READ(c.vnodes_per_weight, f.opt_u64("vnodes_per_weight", c.vnodes_per_weight, 1, 4096));
+    SHARDD_READ(c.placement_epsilon, f.opt_double("placement_epsilon", c.placement_epsilon, 0.0, 10.0));
+    SHARDD_READ(c.default_shards, f.opt_u64("default_shards", c.default_shards, 1, 4096));
+    SHARDD_READ(c.heartbeat_interval_ms, f.opt_u64("heartbeat_interval_ms", c.heartbeat_interval_ms, 50, 60000));
+    SHARDD_READ(c.heartbeat_miss_limit, f.opt_u64("heartbeat_miss_limit", c.heartbeat_miss_limit, 1, 100));
+    if (auto fin = f.finish(); !fin) return fin.error();
+  }
+  SHARDD_READ(obj, root.opt_object("storage"));
+  if (obj) {
+    json_fields f(*obj, "storage");
+    auto d = f.opt_string("durability");
+    if (!d) return d.error();
+    if (*d) {
+      if (**d == "fsync")
+        c.durability = storage::durability::fsync;
+      else if (**d == "async")
+        c.durability = storage::durability::async;
+      else
+        return f.fail("durability", "must be \"fsync\" or \"async\"");
+    }
+    SHARDD_READ(c.block_cache_mb, f.opt_u64("block_cache_mb", c.block_cache_mb, 8, 1u << 20));
+    SHARDD_READ(c.read_threads, f.opt_u64("read_threads", c.read_threads, 1, 64));
+    if (auto fin = f.finish(); !fin) return fin.error();
+  }
+  SHARDD_READ(obj, root.opt_object("limits"));
+  if (obj) {
+    json_fields f(*obj, "limits");
+    SHARDD_READ(c.max_doc_bytes, f.opt_u64("max_doc_bytes", c.max_doc_bytes, 16, 64u << 20));
+    if (auto fin = f.finish(); !fin) return fin.error();
+  }
+  if (auto fin = root.finish(); !fin) return fin.error();
+
+  c.data_dir = resolve(base_dir, c.data_dir);
+  c.tls.cert = resolve(base_dir, c.tls.cert);
+  c.tls.key = resolve(base_dir, c.tls.key);
+  c.tls.ca = resolve(base_dir, c.tls.ca);
+  return c;
+}
+
+#undef SHARDD_READ
+#undef SHARDD_READ_OPT_STRING
+
+result<void> apply_overrides(node_config& c, const config_overrides& o) {
+  if (o.node_id) c.node_id = *o.node_id;
+  if (o.data_dir) c.data_dir = *o.data_dir;
+  if (o.log_level) c.log_level = *o.log_level;
+  if (o.token) c.token = *o.token;
+  if (o.tls_cert) c.tls.cert = *o.tls_cert;
+  if (o.tls_key) c.tls.key = *o.tls_key;
+  if (o.tls_ca) c.tls.ca = *o.tls_ca;
+  if (o.rest_listen) {
+    auto hp = parse_host_port(*o.rest_listen);
+    if (!hp) return make_error(errc::invalid_argument, "--rest-listen: " + hp.error().detail);
+    c.rest_listen = *hp;
+  }
+  if (o.peer_listen) {
+    auto hp = parse_host_port(*o.peer_listen);
+    if (!hp) return make_error(errc::invalid_argument, "--peer-listen: " + hp.error().detail);
+    c.peer_listen = *hp;
+  }
+  if (o.join) {
+    auto hp = parse_host_port(*o.join);
+    if (!hp) return make_error(errc::invalid_argument, "--join: " + hp.error().detail);
+    c.join = *hp;
+  }
+  if (o.bootstrap) c.bootstrap = true;
+  return {};
+}
+
+result<void> validate(const node_config& c) {
+  auto bad = [](std::string s) { return make_error(errc::invalid_argument, std::move(s)); };
+  if (c.node_id.empty()) return bad("node_id: is required (config node_id or --node-id)");
+  if (c.node_id.size() > 64) return bad("node_id: at most 64 characters");
+  for (char ch : c.node_id)
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.'))
+      return bad("node_id: only letters, digits, '-', '_' and '.' are allowed");
+  if (c.cluster_id.empty()) return bad("cluster_id: must not be empty");
+  if (c.data_dir.empty()) return bad("data_dir: is required (config data_dir or --data-dir)");
+  if (c.token.size() < 16) return bad("rest.token: is required and must be at least 16 characters (config rest.token or SHARDD_TOKEN)");
+  if (c.tls.cert.empty()) return bad("tls.cert: is required");
+  if (c.tls.key.empty()) return bad("tls.key: is required");
+  if (c.tls.ca.empty()) return bad("tls.ca: is required");
+  for (auto [field, path] : {std::pair{"tls.cert", &c.tls.cert}, {"tls.key", &c.tls.key}, {"tls.ca", &c.tls.ca}}) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(*path, ec)) return bad(std::string(field) + ": no such file: " + *path);
+  }
+  static const char* levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+  if (std::find(std::begin(levels), std::end(levels), c.log_level) == std::end(levels))
+    return bad("log_level: must be one of trace, debug, info, warn, error, critical, off");
+  if (c.bootstrap && c.join) return bad("cluster.bootstrap and cluster.join exclude each other: a node either starts a cluster or joins one");
+  if (c.rest_listen == c.peer_listen) return bad("peer.listen: must differ from rest.listen");
+  if (c.max_doc_bytes > c.max_body_bytes) return bad("limits.max_doc_bytes: must not exceed rest.max_body_bytes");
+  return {};
+}
+
+}  // namespace shardd

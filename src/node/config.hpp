@@ -1,0 +1,85 @@
+#pragma once
+// The node's configuration: parsed once from JSON and flags into typed structs, validated at
+// start. A bad value stops start-up with a message naming the field.
+
+#include "shardd/error.hpp"
+#include "storage/store.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace shardd {
+
+/// host:port, split. IPv6 literals are written [::1]:port.
+struct host_port {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string to_string() const;
+  friend bool operator==(const host_port&, const host_port&) = default;
+};
+[[nodiscard]] result<host_port> parse_host_port(std::string_view text);
+
+struct tls_config {
+  std::string cert;  ///< PEM certificate chain of this node (server and client use)
+  std::string key;   ///< PEM private key
+  std::string ca;    ///< PEM cluster CA: verifies peers
+};
+
+struct node_config {
+  std::string node_id;
+  std::string cluster_id = "shardd";
+  std::string data_dir;
+  std::string log_level = "info";
+  std::uint32_t weight = 1;
+  std::uint32_t threads = 2;               ///< network threads running the io_context
+  std::uint32_t shutdown_timeout_ms = 10000;
+
+  // rest
+  host_port rest_listen{"127.0.0.1", 8443};
+  std::string token;
+  std::uint64_t max_body_bytes = 8u << 20;
+  std::uint32_t idle_timeout_ms = 60000;
+  std::uint32_t request_timeout_ms = 10000;
+
+  // peer
+  host_port peer_listen{"127.0.0.1", 9443};
+
+  tls_config tls;
+
+  // cluster
+  bool bootstrap = false;
+  std::optional<host_port> join;
+  std::uint32_t vnodes_per_weight = 128;
+  double placement_epsilon = 0.1;
+  std::uint32_t default_shards = 32;
+  std::uint32_t heartbeat_interval_ms = 1000;
+  std::uint32_t heartbeat_miss_limit = 3;
+
+  // storage
+  storage::durability durability = storage::durability::fsync;
+  std::uint64_t block_cache_mb = 256;
+  std::uint32_t read_threads = 2;
+
+  // limits
+  std::uint64_t max_doc_bytes = 1u << 20;
+};
+
+/// Parses the JSON text of a config file. Relative paths (data_dir, tls files) are resolved
+/// against `base_dir`, the folder of the config file. Every field is optional except where
+/// `validate` says otherwise; unknown fields are errors.
+[[nodiscard]] result<node_config> parse_config(std::string_view json_text, const std::string& base_dir);
+
+/// Flag values that override the file. Empty optionals leave the file's value.
+struct config_overrides {
+  std::optional<std::string> node_id, data_dir, rest_listen, peer_listen, join, log_level, token;
+  std::optional<std::string> tls_cert, tls_key, tls_ca;
+  bool bootstrap = false;
+};
+[[nodiscard]] result<void> apply_overrides(node_config& c, const config_overrides& o);
+
+/// Checks the finished config: required fields present, values in range.
+[[nodiscard]] result<void> validate(const node_config& c);
+
+}  // namespace shardd

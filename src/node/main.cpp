@@ -1,0 +1,105 @@
+// shardd: the node process.
+
+#include "node/config.hpp"
+#include "node/log.hpp"
+#include "node/node.hpp"
+
+#include <boost/program_options.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+namespace po = boost::program_options;
+
+namespace {
+
+constexpr int exit_usage = 2;
+
+int fail(const std::string& message) {
+  std::cerr << "shardd: " << message << "\n";
+  return exit_usage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  po::options_description opts("Usage: shardd [--config FILE] [options]\n\nOptions (flags override the config file)");
+  // clang-format off
+  opts.add_options()
+    ("help,h", "print this help and exit")
+    ("version", "print the version and exit")
+    ("config,c", po::value<std::string>(), "JSON config file (see conf/shardd.example.json)")
+    ("node-id", po::value<std::string>(), "stable id of this node")
+    ("data-dir", po::value<std::string>(), "folder for this node's RocksDB and state")
+    ("rest-listen", po::value<std::string>(), "HOST:PORT of the HTTPS REST API")
+    ("peer-listen", po::value<std::string>(), "HOST:PORT of the mutual-TLS peer protocol")
+    ("bootstrap", "start a new cluster with this node as its controller")
+    ("join", po::value<std::string>(), "HOST:PORT: peer address of the controller to join")
+    ("log-level", po::value<std::string>(), "trace, debug, info, warn, error, critical or off")
+    ("tls-cert", po::value<std::string>(), "PEM certificate chain of this node")
+    ("tls-key", po::value<std::string>(), "PEM private key of this node")
+    ("tls-ca", po::value<std::string>(), "PEM cluster CA certificate")
+    ("check-config", "validate the configuration and exit");
+  // clang-format on
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, opts), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    return fail(std::string(e.what()) + " (see --help)");
+  }
+  if (vm.count("help")) {
+    std::cout << opts << "\nEnvironment:\n  SHARDD_TOKEN  bearer token for the REST API (overrides rest.token)\n";
+    return 0;
+  }
+  if (vm.count("version")) {
+    std::cout << "shardd " << SHARDD_VERSION << "\n";
+    return 0;
+  }
+
+  shardd::node_config cfg;
+  if (vm.count("config")) {
+    const auto path = vm["config"].as<std::string>();
+    std::ifstream in(path);
+    if (!in) return fail("config: cannot read " + path);
+    std::stringstream text;
+    text << in.rdbuf();
+    auto base = std::filesystem::absolute(path).parent_path().string();
+    auto parsed = shardd::parse_config(text.str(), base);
+    if (!parsed) return fail("config " + path + ": " + parsed.error().detail);
+    cfg = std::move(*parsed);
+  }
+  shardd::config_overrides o;
+  auto flag = [&](const char* name, std::optional<std::string>& target) {
+    if (vm.count(name)) target = vm[name].as<std::string>();
+  };
+  flag("node-id", o.node_id);
+  flag("data-dir", o.data_dir);
+  flag("rest-listen", o.rest_listen);
+  flag("peer-listen", o.peer_listen);
+  flag("join", o.join);
+  flag("log-level", o.log_level);
+  flag("tls-cert", o.tls_cert);
+  flag("tls-key", o.tls_key);
+  flag("tls-ca", o.tls_ca);
+  o.bootstrap = vm.count("bootstrap") > 0;
+  if (const char* t = std::getenv("SHARDD_TOKEN"); t && *t) o.token = t;
+  if (auto r = shardd::apply_overrides(cfg, o); !r) return fail(r.error().detail);
+  if (auto r = shardd::validate(cfg); !r) return fail(r.error().detail);
+  if (vm.count("check-config")) {
+    std::cout << "config ok\n";
+    return 0;
+  }
+
+  shardd::log::init(cfg.node_id, cfg.log_level);
+  shardd::node n(cfg);
+  if (auto r = n.start(); !r) {
+    SHARDD_LOG(critical, "start_failed", "error", r.error().detail);
+    std::cerr << "shardd: " << r.error().detail << "\n";
+    return 1;
+  }
+  return n.run();
+}

@@ -1,0 +1,406 @@
+#include "storage/store.hpp"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/slice.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <unordered_map>
+#include <variant>
+
+namespace shardd::storage {
+
+namespace {
+
+constexpr std::string_view stats_prefix = "stats/";
+
+std::string stats_key(std::uint32_t index_id, std::uint32_t shard_id) {
+  std::string k(stats_prefix);
+  append_u32be(k, index_id);
+  append_u32be(k, shard_id);
+  return k;
+}
+
+std::string encode_stats(const shard_stats& s) {
+  std::string v;
+  append_u64be(v, s.records);
+  append_u64be(v, s.bytes);
+  return v;
+}
+
+rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
+
+error io_error(std::string_view what, const rocksdb::Status& st) {
+  return make_error(errc::internal, std::string(what) + ": " + st.ToString());
+}
+
+}  // namespace
+
+struct store::slot {
+  std::uint32_t index_id;
+  std::uint32_t shard_id;
+  key_range range;
+  shard_stats stats;
+};
+
+struct store::queued {
+  std::variant<std::vector<write_op>, layout_change> work;
+  write_callback on_write;
+  layout_callback on_layout;
+};
+
+store::store(store_options opts) : opts_(std::move(opts)) {}
+
+result<std::unique_ptr<store>> store::open(const store_options& opts) {
+  std::unique_ptr<store> s(new store(opts));
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.create_missing_column_families = true;
+  options.IncreaseParallelism(2);
+  options.max_background_jobs = 2;
+  options.write_buffer_size = opts.write_buffer_bytes;
+  options.max_total_wal_size = 4 * opts.write_buffer_bytes;
+  options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  options.keep_log_file_num = 3;
+
+  s->cache_ = rocksdb::NewLRUCache(opts.block_cache_bytes);
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = s->cache_;
+  // Bloom filters make the existence check of a new key (exact counts) cheap.
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10, false));
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  rocksdb::ColumnFamilyOptions cf(options);
+  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, cf},
+      {"meta", rocksdb::ColumnFamilyOptions()},
+  };
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  auto st = rocksdb::DB::Open(rocksdb::DBOptions(options), opts.path, families, &handles, &db);
+  if (!st.ok()) return io_error("cannot open the store at " + opts.path, st);
+  s->db_ = db;
+  s->records_ = handles[0];
+  s->meta_ = handles[1];
+  s->writer_ = std::thread([p = s.get()] { p->writer_loop(); });
+  return s;
+}
+
+store::~store() { close(); }
+
+void store::close() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ && !writer_.joinable() && !db_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+  if (db_) {
+    (void)db_->FlushWAL(true);
+    (void)db_->DestroyColumnFamilyHandle(records_);
+    (void)db_->DestroyColumnFamilyHandle(meta_);
+    (void)db_->Close();
+    delete db_;
+    db_ = nullptr;
+  }
+}
+
+void store::wake(queued item) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!stopping_) {
+      queue_.push_back(std::move(item));
+      item.on_write = {};
+      item.on_layout = {};
+    }
+  }
+  // A store that is closing refuses new work; the caller hears so at once.
+  if (item.on_write) item.on_write(make_error(errc::unavailable, "the store is closing"));
+  if (item.on_layout) item.on_layout(make_error(errc::unavailable, "the store is closing"));
+  cv_.notify_one();
+}
+
+void store::submit(std::vector<write_op> ops, write_callback done) {
+  queued q;
+  q.work = std::move(ops);
+  q.on_write = std::move(done);
+  wake(std::move(q));
+}
+
+void store::submit(layout_change change, layout_callback done) {
+  queued q;
+  q.work = std::move(change);
+  q.on_layout = std::move(done);
+  wake(std::move(q));
+}
+
+void store::writer_loop() {
+  std::vector<queued> group;
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      // Take every queued write up to the group limit; a layout change is applied alone, in
+      // queue order, so writes before it land before it and writes after it see it.
+      if (std::holds_alternative<layout_change>(queue_.front().work)) {
+        group.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      } else {
+        std::size_t ops = 0;
+        while (!queue_.empty() && std::holds_alternative<std::vector<write_op>>(queue_.front().work) &&
+               ops < opts_.max_group_ops) {
+          ops += std::get<std::vector<write_op>>(queue_.front().work).size();
+          group.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+    }
+    if (std::holds_alternative<layout_change>(group.front().work))
+      apply_layout(group.front());
+    else
+      commit_writes(group);
+    group.clear();
+  }
+}
+
+store::slot* store::find_slot(std::string_view key) {
+  auto it = std::upper_bound(slots_.begin(), slots_.end(), key,
+                             [](std::string_view k, const slot& s) { return k < s.range.begin; });
+  if (it == slots_.begin()) return nullptr;
+  --it;
+  return it->range.contains(key) ? &*it : nullptr;
+}
+
+void store::commit_writes(std::vector<queued>& group) {
+  // 1. Learn which keys exist (one MultiGet for the group), so counts stay exact.
+  // 2. Build one batch with every op and the new stats of every shard touched.
+  // 3. One write (one fsync in fsync mode), then complete every request.
+  std::unordered_map<std::string_view, std::optional<std::size_t>> present;  // key -> value size
+  std::vector<rocksdb::Slice> lookup;
+  for (auto& q : group)
+    for (auto& op : std::get<std::vector<write_op>>(q.work))
+      if (present.try_emplace(op.key, std::nullopt).second) lookup.push_back(slice(op.key));
+
+  std::vector<rocksdb::PinnableSlice> values(lookup.size());
+  std::vector<rocksdb::Status> statuses(lookup.size());
+  if (!lookup.empty())
+    db_->MultiGet(rocksdb::ReadOptions(), records_, lookup.size(), lookup.data(), values.data(), statuses.data());
+  std::optional<error> failure;
+  for (std::size_t i = 0; i < lookup.size(); ++i) {
+    if (statuses[i].ok())
+      present[std::string_view(lookup[i].data(), lookup[i].size())] = values[i].size();
+    else if (!statuses[i].IsNotFound())
+      failure = io_error("read before write", statuses[i]);
+  }
+
+  rocksdb::WriteBatch batch;
+  std::vector<std::vector<op_status>> outcomes(group.size());
+  // New stats of the shards this group touches; published only once the write is durable.
+  std::unordered_map<slot*, shard_stats> working;
+  for (std::size_t g = 0; g < group.size() && !failure; ++g) {
+    auto& ops = std::get<std::vector<write_op>>(group[g].work);
+    auto& out = outcomes[g];
+    out.reserve(ops.size());
+    for (auto& op : ops) {
+      slot* s = find_slot(op.key);
+      if (!s) {
+        out.push_back(op_status::no_shard);
+        continue;
+      }
+      auto& st = working.try_emplace(s, s->stats).first->second;
+      auto& prev = present[op.key];
+      if (op.kind == op_kind::put) {
+        batch.Put(records_, slice(op.key), slice(op.value));
+        if (prev) {
+          st.bytes = st.bytes - *prev + op.value.size();
+          out.push_back(op_status::updated);
+        } else {
+          st.records += 1;
+          st.bytes += op.key.size() + op.value.size();
+          out.push_back(op_status::created);
+        }
+        prev = op.value.size();
+      } else if (prev) {
+        batch.Delete(records_, slice(op.key));
+        st.records -= 1;
+        st.bytes -= op.key.size() + *prev;
+        prev.reset();
+        out.push_back(op_status::deleted);
+      } else {
+        out.push_back(op_status::not_found);
+      }
+    }
+  }
+  for (auto& [s, st] : working) batch.Put(meta_, stats_key(s->index_id, s->shard_id), encode_stats(st));
+
+  if (!failure && batch.Count() > 0) {
+    rocksdb::WriteOptions wo;
+    wo.sync = opts_.mode == durability::fsync;
+    auto st = db_->Write(wo, &batch);
+    if (!st.ok()) failure = io_error("write", st);
+  }
+  if (!failure && !working.empty()) {
+    std::lock_guard lock(stats_mutex_);
+    for (auto& [s, st] : working) s->stats = st;
+  }
+  commits_.fetch_add(1, std::memory_order_relaxed);
+  for (std::size_t g = 0; g < group.size(); ++g) {
+    if (failure)
+      group[g].on_write(*failure);
+    else
+      group[g].on_write(std::move(outcomes[g]));
+  }
+}
+
+void store::apply_layout(queued& item) {
+  auto& change = std::get<layout_change>(item.work);
+  rocksdb::WriteBatch batch;
+  std::vector<slot> next = slots_;
+  auto fail = [&](error e) { item.on_layout(std::move(e)); };
+
+  for (auto id : change.drop_indexes) {
+    auto r = key_range{index_prefix(id), index_upper_bound(id)};
+    batch.DeleteRange(records_, slice(r.begin), slice(r.end));
+    for (const auto& s : next)
+      if (s.index_id == id) batch.Delete(meta_, stats_key(s.index_id, s.shard_id));
+    std::erase_if(next, [&](const slot& s) { return s.index_id == id; });
+  }
+  for (const auto& sp : change.splits) {
+    auto it = std::find_if(next.begin(), next.end(),
+                           [&](const slot& s) { return s.index_id == sp.index_id && s.shard_id == sp.shard_id; });
+    if (it == next.end()) return fail(make_error(errc::not_found, "split of a shard the store does not know"));
+    if (!it->range.contains(sp.at) || sp.at == it->range.begin)
+      return fail(make_error(errc::invalid_argument, "split point outside the shard"));
+    // Count the upper half; the lower half keeps the rest. The writer is blocked meanwhile,
+    // which keeps the counts exact.
+    shard_stats upper;
+    rocksdb::ReadOptions ro;
+    rocksdb::Slice hi = slice(it->range.end);
+    ro.iterate_upper_bound = &hi;
+    std::unique_ptr<rocksdb::Iterator> iter(db_->NewIterator(ro, records_));
+    for (iter->Seek(slice(sp.at)); iter->Valid(); iter->Next()) {
+      ++upper.records;
+      upper.bytes += iter->key().size() + iter->value().size();
+    }
+    if (!iter->status().ok()) return fail(io_error("split scan", iter->status()));
+    slot up{sp.index_id, sp.new_shard_id, key_range{sp.at, it->range.end}, upper};
+    it->range.end = sp.at;
+    it->stats.records -= upper.records;
+    it->stats.bytes -= upper.bytes;
+    batch.Put(meta_, stats_key(it->index_id, it->shard_id), encode_stats(it->stats));
+    batch.Put(meta_, stats_key(up.index_id, up.shard_id), encode_stats(up.stats));
+    next.push_back(std::move(up));
+  }
+  for (const auto& a : change.add) {
+    next.push_back(slot{a.index_id, a.shard_id, a.range, {}});
+    batch.Put(meta_, stats_key(a.index_id, a.shard_id), encode_stats({}));
+  }
+  std::sort(next.begin(), next.end(), [](const slot& a, const slot& b) { return a.range.begin < b.range.begin; });
+  for (std::size_t i = 1; i < next.size(); ++i)
+    if (next[i].range.begin < next[i - 1].range.end)
+      return fail(make_error(errc::internal, "layout change makes shard ranges overlap"));
+  if (change.map_json) batch.Put(meta_, slice(meta_partition_map), slice(*change.map_json));
+
+  rocksdb::WriteOptions wo;
+  wo.sync = true;  // layout changes are rare and always durable
+  auto st = db_->Write(wo, &batch);
+  if (!st.ok()) return fail(io_error("layout write", st));
+  {
+    std::lock_guard lock(stats_mutex_);
+    slots_ = std::move(next);
+  }
+  item.on_layout(result<void>{});
+}
+
+result<void> store::load_ranges(const std::vector<shard_range>& ranges) {
+  std::vector<slot> next;
+  for (const auto& r : ranges) {
+    slot s{r.index_id, r.shard_id, r.range, {}};
+    std::string v;
+    auto st = db_->Get(rocksdb::ReadOptions(), meta_, stats_key(r.index_id, r.shard_id), &v);
+    if (st.ok() && v.size() == 16) {
+      s.stats.records = read_u64be(v);
+      s.stats.bytes = read_u64be(std::string_view(v).substr(8));
+    } else if (!st.IsNotFound() && !st.ok()) {
+      return io_error("load stats", st);
+    }
+    next.push_back(std::move(s));
+  }
+  std::sort(next.begin(), next.end(), [](const slot& a, const slot& b) { return a.range.begin < b.range.begin; });
+  std::lock_guard lock(stats_mutex_);
+  slots_ = std::move(next);
+  return {};
+}
+
+std::optional<shard_stats> store::stats(std::uint32_t index_id, std::uint32_t shard_id) const {
+  std::lock_guard lock(stats_mutex_);
+  for (const auto& s : slots_)
+    if (s.index_id == index_id && s.shard_id == shard_id) return s.stats;
+  return std::nullopt;
+}
+
+store::read_status store::get_cached(std::string_view key, std::string& value) const {
+  rocksdb::ReadOptions ro;
+  ro.read_tier = rocksdb::kBlockCacheTier;
+  auto st = db_->Get(ro, records_, slice(key), &value);
+  if (st.ok()) return read_status::found;
+  if (st.IsNotFound()) return read_status::not_found;
+  return read_status::would_block;  // Incomplete: the data is not in memory
+}
+
+result<std::optional<std::string>> store::get(std::string_view key) const {
+  std::string value;
+  auto st = db_->Get(rocksdb::ReadOptions(), records_, slice(key), &value);
+  if (st.ok()) return std::optional<std::string>(std::move(value));
+  if (st.IsNotFound()) return std::optional<std::string>{};
+  return io_error("get", st);
+}
+
+result<scan_result> store::scan(const key_range& range, const std::optional<std::string>& after, std::size_t limit,
+                                const std::function<bool(std::string_view)>& keep, std::size_t max_examined) const {
+  scan_result out;
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice hi = slice(range.end);
+  ro.iterate_upper_bound = &hi;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, records_));
+  if (after && *after >= range.begin) {
+    it->Seek(slice(*after));
+    if (it->Valid() && it->key() == slice(*after)) it->Next();
+  } else {
+    it->Seek(slice(range.begin));
+  }
+  std::size_t examined = 0;
+  std::string last;  // last key examined: where to resume when stopping early
+  for (; it->Valid(); it->Next()) {
+    if (out.records.size() >= limit || examined >= max_examined) {
+      out.resume_after = last;
+      break;
+    }
+    std::string_view k(it->key().data(), it->key().size());
+    ++examined;
+    last.assign(k);
+    if (keep && !keep(k)) continue;
+    out.records.push_back(record{std::string(k), std::string(it->value().data(), it->value().size())});
+  }
+  if (!it->status().ok()) return io_error("scan", it->status());
+  out.examined = examined;
+  return out;
+}
+
+result<std::optional<std::string>> store::get_meta(std::string_view key) const {
+  std::string value;
+  auto st = db_->Get(rocksdb::ReadOptions(), meta_, slice(key), &value);
+  if (st.ok()) return std::optional<std::string>(std::move(value));
+  if (st.IsNotFound()) return std::optional<std::string>{};
+  return io_error("get meta", st);
+}
+
+}  // namespace shardd::storage

@@ -1,0 +1,181 @@
+#pragma once
+// The node's storage: one RocksDB with a records column family and a meta column family.
+
+#include "shardd/error.hpp"
+#include "shardd/key_codec.hpp"
+#include "storage/unique_function.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+class Cache;
+}  // namespace rocksdb
+
+namespace shardd::storage {
+
+/// How an acknowledged write is made durable.
+enum class durability : std::uint8_t {
+  fsync,  ///< default: the WAL is fsynced before the write is acknowledged (group commit)
+  async,  ///< opt-in: the WAL is written to the OS but not fsynced; survives a process crash
+          ///< (SIGKILL) but not a power loss or kernel crash
+};
+
+struct store_options {
+  std::string path;
+  durability mode = durability::fsync;
+  std::size_t block_cache_bytes = 256u << 20;
+  std::size_t write_buffer_bytes = 64u << 20;
+  std::size_t max_group_ops = 50000;  ///< ops merged into one commit at most
+};
+
+enum class op_kind : std::uint8_t { put, del };
+
+struct write_op {
+  op_kind kind = op_kind::put;
+  std::string key;    ///< storage key
+  std::string value;  ///< the document (put only)
+};
+
+enum class op_status : std::uint8_t {
+  created,    ///< put of a key that did not exist
+  updated,    ///< put over an existing key
+  deleted,    ///< delete of an existing key
+  not_found,  ///< delete of a missing key (nothing written)
+  no_shard,   ///< the key is in no known shard range (its index was dropped meanwhile)
+};
+
+/// Records and bytes (key + value) of one shard, exact.
+struct shard_stats {
+  std::uint64_t records = 0;
+  std::uint64_t bytes = 0;
+};
+
+/// A shard's storage range, announced by the node when its partition map changes.
+struct shard_range {
+  std::uint32_t index_id = 0;
+  std::uint32_t shard_id = 0;
+  key_range range;
+};
+
+/// A change of layout, applied atomically with the new partition map.
+struct layout_change {
+  std::optional<std::string> map_json;        ///< new partition map to persist
+  std::vector<shard_range> add;                ///< new empty shards (a new index)
+  std::vector<std::uint32_t> drop_indexes;     ///< delete all data and stats of these indexes
+  struct split {
+    std::uint32_t index_id, shard_id, new_shard_id;
+    std::string at;  ///< storage key where the upper half starts
+  };
+  std::vector<split> splits;
+};
+
+/// One record read by a scan.
+struct record {
+  std::string key;  ///< storage key
+  std::string value;
+};
+
+struct scan_result {
+  std::vector<record> records;
+  std::optional<std::string> resume_after;  ///< storage key to continue after, if the range has more
+  std::size_t examined = 0;                  ///< keys looked at, kept or not
+};
+
+/// The node's storage engine.
+///
+/// Threads: writes and layout changes go through one queue to a dedicated writer thread,
+/// which group-commits everything queued into one RocksDB write (one fsync for many
+/// requests) and keeps exact per-shard record and byte counts in the same atomic batch.
+/// Reads (`get`, `scan`) are thread-safe and run on the caller's thread: callers on network
+/// strands use `get_cached`, which never touches the disk, and send the rest to a pool.
+/// Callbacks run on the writer thread and must only hand the result over (post it).
+class store {
+ public:
+  using write_callback = unique_function<void(result<std::vector<op_status>>)>;
+  using layout_callback = unique_function<void(result<void>)>;
+
+  [[nodiscard]] static result<std::unique_ptr<store>> open(const store_options& opts);
+  ~store();
+  store(const store&) = delete;
+  store& operator=(const store&) = delete;
+
+  /// Queues writes for the next group commit. `done` gets one status per op, in order.
+  void submit(std::vector<write_op> ops, write_callback done);
+
+  /// Queues a layout change (new index, dropped index, split, new map), ordered with writes.
+  void submit(layout_change change, layout_callback done);
+
+  enum class read_status : std::uint8_t { found, not_found, would_block };
+  /// Point read that only looks at memtables and the block cache; never blocks on disk.
+  read_status get_cached(std::string_view key, std::string& value) const;
+  /// Point read; may read from disk.
+  [[nodiscard]] result<std::optional<std::string>> get(std::string_view key) const;
+
+  /// Reads up to `limit` records of [range.begin, range.end), starting after `after` if given,
+  /// keeping those `keep` accepts; examines at most `max_examined` keys (then stops early and
+  /// reports where to resume).
+  [[nodiscard]] result<scan_result> scan(const key_range& range, const std::optional<std::string>& after,
+                                         std::size_t limit, const std::function<bool(std::string_view)>& keep = {},
+                                         std::size_t max_examined = SIZE_MAX) const;
+
+  /// Exact stats of a shard known to the store.
+  std::optional<shard_stats> stats(std::uint32_t index_id, std::uint32_t shard_id) const;
+
+  /// Loads shard ranges at start-up, with the stats persisted for them.
+  [[nodiscard]] result<void> load_ranges(const std::vector<shard_range>& ranges);
+
+  [[nodiscard]] result<std::optional<std::string>> get_meta(std::string_view key) const;
+
+  /// Stops the writer after it drains its queue, then closes RocksDB cleanly.
+  void close();
+
+  durability mode() const noexcept { return opts_.mode; }
+
+  /// Group commits done and ops written (for metrics and benchmarks).
+  std::uint64_t commits() const noexcept { return commits_.load(std::memory_order_relaxed); }
+
+ private:
+  explicit store(store_options opts);
+  struct queued;
+  struct slot;
+  void writer_loop();
+  void commit_writes(std::vector<queued>& group);
+  void apply_layout(queued& item);
+  slot* find_slot(std::string_view key);
+  void wake(queued item);
+
+  store_options opts_;
+  rocksdb::DB* db_ = nullptr;
+  rocksdb::ColumnFamilyHandle* records_ = nullptr;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  std::shared_ptr<rocksdb::Cache> cache_;
+
+  std::mutex mutex_;  // guards queue_ and stopping_ only
+  std::condition_variable cv_;
+  std::deque<queued> queue_;
+  bool stopping_ = false;
+  std::thread writer_;
+
+  // Written only on the writer thread; read by stats() under stats_mutex_.
+  mutable std::mutex stats_mutex_;
+  std::vector<slot> slots_;  // sorted by range.begin
+  std::atomic<std::uint64_t> commits_{0};
+};
+
+/// Meta key under which the partition map is kept.
+inline constexpr std::string_view meta_partition_map = "partition_map";
+
+}  // namespace shardd::storage
