@@ -77,6 +77,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   awaitable<void> accept_loop();
   awaitable<void> run(std::shared_ptr<session> s);
   awaitable<bool> write(session& s, http_response res, unsigned version, bool keep_alive);
+  awaitable<void> linger(session& s);
 
   // Runs `f(session&)` on each live session's strand.
   template <class F>
@@ -177,6 +178,21 @@ awaitable<bool> http_server::impl::write(session& s, http_response res, unsigned
   co_return !ec;
 }
 
+awaitable<void> http_server::impl::linger(session& s) {
+  // After refusing a request whose body is still arriving, read and drop what the client
+  // sends for a short while before closing. Closing with unread data makes the kernel send a
+  // reset, which can destroy the answer before the client reads it.
+  auto& lowest = beast::get_lowest_layer(s.stream);
+  lowest.expires_after(std::chrono::seconds(2));
+  std::vector<char> scratch(64 * 1024);
+  std::uint64_t dropped = 0;
+  while (dropped < 2 * opts.max_body_bytes + (1u << 20)) {
+    auto [ec, n] = co_await s.stream.async_read_some(asio::buffer(scratch), as_tuple_awaitable);
+    if (ec) break;
+    dropped += n;
+  }
+}
+
 awaitable<void> http_server::impl::run(std::shared_ptr<session> s) {
   auto self = shared_from_this();
   auto& lowest = beast::get_lowest_layer(s->stream);
@@ -202,23 +218,26 @@ awaitable<void> http_server::impl::run(std::shared_ptr<session> s) {
     lowest.expires_after(opts.idle_timeout);
     auto [ec, n] = co_await http::async_read_header(s->stream, buffer, parser, as_tuple_awaitable);
     s->idle = false;
+    // Error answers are built as named locals before co_await: GCC 12 destroys temporaries
+    // inside a co_await operand twice.
+    if (ec == http::error::body_limit) {
+      // Content-Length over the limit is caught while parsing the header: refuse before
+      // reading the body, and close since the body stays unread.
+      // The header is not complete here, so neither its length nor its version can be read.
+      auto res = problem(413, "payload-too-large",
+                         "request body (Content-Length) exceeds the limit of " + std::to_string(opts.max_body_bytes) +
+                             " bytes");
+      if (co_await write(*s, std::move(res), 11, false)) co_await linger(*s);
+      break;
+    }
     if (ec) {
       if (is_disconnect(ec) || ec.category() != http::make_error_code(http::error::header_limit).category()) break;
       const bool too_big = ec == http::error::header_limit;
-      co_await write(*s, problem(too_big ? 431 : 400, "malformed-request",
-                                 std::string("malformed HTTP request: ") + ec.message()),
-                     11, false);
+      auto res = problem(too_big ? 431 : 400, "malformed-request", "malformed HTTP request: " + ec.message());
+      co_await write(*s, std::move(res), 11, false);
       break;
     }
     const unsigned version = parser.get().version();
-    if (auto len = parser.content_length(); len && *len > opts.max_body_bytes) {
-      // Refuse before reading: the body is never read, so the connection must close.
-      co_await write(*s, problem(413, "payload-too-large",
-                                 "request body is " + std::to_string(*len) + " bytes; the limit is " +
-                                     std::to_string(opts.max_body_bytes)),
-                     version, false);
-      break;
-    }
     if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
       // Answer at once so curl does not wait a second before sending the body.
       http::response<http::empty_body> cont{http::status::continue_, version};
@@ -229,15 +248,16 @@ awaitable<void> http_server::impl::run(std::shared_ptr<session> s) {
       lowest.expires_after(opts.io_timeout);
       auto [bec, bn] = co_await http::async_read(s->stream, buffer, parser, as_tuple_awaitable);
       if (bec == http::error::body_limit) {
-        co_await write(*s, problem(413, "payload-too-large",
-                                   "request body exceeds the limit of " + std::to_string(opts.max_body_bytes) + " bytes"),
-                       version, false);
+        auto res = problem(413, "payload-too-large",
+                           "request body exceeds the limit of " + std::to_string(opts.max_body_bytes) + " bytes");
+        if (co_await write(*s, std::move(res), version, false)) co_await linger(*s);
         break;
       }
       if (bec) {
-        if (!is_disconnect(bec))
-          co_await write(*s, problem(400, "malformed-request", "malformed HTTP request body: " + bec.message()), version,
-                         false);
+        if (!is_disconnect(bec)) {
+          auto res = problem(400, "malformed-request", "malformed HTTP request body: " + bec.message());
+          co_await write(*s, std::move(res), version, false);
+        }
         break;
       }
     }

@@ -72,8 +72,8 @@ std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
 template <class F>
 awaitable<std::invoke_result_t<F>> on_pool(asio::thread_pool& pool, F f) {
   using R = std::invoke_result_t<F>;
-  co_return co_await asio::co_spawn(
-      pool, [f = std::move(f)]() mutable -> awaitable<R> { co_return f(); }, asio::use_awaitable);
+  auto task = [f = std::move(f)]() mutable -> awaitable<R> { co_return f(); };  // named: GCC 12 destroys temporaries in a co_await operand twice
+  co_return co_await asio::co_spawn(pool, std::move(task), asio::use_awaitable);
 }
 
 }  // namespace
@@ -487,7 +487,9 @@ awaitable<http_response> rest_api::get_record(call& c, const index_entry& ix, co
   auto st = ctx_.store.get_cached(rt.storage_key, value);
   if (st == storage::store::read_status::would_block) {
     // Not in memory: read from disk on the pool, never on this strand.
-    auto got = co_await on_pool(ctx_.read_pool, [&s = ctx_.store, k = rt.storage_key] { return s.get(k); });
+    // A named closure: GCC 12 destroys temporaries inside a co_await operand twice.
+    auto read = [&s = ctx_.store, k = rt.storage_key] { return s.get(k); };
+    auto got = co_await on_pool(ctx_.read_pool, std::move(read));
     if (!got) co_return c.fail(got.error());
     if (*got) {
       value = std::move(**got);
@@ -711,7 +713,7 @@ awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
     std::vector<storage::record> records;
     std::optional<std::string> resume_after;
   };
-  auto result = co_await on_pool(ctx_.read_pool, [&]() -> shardd::result<page> {
+  auto walk = [&]() -> shardd::result<page> {
     page out;
     std::size_t examined_budget = max_scan_examined;
     for (const auto& s : ix.shards) {
@@ -741,7 +743,8 @@ awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
       if (probe->resume_after) out.resume_after = last;
     }
     return out;
-  });
+  };
+  auto result = co_await on_pool(ctx_.read_pool, std::move(walk));
   if (!result) co_return c.fail(result.error());
 
   auto user_key = [&](std::string_view storage_key) {

@@ -79,17 +79,19 @@ result<void> ring_actor::load() {
 }
 
 asio::awaitable<map_result> ring_actor::create_index(std::string name, index_spec spec) {
-  co_return co_await ask<map_result>([&](reply_to<map_result> r) {
+  auto make = [&](reply_to<map_result> r) {
     create_index_cmd cmd{std::move(name), std::move(spec), std::move(r)};
     return ring_message(std::move(cmd));
-  });
+  };
+  co_return co_await ask<map_result>(std::move(make));
 }
 
 asio::awaitable<map_result> ring_actor::drop_index(std::string name) {
-  co_return co_await ask<map_result>([&](reply_to<map_result> r) {
+  auto make = [&](reply_to<map_result> r) {
     drop_index_cmd cmd{std::move(name), std::move(r)};
     return ring_message(std::move(cmd));
-  });
+  };
+  co_return co_await ask<map_result>(std::move(make));
 }
 
 asio::awaitable<map_result> ring_actor::commit(partition_map next, storage::layout_change change) {
