@@ -28,8 +28,17 @@ class ring {
  public:
   static constexpr std::uint32_t default_vnodes_per_weight = 128;
   static constexpr std::uint32_t max_weight = 1000;
+  static constexpr std::size_t max_nodes = 65535;  ///< owners are stored as 16-bit ordinals
 
   explicit ring(std::uint32_t vnodes_per_weight = default_vnodes_per_weight);
+
+  struct member {
+    std::string id;
+    std::uint32_t weight = 1;
+  };
+  /// Builds a ring of these members at once (one sort, instead of one per add).
+  [[nodiscard]] static result<ring> build(std::vector<member> members,
+                                          std::uint32_t vnodes_per_weight = default_vnodes_per_weight);
 
   [[nodiscard]] result<void> add(std::string_view node_id, std::uint32_t weight);
   [[nodiscard]] result<void> remove(std::string_view node_id);
@@ -51,7 +60,7 @@ class ring {
     const std::size_t slice = static_cast<std::size_t>(token >> accel_shift_);
     std::size_t lo = accel_[slice];
     const std::size_t hi = accel_[slice + 1];
-    // Slices hold about one vnode on average; a short linear scan beats a binary search.
+    // Slices hold about half a vnode on average; a short linear scan beats a binary search.
     while (lo < hi && tokens_[lo] < token) ++lo;
     return lo == tokens_.size() ? 0 : lo;
   }
@@ -76,13 +85,15 @@ class ring {
 
  private:
   void rebuild();
+  std::vector<std::uint64_t> vnode_tokens(std::string_view node_id, std::uint32_t weight) const;
 
   std::uint32_t vnodes_per_weight_;
-  std::vector<std::string> nodes_;       // sorted by id; index = ordinal
-  std::vector<std::uint32_t> weights_;   // by ordinal
-  std::vector<std::uint64_t> tokens_;    // sorted
-  std::vector<std::uint32_t> owners_;    // ordinal of the owner of tokens_[i]
-  std::vector<std::uint32_t> accel_;     // 2^bits + 1 entries
+  std::vector<std::string> nodes_;                     // sorted by id; index = ordinal
+  std::vector<std::uint32_t> weights_;                 // by ordinal
+  std::vector<std::vector<std::uint64_t>> own_tokens_; // by ordinal: that node's vnode tokens
+  std::vector<std::uint64_t> tokens_;                  // all vnode tokens, sorted
+  std::vector<std::uint16_t> owners_;                  // ordinal of the owner of tokens_[i]
+  std::vector<std::uint32_t> accel_;                   // 2^bits + 1 entries: first vnode of each slice
   unsigned accel_shift_ = 63;
 };
 

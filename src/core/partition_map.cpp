@@ -71,10 +71,12 @@ const node_entry* partition_map::find_node(std::string_view id) const noexcept {
 }
 
 ring build_ring(const partition_map& m, std::uint32_t vnodes_per_weight) {
-  ring r(vnodes_per_weight);
+  std::vector<ring::member> members;
   for (const auto& [id, n] : m.nodes)
-    if (n.accepts_shards()) (void)r.add(id, n.weight);
-  return r;
+    if (n.accepts_shards()) members.push_back({id, n.weight});
+  auto r = ring::build(std::move(members), vnodes_per_weight);
+  // A validated map has unique ids and weights in range, so build() cannot fail.
+  return r ? std::move(*r) : ring(vnodes_per_weight);
 }
 
 namespace {

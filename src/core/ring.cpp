@@ -19,15 +19,47 @@ int ring::ordinal(std::string_view node_id) const noexcept {
   return static_cast<int>(it - nodes_.begin());
 }
 
+std::vector<std::uint64_t> ring::vnode_tokens(std::string_view node_id, std::uint32_t weight) const {
+  std::vector<std::uint64_t> out;
+  const std::uint32_t count = weight * vnodes_per_weight_;
+  out.reserve(count);
+  std::string name;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    name.assign(node_id).append("#").append(std::to_string(i));
+    out.push_back(token_of(name));
+  }
+  return out;
+}
+
+result<ring> ring::build(std::vector<member> members, std::uint32_t vnodes_per_weight) {
+  ring r(vnodes_per_weight);
+  std::sort(members.begin(), members.end(), [](const member& a, const member& b) { return a.id < b.id; });
+  if (members.size() > max_nodes) return make_error(errc::invalid_argument, "more than 65535 nodes");
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    const auto& m = members[i];
+    if (m.id.empty()) return make_error(errc::invalid_argument, "node id must not be empty");
+    if (i > 0 && members[i - 1].id == m.id)
+      return make_error(errc::already_exists, "node '" + m.id + "' is listed twice");
+    if (m.weight > max_weight) return make_error(errc::invalid_argument, "weight above " + std::to_string(max_weight));
+    r.nodes_.push_back(m.id);
+    r.weights_.push_back(m.weight);
+    r.own_tokens_.push_back(r.vnode_tokens(m.id, m.weight));
+  }
+  r.rebuild();
+  return r;
+}
+
 result<void> ring::add(std::string_view node_id, std::uint32_t weight) {
   if (node_id.empty()) return make_error(errc::invalid_argument, "node id must not be empty");
   if (weight > max_weight) return make_error(errc::invalid_argument, "weight above " + std::to_string(max_weight));
+  if (nodes_.size() >= max_nodes) return make_error(errc::invalid_argument, "more than 65535 nodes");
   auto it = std::lower_bound(nodes_.begin(), nodes_.end(), node_id);
   if (it != nodes_.end() && *it == node_id)
     return make_error(errc::already_exists, "node '" + std::string(node_id) + "' is already on the ring");
   auto pos = it - nodes_.begin();
   nodes_.insert(it, std::string(node_id));
   weights_.insert(weights_.begin() + pos, weight);
+  own_tokens_.insert(own_tokens_.begin() + pos, vnode_tokens(node_id, weight));
   rebuild();
   return {};
 }
@@ -37,6 +69,7 @@ result<void> ring::remove(std::string_view node_id) {
   if (o < 0) return make_error(errc::not_found, "node '" + std::string(node_id) + "' is not on the ring");
   nodes_.erase(nodes_.begin() + o);
   weights_.erase(weights_.begin() + o);
+  own_tokens_.erase(own_tokens_.begin() + o);
   rebuild();
   return {};
 }
@@ -46,29 +79,24 @@ result<void> ring::set_weight(std::string_view node_id, std::uint32_t weight) {
   if (o < 0) return make_error(errc::not_found, "node '" + std::string(node_id) + "' is not on the ring");
   if (weight > max_weight) return make_error(errc::invalid_argument, "weight above " + std::to_string(max_weight));
   weights_[static_cast<std::size_t>(o)] = weight;
+  own_tokens_[static_cast<std::size_t>(o)] = vnode_tokens(node_id, weight);
   rebuild();
   return {};
 }
 
 void ring::rebuild() {
-  // Vnode tokens of a node do not depend on other members, so the ring of a member set is
+  // A node's vnode tokens do not depend on other members, so the ring of a member set is
   // always the same; ties on equal tokens break by ordinal, which follows id order.
   struct vnode {
     std::uint64_t token;
-    std::uint32_t owner;
+    std::uint16_t owner;
   };
   std::vector<vnode> all;
   std::size_t total = 0;
-  for (auto w : weights_) total += static_cast<std::size_t>(w) * vnodes_per_weight_;
+  for (const auto& t : own_tokens_) total += t.size();
   all.reserve(total);
-  std::string name;
-  for (std::uint32_t o = 0; o < nodes_.size(); ++o) {
-    const std::uint32_t count = weights_[o] * vnodes_per_weight_;
-    for (std::uint32_t i = 0; i < count; ++i) {
-      name.assign(nodes_[o]).append("#").append(std::to_string(i));
-      all.push_back({token_of(name), o});
-    }
-  }
+  for (std::size_t o = 0; o < own_tokens_.size(); ++o)
+    for (auto t : own_tokens_[o]) all.push_back({t, static_cast<std::uint16_t>(o)});
   std::sort(all.begin(), all.end(),
             [](const vnode& a, const vnode& b) { return std::tie(a.token, a.owner) < std::tie(b.token, b.owner); });
   tokens_.resize(all.size());
@@ -80,7 +108,8 @@ void ring::rebuild() {
   tokens_.shrink_to_fit();
   owners_.shrink_to_fit();
 
-  // About two slices per vnode keeps the scan within a slice to one or two tokens.
+  // About two slices per vnode: a lookup reads the table entry and then, almost always, the
+  // one token cache line that holds its answer.
   unsigned bits = all.empty() ? 1 : static_cast<unsigned>(std::bit_width(all.size())) + 1;
   bits = std::clamp(bits, 1u, 24u);
   accel_shift_ = 64 - bits;
@@ -116,9 +145,10 @@ std::vector<double> ring::ownership() const {
 }
 
 std::size_t ring::memory_bytes() const noexcept {
-  std::size_t b = tokens_.capacity() * sizeof(std::uint64_t) + owners_.capacity() * sizeof(std::uint32_t) +
+  std::size_t b = tokens_.capacity() * sizeof(std::uint64_t) + owners_.capacity() * sizeof(std::uint16_t) +
                   accel_.capacity() * sizeof(std::uint32_t) + weights_.capacity() * sizeof(std::uint32_t) +
                   nodes_.capacity() * sizeof(std::string);
+  for (const auto& t : own_tokens_) b += t.capacity() * sizeof(std::uint64_t);
   for (const auto& n : nodes_) b += n.capacity() > 15 ? n.capacity() + 1 : 0;
   return b;
 }

@@ -145,3 +145,21 @@ TEST_CASE("weight changes, removal of unknown nodes and duplicates are reported"
   CHECK(r.empty());
   CHECK(r.memory_bytes() > 0);
 }
+
+TEST_CASE("building a ring at once equals adding its members one by one") {
+  std::vector<ring::member> members;
+  ring one_by_one(16);
+  for (int i = 0; i < 25; ++i) {
+    members.push_back({"m" + std::to_string((i * 7) % 25), 1 + static_cast<std::uint32_t>(i % 4)});
+    REQUIRE(one_by_one.add(members.back().id, members.back().weight));
+  }
+  auto built = ring::build(members, 16);
+  REQUIRE(built);
+  REQUIRE(built->vnode_count() == one_by_one.vnode_count());
+  for (std::size_t i = 0; i < built->vnode_count(); ++i) {
+    CHECK(built->vnode_token(i) == one_by_one.vnode_token(i));
+    CHECK(built->vnode_owner(i) == one_by_one.vnode_owner(i));
+  }
+  members.push_back(members.front());
+  CHECK(ring::build(members, 16).error().code == errc::already_exists);
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# HTTP benchmark of one node: single-record GET and durable PUT over HTTPS keep-alive at 64
+# connections (wrk), and bulk NDJSON of 100-byte documents (bench/bulk_bench). Client and
+# server share this machine. Prints one RESULT line per measurement.
+#   bench/http-bench.sh [SECONDS]
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+secs=${1:-10}
+"$repo/scripts/setup.sh" --bench
+build=$repo/build-release
+if [[ ! -f $build/build.ninja ]]; then meson setup "$build" -Dbuildtype=release -Db_ndebug=true >/dev/null; fi
+ninja -C "$build" src/node/shardd bench/bulk_bench >/dev/null
+
+work=$(mktemp -d /tmp/shardd-bench.XXXXXX)
+pid=
+cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+"$repo/scripts/dev-certs.sh" "$work/certs" node-1
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+peer=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export SHARDD_TOKEN=bench-token-0123456789abcdef
+"$build/src/node/shardd" --node-id node-1 --data-dir "$work/data" --bootstrap \
+  --rest-listen 127.0.0.1:$port --peer-listen 127.0.0.1:$peer --log-level warn \
+  --tls-cert "$work/certs/node-1.pem" --tls-key "$work/certs/node-1.key" --tls-ca "$work/certs/ca.pem" &
+pid=$!
+url=https://127.0.0.1:$port
+for _ in $(seq 100); do curl -fsS --cacert "$work/certs/ca.pem" "$url/v1/health" >/dev/null 2>&1 && break; sleep 0.1; done
+auth=(-H "Authorization: Bearer $SHARDD_TOKEN")
+curl -fsS --cacert "$work/certs/ca.pem" "${auth[@]}" -X PUT "$url/v1/indexes/bench" -d '{"shards":32}' >/dev/null
+curl -fsS --cacert "$work/certs/ca.pem" "${auth[@]}" -X PUT "$url/v1/indexes/bulk" -d '{"shards":32}' >/dev/null
+
+echo "# bulk NDJSON, 100-byte documents, 1,000,000 records, batches of 10,000, 2 connections"
+"$build/bench/bulk_bench" "$port" "$work/certs/ca.pem" bulk 1000000 10000 2
+echo "# preload 100,000 records for GET"
+"$build/bench/bulk_bench" "$port" "$work/certs/ca.pem" bench 100000 10000 2 >/dev/null
+# Rename keys b<i> -> k<i> is not possible; GET reads b<i> keys instead.
+sed 's|"/records/k"|"/records/b"|' "$repo/bench/wrk-get.lua" > "$work/get.lua"
+echo "# GET single record, 64 connections, ${secs}s"
+BENCH_INDEX=bench BENCH_KEYS=100000 wrk -t1 -c64 -d"${secs}s" --latency -s "$work/get.lua" "$url" | grep -E "RESULT|Requests/sec|Non-2xx"
+echo "# durable PUT (fsync, group commit), 64 connections, ${secs}s"
+BENCH_INDEX=bench wrk -t1 -c64 -d"${secs}s" --latency -s "$repo/bench/wrk-put.lua" "$url" | grep -E "RESULT|Requests/sec|Non-2xx"

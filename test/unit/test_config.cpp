@@ -1,0 +1,112 @@
+#include "node/config.hpp"
+
+#include "support/catch_result.hpp"
+#include "support/temp_dir.hpp"
+
+#include <fstream>
+
+using namespace shardd;
+
+namespace {
+
+std::string error_of(const std::string& json) {
+  auto r = parse_config(json, "/etc/shardd");
+  REQUIRE(!r);
+  return r.error().detail;
+}
+
+// A config that validates: files exist, token long enough.
+node_config valid_config(const temp_dir& dir) {
+  for (auto f : {"c.pem", "k.pem", "ca.pem"}) std::ofstream(dir.sub(f)) << "x";
+  auto r = parse_config(R"({"node_id":"n1","data_dir":"d","rest":{"token":"0123456789abcdef"},
+                            "tls":{"cert":"c.pem","key":"k.pem","ca":"ca.pem"}})",
+                        dir.path());
+  REQUIRE(r);
+  return *r;
+}
+
+}  // namespace
+
+TEST_CASE("a full config parses into typed fields with relative paths resolved") {
+  auto r = parse_config(R"({
+    "node_id": "n1", "cluster_id": "c", "data_dir": "data", "log_level": "debug", "weight": 3, "threads": 4,
+    "rest": {"listen": "[::1]:8443", "token": "t", "max_body_bytes": 2048, "idle_timeout_ms": 500},
+    "peer": {"listen": "10.0.0.1:9000"},
+    "tls": {"cert": "c.pem", "key": "/abs/k.pem", "ca": "ca.pem"},
+    "cluster": {"join": "10.0.0.2:9000", "vnodes_per_weight": 64, "placement_epsilon": 0.25},
+    "storage": {"durability": "async", "block_cache_mb": 64},
+    "limits": {"max_doc_bytes": 1024}
+  })", "/etc/shardd");
+  REQUIRE(r);
+  CHECK(r->data_dir == "/etc/shardd/data");
+  CHECK(r->tls.cert == "/etc/shardd/c.pem");
+  CHECK(r->tls.key == "/abs/k.pem");
+  CHECK(r->rest_listen == host_port{"::1", 8443});
+  CHECK(r->rest_listen.to_string() == "[::1]:8443");
+  CHECK(r->peer_listen == host_port{"10.0.0.1", 9000});
+  CHECK(r->join == host_port{"10.0.0.2", 9000});
+  CHECK(r->weight == 3);
+  CHECK(r->vnodes_per_weight == 64);
+  CHECK(r->placement_epsilon == 0.25);
+  CHECK(r->durability == storage::durability::async);
+  CHECK(r->max_body_bytes == 2048);
+  CHECK(r->max_doc_bytes == 1024);
+}
+
+TEST_CASE("config errors name the field") {
+  CHECK(error_of("[]").find("JSON object") != std::string::npos);
+  CHECK(error_of("{").find("not valid JSON") != std::string::npos);
+  CHECK(error_of(R"({"node_idd":"x"})") == "node_idd: unknown field");
+  CHECK(error_of(R"({"rest":{"listen":"nohost"}})").starts_with("rest.listen:"));
+  CHECK(error_of(R"({"rest":{"listen":"h:0"}})").starts_with("rest.listen:"));
+  CHECK(error_of(R"({"rest":{"listen":"::1:80"}})").find("brackets") != std::string::npos);
+  CHECK(error_of(R"({"rest":{"max_body_bytes":-1}})").starts_with("rest.max_body_bytes:"));
+  CHECK(error_of(R"({"rest":{"tokn":"x"}})") == "rest.tokn: unknown field");
+  CHECK(error_of(R"({"weight":"heavy"})").starts_with("weight:"));
+  CHECK(error_of(R"({"threads":0})").starts_with("threads:"));
+  CHECK(error_of(R"({"cluster":{"placement_epsilon":-1}})").starts_with("cluster.placement_epsilon:"));
+  CHECK(error_of(R"({"cluster":{"bootstrap":"yes"}})").starts_with("cluster.bootstrap:"));
+  CHECK(error_of(R"({"storage":{"durability":"maybe"}})").starts_with("storage.durability:"));
+  CHECK(error_of(R"({"tls":[]})").starts_with("tls:"));
+}
+
+TEST_CASE("validation demands what a node cannot run without") {
+  temp_dir dir;
+  auto c = valid_config(dir);
+  REQUIRE(validate(c));
+  auto fails = [&](auto mutate, const std::string& field) {
+    auto copy = c;
+    mutate(copy);
+    auto r = validate(copy);
+    REQUIRE(!r);
+    CHECK(r.error().detail.starts_with(field));
+  };
+  fails([](node_config& x) { x.node_id.clear(); }, "node_id");
+  fails([](node_config& x) { x.node_id = "bad id"; }, "node_id");
+  fails([](node_config& x) { x.data_dir.clear(); }, "data_dir");
+  fails([](node_config& x) { x.token = "short"; }, "rest.token");
+  fails([](node_config& x) { x.tls.cert = "/nonexistent.pem"; }, "tls.cert");
+  fails([](node_config& x) { x.tls.ca.clear(); }, "tls.ca");
+  fails([](node_config& x) { x.log_level = "loud"; }, "log_level");
+  fails([](node_config& x) { x.peer_listen = x.rest_listen; }, "peer.listen");
+  fails([](node_config& x) { x.bootstrap = true; x.join = host_port{"h", 1}; }, "cluster.bootstrap");
+  fails([](node_config& x) { x.max_doc_bytes = x.max_body_bytes + 1; }, "limits.max_doc_bytes");
+}
+
+TEST_CASE("flags override the file and bad flag values name the flag") {
+  temp_dir dir;
+  auto c = valid_config(dir);
+  config_overrides o;
+  o.node_id = "other";
+  o.rest_listen = "127.0.0.1:1234";
+  o.bootstrap = true;
+  REQUIRE(apply_overrides(c, o));
+  CHECK(c.node_id == "other");
+  CHECK(c.rest_listen.port == 1234);
+  CHECK(c.bootstrap);
+  config_overrides bad;
+  bad.peer_listen = "nope";
+  auto r = apply_overrides(c, bad);
+  REQUIRE(!r);
+  CHECK(r.error().detail.starts_with("--peer-listen"));
+}
