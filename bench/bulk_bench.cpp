@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   // A 100-byte document (as stored, compact JSON).
-  const std::string doc = R"({"name":"benchmark record","value":12345,"tags":["a","b","c"],"pad":"xxxxxxxxxxxxxxxxxxxxxxx"})";
+  const std::string doc = R"({"name":"benchmark record","value":12345,"tags":["a","b","c"],"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxx"})";
   std::atomic<long> next{0}, sent{0}, errors{0};
   const auto build = [&](long first, long n) {
     std::string body;

@@ -127,43 +127,55 @@ void movement_table(bool quick) {
   std::printf("\n## Shards moved when a node joins (mean over seeds; optimal = S/(n+1))\n\n");
   std::printf("| join | shards S | placement | moved / optimal | worst seed | max/avg before | max/avg after | cap exceeded |\n");
   std::printf("|---|---|---|---|---|---|---|---|\n");
+  enum class kind { ring_only, bounded, sticky };
   for (int n : {10, 100}) {
-    const std::uint32_t shards = n == 10 ? 256 : 4096;
-    const int seeds = quick ? 5 : (n == 10 ? 100 : 20);
-    std::vector<std::uint32_t> ids(shards);
-    std::iota(ids.begin(), ids.end(), 0u);
-    for (bool bounded : {false, true}) {
-      move_stats st;
-      for (int seed = 0; seed < seeds; ++seed) {
-        auto r = make_ring(n, 128, "s" + std::to_string(seed) + "n");
-        const std::string index = "index-" + std::to_string(seed);
-        auto place = [&](const ring& rr) { return bounded ? place_bounded(rr, index, ids, 0.1) : place_ring_only(rr, index, ids); };
-        auto before = place(r);
-        std::vector<std::string> before_ids;
-        for (auto o : before) before_ids.push_back(r.nodes()[o]);
-        auto max_avg = [&](const ring& rr, const std::vector<std::uint32_t>& owners) {
-          std::vector<std::uint32_t> counts(rr.node_count(), 0);
-          for (auto o : owners) ++counts[o];
-          if (bounded) {
-            auto caps = bounded_load_caps(rr, shards, 0.1);
-            for (std::size_t i = 0; i < counts.size(); ++i)
-              if (counts[i] > caps[i]) st.cap_violated = true;
+    for (std::uint32_t shards : n == 10 ? std::vector<std::uint32_t>{256} : std::vector<std::uint32_t>{4000, 4096}) {
+      const int seeds = quick ? 5 : (n == 10 ? 100 : 20);
+      std::vector<std::uint32_t> ids(shards);
+      std::iota(ids.begin(), ids.end(), 0u);
+      for (kind k : {kind::ring_only, kind::bounded, kind::sticky}) {
+        move_stats st;
+        for (int seed = 0; seed < seeds; ++seed) {
+          auto r = make_ring(n, 128, "s" + std::to_string(seed) + "n");
+          const std::string index = "index-" + std::to_string(seed);
+          auto before = k == kind::ring_only ? place_ring_only(r, index, ids) : place_bounded(r, index, ids, 0.1);
+          std::vector<std::string> before_ids;
+          for (auto o : before) before_ids.push_back(r.nodes()[o]);
+          auto max_avg = [&](const ring& rr, const std::vector<std::uint32_t>& owners) {
+            std::vector<std::uint32_t> counts(rr.node_count(), 0);
+            for (auto o : owners) ++counts[o];
+            if (k != kind::ring_only) {
+              auto caps = bounded_load_caps(rr, shards, 0.1);
+              for (std::size_t i = 0; i < counts.size(); ++i)
+                if (counts[i] > caps[i]) st.cap_violated = true;
+            }
+            return *std::max_element(counts.begin(), counts.end()) /
+                   (static_cast<double>(shards) / static_cast<double>(rr.node_count()));
+          };
+          st.max_avg_before += max_avg(r, before);
+          (void)r.add("joiner-" + std::to_string(seed), 1);
+          std::vector<std::uint32_t> after;
+          if (k == kind::ring_only) {
+            after = place_ring_only(r, index, ids);
+          } else if (k == kind::bounded) {
+            after = place_bounded(r, index, ids, 0.1);
+          } else {
+            std::vector<int> current;
+            for (const auto& id : before_ids) current.push_back(r.ordinal(id));
+            after = place_bounded_sticky(r, index, ids, current, 0.1);
           }
-          return *std::max_element(counts.begin(), counts.end()) / (static_cast<double>(shards) / static_cast<double>(rr.node_count()));
-        };
-        st.max_avg_before += max_avg(r, before);
-        (void)r.add("joiner-" + std::to_string(seed), 1);
-        auto after = place(r);
-        st.max_avg_after += max_avg(r, after);
-        int moved = 0;
-        for (std::size_t i = 0; i < shards; ++i) moved += before_ids[i] != r.nodes()[after[i]];
-        const double ratio = moved / (static_cast<double>(shards) / (n + 1));
-        st.moved_ratio += ratio;
-        st.worst_ratio = std::max(st.worst_ratio, ratio);
+          st.max_avg_after += max_avg(r, after);
+          int moved = 0;
+          for (std::size_t i = 0; i < shards; ++i) moved += before_ids[i] != r.nodes()[after[i]];
+          const double ratio = moved / (static_cast<double>(shards) / (n + 1));
+          st.moved_ratio += ratio;
+          st.worst_ratio = std::max(st.worst_ratio, ratio);
+        }
+        const char* name = k == kind::ring_only ? "ring only" : k == kind::bounded ? "bounded-load, from scratch" : "bounded-load, sticky";
+        std::printf("| %d -> %d | %u | %s | %.2f | %.2f | %.2f | %.2f | %s |\n", n, n + 1, shards, name,
+                    st.moved_ratio / seeds, st.worst_ratio, st.max_avg_before / seeds, st.max_avg_after / seeds,
+                    k != kind::ring_only ? (st.cap_violated ? "YES" : "never") : "n/a");
       }
-      std::printf("| %d -> %d | %u | %s | %.2f | %.2f | %.2f | %.2f | %s |\n", n, n + 1, shards,
-                  bounded ? "bounded-load eps=0.1" : "ring only", st.moved_ratio / seeds, st.worst_ratio,
-                  st.max_avg_before / seeds, st.max_avg_after / seeds, bounded ? (st.cap_violated ? "YES" : "never") : "n/a");
     }
   }
 }

@@ -29,6 +29,25 @@ std::vector<std::uint32_t> bounded_load_caps(const ring& r, std::size_t shards, 
 std::vector<std::uint32_t> place_bounded(const ring& r, std::string_view index,
                                          std::span<const std::uint32_t> shard_ids, double epsilon);
 
+/// Like place_bounded, but starting from where the shards are now, moving only what must
+/// move. `current[i]` is the ring ordinal of shard i's owner, or -1 if it has none on this
+/// ring (its node left, is down or draining). The outline:
+///
+///   1. every shard stays with its current owner;
+///   2. pull: in shard order, a node below its fair share floor(S·w/W) takes back each of its
+///      natural shards (those whose ring walk starts at one of its vnodes) held elsewhere,
+///      repeated until nothing moves;
+///   3. shed: a node above its cap gives up shards until it is at its cap, shards that are not
+///      natural to it first, highest shard id first;
+///   4. every shard without an owner walks the ring to the first node below its cap.
+///
+/// Caps are never exceeded. A placement made by place_bounded on the same ring is a fixed
+/// point (a natural shard sits elsewhere only when its node was full), and so is any output of
+/// this function: planning twice moves nothing the second time.
+std::vector<std::uint32_t> place_bounded_sticky(const ring& r, std::string_view index,
+                                                std::span<const std::uint32_t> shard_ids,
+                                                std::span<const int> current, double epsilon);
+
 /// Desired owners by the plain ring (no load bound): ring.lookup(shard_token(index, n)).
 std::vector<std::uint32_t> place_ring_only(const ring& r, std::string_view index,
                                            std::span<const std::uint32_t> shard_ids);

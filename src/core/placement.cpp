@@ -53,6 +53,81 @@ std::vector<std::uint32_t> place_bounded(const ring& r, std::string_view index,
   return owners;
 }
 
+std::vector<std::uint32_t> place_bounded_sticky(const ring& r, std::string_view index,
+                                                std::span<const std::uint32_t> shard_ids,
+                                                std::span<const int> current, double epsilon) {
+  const std::size_t count = shard_ids.size();
+  std::vector<std::uint32_t> result;
+  if (r.empty() || current.size() != count) return result;
+  const auto caps = bounded_load_caps(r, count, epsilon);
+  const auto& w = r.weights();
+  const double total = static_cast<double>(std::accumulate(w.begin(), w.end(), std::uint64_t{0}));
+  std::vector<std::uint32_t> fair(w.size());
+  for (std::size_t i = 0; i < w.size(); ++i)
+    fair[i] = static_cast<std::uint32_t>(std::floor(static_cast<double>(count) * w[i] / total + 1e-9));
+
+  const int nodes = static_cast<int>(r.node_count());
+  std::vector<int> owner(count, -1);
+  std::vector<std::uint32_t> natural(count), load(w.size(), 0);
+  for (std::size_t i = 0; i < count; ++i) {
+    natural[i] = r.lookup_ordinal(shard_token(index, shard_ids[i]));
+    // 1. Stay.
+    if (current[i] >= 0 && current[i] < nodes && w[static_cast<std::size_t>(current[i])] > 0) {
+      owner[i] = current[i];
+      ++load[static_cast<std::size_t>(current[i])];
+    }
+  }
+  // 2. Pull natural shards home to nodes below their fair share. A pull can drop the node it
+  //    takes from below its own fair share, so repeat until nothing moves; a shard pulled
+  //    home is never pulled again, so this ends after at most one pass per shard.
+  for (bool pulled = true; pulled;) {
+    pulled = false;
+    for (std::size_t i = 0; i < count; ++i) {
+      const auto home = natural[i];
+      if (owner[i] == static_cast<int>(home) || load[home] >= fair[home]) continue;
+      if (owner[i] >= 0) --load[static_cast<std::size_t>(owner[i])];
+      owner[i] = static_cast<int>(home);
+      ++load[home];
+      pulled = true;
+    }
+  }
+  // 3. Shed above the cap: shards that are not natural to the node first, then by id, highest
+  //    first.
+  for (std::uint32_t n = 0; n < w.size(); ++n) {
+    if (load[n] <= caps[n]) continue;
+    std::vector<std::size_t> held;
+    for (std::size_t i = 0; i < count; ++i)
+      if (owner[i] == static_cast<int>(n)) held.push_back(i);
+    std::sort(held.begin(), held.end(), [&](std::size_t a, std::size_t b) {
+      const bool na = natural[a] == n, nb = natural[b] == n;
+      if (na != nb) return !na;  // non-natural first
+      return shard_ids[a] > shard_ids[b];
+    });
+    for (std::size_t k = 0; load[n] > caps[n]; ++k) {
+      owner[held[k]] = -1;
+      --load[n];
+    }
+  }
+  // 4. Place the rest by walking the ring.
+  const std::size_t vnodes = r.vnode_count();
+  for (std::size_t i = 0; i < count; ++i) {
+    if (owner[i] >= 0) continue;
+    std::size_t v = r.lookup_vnode(shard_token(index, shard_ids[i]));
+    std::uint32_t chosen = r.vnode_owner(v);
+    for (std::size_t step = 0; step < vnodes; ++step, v = (v + 1 == vnodes ? 0 : v + 1)) {
+      const std::uint32_t o = r.vnode_owner(v);
+      if (load[o] < caps[o]) {
+        chosen = o;
+        break;
+      }
+    }
+    owner[i] = static_cast<int>(chosen);
+    ++load[chosen];
+  }
+  result.assign(owner.begin(), owner.end());
+  return result;
+}
+
 std::vector<std::uint32_t> place_ring_only(const ring& r, std::string_view index,
                                            std::span<const std::uint32_t> shard_ids) {
   std::vector<std::uint32_t> owners;

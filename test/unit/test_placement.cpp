@@ -102,3 +102,99 @@ TEST_CASE("a join moves a bounded number of shards, on average near the optimum"
   }
   CHECK(moved_total / optimal_total <= 1.3);
 }
+
+namespace {
+
+std::vector<int> as_current(const std::vector<std::uint32_t>& owners) { return {owners.begin(), owners.end()}; }
+
+// Ordinals of `owners` on ring `from`, translated to ordinals on ring `to` (-1 if absent).
+std::vector<int> translate(const ring& from, const ring& to, const std::vector<std::uint32_t>& owners) {
+  std::vector<int> out;
+  for (auto o : owners) out.push_back(to.ordinal(from.nodes()[o]));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("sticky placement of a from-scratch placement moves nothing, and is idempotent") {
+  for (unsigned seed = 1; seed <= 60; ++seed) {
+    std::mt19937_64 rng(seed);
+    ring r(32 + static_cast<std::uint32_t>(rng() % 96));
+    const int nodes = 2 + static_cast<int>(rng() % 30);
+    for (int i = 0; i < nodes; ++i) REQUIRE(r.add("n" + std::to_string(seed) + "-" + std::to_string(i), 1 + static_cast<std::uint32_t>(rng() % 3)));
+    auto ids = ids_upto(10 + static_cast<std::uint32_t>(rng() % 500));
+    const std::string index = "i" + std::to_string(seed);
+    auto scratch = place_bounded(r, index, ids, 0.1);
+    CHECK(place_bounded_sticky(r, index, ids, as_current(scratch), 0.1) == scratch);
+    // From an arbitrary (even over-cap) start, the result is a fixed point.
+    std::vector<int> arbitrary(ids.size());
+    for (auto& a : arbitrary) a = static_cast<int>(rng() % r.node_count());
+    auto once = place_bounded_sticky(r, index, ids, arbitrary, 0.1);
+    CHECK(place_bounded_sticky(r, index, ids, as_current(once), 0.1) == once);
+  }
+}
+
+TEST_CASE("sticky placement never exceeds a cap and places orphans") {
+  for (unsigned seed = 1; seed <= 100; ++seed) {
+    std::mt19937_64 rng(seed * 7);
+    ring r(64);
+    const int nodes = 1 + static_cast<int>(rng() % 20);
+    for (int i = 0; i < nodes; ++i) REQUIRE(r.add("n" + std::to_string(i), static_cast<std::uint32_t>(rng() % 3)));
+    if (r.empty()) continue;
+    auto ids = ids_upto(1 + static_cast<std::uint32_t>(rng() % 300));
+    std::vector<int> current(ids.size());
+    for (auto& c : current) c = static_cast<int>(rng() % (r.node_count() + 2)) - 1;  // some -1, some unknown
+    for (auto& c : current)
+      if (c >= static_cast<int>(r.node_count())) c = -1;
+    auto owners = place_bounded_sticky(r, "x", ids, current, 0.1);
+    REQUIRE(owners.size() == ids.size());
+    auto caps = bounded_load_caps(r, ids.size(), 0.1);
+    std::vector<std::uint32_t> counts(r.node_count(), 0);
+    for (auto o : owners) {
+      REQUIRE(o < r.node_count());
+      CHECK(r.weights()[o] > 0);
+      ++counts[o];
+    }
+    for (std::size_t o = 0; o < counts.size(); ++o) CHECK(counts[o] <= caps[o]);
+  }
+}
+
+TEST_CASE("after a join, sticky placement moves close to the optimum and feeds the new node") {
+  double moved_total = 0, optimal_total = 0;
+  for (unsigned seed = 1; seed <= 40; ++seed) {
+    ring before(128);
+    for (int i = 0; i < 10; ++i) REQUIRE(before.add("s" + std::to_string(seed) + "n" + std::to_string(i), 1));
+    auto ids = ids_upto(250);
+    const std::string index = "index-" + std::to_string(seed);
+    auto placed = place_bounded(before, index, ids, 0.1);
+    ring after = before;
+    REQUIRE(after.add("joiner", 1));
+    auto current = translate(before, after, placed);
+    auto next = place_bounded_sticky(after, index, ids, current, 0.1);
+    int moved = 0, on_joiner = 0, natural_to_joiner = 0;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      moved += current[i] != static_cast<int>(next[i]);
+      on_joiner += after.nodes()[next[i]] == "joiner";
+      natural_to_joiner += after.lookup(shard_token(index, ids[i])) == "joiner";
+    }
+    // The joiner takes every shard natural to it, up to its fair share.
+    CHECK(on_joiner >= std::min(natural_to_joiner, 250 / 11));
+    moved_total += moved;
+    optimal_total += 250.0 / 11.0;
+  }
+  CHECK(moved_total / optimal_total <= 1.15);
+}
+
+TEST_CASE("when a node leaves, only its shards move") {
+  ring r(64);
+  for (int i = 0; i < 8; ++i) REQUIRE(r.add("n" + std::to_string(i), 1));
+  auto ids = ids_upto(200);
+  auto placed = place_bounded(r, "x", ids, 0.25);
+  ring smaller = r;
+  REQUIRE(smaller.remove("n3"));
+  auto next = place_bounded_sticky(smaller, "x", ids, translate(r, smaller, placed), 0.25);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (r.nodes()[placed[i]] != "n3") CHECK(smaller.nodes()[next[i]] == r.nodes()[placed[i]]);
+    CHECK(smaller.nodes()[next[i]] != "n3");
+  }
+}
