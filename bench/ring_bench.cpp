@@ -30,7 +30,7 @@ volatile std::uint64_t sink;
 ring make_ring(int nodes, std::uint32_t vnodes, const std::string& prefix = "node-") {
   std::vector<ring::member> members;
   for (int i = 0; i < nodes; ++i) members.push_back({prefix + std::to_string(i), 1});
-  return std::move(*ring::build(std::move(members), vnodes));
+  return ring::build(std::move(members), vnodes).value();
 }
 
 std::vector<std::string> make_keys(std::size_t n, std::size_t len, std::mt19937_64& rng) {

@@ -1,0 +1,126 @@
+#pragma once
+// Payloads of the peer protocol's frames (docs/peer-protocol.md), with their codecs. Pure.
+
+#include "shardd/error.hpp"
+#include "shardd/frame.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace shardd::peer {
+
+/// First frame on a connection (client → server).
+struct hello {
+  std::uint32_t protocol = protocol_version;
+  std::string cluster_id;
+  std::string node_id;
+};
+std::string encode(const hello& m);
+[[nodiscard]] result<hello> decode_hello(std::string_view p);
+
+/// An error answer to any request.
+struct error_reply {
+  errc code = errc::internal;
+  std::string detail;
+};
+std::string encode(const error_reply& m);
+[[nodiscard]] result<error_reply> decode_error(std::string_view p);
+
+/// A node asking to join, or refreshing its registration.
+struct join_request {
+  std::string node_id;
+  std::string rest_address;
+  std::string peer_address;
+  std::uint32_t weight = 1;
+};
+std::string encode(const join_request& m);
+[[nodiscard]] result<join_request> decode_join(std::string_view p);
+
+/// Liveness and the sender's totals, every heartbeat interval.
+struct heartbeat {
+  std::string node_id;
+  std::uint64_t map_version = 0;
+  std::uint32_t shards = 0;
+  std::uint64_t records = 0;
+  std::uint64_t bytes = 0;
+};
+std::string encode(const heartbeat& m);
+[[nodiscard]] result<heartbeat> decode_heartbeat(std::string_view p);
+
+/// An HTTP request relayed to the node that owns its shard, and the owner's answer.
+struct forward_request {
+  std::string method;
+  std::string target;
+  std::string content_type;
+  std::string body;
+};
+std::string encode(const forward_request& m);
+[[nodiscard]] result<forward_request> decode_forward_request(std::string_view p);
+
+struct forward_response {
+  std::uint16_t status = 200;
+  std::string content_type;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+std::string encode(const forward_response& m);
+[[nodiscard]] result<forward_response> decode_forward_response(std::string_view p);
+
+/// Record writes for shards the receiver owns (bulk requests split by owner).
+struct record_op {
+  std::uint8_t kind = 0;  ///< 0 put, 1 delete
+  std::string key;        ///< storage key
+  std::string value;
+};
+struct write_request {
+  std::uint32_t index_id = 0;
+  std::vector<record_op> ops;
+};
+std::string encode(const write_request& m);
+[[nodiscard]] result<write_request> decode_write_request(std::string_view p);
+
+struct write_reply {
+  std::vector<std::uint8_t> statuses;  ///< storage::op_status per op
+};
+std::string encode(const write_reply& m);
+[[nodiscard]] result<write_reply> decode_write_reply(std::string_view p);
+
+/// One page of one shard's records in [begin, end), after `after`.
+struct scan_request {
+  std::string index;
+  std::uint32_t shard = 0;
+  std::string begin;  ///< storage keys
+  std::string end;
+  std::optional<std::string> after;
+  std::uint32_t limit = 100;
+  std::uint32_t max_examined = 100000;
+  std::optional<std::string> key_start, key_end, key_prefix;  ///< user-key filter (hash indexes)
+};
+std::string encode(const scan_request& m);
+[[nodiscard]] result<scan_request> decode_scan_request(std::string_view p);
+
+struct scan_reply {
+  std::vector<std::pair<std::string, std::string>> records;  ///< storage key, document
+  std::optional<std::string> resume_after;
+  std::uint32_t examined = 0;
+};
+std::string encode(const scan_reply& m);
+[[nodiscard]] result<scan_reply> decode_scan_reply(std::string_view p);
+
+/// Exact counts of the shards a node holds.
+struct shard_stat {
+  std::uint32_t index_id = 0;
+  std::uint32_t shard_id = 0;
+  std::uint64_t records = 0;
+  std::uint64_t bytes = 0;
+};
+struct stats_reply {
+  std::vector<shard_stat> shards;
+};
+std::string encode(const stats_reply& m);
+[[nodiscard]] result<stats_reply> decode_stats_reply(std::string_view p);
+
+}  // namespace shardd::peer

@@ -1,0 +1,223 @@
+#include "shardd/frame.hpp"
+
+#include "shardd/key_codec.hpp"
+
+#include <array>
+
+namespace shardd::peer {
+
+bool known_type(std::uint8_t t) noexcept {
+  switch (static_cast<frame_type>(t)) {
+    case frame_type::hello:
+    case frame_type::hello_ok:
+    case frame_type::error:
+    case frame_type::heartbeat:
+    case frame_type::heartbeat_ack:
+    case frame_type::join:
+    case frame_type::join_ok:
+    case frame_type::map_push:
+    case frame_type::map_ack:
+    case frame_type::map_get:
+    case frame_type::map_reply:
+    case frame_type::forward:
+    case frame_type::forward_reply:
+    case frame_type::write_ops:
+    case frame_type::write_reply:
+    case frame_type::scan_shard:
+    case frame_type::scan_reply:
+    case frame_type::node_stats:
+    case frame_type::stats_reply:
+    case frame_type::moved:
+    case frame_type::data_batch:
+      return true;
+  }
+  return false;
+}
+
+std::string_view to_string(frame_type t) noexcept {
+  switch (t) {
+    case frame_type::hello: return "hello";
+    case frame_type::hello_ok: return "hello_ok";
+    case frame_type::error: return "error";
+    case frame_type::heartbeat: return "heartbeat";
+    case frame_type::heartbeat_ack: return "heartbeat_ack";
+    case frame_type::join: return "join";
+    case frame_type::join_ok: return "join_ok";
+    case frame_type::map_push: return "map_push";
+    case frame_type::map_ack: return "map_ack";
+    case frame_type::map_get: return "map_get";
+    case frame_type::map_reply: return "map_reply";
+    case frame_type::forward: return "forward";
+    case frame_type::forward_reply: return "forward_reply";
+    case frame_type::write_ops: return "write_ops";
+    case frame_type::write_reply: return "write_reply";
+    case frame_type::scan_shard: return "scan_shard";
+    case frame_type::scan_reply: return "scan_reply";
+    case frame_type::node_stats: return "node_stats";
+    case frame_type::stats_reply: return "stats_reply";
+    case frame_type::moved: return "moved";
+    case frame_type::data_batch: return "data_batch";
+  }
+  return "unknown";
+}
+
+namespace {
+
+std::array<std::uint32_t, 256> make_crc_table() {
+  std::array<std::uint32_t, 256> t{};
+  for (std::uint32_t i = 0; i < 256; ++i) {
+    std::uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+    t[i] = c;
+  }
+  return t;
+}
+
+const std::array<std::uint32_t, 256> crc_table = make_crc_table();
+
+}  // namespace
+
+std::uint32_t crc32c(std::string_view data, std::uint32_t seed) noexcept {
+  std::uint32_t c = ~seed;
+  for (unsigned char b : data) c = crc_table[(c ^ b) & 0xff] ^ (c >> 8);
+  return ~c;
+}
+
+std::string encode(const frame& f) {
+  const bool sum = f.header.flags & flag_checksummed;
+  const std::size_t length = header_bytes + f.payload.size() + (sum ? 4 : 0);
+  std::string out;
+  out.reserve(length);
+  append_u32be(out, static_cast<std::uint32_t>(length));
+  out.push_back(static_cast<char>(f.header.type));
+  out.push_back(static_cast<char>(f.header.flags));
+  out.append(2, '\0');
+  append_u64be(out, f.header.request_id);
+  append_u64be(out, f.header.map_version);
+  out.append(f.payload);
+  if (sum) append_u32be(out, crc32c(f.payload));
+  return out;
+}
+
+result<frame_header> decode_header(std::span<const std::uint8_t> b, std::size_t max_frame_bytes) {
+  if (b.size() < header_bytes) return make_error(errc::invalid_argument, "frame header truncated");
+  std::string_view v(reinterpret_cast<const char*>(b.data()), header_bytes);
+  frame_header h;
+  h.length = read_u32be(v);
+  if (h.length < header_bytes)
+    return make_error(errc::invalid_argument, "frame length " + std::to_string(h.length) + " is below the header size");
+  if (h.length > max_frame_bytes)
+    return make_error(errc::too_large, "frame length " + std::to_string(h.length) + " exceeds the maximum of " +
+                                           std::to_string(max_frame_bytes));
+  if (!known_type(b[4])) return make_error(errc::invalid_argument, "unknown frame type " + std::to_string(b[4]));
+  h.type = static_cast<frame_type>(b[4]);
+  h.flags = b[5];
+  if (h.flags & ~flag_checksummed) return make_error(errc::invalid_argument, "unknown frame flags");
+  if (b[6] != 0 || b[7] != 0) return make_error(errc::invalid_argument, "reserved frame bytes are not zero");
+  h.request_id = read_u64be(v.substr(8));
+  h.map_version = read_u64be(v.substr(16));
+  if ((h.flags & flag_checksummed) && h.length < header_bytes + 4)
+    return make_error(errc::invalid_argument, "checksummed frame too short for its checksum");
+  return h;
+}
+
+result<frame> finish_frame(const frame_header& h, std::string body) {
+  if (body.size() != h.length - header_bytes) return make_error(errc::invalid_argument, "frame body size mismatch");
+  frame f{h, std::move(body)};
+  if (h.flags & flag_checksummed) {
+    const std::size_t n = f.payload.size() - 4;
+    const std::uint32_t want = read_u32be(std::string_view(f.payload).substr(n));
+    f.payload.resize(n);
+    if (crc32c(f.payload) != want)
+      return make_error(errc::invalid_argument, "checksum mismatch in " + std::string(to_string(h.type)) + " frame");
+  }
+  return f;
+}
+
+result<std::optional<frame>> frame_decoder::next() {
+  if (failed_) return make_error(errc::invalid_argument, "frame stream already failed");
+  const std::size_t avail = buffer_.size() - pos_;
+  if (avail < header_bytes) return std::optional<frame>{};
+  auto h = decode_header(std::span(reinterpret_cast<const std::uint8_t*>(buffer_.data() + pos_), header_bytes), max_);
+  if (!h) {
+    failed_ = true;
+    return h.error();
+  }
+  if (avail < h->length) return std::optional<frame>{};
+  auto f = finish_frame(*h, buffer_.substr(pos_ + header_bytes, h->length - header_bytes));
+  pos_ += h->length;
+  if (pos_ == buffer_.size()) {
+    buffer_.clear();
+    pos_ = 0;
+  } else if (pos_ > 1u << 20) {
+    buffer_.erase(0, pos_);
+    pos_ = 0;
+  }
+  if (!f) {
+    failed_ = true;
+    return f.error();
+  }
+  return std::optional<frame>(std::move(*f));
+}
+
+payload_writer& payload_writer::u8(std::uint8_t v) {
+  out_.push_back(static_cast<char>(v));
+  return *this;
+}
+payload_writer& payload_writer::u16(std::uint16_t v) {
+  out_.push_back(static_cast<char>(v >> 8));
+  out_.push_back(static_cast<char>(v));
+  return *this;
+}
+payload_writer& payload_writer::u32(std::uint32_t v) {
+  append_u32be(out_, v);
+  return *this;
+}
+payload_writer& payload_writer::u64(std::uint64_t v) {
+  append_u64be(out_, v);
+  return *this;
+}
+payload_writer& payload_writer::bytes(std::string_view v) {
+  append_u32be(out_, static_cast<std::uint32_t>(v.size()));
+  out_.append(v);
+  return *this;
+}
+
+bool payload_reader::take(std::size_t n) {
+  if (!ok_ || in_.size() - pos_ < n) {
+    ok_ = false;
+    return false;
+  }
+  return true;
+}
+std::uint8_t payload_reader::u8() {
+  if (!take(1)) return 0;
+  return static_cast<std::uint8_t>(in_[pos_++]);
+}
+std::uint16_t payload_reader::u16() {
+  if (!take(2)) return 0;
+  auto v = static_cast<std::uint16_t>((static_cast<unsigned char>(in_[pos_]) << 8) | static_cast<unsigned char>(in_[pos_ + 1]));
+  pos_ += 2;
+  return v;
+}
+std::uint32_t payload_reader::u32() {
+  if (!take(4)) return 0;
+  auto v = read_u32be(in_.substr(pos_));
+  pos_ += 4;
+  return v;
+}
+std::uint64_t payload_reader::u64() {
+  if (!take(8)) return 0;
+  auto v = read_u64be(in_.substr(pos_));
+  pos_ += 8;
+  return v;
+}
+std::string_view payload_reader::bytes() {
+  const auto n = u32();
+  if (!take(n)) return {};
+  auto v = in_.substr(pos_, n);
+  pos_ += n;
+  return v;
+}
+
+}  // namespace shardd::peer

@@ -1,0 +1,244 @@
+#include "shardd/peer_messages.hpp"
+
+namespace shardd::peer {
+
+namespace {
+
+error malformed(std::string_view what) {
+  return make_error(errc::invalid_argument, "malformed " + std::string(what) + " payload");
+}
+
+void put_opt(payload_writer& w, const std::optional<std::string>& v) {
+  w.u8(v ? 1 : 0);
+  if (v) w.bytes(*v);
+}
+
+std::optional<std::string> get_opt(payload_reader& r) {
+  if (r.u8() == 0) return std::nullopt;
+  return std::string(r.bytes());
+}
+
+// Counts read from the wire bound allocations: each element takes at least `min_bytes`.
+bool plausible(const payload_reader& r, std::uint32_t count, std::size_t min_bytes) {
+  return r.ok() && static_cast<std::uint64_t>(count) * min_bytes <= r.remaining();
+}
+
+}  // namespace
+
+std::string encode(const hello& m) {
+  payload_writer w;
+  w.u32(m.protocol).bytes(m.cluster_id).bytes(m.node_id);
+  return w.take();
+}
+result<hello> decode_hello(std::string_view p) {
+  payload_reader r(p);
+  hello m;
+  m.protocol = r.u32();
+  m.cluster_id = r.bytes();
+  m.node_id = r.bytes();
+  if (!r.done()) return malformed("hello");
+  return m;
+}
+
+std::string encode(const error_reply& m) {
+  payload_writer w;
+  w.u8(static_cast<std::uint8_t>(m.code)).bytes(m.detail);
+  return w.take();
+}
+result<error_reply> decode_error(std::string_view p) {
+  payload_reader r(p);
+  error_reply m;
+  const auto code = r.u8();
+  m.detail = r.bytes();
+  if (!r.done() || code > static_cast<std::uint8_t>(errc::internal)) return malformed("error");
+  m.code = static_cast<errc>(code);
+  return m;
+}
+
+std::string encode(const join_request& m) {
+  payload_writer w;
+  w.bytes(m.node_id).bytes(m.rest_address).bytes(m.peer_address).u32(m.weight);
+  return w.take();
+}
+result<join_request> decode_join(std::string_view p) {
+  payload_reader r(p);
+  join_request m;
+  m.node_id = r.bytes();
+  m.rest_address = r.bytes();
+  m.peer_address = r.bytes();
+  m.weight = r.u32();
+  if (!r.done()) return malformed("join");
+  return m;
+}
+
+std::string encode(const heartbeat& m) {
+  payload_writer w;
+  w.bytes(m.node_id).u64(m.map_version).u32(m.shards).u64(m.records).u64(m.bytes);
+  return w.take();
+}
+result<heartbeat> decode_heartbeat(std::string_view p) {
+  payload_reader r(p);
+  heartbeat m;
+  m.node_id = r.bytes();
+  m.map_version = r.u64();
+  m.shards = r.u32();
+  m.records = r.u64();
+  m.bytes = r.u64();
+  if (!r.done()) return malformed("heartbeat");
+  return m;
+}
+
+std::string encode(const forward_request& m) {
+  payload_writer w;
+  w.bytes(m.method).bytes(m.target).bytes(m.content_type).bytes(m.body);
+  return w.take();
+}
+result<forward_request> decode_forward_request(std::string_view p) {
+  payload_reader r(p);
+  forward_request m;
+  m.method = r.bytes();
+  m.target = r.bytes();
+  m.content_type = r.bytes();
+  m.body = r.bytes();
+  if (!r.done()) return malformed("forward");
+  return m;
+}
+
+std::string encode(const forward_response& m) {
+  payload_writer w;
+  w.u16(m.status).bytes(m.content_type).u32(static_cast<std::uint32_t>(m.headers.size()));
+  for (const auto& [n, v] : m.headers) w.bytes(n).bytes(v);
+  w.bytes(m.body);
+  return w.take();
+}
+result<forward_response> decode_forward_response(std::string_view p) {
+  payload_reader r(p);
+  forward_response m;
+  m.status = r.u16();
+  m.content_type = r.bytes();
+  const auto n = r.u32();
+  if (!plausible(r, n, 8)) return malformed("forward reply");
+  for (std::uint32_t i = 0; i < n; ++i) {
+    std::string name(r.bytes());
+    m.headers.emplace_back(std::move(name), std::string(r.bytes()));
+  }
+  m.body = r.bytes();
+  if (!r.done()) return malformed("forward reply");
+  return m;
+}
+
+std::string encode(const write_request& m) {
+  payload_writer w;
+  w.u32(m.index_id).u32(static_cast<std::uint32_t>(m.ops.size()));
+  for (const auto& op : m.ops) w.u8(op.kind).bytes(op.key).bytes(op.value);
+  return w.take();
+}
+result<write_request> decode_write_request(std::string_view p) {
+  payload_reader r(p);
+  write_request m;
+  m.index_id = r.u32();
+  const auto n = r.u32();
+  if (!plausible(r, n, 9)) return malformed("write_ops");
+  m.ops.reserve(n);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    record_op op;
+    op.kind = r.u8();
+    op.key = r.bytes();
+    op.value = r.bytes();
+    if (op.kind > 1) return malformed("write_ops");
+    m.ops.push_back(std::move(op));
+  }
+  if (!r.done()) return malformed("write_ops");
+  return m;
+}
+
+std::string encode(const write_reply& m) {
+  payload_writer w;
+  w.bytes(std::string_view(reinterpret_cast<const char*>(m.statuses.data()), m.statuses.size()));
+  return w.take();
+}
+result<write_reply> decode_write_reply(std::string_view p) {
+  payload_reader r(p);
+  auto b = r.bytes();
+  if (!r.done()) return malformed("write reply");
+  write_reply m;
+  m.statuses.assign(b.begin(), b.end());
+  return m;
+}
+
+std::string encode(const scan_request& m) {
+  payload_writer w;
+  w.bytes(m.index).u32(m.shard).bytes(m.begin).bytes(m.end);
+  put_opt(w, m.after);
+  w.u32(m.limit).u32(m.max_examined);
+  put_opt(w, m.key_start);
+  put_opt(w, m.key_end);
+  put_opt(w, m.key_prefix);
+  return w.take();
+}
+result<scan_request> decode_scan_request(std::string_view p) {
+  payload_reader r(p);
+  scan_request m;
+  m.index = r.bytes();
+  m.shard = r.u32();
+  m.begin = r.bytes();
+  m.end = r.bytes();
+  m.after = get_opt(r);
+  m.limit = r.u32();
+  m.max_examined = r.u32();
+  m.key_start = get_opt(r);
+  m.key_end = get_opt(r);
+  m.key_prefix = get_opt(r);
+  if (!r.done()) return malformed("scan_shard");
+  return m;
+}
+
+std::string encode(const scan_reply& m) {
+  payload_writer w;
+  w.u32(static_cast<std::uint32_t>(m.records.size()));
+  for (const auto& [k, v] : m.records) w.bytes(k).bytes(v);
+  put_opt(w, m.resume_after);
+  w.u32(m.examined);
+  return w.take();
+}
+result<scan_reply> decode_scan_reply(std::string_view p) {
+  payload_reader r(p);
+  scan_reply m;
+  const auto n = r.u32();
+  if (!plausible(r, n, 8)) return malformed("scan reply");
+  m.records.reserve(n);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    std::string k(r.bytes());
+    m.records.emplace_back(std::move(k), std::string(r.bytes()));
+  }
+  m.resume_after = get_opt(r);
+  m.examined = r.u32();
+  if (!r.done()) return malformed("scan reply");
+  return m;
+}
+
+std::string encode(const stats_reply& m) {
+  payload_writer w;
+  w.u32(static_cast<std::uint32_t>(m.shards.size()));
+  for (const auto& s : m.shards) w.u32(s.index_id).u32(s.shard_id).u64(s.records).u64(s.bytes);
+  return w.take();
+}
+result<stats_reply> decode_stats_reply(std::string_view p) {
+  payload_reader r(p);
+  stats_reply m;
+  const auto n = r.u32();
+  if (!plausible(r, n, 24)) return malformed("stats reply");
+  m.shards.reserve(n);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    shard_stat s;
+    s.index_id = r.u32();
+    s.shard_id = r.u32();
+    s.records = r.u64();
+    s.bytes = r.u64();
+    m.shards.push_back(s);
+  }
+  if (!r.done()) return malformed("stats reply");
+  return m;
+}
+
+}  // namespace shardd::peer

@@ -1,0 +1,225 @@
+#include "shardd/frame.hpp"
+
+#include "support/catch_result.hpp"
+
+#include <random>
+
+using namespace shardd;
+using namespace shardd::peer;
+
+namespace {
+
+frame make(frame_type t, std::string payload, std::uint8_t flags = 0) {
+  frame f;
+  f.header.type = t;
+  f.header.flags = flags;
+  f.header.request_id = 0x0102030405060708ULL;
+  f.header.map_version = 42;
+  f.payload = std::move(payload);
+  return f;
+}
+
+}  // namespace
+
+TEST_CASE("CRC32C matches the published check value") {
+  CHECK(crc32c("123456789") == 0xe3069283u);
+  CHECK(crc32c("") == 0);
+  // Incremental: crc of a whole equals crc continued over its parts.
+  CHECK(crc32c("6789", crc32c("12345")) == crc32c("123456789"));
+}
+
+TEST_CASE("a frame encodes to a 24-byte header and its payload") {
+  auto bytes = encode(make(frame_type::forward, "abc"));
+  REQUIRE(bytes.size() == 27);
+  CHECK(bytes.substr(0, 4) == std::string("\0\0\0\x1b", 4));
+  CHECK(static_cast<std::uint8_t>(bytes[4]) == 20);
+  CHECK(bytes.substr(24) == "abc");
+}
+
+TEST_CASE("frames round-trip through the stream decoder, split at every byte") {
+  std::string stream;
+  std::vector<frame> sent = {make(frame_type::hello, "{}"), make(frame_type::data_batch, std::string(1000, 'x'), flag_checksummed),
+                             make(frame_type::heartbeat, ""), make(frame_type::scan_reply, std::string("\0\1\2", 3))};
+  for (const auto& f : sent) stream += encode(f);
+  for (std::size_t chunk : {1u, 7u, 24u, 100u, 5000u}) {
+    frame_decoder d;
+    std::vector<frame> got;
+    for (std::size_t i = 0; i < stream.size(); i += chunk) {
+      d.feed(std::string_view(stream).substr(i, chunk));
+      for (;;) {
+        auto r = d.next();
+        REQUIRE(r);
+        if (!*r) break;
+        got.push_back(std::move(**r));
+      }
+    }
+    REQUIRE(got.size() == sent.size());
+    for (std::size_t i = 0; i < sent.size(); ++i) {
+      CHECK(got[i].header.type == sent[i].header.type);
+      CHECK(got[i].header.request_id == sent[i].header.request_id);
+      CHECK(got[i].header.map_version == 42);
+      CHECK(got[i].payload == sent[i].payload);
+    }
+    CHECK(d.buffered() == 0);
+  }
+}
+
+TEST_CASE("a flipped bit in a checksummed frame is detected") {
+  auto bytes = encode(make(frame_type::data_batch, "records from storage", flag_checksummed));
+  for (std::size_t i = header_bytes; i < bytes.size(); ++i) {
+    auto bad = bytes;
+    bad[i] ^= 0x10;
+    frame_decoder d;
+    d.feed(bad);
+    auto r = d.next();
+    REQUIRE(!r);
+    CHECK(r.error().detail.find("checksum") != std::string::npos);
+  }
+}
+
+TEST_CASE("bad headers are refused with a reason and poison the stream") {
+  auto good = encode(make(frame_type::hello, "x"));
+  auto refuse = [](std::string bytes, std::size_t max, const std::string& needle) {
+    frame_decoder d(max);
+    d.feed(bytes);
+    auto r = d.next();
+    REQUIRE(!r);
+    CHECK(r.error().detail.find(needle) != std::string::npos);
+    CHECK(!d.next());  // unusable afterwards
+  };
+  auto with = [&](std::size_t at, char v) {
+    auto b = good;
+    b[at] = v;
+    return b;
+  };
+  refuse(with(3, 5), 1024, "below the header size");
+  refuse(encode(make(frame_type::hello, std::string(2000, 'y'))), 1024, "exceeds the maximum");
+  refuse(with(4, 99), 1024, "unknown frame type");
+  refuse(with(5, 0x40), 1024, "unknown frame flags");
+  refuse(with(6, 1), 1024, "reserved");
+}
+
+TEST_CASE("payload readers check bounds and report failure once") {
+  payload_writer w;
+  w.u8(7).u16(0x1234).u32(0xdeadbeef).u64(1ull << 40).bytes("hello").bytes("");
+  auto p = w.take();
+  payload_reader r(p);
+  CHECK(r.u8() == 7);
+  CHECK(r.u16() == 0x1234);
+  CHECK(r.u32() == 0xdeadbeef);
+  CHECK(r.u64() == (1ull << 40));
+  CHECK(r.bytes() == "hello");
+  CHECK(r.bytes().empty());
+  CHECK(r.done());
+  payload_reader truncated(std::string_view(p).substr(0, p.size() - 6));
+  truncated.u8();
+  truncated.u16();
+  truncated.u32();
+  truncated.u64();
+  (void)truncated.bytes();
+  CHECK(!truncated.ok());
+  payload_writer lie;
+  lie.u32(1000).u8(1);  // claims 1000 bytes, has 1
+  auto l = lie.take();
+  payload_reader liar(l);
+  CHECK(liar.bytes().empty());
+  CHECK(!liar.ok());
+}
+
+TEST_CASE("whatever the decoder accepts from random bytes re-encodes to exactly those bytes") {
+  std::mt19937 rng(5);
+  int accepted = 0;
+  for (int i = 0; i < 5000; ++i) {
+    // Random bytes behind a plausible header, so some frames get through.
+    std::string junk;
+    const std::uint32_t len = header_bytes + rng() % 40;
+    junk += std::string("\0\0\0", 3) + static_cast<char>(len);
+    junk += static_cast<char>(rng() % 3 ? 20 : rng());
+    junk += static_cast<char>(rng() % 4 ? 0 : rng() % 2);
+    junk += std::string(2, rng() % 8 ? '\0' : '\1');
+    for (int k = 0; k < 60; ++k) junk += static_cast<char>(rng());
+    frame_decoder d(4096);
+    d.feed(junk);
+    std::string reencoded;
+    for (;;) {
+      auto r = d.next();
+      if (!r || !*r) break;
+      reencoded += encode(**r);
+      ++accepted;
+    }
+    CHECK(junk.compare(0, reencoded.size(), reencoded) == 0);
+  }
+  CHECK(accepted > 100);
+}
+
+#include "shardd/peer_messages.hpp"
+
+TEST_CASE("every peer message round-trips through its codec") {
+  hello h{protocol_version, "cluster-a", "node-7"};
+  auto h2 = decode_hello(encode(h));
+  REQUIRE(h2);
+  CHECK(h2->cluster_id == "cluster-a");
+  CHECK(h2->node_id == "node-7");
+
+  auto e = decode_error(encode(error_reply{errc::conflict, "busy"}));
+  REQUIRE(e);
+  CHECK(e->code == errc::conflict);
+
+  forward_response fr{404, "application/problem+json", {{"X-Shardd-Node", "n2"}, {"Allow", "GET"}}, "{}"};
+  auto fr2 = decode_forward_response(encode(fr));
+  REQUIRE(fr2);
+  CHECK(fr2->status == 404);
+  CHECK(fr2->headers == fr.headers);
+
+  write_request w{7, {{0, "k1", "v1"}, {1, "k2", ""}}};
+  auto w2 = decode_write_request(encode(w));
+  REQUIRE(w2);
+  REQUIRE(w2->ops.size() == 2);
+  CHECK(w2->ops[1].kind == 1);
+  CHECK(w2->ops[0].value == "v1");
+
+  scan_request s;
+  s.index = "users";
+  s.shard = 3;
+  s.begin = std::string("\0\0\0\1", 4);
+  s.end = std::string("\0\0\0\2", 4);
+  s.after = "k";
+  s.key_prefix = "p";
+  auto s2 = decode_scan_request(encode(s));
+  REQUIRE(s2);
+  CHECK(s2->after == s.after);
+  CHECK(!s2->key_start);
+  CHECK(s2->key_prefix == "p");
+
+  scan_reply sr{{{"a", "1"}, {"b", "2"}}, std::string("b"), 9};
+  auto sr2 = decode_scan_reply(encode(sr));
+  REQUIRE(sr2);
+  CHECK(sr2->records == sr.records);
+  CHECK(sr2->examined == 9);
+
+  stats_reply st{{{1, 2, 3, 4}, {5, 6, 7, 8}}};
+  auto st2 = decode_stats_reply(encode(st));
+  REQUIRE(st2);
+  CHECK(st2->shards[1].bytes == 8);
+
+  auto hb = decode_heartbeat(encode(heartbeat{"n", 5, 6, 7, 8}));
+  REQUIRE(hb);
+  CHECK(hb->records == 7);
+  auto j = decode_join(encode(join_request{"n", "a:1", "b:2", 3}));
+  REQUIRE(j);
+  CHECK(j->weight == 3);
+}
+
+TEST_CASE("truncated, padded or lying payloads are refused") {
+  auto w = encode(write_request{1, {{0, "k", "v"}}});
+  CHECK(!decode_write_request(w.substr(0, w.size() - 1)));
+  CHECK(!decode_write_request(w + "x"));
+  payload_writer huge;
+  huge.u32(1).u32(0xffffffffu);  // four billion ops in eight bytes
+  CHECK(!decode_write_request(huge.take()));
+  payload_writer bad_kind;
+  bad_kind.u32(1).u32(1).u8(9).bytes("k").bytes("v");
+  CHECK(!decode_write_request(bad_kind.take()));
+  CHECK(!decode_error(std::string("\x63\0\0\0\0", 5)));  // unknown error code
+  CHECK(!decode_stats_reply(std::string("\0\0\1\0", 4)));
+}
