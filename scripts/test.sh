@@ -40,5 +40,22 @@ if [[ "${SHARDD_TEST_QUICK:-0}" != 1 ]]; then
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
   run_suite build-asan "$@"
+
+  # The peer protocol decoder under libFuzzer (clang, ASan+UBSan) for a minute, from the
+  # seed corpus in test/fuzz/corpus (copied: the fuzzer adds to its corpus folder).
+  CXX="ccache clang++" configure build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dcpp_args=-fno-sanitize=function
+  echo "== fuzz build-fuzz/test/fuzz/fuzz_frame for ${SHARDD_FUZZ_SECONDS:-60} s"
+  ninja -C build-fuzz -j "$jobs"
+  corpus=$(mktemp -d)
+  cp test/fuzz/corpus/* "$corpus/"
+  build-fuzz/test/fuzz/fuzz_frame -max_total_time="${SHARDD_FUZZ_SECONDS:-60}" -print_final_stats=1 \
+    -artifact_prefix=build-fuzz/ "$corpus" 2>&1 | grep -E "^stat::number_of_executed_units|ERROR|SUMMARY" || true
+  status=${PIPESTATUS[0]}
+  rm -rf "$corpus"
+  if [[ $status -ne 0 ]]; then
+    echo "fuzz_frame found a failing input (see build-fuzz/crash-*)" >&2
+    exit 1
+  fi
 fi
 echo "== all tests passed in $(( $(date +%s) - start )) s"

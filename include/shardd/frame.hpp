@@ -117,6 +117,8 @@ class payload_reader {
   std::uint32_t u32();
   std::uint64_t u64();
   std::string_view bytes();  ///< views into the input
+  /// Marks the payload invalid (a value out of its domain).
+  void fail() noexcept { ok_ = false; }
   bool ok() const noexcept { return ok_; }
   bool done() const noexcept { return ok_ && pos_ == in_.size(); }
   std::size_t remaining() const noexcept { return in_.size() - pos_; }

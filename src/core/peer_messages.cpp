@@ -14,7 +14,9 @@ void put_opt(payload_writer& w, const std::optional<std::string>& v) {
 }
 
 std::optional<std::string> get_opt(payload_reader& r) {
-  if (r.u8() == 0) return std::nullopt;
+  const auto present = r.u8();
+  if (present > 1) r.fail();  // only 0 and 1 are canonical
+  if (present != 1) return std::nullopt;
   return std::string(r.bytes());
 }
 

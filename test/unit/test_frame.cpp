@@ -222,4 +222,8 @@ TEST_CASE("truncated, padded or lying payloads are refused") {
   CHECK(!decode_write_request(bad_kind.take()));
   CHECK(!decode_error(std::string("\x63\0\0\0\0", 5)));  // unknown error code
   CHECK(!decode_stats_reply(std::string("\0\0\1\0", 4)));
+  // An optional field's flag is 0 or 1; anything else is not a canonical payload.
+  auto r = encode(scan_reply{{}, std::string("k"), 1});
+  r[4] = 0x40;
+  CHECK(!decode_scan_reply(r));
 }
