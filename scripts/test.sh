@@ -49,9 +49,10 @@ if [[ "${SHARDD_TEST_QUICK:-0}" != 1 ]]; then
   ninja -C build-fuzz -j "$jobs"
   corpus=$(mktemp -d)
   cp test/fuzz/corpus/* "$corpus/"
+  status=0
   build-fuzz/test/fuzz/fuzz_frame -max_total_time="${SHARDD_FUZZ_SECONDS:-60}" -print_final_stats=1 \
-    -artifact_prefix=build-fuzz/ "$corpus" 2>&1 | grep -E "^stat::number_of_executed_units|ERROR|SUMMARY" || true
-  status=${PIPESTATUS[0]}
+    -artifact_prefix=build-fuzz/ "$corpus" > build-fuzz/fuzz.log 2>&1 || status=$?
+  grep -E "^stat::number_of_executed_units|ERROR|SUMMARY" build-fuzz/fuzz.log || true
   rm -rf "$corpus"
   if [[ $status -ne 0 ]]; then
     echo "fuzz_frame found a failing input (see build-fuzz/crash-*)" >&2
