@@ -17,6 +17,7 @@ struct http_request {
   std::string target;         ///< origin-form: path and query, still percent-encoded
   std::string authorization;  ///< the Authorization header
   std::string content_type;
+  std::string if_none_match;  ///< for conditional GETs of versioned resources
   std::string body;
   std::string remote;  ///< peer address, for logs
 };

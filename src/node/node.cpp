@@ -1,7 +1,12 @@
 #include "node/node.hpp"
 
 #include "net/http_server.hpp"
+#include "net/peer_transport.hpp"
+#include "node/controller.hpp"
+#include "node/embedded_plane.hpp"
 #include "node/log.hpp"
+#include "node/peer_service.hpp"
+#include "node/peers.hpp"
 #include "node/rest_api.hpp"
 #include "node/ring_actor.hpp"
 #include "storage/store.hpp"
@@ -10,8 +15,9 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
 
 #include <filesystem>
 #include <thread>
@@ -31,11 +37,19 @@ struct node::impl {
   std::atomic<bool> stopping{false};
   std::unique_ptr<storage::store> store;
   std::unique_ptr<ring_actor> ring;
+  std::unique_ptr<peers> peer_pool;
+  std::unique_ptr<embedded_plane> plane;
+  std::unique_ptr<controller> ctl;
   std::unique_ptr<rest_api> api;
+  std::unique_ptr<peer_service> peer_svc;
+  std::unique_ptr<net::peer_server> peer_listener;
   std::unique_ptr<net::http_server> http;
   int exit_code = 0;
 
   asio::awaitable<void> shutdown(int signal);
+  node_entry self_entry() const {
+    return node_entry{cfg.node_id, cfg.rest_listen.to_string(), cfg.peer_listen.to_string(), cfg.weight, node_state::up};
+  }
 };
 
 node::node(node_config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
@@ -59,10 +73,52 @@ result<void> node::start() {
   m.store = std::move(*st);
 
   m.ring = std::make_unique<ring_actor>(m.ioc.get_executor(), m.cfg, *m.store);
-  if (auto r = m.ring->load(); !r) return r.error();
+  auto loaded = m.ring->load();
+  if (!loaded) return loaded.error();
   m.ring->start();
 
-  m.api = std::make_unique<rest_api>(rest_context{m.cfg, *m.store, *m.ring, m.read_pool, m.stopping});
+  try {
+    m.peer_pool = std::make_unique<peers>(m.ioc, m.cfg, *m.ring);
+  } catch (const std::exception& e) {
+    return make_error(errc::invalid_argument, e.what());
+  }
+  m.plane = std::make_unique<embedded_plane>(asio::make_strand(m.ioc), m.cfg, *m.ring, *m.store, *m.peer_pool);
+  const bool is_controller = m.plane->is_controller(m.cfg.node_id);
+  if (is_controller) {
+    m.ctl = std::make_unique<controller>(m.ioc.get_executor(), m.cfg, *m.plane);
+    m.ctl->begin();
+  }
+
+  node_context ctx{m.cfg, *m.store, *m.ring, m.read_pool, m.stopping, m.peer_pool.get(), m.plane.get(), m.ctl.get()};
+  m.api = std::make_unique<rest_api>(ctx);
+  m.peer_svc = std::make_unique<peer_service>(ctx, *m.api);
+  try {
+    m.peer_listener = std::make_unique<net::peer_server>(
+        m.ioc, m.cfg.tls, net::peer_identity{m.cfg.cluster_id, m.cfg.node_id},
+        [svc = m.peer_svc.get()](peer::frame f, std::string from) { return svc->handle(std::move(f), std::move(from)); });
+    m.peer_listener->start(m.cfg.peer_listen);
+  } catch (const std::exception& e) {
+    return make_error(errc::invalid_argument, e.what());
+  }
+
+  if (is_controller) {
+    // Refresh this node's own entry (addresses or weight may have changed since last run).
+    auto self = m.self_entry();
+    asio::co_spawn(
+        m.ioc,
+        [ctl = m.ctl.get(), self]() -> asio::awaitable<void> {
+          peer::join_request j{self.id, self.rest_address, self.peer_address, self.weight};
+          auto r = co_await ctl->join(std::move(j));
+          if (!r) SHARDD_LOG(err, "self_registration_failed", "error", r.error().detail);
+        },
+        asio::detached);
+  } else {
+    // A member registers with the controller; a new one must hold a map before it serves.
+    auto registered = asio::co_spawn(m.ioc, m.plane->register_node(m.self_entry()), asio::use_future);
+    while (registered.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready) m.ioc.run_one_for(std::chrono::milliseconds(50));
+    if (auto r = registered.get(); !r) return r.error();
+  }
+
   net::http_server_options ho;
   ho.max_body_bytes = m.cfg.max_body_bytes;
   ho.idle_timeout = std::chrono::milliseconds(m.cfg.idle_timeout_ms);
@@ -79,9 +135,10 @@ result<void> node::start() {
     asio::co_spawn(m.ioc, m.shutdown(sig), asio::detached);
   });
   const auto snap = m.ring->snapshot();
-  SHARDD_LOG(info, "node_started", "rest", m.cfg.rest_listen.to_string(), "map_version", snap->map->version,
-             "durability", m.cfg.durability == storage::durability::fsync ? "fsync" : "async", "threads", m.cfg.threads,
-             "version", SHARDD_VERSION);
+  SHARDD_LOG(info, "node_started", "rest", m.cfg.rest_listen.to_string(), "peer", m.cfg.peer_listen.to_string(), "role",
+             is_controller ? "controller" : "member", "map_version", snap->map->version, "durability",
+             m.cfg.durability == storage::durability::fsync ? "fsync" : "async", "threads", m.cfg.threads, "version",
+             SHARDD_VERSION);
   return {};
 }
 
@@ -89,6 +146,10 @@ asio::awaitable<void> node::impl::shutdown(int sig) {
   SHARDD_LOG(info, "node_stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   stopping = true;
   co_await http->shutdown(std::chrono::milliseconds(cfg.shutdown_timeout_ms));
+  plane->stop();
+  if (ctl) ctl->end();
+  peer_listener->stop();
+  peer_pool->close_all();
   ring->stop();
   ioc.stop();
 }

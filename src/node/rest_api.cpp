@@ -1,9 +1,14 @@
 #include "node/rest_api.hpp"
 
 #include "net/http_server.hpp"
+#include "node/control_plane.hpp"
+#include "node/controller.hpp"
+#include "node/gather.hpp"
 #include "node/log.hpp"
+#include "node/peers.hpp"
 #include "node/store_ops.hpp"
 #include "shardd/json_fields.hpp"
+#include "shardd/placement.hpp"
 #include "shardd/routing.hpp"
 #include "shardd/text.hpp"
 
@@ -18,6 +23,7 @@
 
 #include <chrono>
 #include <initializer_list>
+#include <set>
 
 namespace shardd {
 
@@ -68,13 +74,32 @@ http_response text_response(std::string body) {
 
 std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
 
+bool has_header(const http_response& r, std::string_view name) {
+  for (const auto& [n, v] : r.headers)
+    if (n == name) return true;
+  return false;
+}
+
 /// Runs a blocking function on the read pool and resumes the caller on its own executor.
 template <class F>
 awaitable<std::invoke_result_t<F>> on_pool(asio::thread_pool& pool, F f) {
   using R = std::invoke_result_t<F>;
-  auto task = [f = std::move(f)]() mutable -> awaitable<R> { co_return f(); };  // named: GCC 12 destroys temporaries in a co_await operand twice
+  // Named: GCC 12 destroys temporaries in a co_await operand twice.
+  auto task = [f = std::move(f)]() mutable -> awaitable<R> { co_return f(); };
   co_return co_await asio::co_spawn(pool, std::move(task), asio::use_awaitable);
 }
+
+std::string_view method_name(http_method m) {
+  switch (m) {
+    case http_method::get: return "GET";
+    case http_method::head: return "HEAD";
+    case http_method::put: return "PUT";
+    case http_method::post: return "POST";
+    case http_method::delete_: return "DELETE";
+    default: return "";
+  }
+}
+
 
 }  // namespace
 
@@ -84,6 +109,8 @@ struct rest_api::call {
   std::vector<std::pair<std::string, std::string>> params;
   snapshot_ptr snap;
   std::string path;
+  bool forwarded = false;            ///< came from another node
+  std::uint64_t sender_version = 0;  ///< the sender's map version (forwarded requests)
 
   const std::string* param(std::string_view name) const {
     const std::string* found = nullptr;
@@ -95,13 +122,27 @@ struct rest_api::call {
     auto f = param("format");
     return f && *f == "text";
   }
+  std::optional<std::string_view> routing() const {
+    auto r = param("routing");
+    return r ? std::optional<std::string_view>(*r) : std::nullopt;
+  }
   http_response fail(unsigned status, std::string_view slug, std::string_view detail) const {
     return net::problem(status, slug, detail, path);
   }
   http_response fail(const error& e) const { return fail(status_of(e.code), slug_of(e.code), e.detail); }
 };
 
-rest_api::rest_api(rest_context ctx) : ctx_(ctx), token_digest_(sha256(ctx.config.token)) {}
+struct rest_api::stats_view {
+  std::map<std::pair<std::uint32_t, std::uint32_t>, storage::shard_stats> shards;  ///< (index id, shard id)
+  std::map<std::string, std::string> unreachable;                                 ///< node → why
+
+  const storage::shard_stats* find(const index_entry& ix, const shard_entry& s) const {
+    auto it = shards.find({ix.id, s.id});
+    return it == shards.end() ? nullptr : &it->second;
+  }
+};
+
+rest_api::rest_api(node_context ctx) : ctx_(ctx), token_digest_(sha256(ctx.config.token)) {}
 
 bool rest_api::authorized(const net::http_request& req) const {
   constexpr std::string_view scheme = "Bearer ";
@@ -117,25 +158,35 @@ bool rest_api::authorized(const net::http_request& req) const {
 
 awaitable<http_response> rest_api::handle(net::http_request req) {
   call c{req, {}, {}, ctx_.ring.snapshot(), {}};
-  auto url = boost::urls::parse_origin_form(req.target);
-  if (!url) {
-    co_return net::problem(400, "malformed-request", "request target is not a valid origin-form URL: " + req.target);
-  }
+  co_return co_await run(c);
+}
+
+awaitable<http_response> rest_api::handle_forwarded(net::http_request req, std::uint64_t sender_version) {
+  call c{req, {}, {}, ctx_.ring.snapshot(), {}};
+  c.forwarded = true;
+  c.sender_version = sender_version;
+  co_return co_await run(c);
+}
+
+awaitable<http_response> rest_api::run(call& c) {
+  auto url = boost::urls::parse_origin_form(c.req.target);
+  if (!url) co_return net::problem(400, "malformed-request", "request target is not a valid origin-form URL: " + c.req.target);
   c.path = std::string(url->encoded_path());
   for (auto seg : url->segments()) c.segments.push_back(seg);
   for (auto p : url->params()) c.params.emplace_back(p.key, p.value);
 
   http_response res;
   const bool is_health = c.segments.size() == 2 && c.segments[0] == "v1" && c.segments[1] == "health";
-  if (!is_health && !authorized(req)) {
+  if (!c.forwarded && !is_health && !authorized(c.req)) {
     res = c.fail(401, "unauthorized",
-                 req.authorization.empty() ? "missing Authorization: Bearer <token> header" : "invalid bearer token");
+                 c.req.authorization.empty() ? "missing Authorization: Bearer <token> header" : "invalid bearer token");
     res.set_header("WWW-Authenticate", "Bearer realm=\"shardd\"");
   } else {
     res = co_await dispatch(c);
   }
-  res.set_header("X-Shardd-Node", ctx_.config.node_id);
-  res.set_header("X-Shardd-Map-Version", std::to_string(c.snap->map->version));
+  // A relayed answer keeps the owner's node and map version.
+  if (!has_header(res, "X-Shardd-Node")) res.set_header("X-Shardd-Node", ctx_.config.node_id);
+  if (!has_header(res, "X-Shardd-Map-Version")) res.set_header("X-Shardd-Map-Version", std::to_string(c.snap->map->version));
   co_return res;
 }
 
@@ -167,13 +218,38 @@ awaitable<http_response> rest_api::dispatch(call& c) {
   if (s.size() == 2 && s[1] == "shards") {
     if (method != http_method::get) co_return not_allowed("GET");
     if (auto e = unknown_param({"format", "index"})) co_return *e;
-    co_return list_shards(c);
+    co_return co_await list_shards(c);
+  }
+  if (s.size() == 2 && s[1] == "cluster") {
+    if (method != http_method::get) co_return not_allowed("GET");
+    if (auto e = unknown_param({"format"})) co_return *e;
+    co_return co_await get_cluster(c);
+  }
+  if (s.size() == 4 && s[1] == "cluster" && s[2] == "nodes") {
+    if (method != http_method::put) co_return not_allowed("PUT");
+    if (auto e = unknown_param({})) co_return *e;
+    co_return co_await set_node(c, s[3]);
+  }
+  if (s.size() == 2 && s[1] == "ring") {
+    if (method != http_method::get) co_return not_allowed("GET");
+    if (auto e = unknown_param({"format"})) co_return *e;
+    co_return get_ring(c);
+  }
+  if (s.size() == 3 && s[1] == "ring" && s[2] == "lookup") {
+    if (method != http_method::get) co_return not_allowed("GET");
+    if (auto e = unknown_param({"index", "key", "routing"})) co_return *e;
+    co_return ring_lookup(c);
+  }
+  if (s.size() == 2 && s[1] == "partition-map") {
+    if (method != http_method::get) co_return not_allowed("GET");
+    if (auto e = unknown_param({})) co_return *e;
+    co_return get_partition_map(c);
   }
   if (s.size() >= 2 && s[1] == "indexes") {
     if (s.size() == 2) {
       if (method != http_method::get) co_return not_allowed("GET");
       if (auto e = unknown_param({"format"})) co_return *e;
-      co_return list_indexes(c);
+      co_return co_await list_indexes(c);
     }
     const std::string& name = s[2];
     if (auto v = validate_index_name(name); !v) co_return c.fail(v.error());
@@ -184,7 +260,7 @@ awaitable<http_response> rest_api::dispatch(call& c) {
           co_return co_await put_index(c, name);
         case http_method::get:
           if (auto e = unknown_param({"format"})) co_return *e;
-          co_return get_index(c, name);
+          co_return co_await get_index(c, name);
         case http_method::delete_:
           if (auto e = unknown_param({})) co_return *e;
           co_return co_await delete_index(c, name);
@@ -209,9 +285,7 @@ awaitable<http_response> rest_api::dispatch(call& c) {
       if (auto v = validate_key(key); !v) co_return c.fail(v.error());
       if (auto r = c.param("routing"); r && r->empty()) co_return c.fail(400, "invalid-argument", "routing must not be empty");
       if (!ix) co_return missing();
-      if (method == http_method::put) co_return co_await put_record(c, *ix, key);
-      if (method == http_method::get) co_return co_await get_record(c, *ix, key);
-      co_return co_await delete_record(c, *ix, key);
+      co_return co_await record(c, *ix, key);
     }
     if (s.size() == 4 && s[3] == "bulk") {
       if (method != http_method::post) co_return not_allowed("POST");
@@ -223,13 +297,126 @@ awaitable<http_response> rest_api::dispatch(call& c) {
       if (method != http_method::get) co_return not_allowed("GET");
       if (auto e = unknown_param({})) co_return *e;
       if (!ix) co_return missing();
-      co_return count(c, *ix);
+      co_return co_await count(c, *ix);
     }
   }
   co_return c.fail(404, "not-found", "unknown path " + c.path);
 }
 
-// --- health -------------------------------------------------------------------------------
+// --- cluster plumbing -----------------------------------------------------------------------
+
+awaitable<http_response> rest_api::forward(call& c, const std::string& node) {
+  peer::forward_request fr{std::string(method_name(c.req.method)), c.req.target, c.req.content_type, c.req.body};
+  if (fr.method.empty()) fr.method = c.req.method_text;
+  auto frame = make_frame(peer::frame_type::forward, peer::encode(fr), c.snap->map->version);
+  auto r = co_await ctx_.peer->call(node, std::move(frame), std::chrono::milliseconds(ctx_.config.request_timeout_ms));
+  if (!r) {
+    co_return c.fail(503, "unavailable", "node " + quoted(node) + " did not answer: " + r.error().detail);
+  }
+  if (r->header.type == peer::frame_type::moved) {
+    http_response m;
+    m.status = moved_status;
+    m.body = std::to_string(r->header.map_version);
+    co_return m;
+  }
+  auto fr2 = peer::decode_forward_response(r->payload);
+  if (!fr2) co_return c.fail(502, "bad-gateway", "unreadable answer from node " + quoted(node));
+  http_response out;
+  out.status = fr2->status;
+  out.content_type = std::move(fr2->content_type);
+  out.headers = std::move(fr2->headers);
+  out.body = std::move(fr2->body);
+  co_return out;
+}
+
+awaitable<http_response> rest_api::to_controller(call& c) {
+  // Changes of the map are made by the controller; other nodes relay the request to it.
+  const std::string controller_id = ctx_.plane ? ctx_.plane->elect_controller() : std::string();
+  if (c.forwarded || !ctx_.peer || controller_id.empty())
+    co_return c.fail(503, "unavailable", "this node cannot change the map and cannot reach the controller");
+  auto res = co_await forward(c, controller_id);
+  if (res.status == 503 && res.body.find("did not answer") != std::string::npos)
+    co_return c.fail(503, "unavailable", "the controller " + quoted(controller_id) +
+                                             " is unreachable; index and membership changes wait for it");
+  co_return res;
+}
+
+std::optional<http_response> rest_api::owner_unavailable(call& c, const index_entry& ix, const shard_entry& s) {
+  const auto* n = c.snap->map->find_node(s.owner);
+  if (n && n->state == node_state::up) return std::nullopt;
+  return c.fail(503, "unavailable", "shard " + std::to_string(s.id) + " of index " + quoted(ix.name) + " is on node " +
+                                        quoted(s.owner) + ", which is " + (n ? std::string(to_string(n->state)) : "unknown"));
+}
+
+awaitable<rest_api::stats_view> rest_api::collect_stats(const partition_map& m, const std::string* only_index) {
+  stats_view view;
+  std::set<std::string> remote;
+  for (const auto& [name, ix] : m.indexes) {
+    if (only_index && name != *only_index) continue;
+    for (const auto& s : ix.shards) {
+      if (s.owner == ctx_.config.node_id || !ctx_.peer) {
+        if (auto st = ctx_.store.stats(ix.id, s.id)) view.shards[{ix.id, s.id}] = *st;
+      } else {
+        remote.insert(s.owner);
+      }
+    }
+  }
+  std::vector<std::string> asked;
+  std::vector<awaitable<result<peer::frame>>> calls;
+  for (const auto& node : remote) {
+    const auto* n = m.find_node(node);
+    if (!n || n->state != node_state::up) {
+      view.unreachable[node] = n ? std::string(to_string(n->state)) : "unknown";
+      continue;
+    }
+    asked.push_back(node);
+    calls.push_back(ctx_.peer->call(node, make_frame(peer::frame_type::node_stats, {}, m.version),
+                                    std::chrono::milliseconds(ctx_.config.request_timeout_ms)));
+  }
+  auto replies = co_await gather(std::move(calls));
+  for (std::size_t i = 0; i < replies.size(); ++i) {
+    if (!replies[i]) {
+      view.unreachable[asked[i]] = replies[i].error().detail;
+      continue;
+    }
+    auto st = peer::decode_stats_reply(replies[i]->payload);
+    if (!st) {
+      view.unreachable[asked[i]] = "unreadable stats";
+      continue;
+    }
+    for (const auto& s : st->shards) view.shards[{s.index_id, s.shard_id}] = {s.records, s.bytes};
+  }
+  co_return view;
+}
+
+result<peer::stats_reply> rest_api::local_stats() const {
+  peer::stats_reply out;
+  const auto snap = ctx_.ring.snapshot();
+  for (const auto& r : local_ranges(*snap->map, ctx_.config.node_id))
+    if (auto st = ctx_.store.stats(r.index_id, r.shard_id)) out.shards.push_back({r.index_id, r.shard_id, st->records, st->bytes});
+  return out;
+}
+
+awaitable<result<std::vector<storage::op_status>>> rest_api::write_on(const std::string& node, std::uint32_t index_id,
+                                                                      std::vector<storage::write_op> ops) {
+  if (node == ctx_.config.node_id || !ctx_.peer) co_return co_await async_write(ctx_.store, std::move(ops));
+  peer::write_request w;
+  w.index_id = index_id;
+  w.ops.reserve(ops.size());
+  for (auto& op : ops)
+    w.ops.push_back({static_cast<std::uint8_t>(op.kind == storage::op_kind::put ? 0 : 1), std::move(op.key), std::move(op.value)});
+  auto frame = make_frame(peer::frame_type::write_ops, peer::encode(w), ctx_.ring.snapshot()->map->version);
+  auto r = co_await ctx_.peer->call(node, std::move(frame), std::chrono::milliseconds(ctx_.config.request_timeout_ms));
+  if (!r) co_return r.error();
+  auto reply = peer::decode_write_reply(r->payload);
+  if (!reply) co_return reply.error();
+  if (reply->statuses.size() != w.ops.size()) co_return make_error(errc::internal, "write reply of the wrong size");
+  std::vector<storage::op_status> out;
+  for (auto st : reply->statuses) out.push_back(static_cast<storage::op_status>(st));
+  co_return out;
+}
+
+// --- health ---------------------------------------------------------------------------------
 
 http_response rest_api::health(call& c) {
   json::object o;
@@ -237,20 +424,17 @@ http_response rest_api::health(call& c) {
   o["status"] = stopping ? "stopping" : "ok";
   o["node"] = ctx_.config.node_id;
   o["cluster"] = ctx_.config.cluster_id;
+  o["role"] = ctx_.ctl ? "controller" : "member";
   o["map_version"] = c.snap->map->version;
   o["version"] = SHARDD_VERSION;
   return json_response(stopping ? 503 : 200, json::serialize(o));
 }
 
-// --- indexes ------------------------------------------------------------------------------
+// --- indexes --------------------------------------------------------------------------------
 
 namespace {
 
-struct index_totals {
-  std::uint64_t records = 0, bytes = 0;
-};
-
-json::object shard_json(const index_entry& ix, const shard_entry& s, const std::optional<storage::shard_stats>& st) {
+json::object shard_json(const index_entry& ix, const shard_entry& s, const storage::shard_stats* st) {
   json::object o;
   o["index"] = ix.name;
   o["shard"] = s.id;
@@ -266,70 +450,100 @@ json::object shard_json(const index_entry& ix, const shard_entry& s, const std::
     o["records"] = st->records;
     o["bytes"] = st->bytes;
   } else {
-    o["records"] = nullptr;
+    o["records"] = nullptr;  // the owner did not answer
     o["bytes"] = nullptr;
   }
   return o;
 }
 
+std::vector<std::string> shard_row(const index_entry& ix, const shard_entry& s, const storage::shard_stats* st) {
+  return {ix.name, std::to_string(s.id), bound_to_text(ix.strategy, s.start), s.end ? bound_to_text(ix.strategy, *s.end) : "-",
+          s.owner, std::string(to_string(s.state)), st ? std::to_string(st->records) : "?",
+          st ? std::to_string(st->bytes) : "?"};
+}
+
+json::array unreachable_json(const std::map<std::string, std::string>& u) {
+  json::array a;
+  for (const auto& [node, why] : u) {
+    json::object o;
+    o["node"] = node;
+    o["reason"] = why;
+    a.push_back(std::move(o));
+  }
+  return a;
+}
+
 }  // namespace
 
-http_response rest_api::get_index(call& c, const std::string& name) {
+awaitable<http_response> rest_api::get_index(call& c, const std::string& name, unsigned status) {
   const auto* ix = c.snap->map->find_index(name);
-  if (!ix) return c.fail(404, "not-found", "index " + quoted(name) + " does not exist");
+  if (!ix) co_return c.fail(404, "not-found", "index " + quoted(name) + " does not exist");
+  auto view = co_await collect_stats(*c.snap->map, &name);
   json::array shards;
-  index_totals t;
+  std::uint64_t records = 0, bytes = 0;
+  bool complete = true;
   std::vector<std::vector<std::string>> rows;
   for (const auto& s : ix->shards) {
-    auto st = ctx_.store.stats(ix->id, s.id);
+    const auto* st = view.find(*ix, s);
     if (st) {
-      t.records += st->records;
-      t.bytes += st->bytes;
+      records += st->records;
+      bytes += st->bytes;
+    } else {
+      complete = false;
     }
-    if (c.text())
-      rows.push_back({std::to_string(s.id), bound_to_text(ix->strategy, s.start), s.end ? bound_to_text(ix->strategy, *s.end) : "-",
-                      s.owner, std::string(to_string(s.state)), st ? std::to_string(st->records) : "-",
-                      st ? std::to_string(st->bytes) : "-"});
+    rows.push_back(shard_row(*ix, s, st));
     shards.push_back(shard_json(*ix, s, st));
   }
-  if (c.text()) return text_response(render_table({"shard", "start", "end", "node", "state", "records", "bytes"}, rows));
+  if (c.text()) {
+    for (auto& r : rows) r.erase(r.begin());
+    co_return text_response(render_table({"shard", "start", "end", "node", "state", "records", "bytes"}, rows));
+  }
   json::object o;
   o["name"] = ix->name;
   o["id"] = ix->id;
   o["partitioning"] = to_string(ix->strategy);
   o["shard_count"] = ix->shards.size();
-  o["records"] = t.records;
-  o["bytes"] = t.bytes;
+  o["records"] = records;
+  o["bytes"] = bytes;
+  o["complete"] = complete;  // false: some owners did not answer; records and bytes are partial
+  if (!view.unreachable.empty()) o["unreachable"] = unreachable_json(view.unreachable);
   o["map_version"] = c.snap->map->version;
   o["shards"] = std::move(shards);
-  return json_response(200, json::serialize(o));
+  co_return json_response(status, json::serialize(o));
 }
 
-http_response rest_api::list_indexes(call& c) {
+awaitable<http_response> rest_api::list_indexes(call& c) {
+  auto view = co_await collect_stats(*c.snap->map, nullptr);
   json::array list;
   std::vector<std::vector<std::string>> rows;
   for (const auto& [name, ix] : c.snap->map->indexes) {
-    index_totals t;
-    for (const auto& s : ix.shards)
-      if (auto st = ctx_.store.stats(ix.id, s.id)) {
-        t.records += st->records;
-        t.bytes += st->bytes;
+    std::uint64_t records = 0, bytes = 0;
+    bool complete = true;
+    for (const auto& s : ix.shards) {
+      if (const auto* st = view.find(ix, s)) {
+        records += st->records;
+        bytes += st->bytes;
+      } else {
+        complete = false;
       }
+    }
     rows.push_back({name, std::string(to_string(ix.strategy)), std::to_string(ix.shards.size()),
-                    std::to_string(t.records), std::to_string(t.bytes)});
+                    complete ? std::to_string(records) : "?", complete ? std::to_string(bytes) : "?"});
     json::object o;
     o["name"] = name;
     o["partitioning"] = to_string(ix.strategy);
     o["shards"] = ix.shards.size();
-    o["records"] = t.records;
-    o["bytes"] = t.bytes;
+    o["records"] = records;
+    o["bytes"] = bytes;
+    o["complete"] = complete;
     list.push_back(std::move(o));
   }
-  if (c.text()) return text_response(render_table({"index", "partitioning", "shards", "records", "bytes"}, rows));
+  if (c.text()) co_return text_response(render_table({"index", "partitioning", "shards", "records", "bytes"}, rows));
   json::object o;
   o["indexes"] = std::move(list);
+  if (!view.unreachable.empty()) o["unreachable"] = unreachable_json(view.unreachable);
   o["map_version"] = c.snap->map->version;
-  return json_response(200, json::serialize(o));
+  co_return json_response(200, json::serialize(o));
 }
 
 awaitable<http_response> rest_api::put_index(call& c, const std::string& name) {
@@ -367,17 +581,18 @@ awaitable<http_response> rest_api::put_index(call& c, const std::string& name) {
     if (spec.strategy == partitioning::hash && *points)
       co_return c.fail(400, "invalid-argument", "split_points: applies to range partitioning only");
   }
-  auto r = co_await ctx_.ring.create_index(name, std::move(spec));
+  if (!ctx_.ctl) co_return co_await to_controller(c);
+  auto r = co_await ctx_.ctl->create_index(name, std::move(spec));
   if (!r) co_return c.fail(r.error());
   c.snap = *r;
-  auto res = get_index(c, name);
-  res.status = 201;
+  auto res = co_await get_index(c, name, 201);
   res.set_header("Location", "/v1/indexes/" + name);
   co_return res;
 }
 
 awaitable<http_response> rest_api::delete_index(call& c, const std::string& name) {
-  auto r = co_await ctx_.ring.drop_index(name);
+  if (!ctx_.ctl) co_return co_await to_controller(c);
+  auto r = co_await ctx_.ctl->drop_index(name);
   if (!r) co_return c.fail(r.error());
   c.snap = *r;
   json::object o;
@@ -387,42 +602,51 @@ awaitable<http_response> rest_api::delete_index(call& c, const std::string& name
   co_return json_response(200, json::serialize(o));
 }
 
-http_response rest_api::count(call&, const index_entry& ix) {
+awaitable<http_response> rest_api::count(call& c, const index_entry& ix) {
+  auto view = co_await collect_stats(*c.snap->map, &ix.name);
   std::uint64_t n = 0;
-  for (const auto& s : ix.shards)
-    if (auto st = ctx_.store.stats(ix.id, s.id)) n += st->records;
+  for (const auto& s : ix.shards) {
+    const auto* st = view.find(ix, s);
+    if (!st) {
+      // A count must be exact: a shard whose owner does not answer makes it unknowable.
+      auto why = view.unreachable.count(s.owner) ? view.unreachable[s.owner] : "no stats";
+      co_return c.fail(503, "unavailable", "shard " + std::to_string(s.id) + " of index " + quoted(ix.name) +
+                                               " is on node " + quoted(s.owner) + ", which did not answer (" + why + ")");
+    }
+    n += st->records;
+  }
   json::object o;
   o["index"] = ix.name;
   o["count"] = n;
   o["shards"] = ix.shards.size();
-  return json_response(200, json::serialize(o));
+  co_return json_response(200, json::serialize(o));
 }
 
-http_response rest_api::list_shards(call& c) {
+awaitable<http_response> rest_api::list_shards(call& c) {
   const std::string* only = c.param("index");
   if (only && !c.snap->map->find_index(*only))
-    return c.fail(404, "not-found", "index " + quoted(*only) + " does not exist");
+    co_return c.fail(404, "not-found", "index " + quoted(*only) + " does not exist");
+  auto view = co_await collect_stats(*c.snap->map, only);
   json::array list;
   std::vector<std::vector<std::string>> rows;
   for (const auto& [name, ix] : c.snap->map->indexes) {
     if (only && name != *only) continue;
     for (const auto& s : ix.shards) {
-      auto st = ctx_.store.stats(ix.id, s.id);
-      rows.push_back({name, std::to_string(s.id), bound_to_text(ix.strategy, s.start),
-                      s.end ? bound_to_text(ix.strategy, *s.end) : "-", s.owner, std::string(to_string(s.state)),
-                      st ? std::to_string(st->records) : "-", st ? std::to_string(st->bytes) : "-"});
+      const auto* st = view.find(ix, s);
+      rows.push_back(shard_row(ix, s, st));
       list.push_back(shard_json(ix, s, st));
     }
   }
   if (c.text())
-    return text_response(render_table({"index", "shard", "start", "end", "node", "state", "records", "bytes"}, rows));
+    co_return text_response(render_table({"index", "shard", "start", "end", "node", "state", "records", "bytes"}, rows));
   json::object o;
   o["shards"] = std::move(list);
+  if (!view.unreachable.empty()) o["unreachable"] = unreachable_json(view.unreachable);
   o["map_version"] = c.snap->map->version;
-  return json_response(200, json::serialize(o));
+  co_return json_response(200, json::serialize(o));
 }
 
-// --- records ------------------------------------------------------------------------------
+// --- records --------------------------------------------------------------------------------
 
 namespace {
 
@@ -464,10 +688,47 @@ std::string write_json(const index_entry& ix, std::uint32_t shard, std::string_v
 
 }  // namespace
 
+awaitable<http_response> rest_api::record(call& c, const index_entry& ix_in, const std::string& key) {
+  const index_entry* ix = &ix_in;
+  for (int attempt = 0;; ++attempt) {
+    const auto rt = route_key(*ix, key, c.routing());
+    const auto& s = ix->shards[rt.shard_pos];
+    if (s.owner == ctx_.config.node_id || !ctx_.peer) {
+      switch (c.req.method) {
+        case http_method::put: co_return co_await put_record(c, *ix, key);
+        case http_method::get: co_return co_await get_record(c, *ix, key);
+        default: co_return co_await delete_record(c, *ix, key);
+      }
+    }
+    if (c.forwarded) {
+      // The sender thinks we own this shard. If our map is newer, tell it who does; if it is
+      // older, we cannot tell.
+      if (c.snap->map->version > c.sender_version) {
+        http_response moved;
+        moved.status = moved_status;
+        co_return moved;
+      }
+      co_return c.fail(503, "unavailable", "node " + quoted(ctx_.config.node_id) + " has map version " +
+                                               std::to_string(c.snap->map->version) + ", older than the sender's; retry");
+    }
+    if (auto u = owner_unavailable(c, *ix, s)) co_return *u;
+    auto res = co_await forward(c, s.owner);
+    if (res.status != moved_status) co_return res;
+    if (attempt > 0 || !ctx_.plane)
+      co_return c.fail(503, "unavailable", "the owner of the record moved twice meanwhile; retry");
+    // Our map is stale: fetch the newest and retry once, like a Redis MOVED the client never sees.
+    auto fresh = co_await ctx_.plane->load();
+    if (!fresh) co_return c.fail(503, "unavailable", "map out of date and the controller is unreachable: " + fresh.error().detail);
+    c.snap = *fresh;
+    ix = c.snap->map->find_index(ix_in.name);
+    if (!ix) co_return c.fail(404, "not-found", "index " + quoted(ix_in.name) + " does not exist");
+  }
+}
+
 awaitable<http_response> rest_api::put_record(call& c, const index_entry& ix, const std::string& key) {
   auto doc = normalize_doc(c.req.body, ctx_.config.max_doc_bytes);
   if (!doc) co_return c.fail(doc.error());
-  auto rt = route_key(ix, key, c.param("routing") ? std::optional<std::string_view>(*c.param("routing")) : std::nullopt);
+  auto rt = route_key(ix, key, c.routing());
   const auto shard_id = ix.shards[rt.shard_pos].id;
   std::vector<storage::write_op> ops;
   ops.push_back(storage::write_op{storage::op_kind::put, std::move(rt.storage_key), std::move(*doc)});
@@ -481,13 +742,13 @@ awaitable<http_response> rest_api::put_record(call& c, const index_entry& ix, co
 }
 
 awaitable<http_response> rest_api::get_record(call& c, const index_entry& ix, const std::string& key) {
-  auto rt = route_key(ix, key, c.param("routing") ? std::optional<std::string_view>(*c.param("routing")) : std::nullopt);
+  auto rt = route_key(ix, key, c.routing());
   const auto shard_id = ix.shards[rt.shard_pos].id;
   std::string value;
   auto st = ctx_.store.get_cached(rt.storage_key, value);
   if (st == storage::store::read_status::would_block) {
-    // Not in memory: read from disk on the pool, never on this strand.
-    // A named closure: GCC 12 destroys temporaries inside a co_await operand twice.
+    // Not in memory: read from disk on the pool, never on this strand. (A named closure:
+    // GCC 12 destroys temporaries inside a co_await operand twice.)
     auto read = [&s = ctx_.store, k = rt.storage_key] { return s.get(k); };
     auto got = co_await on_pool(ctx_.read_pool, std::move(read));
     if (!got) co_return c.fail(got.error());
@@ -504,7 +765,7 @@ awaitable<http_response> rest_api::get_record(call& c, const index_entry& ix, co
 }
 
 awaitable<http_response> rest_api::delete_record(call& c, const index_entry& ix, const std::string& key) {
-  auto rt = route_key(ix, key, c.param("routing") ? std::optional<std::string_view>(*c.param("routing")) : std::nullopt);
+  auto rt = route_key(ix, key, c.routing());
   const auto shard_id = ix.shards[rt.shard_pos].id;
   std::vector<storage::write_op> ops;
   ops.push_back(storage::write_op{storage::op_kind::del, std::move(rt.storage_key), {}});
@@ -520,8 +781,9 @@ awaitable<http_response> rest_api::delete_record(call& c, const index_entry& ix,
 
 awaitable<http_response> rest_api::bulk(call& c, const index_entry& ix) {
   // NDJSON: one {"op":"put","key":K,"doc":D[,"routing":R]} or {"op":"delete","key":K[,"routing":R]}
-  // per line. Bad lines are reported with their line number; every good line is applied, in
-  // order, in one group commit.
+  // per line. Bad lines are reported with their line number; the good lines are split by the
+  // node owning their shard and applied, in order per owner, one group commit per owner, all
+  // owners at once.
   const auto started = std::chrono::steady_clock::now();
   struct line_error {
     std::size_t line;
@@ -535,8 +797,11 @@ awaitable<http_response> rest_api::bulk(call& c, const index_entry& ix) {
     if (errors.size() < max_reported_errors) errors.push_back({line, status, std::move(detail)});
   };
 
-  std::vector<storage::write_op> ops;
-  std::vector<std::size_t> op_line;
+  struct owner_batch {
+    std::vector<storage::write_op> ops;
+    std::vector<std::size_t> lines;
+  };
+  std::map<std::string, owner_batch> batches;
   std::string_view body = c.req.body;
   std::size_t line_no = 0, lines = 0;
   unsigned char buffer[16384];
@@ -600,6 +865,7 @@ awaitable<http_response> rest_api::bulk(call& c, const index_entry& ix) {
       continue;
     }
     auto rt = route_key(ix, key, routing);
+    storage::write_op wop;
     if (op == "put") {
       if (!doc) {
         add_error(line_no, 400, "doc is required for put");
@@ -611,29 +877,54 @@ awaitable<http_response> rest_api::bulk(call& c, const index_entry& ix) {
                                     std::to_string(ctx_.config.max_doc_bytes));
         continue;
       }
-      ops.push_back(storage::write_op{storage::op_kind::put, std::move(rt.storage_key), std::move(text)});
+      wop = storage::write_op{storage::op_kind::put, std::move(rt.storage_key), std::move(text)};
     } else {
       if (doc) {
         add_error(line_no, 400, "delete takes no doc");
         continue;
       }
-      ops.push_back(storage::write_op{storage::op_kind::del, std::move(rt.storage_key), {}});
+      wop = storage::write_op{storage::op_kind::del, std::move(rt.storage_key), {}};
     }
-    op_line.push_back(line_no);
+    const auto& owner = ix.shards[rt.shard_pos].owner;
+    auto& b = batches[ctx_.peer ? owner : ctx_.config.node_id];
+    b.ops.push_back(std::move(wop));
+    b.lines.push_back(line_no);
   }
 
   std::uint64_t created = 0, updated = 0, deleted = 0, not_found = 0;
-  if (!ops.empty()) {
-    auto r = co_await async_write(ctx_.store, std::move(ops));
-    if (!r) co_return c.fail(r.error());
-    for (std::size_t i = 0; i < r->size(); ++i) {
-      switch ((*r)[i]) {
+  std::vector<std::string> owners;
+  std::vector<std::vector<std::size_t>> owner_lines;
+  std::vector<awaitable<result<std::vector<storage::op_status>>>> writes;
+  for (auto& [owner, b] : batches) {
+    const auto* n = c.snap->map->find_node(owner);
+    if (owner != ctx_.config.node_id && (!n || n->state != node_state::up)) {
+      for (auto line : b.lines)
+        add_error(line, 503, "its shard is on node " + quoted(owner) + ", which is " +
+                                 (n ? std::string(to_string(n->state)) : "unknown"));
+      continue;
+    }
+    owners.push_back(owner);
+    owner_lines.push_back(std::move(b.lines));
+    writes.push_back(write_on(owner, ix.id, std::move(b.ops)));
+  }
+  auto results = co_await gather(std::move(writes));
+  for (std::size_t o = 0; o < results.size(); ++o) {
+    const auto& lines_of = owner_lines[o];
+    if (!results[o]) {
+      for (auto line : lines_of)
+        add_error(line, status_of(results[o].error().code), "node " + quoted(owners[o]) + ": " + results[o].error().detail);
+      continue;
+    }
+    const auto& statuses = *results[o];
+    for (std::size_t i = 0; i < statuses.size(); ++i) {
+      switch (statuses[i]) {
         case storage::op_status::created: ++created; break;
         case storage::op_status::updated: ++updated; break;
         case storage::op_status::deleted: ++deleted; break;
         case storage::op_status::not_found: ++not_found; break;
         case storage::op_status::no_shard:
-          add_error(op_line[i], 404, "index " + quoted(ix.name) + " was deleted meanwhile");
+          add_error(lines_of[i], 409, "node " + quoted(owners[o]) + " does not hold that shard (the index was "
+                                      "deleted, or the map changed meanwhile); retry");
           break;
       }
     }
@@ -661,6 +952,43 @@ awaitable<http_response> rest_api::bulk(call& c, const index_entry& ix) {
   co_return json_response(200, json::serialize(o));
 }
 
+// --- scans ----------------------------------------------------------------------------------
+
+awaitable<result<peer::scan_reply>> rest_api::local_scan(peer::scan_request q) {
+  const auto snap = ctx_.ring.snapshot();
+  const auto* ix = snap->map->find_index(q.index);
+  if (!ix) co_return make_error(errc::not_found, "index " + quoted(q.index) + " does not exist");
+  const auto* s = ix->find_shard(q.shard);
+  if (!s || (ctx_.peer && s->owner != ctx_.config.node_id))
+    co_return make_error(errc::conflict, "shard " + std::to_string(q.shard) + " of " + quoted(q.index) + " is not on node " +
+                                             quoted(ctx_.config.node_id));
+  const auto sr = shard_storage_range(*ix, *s);
+  if (q.begin < sr.begin || q.end > sr.end || !(q.begin < q.end))
+    co_return make_error(errc::invalid_argument, "scan range outside shard " + std::to_string(q.shard));
+  // Hash indexes store keys in token order: bounds and prefix are a filter on the user key.
+  std::function<bool(std::string_view)> keep;
+  if (ix->strategy == partitioning::hash && (q.key_start || q.key_end || q.key_prefix)) {
+    keep = [start = q.key_start, end = q.key_end, prefix = q.key_prefix](std::string_view k) {
+      auto user = k.substr(index_prefix_bytes + token_bytes);
+      if (start && user < *start) return false;
+      if (end && user >= *end) return false;
+      if (prefix && !user.starts_with(*prefix)) return false;
+      return true;
+    };
+  }
+  auto work = [&store = ctx_.store, q = std::move(q), keep = std::move(keep)]() -> result<peer::scan_reply> {
+    auto got = store.scan(key_range{q.begin, q.end}, q.after, q.limit, keep, std::max<std::size_t>(q.max_examined, 1));
+    if (!got) return got.error();
+    peer::scan_reply out;
+    out.records.reserve(got->records.size());
+    for (auto& r : got->records) out.records.emplace_back(std::move(r.key), std::move(r.value));
+    out.resume_after = std::move(got->resume_after);
+    out.examined = static_cast<std::uint32_t>(got->examined);
+    return out;
+  };
+  co_return co_await on_pool(ctx_.read_pool, std::move(work));
+}
+
 awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
   std::size_t limit = default_scan_limit;
   if (auto l = c.param("limit")) {
@@ -685,7 +1013,7 @@ awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
   // Range indexes keep keys in order: bounds narrow the storage range itself. Hash indexes
   // store keys in token order: bounds and prefix become a filter on the user key.
   key_range range = whole;
-  std::function<bool(std::string_view)> keep;
+  std::optional<std::string> key_start, key_end, key_prefix;
   if (ix.strategy == partitioning::range) {
     std::string lo = start ? *start : std::string();
     std::optional<std::string> hi;
@@ -696,56 +1024,58 @@ awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
       if (succ && (!hi || *succ < *hi)) hi = succ;
     }
     range = storage_range(ix.id, lo, hi);
-  } else if (start || end || prefix) {
-    keep = [start = start ? std::optional<std::string>(*start) : std::nullopt,
-            end = end ? std::optional<std::string>(*end) : std::nullopt,
-            prefix = prefix ? std::optional<std::string>(*prefix) : std::nullopt](std::string_view k) {
-      auto user = k.substr(index_prefix_bytes + token_bytes);
-      if (start && user < *start) return false;
-      if (end && user >= *end) return false;
-      if (prefix && !user.starts_with(*prefix)) return false;
-      return true;
-    };
+  } else {
+    if (start) key_start = *start;
+    if (end) key_end = *end;
+    if (prefix) key_prefix = *prefix;
   }
 
-  // Walk the shards in order; each is one contiguous storage range.
-  struct page {
-    std::vector<storage::record> records;
-    std::optional<std::string> resume_after;
-  };
-  auto walk = [&]() -> shardd::result<page> {
-    page out;
-    std::size_t examined_budget = max_scan_examined;
-    for (const auto& s : ix.shards) {
-      auto sr = shard_storage_range(ix, s);
-      key_range r{std::max(sr.begin, range.begin), std::min(sr.end, range.end)};
-      if (!(r.begin < r.end)) continue;
-      if (after && *after >= r.end) continue;
-      // At least one key per shard, so a spent budget still yields a real key to resume after.
-      auto got = ctx_.store.scan(r, after, limit - out.records.size(), keep, std::max<std::size_t>(examined_budget, 1));
-      if (!got) return got.error();
-      examined_budget -= std::min(examined_budget, got->examined);
-      for (auto& rec : got->records) out.records.push_back(std::move(rec));
-      if (got->resume_after) {
-        out.resume_after = std::move(got->resume_after);
-        return out;
+  // Walk the shards in order; each is one contiguous storage range, read where it lives.
+  std::vector<std::pair<std::string, std::string>> records;
+  std::optional<std::string> resume;
+  std::size_t budget = max_scan_examined;
+  std::size_t pos = 0;
+  for (; pos < ix.shards.size(); ++pos) {
+    const auto& s = ix.shards[pos];
+    const auto sr = shard_storage_range(ix, s);
+    key_range r{std::max(sr.begin, range.begin), std::min(sr.end, range.end)};
+    if (!(r.begin < r.end)) continue;
+    if (after && *after >= r.end) continue;
+    peer::scan_request q{ix.name, s.id, r.begin, r.end, after, static_cast<std::uint32_t>(limit - records.size()),
+                         static_cast<std::uint32_t>(std::max<std::size_t>(budget, 1)), key_start, key_end, key_prefix};
+    result<peer::scan_reply> page = make_error(errc::internal, "unset");
+    if (s.owner == ctx_.config.node_id || !ctx_.peer) {
+      page = co_await local_scan(std::move(q));
+    } else {
+      if (auto u = owner_unavailable(c, ix, s)) co_return *u;
+      auto frame = make_frame(peer::frame_type::scan_shard, peer::encode(q), c.snap->map->version);
+      auto r2 = co_await ctx_.peer->call(s.owner, std::move(frame), std::chrono::milliseconds(ctx_.config.request_timeout_ms));
+      if (!r2)
+        page = make_error(r2.error().code == errc::conflict ? errc::conflict : errc::unavailable,
+                          "node " + quoted(s.owner) + " (shard " + std::to_string(s.id) + "): " + r2.error().detail);
+      else
+        page = peer::decode_scan_reply(r2->payload);
+    }
+    if (!page) co_return c.fail(page.error());
+    budget -= std::min<std::size_t>(budget, page->examined);
+    for (auto& rec : page->records) records.push_back(std::move(rec));
+    if (page->resume_after) {
+      resume = std::move(page->resume_after);
+      break;
+    }
+    if (records.size() >= limit) break;
+  }
+  if (!resume && records.size() >= limit && !records.empty()) {
+    // Full at a shard's end: offer a cursor if a later shard can hold more. (The next page
+    // may come back empty if they hold nothing.)
+    for (std::size_t p = pos + 1; p < ix.shards.size(); ++p) {
+      const auto sr = shard_storage_range(ix, ix.shards[p]);
+      if (std::max(sr.begin, range.begin) < std::min(sr.end, range.end)) {
+        resume = records.back().first;
+        break;
       }
-      if (out.records.size() >= limit) break;
     }
-    if (out.records.size() >= limit && !out.records.empty()) {
-      // The page is full at a shard's end: offer a cursor only if anything follows (a
-      // zero-limit scan stops at the first key it finds). With a filter the next page may
-      // still come back empty.
-      const auto& last = out.records.back().key;
-      key_range rest{last, range.end};
-      auto probe = ctx_.store.scan(rest, last, 0);
-      if (!probe) return probe.error();
-      if (probe->resume_after) out.resume_after = last;
-    }
-    return out;
-  };
-  auto result = co_await on_pool(ctx_.read_pool, std::move(walk));
-  if (!result) co_return c.fail(result.error());
+  }
 
   auto user_key = [&](std::string_view storage_key) {
     return ix.strategy == partitioning::hash ? storage_key.substr(index_prefix_bytes + token_bytes)
@@ -753,28 +1083,196 @@ awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
   };
   if (c.text()) {
     std::vector<std::vector<std::string>> rows;
-    for (const auto& r : result->records) rows.push_back({std::string(user_key(r.key)), r.value});
+    for (const auto& [k, v] : records) rows.push_back({std::string(user_key(k)), v});
     co_return text_response(render_table({"key", "doc"}, rows));
   }
   std::string out = "{\"index\":";
   append_json_string(out, ix.name);
   out.append(",\"records\":[");
   bool first = true;
-  for (const auto& r : result->records) {
+  for (const auto& [k, v] : records) {
     if (!first) out.push_back(',');
     first = false;
     out.append("{\"key\":");
-    append_json_string(out, user_key(r.key));
-    out.append(",\"doc\":").append(r.value).push_back('}');
+    append_json_string(out, user_key(k));
+    out.append(",\"doc\":").append(v).push_back('}');
   }
-  out.append("],\"count\":").append(std::to_string(result->records.size()));
+  out.append("],\"count\":").append(std::to_string(records.size()));
   out.append(",\"next_cursor\":");
-  if (result->resume_after)
-    append_json_string(out, base64url_encode(*result->resume_after));
+  if (resume)
+    append_json_string(out, base64url_encode(*resume));
   else
     out.append("null");
   out.push_back('}');
   co_return json_response(200, std::move(out));
+}
+
+// --- cluster, ring, partition map ----------------------------------------------------------
+
+awaitable<http_response> rest_api::get_cluster(call& c) {
+  bool reachable = true;
+  if (!ctx_.ctl && ctx_.peer && ctx_.plane && !c.forwarded) {
+    // The controller knows the leases; ask it, and fall back to what this node knows.
+    const auto controller_id = ctx_.plane->elect_controller();
+    auto res = co_await forward(c, controller_id);
+    if (res.status == 200) co_return res;
+    reachable = false;
+  }
+  std::map<std::string, member_status> members;
+  if (ctx_.ctl) {
+    auto m = co_await ctx_.ctl->members();
+    if (m)
+      for (auto& st : *m) members[st.node_id] = st;
+  }
+  const auto& map = *c.snap->map;
+  std::map<std::string, std::uint32_t> shard_counts;
+  for (const auto& [name, ix] : map.indexes)
+    for (const auto& s : ix.shards) ++shard_counts[s.owner];
+  std::uint64_t self_records = 0, self_bytes = 0;
+  if (auto st = local_stats(); st)
+    for (const auto& s : st->shards) {
+      self_records += s.records;
+      self_bytes += s.bytes;
+    }
+  json::array nodes;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& [id, n] : map.nodes) {
+    json::object o;
+    o["id"] = id;
+    o["rest_address"] = n.rest_address;
+    o["peer_address"] = n.peer_address;
+    o["state"] = to_string(n.state);
+    o["weight"] = n.weight;
+    o["shards"] = shard_counts[id];
+    o["controller"] = id == map.controller;
+    std::optional<std::uint64_t> records, bytes;
+    std::optional<std::int64_t> heartbeat;
+    if (id == ctx_.config.node_id) {
+      records = self_records;
+      bytes = self_bytes;
+      heartbeat = 0;
+    } else if (auto it = members.find(id); it != members.end()) {
+      if (it->second.since_heartbeat) {
+        records = it->second.records;
+        bytes = it->second.bytes;
+        heartbeat = it->second.since_heartbeat->count();
+      }
+    }
+    if (records) o["records"] = *records; else o["records"] = nullptr;
+    if (bytes) o["bytes"] = *bytes; else o["bytes"] = nullptr;
+    if (heartbeat) o["last_heartbeat_ms"] = *heartbeat; else o["last_heartbeat_ms"] = nullptr;
+    rows.push_back({id, std::string(to_string(n.state)), std::to_string(n.weight), std::to_string(shard_counts[id]),
+                    records ? std::to_string(*records) : "-", bytes ? std::to_string(*bytes) : "-",
+                    heartbeat ? std::to_string(*heartbeat) : "-", n.rest_address, n.peer_address,
+                    id == map.controller ? "*" : ""});
+    nodes.push_back(std::move(o));
+  }
+  if (c.text())
+    co_return text_response(render_table(
+        {"node", "state", "weight", "shards", "records", "bytes", "heartbeat_ms", "rest", "peer", "controller"}, rows));
+  json::object o;
+  o["cluster_id"] = map.cluster_id;
+  o["controller"] = map.controller;
+  o["controller_reachable"] = reachable;
+  o["map_version"] = map.version;
+  o["answered_by"] = ctx_.config.node_id;
+  o["nodes"] = std::move(nodes);
+  co_return json_response(200, json::serialize(o));
+}
+
+awaitable<http_response> rest_api::set_node(call& c, const std::string& id) {
+  auto parsed = parse_json(c.req.body, "request body");
+  if (!parsed) co_return c.fail(parsed.error());
+  if (!parsed->is_object()) co_return c.fail(400, "invalid-argument", "node settings must be a JSON object");
+  json_fields f(parsed->get_object(), "");
+  if (!f.find("weight")) co_return c.fail(400, "invalid-argument", "weight: is required");
+  auto weight = f.opt_u64("weight", 1, 0, ring::max_weight);
+  if (!weight) co_return c.fail(weight.error());
+  if (auto fin = f.finish(); !fin) co_return c.fail(fin.error());
+  if (!ctx_.ctl) co_return co_await to_controller(c);
+  auto r = co_await ctx_.ctl->set_weight(id, static_cast<std::uint32_t>(*weight));
+  if (!r) co_return c.fail(r.error());
+  c.snap = *r;
+  const auto* n = c.snap->map->find_node(id);
+  json::object o;
+  o["id"] = id;
+  o["weight"] = n->weight;
+  o["state"] = to_string(n->state);
+  o["map_version"] = c.snap->map->version;
+  co_return json_response(200, json::serialize(o));
+}
+
+http_response rest_api::get_ring(call& c) {
+  const auto& r = *c.snap->placement;
+  const auto shares = r.ownership();
+  json::array nodes;
+  std::vector<std::vector<std::string>> rows;
+  for (std::size_t o = 0; o < r.node_count(); ++o) {
+    json::object n;
+    n["id"] = r.nodes()[o];
+    n["weight"] = r.weights()[o];
+    n["vnodes"] = static_cast<std::uint64_t>(r.weights()[o]) * r.vnodes_per_weight();
+    n["ownership"] = shares[o];
+    char share[32];
+    std::snprintf(share, sizeof share, "%.4f", shares[o]);
+    rows.push_back({r.nodes()[o], std::to_string(r.weights()[o]),
+                    std::to_string(static_cast<std::uint64_t>(r.weights()[o]) * r.vnodes_per_weight()), share});
+    nodes.push_back(std::move(n));
+  }
+  if (c.text()) return text_response(render_table({"node", "weight", "vnodes", "ownership"}, rows));
+  json::object out;
+  out["vnodes_per_weight"] = r.vnodes_per_weight();
+  out["vnode_count"] = r.vnode_count();
+  out["memory_bytes"] = r.memory_bytes();
+  out["nodes"] = std::move(nodes);
+  out["map_version"] = c.snap->map->version;
+  return json_response(200, json::serialize(out));
+}
+
+http_response rest_api::ring_lookup(call& c) {
+  const auto* index = c.param("index");
+  const auto* key = c.param("key");
+  if (!index || !key) return c.fail(400, "invalid-argument", "index and key are required");
+  if (auto v = validate_index_name(*index); !v) return c.fail(v.error());
+  if (auto v = validate_key(*key); !v) return c.fail(v.error());
+  const auto* ix = c.snap->map->find_index(*index);
+  if (!ix) return c.fail(404, "not-found", "index " + quoted(*index) + " does not exist");
+  const auto rt = route_key(*ix, *key, c.routing());
+  const auto& s = ix->shards[rt.shard_pos];
+  json::object o;
+  o["index"] = ix->name;
+  o["key"] = *key;
+  o["partitioning"] = to_string(ix->strategy);
+  if (ix->strategy == partitioning::hash) {
+    o["token"] = to_hex(token_key(rt.token));
+    if (!c.snap->placement->empty()) o["ring_node"] = c.snap->placement->lookup(rt.token);
+  }
+  o["shard"] = s.id;
+  o["start"] = bound_to_text(ix->strategy, s.start);
+  if (s.end) o["end"] = bound_to_text(ix->strategy, *s.end); else o["end"] = nullptr;
+  o["owner"] = s.owner;
+  const auto* n = c.snap->map->find_node(s.owner);
+  o["owner_state"] = n ? to_string(n->state) : "unknown";
+  if (!c.snap->placement->empty()) {
+    std::vector<std::uint32_t> ids;
+    for (const auto& sh : ix->shards) ids.push_back(sh.id);
+    auto desired = place_bounded(*c.snap->placement, ix->name, ids, ctx_.config.placement_epsilon);
+    o["desired_owner"] = c.snap->placement->nodes()[desired[rt.shard_pos]];
+  }
+  o["map_version"] = c.snap->map->version;
+  return json_response(200, json::serialize(o));
+}
+
+http_response rest_api::get_partition_map(call& c) {
+  const std::string etag = "\"" + std::to_string(c.snap->map->version) + "\"";
+  http_response r;
+  if (c.req.if_none_match == etag) {
+    r.status = 304;
+  } else {
+    r.body = to_json(*c.snap->map);
+  }
+  r.set_header("ETag", etag);
+  return r;
 }
 
 }  // namespace shardd

@@ -8,6 +8,7 @@
 #include "storage/store.hpp"
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <variant>
 
@@ -21,20 +22,16 @@ struct cluster_snapshot {
 using snapshot_ptr = std::shared_ptr<const cluster_snapshot>;
 using map_result = result<snapshot_ptr>;
 
-struct create_index_cmd {
-  std::string name;
-  index_spec spec;
-  reply_to<map_result> reply;
-};
-struct drop_index_cmd {
-  std::string name;
+struct install_map_cmd {
+  partition_map map;
   reply_to<map_result> reply;
 };
 // monostate: Asio channels default-construct a message when completing a closed receive.
-using ring_message = std::variant<std::monostate, create_index_cmd, drop_index_cmd>;
+using ring_message = std::variant<std::monostate, install_map_cmd>;
 
-/// Holds the current partition map and ring; applies changes one at a time, persists each
-/// new version (with the matching storage layout change) before publishing it.
+/// Holds the current partition map and ring, and installs newer versions one at a time:
+/// persists the map together with the storage layout change it implies for this node (new
+/// local shards get stats slots, dropped indexes are deleted), then publishes it.
 ///
 /// Strand: its own. Readers on any thread call `snapshot()`, an atomic load of a
 /// `shared_ptr<const cluster_snapshot>`: no mailbox round trip on the request path.
@@ -43,24 +40,31 @@ class ring_actor final : public actor<ring_message> {
  public:
   ring_actor(asio::any_io_executor ex, const node_config& cfg, storage::store& store);
 
-  /// Loads the stored map, or creates the first one when bootstrapping, and tells the store
-  /// which shard ranges it holds. Call once before start().
-  [[nodiscard]] result<void> load();
+  /// Loads the stored map (if any) and tells the store which shard ranges it holds. A new
+  /// bootstrap node gets a first map with itself as controller. Call once before start().
+  /// Returns whether a stored map was found.
+  [[nodiscard]] result<bool> load();
 
   snapshot_ptr snapshot() const noexcept { return current_.load(std::memory_order_acquire); }
 
-  asio::awaitable<map_result> create_index(std::string name, index_spec spec);
-  asio::awaitable<map_result> drop_index(std::string name);
+  /// Installs `m` if it is newer than the current map (else answers with the current one).
+  asio::awaitable<map_result> install(partition_map m);
+
+  /// Called (on the ring strand) after every installed version.
+  void on_install(std::function<void(const snapshot_ptr&)> f) { listeners_.push_back(std::move(f)); }
 
  private:
   asio::awaitable<void> handle(ring_message m) override;
-  asio::awaitable<map_result> commit(partition_map next, storage::layout_change change);
   void publish(partition_map m);
-  std::vector<storage::shard_range> local_ranges(const index_entry& ix) const;
+  storage::layout_change layout_for(const partition_map& from, const partition_map& to) const;
 
   const node_config& cfg_;
   storage::store& store_;
   std::atomic<snapshot_ptr> current_;
+  std::vector<std::function<void(const snapshot_ptr&)>> listeners_;
 };
+
+/// The storage ranges of the shards `node` owns in `m`.
+std::vector<storage::shard_range> local_ranges(const partition_map& m, std::string_view node);
 
 }  // namespace shardd

@@ -1,6 +1,7 @@
 // Request handlers without sockets: a real store and ring actor on an io_context, requests
 // handed straight to rest_api::handle.
 
+#include "node/controller.hpp"
 #include "node/rest_api.hpp"
 
 #include "support/catch_result.hpp"
@@ -22,6 +23,24 @@ namespace {
 
 constexpr const char* token = "unit-test-token-0123456789";
 
+/// A control plane that keeps the map in this node only: the controller's changes are
+/// installed in the ring actor and go nowhere else.
+class local_plane final : public control_plane {
+ public:
+  explicit local_plane(ring_actor& r) : ring_(r) {}
+  asio::awaitable<result<snapshot_ptr>> load() override { co_return ring_.snapshot(); }
+  asio::awaitable<result<snapshot_ptr>> compare_and_set(std::uint64_t expected, partition_map next) override {
+    if (ring_.snapshot()->map->version != expected) co_return make_error(errc::conflict, "stale");
+    co_return co_await ring_.install(std::move(next));
+  }
+  void watch(std::function<void(const snapshot_ptr&)> f) override { ring_.on_install(std::move(f)); }
+  asio::awaitable<result<void>> register_node(node_entry) override { co_return result<void>{}; }
+  std::string elect_controller() override { return "n1"; }
+
+ private:
+  ring_actor& ring_;
+};
+
 struct api_fixture {
   temp_dir dir;
   node_config cfg;
@@ -31,6 +50,8 @@ struct api_fixture {
   std::atomic<bool> stopping{false};
   std::unique_ptr<storage::store> store;
   std::unique_ptr<ring_actor> ring;
+  std::unique_ptr<local_plane> plane;
+  std::unique_ptr<controller> ctl;
   std::unique_ptr<rest_api> api;
   std::thread runner;
 
@@ -46,10 +67,14 @@ struct api_fixture {
     ring = std::make_unique<ring_actor>(ioc.get_executor(), cfg, *store);
     REQUIRE(ring->load());
     ring->start();
-    api = std::make_unique<rest_api>(rest_context{cfg, *store, *ring, pool, stopping});
+    plane = std::make_unique<local_plane>(*ring);
+    ctl = std::make_unique<controller>(ioc.get_executor(), cfg, *plane);
+    ctl->begin();
+    api = std::make_unique<rest_api>(node_context{cfg, *store, *ring, pool, stopping, nullptr, plane.get(), ctl.get()});
     runner = std::thread([this] { ioc.run(); });
   }
   ~api_fixture() {
+    ctl->end();
     ring->stop();
     work.reset();
     ioc.stop();

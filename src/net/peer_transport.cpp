@@ -1,0 +1,532 @@
+#include "net/peer_transport.hpp"
+
+#include "net/tls_context.hpp"
+#include "node/log.hpp"
+#include "shardd/peer_messages.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/channel.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <openssl/x509.h>
+
+#include <array>
+#include <deque>
+#include <mutex>
+#include <unordered_map>
+
+namespace shardd::net {
+
+namespace asio = boost::asio;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+using strand_type = asio::strand<asio::io_context::executor_type>;
+using tls_stream = ssl::stream<tcp::socket>;
+constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
+
+namespace {
+
+constexpr auto handshake_timeout = std::chrono::seconds(5);
+
+/// Common name of the certificate the other side presented, or "".
+std::string peer_common_name(tls_stream& s) {
+  X509* cert = SSL_get1_peer_certificate(s.native_handle());
+  if (!cert) return {};
+  char buf[256];
+  int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, sizeof buf);
+  X509_free(cert);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
+
+/// Reads one frame: header, checks, body, checksum.
+awaitable<result<peer::frame>> read_frame(tls_stream& s, std::size_t max_frame) {
+  std::array<std::uint8_t, peer::header_bytes> hdr{};
+  auto [ec, n] = co_await asio::async_read(s, asio::buffer(hdr), tuple_awaitable);
+  if (ec) co_return make_error(errc::unavailable, ec.message());
+  auto h = peer::decode_header(hdr, max_frame);
+  if (!h) co_return h.error();
+  std::string body(h->length - peer::header_bytes, '\0');
+  if (!body.empty()) {
+    auto [ec2, n2] = co_await asio::async_read(s, asio::buffer(body), tuple_awaitable);
+    if (ec2) co_return make_error(errc::unavailable, ec2.message());
+  }
+  co_return peer::finish_frame(*h, std::move(body));
+}
+
+/// Closes the socket under `s` when the timer fires: the way to put a deadline on a chain
+/// of operations.
+void arm_deadline(asio::steady_timer& t, tls_stream& s, std::chrono::steady_clock::time_point at) {
+  t.expires_at(at);
+  t.async_wait([&s](boost::system::error_code ec) {
+    if (ec) return;  // cancelled: the guarded work finished
+    boost::system::error_code ignore;
+    (void)s.lowest_layer().close(ignore);
+  });
+}
+
+peer::frame error_frame(errc code, std::string detail) {
+  peer::frame f;
+  f.header.type = peer::frame_type::error;
+  f.payload = peer::encode(peer::error_reply{code, std::move(detail)});
+  return f;
+}
+
+/// A connection's outgoing frames, written one after another by one coroutine. Used only on
+/// the connection's strand.
+struct write_queue {
+  std::deque<std::string> frames;
+  bool writing = false;
+};
+
+}  // namespace
+
+// --- server ---------------------------------------------------------------------------------
+
+struct peer_server::impl : std::enable_shared_from_this<impl> {
+  impl(asio::io_context& c, const tls_config& tls, peer_identity s, peer_handler h, std::size_t max)
+      : ioc(c), ctx(make_peer_context(tls, true)), acceptor(asio::make_strand(c)), self(std::move(s)),
+        handler(std::move(h)), max_frame(max) {}
+
+  struct connection {
+    connection(strand_type st, tcp::socket sock, ssl::context& ctx) : strand(st), stream(std::move(sock), ctx) {}
+    strand_type strand;
+    tls_stream stream;
+    write_queue out;
+    std::string node;
+  };
+
+  asio::io_context& ioc;
+  ssl::context ctx;
+  tcp::acceptor acceptor;
+  peer_identity self;
+  peer_handler handler;
+  std::size_t max_frame;
+  std::atomic<bool> stopping{false};
+  std::mutex mutex;  // guards conns only
+  std::unordered_map<connection*, std::weak_ptr<connection>> conns;
+
+  awaitable<void> accept_loop();
+  awaitable<void> serve(std::shared_ptr<connection> c);
+  awaitable<void> handle(std::shared_ptr<connection> c, peer::frame request);
+  void send(const std::shared_ptr<connection>& c, std::string bytes);
+  awaitable<void> write_loop(std::shared_ptr<connection> c);
+};
+
+peer_server::peer_server(asio::io_context& ioc, const tls_config& tls, peer_identity self, peer_handler handler,
+                         std::size_t max_frame_bytes)
+    : impl_(std::make_shared<impl>(ioc, tls, std::move(self), std::move(handler), max_frame_bytes)) {}
+
+peer_server::~peer_server() { stop(); }
+
+void peer_server::start(const host_port& listen) {
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(listen.host, ec);
+  if (ec) {
+    tcp::resolver resolver(impl_->ioc);
+    auto results = resolver.resolve(listen.host, std::to_string(listen.port), ec);
+    if (ec || results.empty()) throw std::runtime_error("peer.listen: cannot resolve " + listen.to_string());
+    addr = results.begin()->endpoint().address();
+  }
+  tcp::endpoint ep(addr, listen.port);
+  auto& a = impl_->acceptor;
+  if (a.open(ep.protocol(), ec); ec) throw std::runtime_error("peer.listen: " + ec.message());
+  (void)a.set_option(asio::socket_base::reuse_address(true), ec);
+  if (a.bind(ep, ec); ec) throw std::runtime_error("peer.listen: cannot bind " + listen.to_string() + ": " + ec.message());
+  if (a.listen(asio::socket_base::max_listen_connections, ec); ec)
+    throw std::runtime_error("peer.listen: cannot listen on " + listen.to_string() + ": " + ec.message());
+  asio::co_spawn(a.get_executor(), impl_->accept_loop(), asio::detached);
+}
+
+void peer_server::stop() {
+  auto self = impl_;
+  if (self->stopping.exchange(true)) return;
+  asio::post(self->acceptor.get_executor(), [self] {
+    boost::system::error_code ec;
+    (void)self->acceptor.close(ec);
+  });
+  std::vector<std::shared_ptr<impl::connection>> live;
+  {
+    std::lock_guard lock(self->mutex);
+    for (auto& [p, w] : self->conns)
+      if (auto c = w.lock()) live.push_back(std::move(c));
+  }
+  for (auto& c : live)
+    asio::post(c->strand, [c] {
+      boost::system::error_code ec;
+      (void)c->stream.lowest_layer().close(ec);
+    });
+}
+
+awaitable<void> peer_server::impl::accept_loop() {
+  auto keep = shared_from_this();
+  while (!stopping) {
+    auto [ec, sock] = co_await acceptor.async_accept(tuple_awaitable);
+    if (ec) {
+      if (stopping || ec == asio::error::operation_aborted) break;
+      asio::steady_timer t(acceptor.get_executor(), std::chrono::milliseconds(50));
+      co_await t.async_wait(tuple_awaitable);
+      continue;
+    }
+    boost::system::error_code opt;
+    (void)sock.set_option(tcp::no_delay(true), opt);
+    (void)sock.set_option(asio::socket_base::keep_alive(true), opt);
+    auto c = std::make_shared<connection>(asio::make_strand(ioc), std::move(sock), ctx);
+    {
+      std::lock_guard lock(mutex);
+      conns.emplace(c.get(), c);
+    }
+    auto done = [keep, key = c.get()](std::exception_ptr e) {
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          SHARDD_LOG(err, "peer_session_failed", "error", ex.what());
+        }
+      }
+      std::lock_guard lock(keep->mutex);
+      keep->conns.erase(key);
+    };
+    asio::co_spawn(c->strand, serve(c), std::move(done));
+  }
+}
+
+void peer_server::impl::send(const std::shared_ptr<connection>& c, std::string bytes) {
+  c->out.frames.push_back(std::move(bytes));
+  if (!c->out.writing) {
+    c->out.writing = true;
+    asio::co_spawn(c->strand, write_loop(c), asio::detached);
+  }
+}
+
+awaitable<void> peer_server::impl::write_loop(std::shared_ptr<connection> c) {
+  while (!c->out.frames.empty()) {
+    auto [ec, n] = co_await asio::async_write(c->stream, asio::buffer(c->out.frames.front()), tuple_awaitable);
+    if (ec) {
+      boost::system::error_code ignore;
+      (void)c->stream.lowest_layer().close(ignore);
+      c->out.frames.clear();
+      break;
+    }
+    c->out.frames.pop_front();
+  }
+  c->out.writing = false;
+}
+
+awaitable<void> peer_server::impl::serve(std::shared_ptr<connection> c) {
+  std::string remote;
+  {
+    boost::system::error_code ec;
+    auto ep = c->stream.lowest_layer().remote_endpoint(ec);
+    if (!ec) remote = ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+  asio::steady_timer deadline(c->strand);
+  arm_deadline(deadline, c->stream, std::chrono::steady_clock::now() + handshake_timeout);
+  if (auto [ec] = co_await c->stream.async_handshake(ssl::stream_base::server, tuple_awaitable); ec) {
+    SHARDD_LOG(warn, "peer_refused", "remote", remote, "reason", "TLS handshake failed: " + ec.message());
+    co_return;
+  }
+  auto first = co_await read_frame(c->stream, max_frame);
+  deadline.cancel();
+  std::string refusal;
+  peer::hello hi;
+  if (!first) {
+    refusal = "no hello: " + first.error().detail;
+  } else if (first->header.type != peer::frame_type::hello) {
+    refusal = "first frame is " + std::string(peer::to_string(first->header.type)) + ", not hello";
+  } else if (auto h = peer::decode_hello(first->payload); !h) {
+    refusal = h.error().detail;
+  } else {
+    hi = std::move(*h);
+    const std::string cn = peer_common_name(c->stream);
+    if (hi.protocol != peer::protocol_version)
+      refusal = "protocol version " + std::to_string(hi.protocol) + " is not " + std::to_string(peer::protocol_version);
+    else if (hi.cluster_id != self.cluster_id)
+      refusal = "node of cluster '" + hi.cluster_id + "', this is cluster '" + self.cluster_id + "'";
+    else if (hi.node_id != cn)
+      refusal = "node id '" + hi.node_id + "' does not match its certificate's common name '" + cn + "'";
+  }
+  if (!refusal.empty()) {
+    SHARDD_LOG(warn, "peer_refused", "remote", remote, "reason", refusal);
+    auto err = error_frame(errc::invalid_argument, "refused: " + refusal);
+    auto bytes = peer::encode(err);
+    co_await asio::async_write(c->stream, asio::buffer(bytes), tuple_awaitable);
+    co_return;
+  }
+  c->node = hi.node_id;
+  peer::frame ok;
+  ok.header.type = peer::frame_type::hello_ok;
+  ok.header.request_id = first->header.request_id;
+  ok.payload = peer::encode(peer::hello{peer::protocol_version, self.cluster_id, self.node_id});
+  send(c, peer::encode(ok));
+  SHARDD_LOG(debug, "peer_connected", "peer", hi.node_id, "remote", remote);
+
+  for (;;) {
+    auto f = co_await read_frame(c->stream, max_frame);
+    if (!f) {
+      if (f.error().code != errc::unavailable)
+        SHARDD_LOG(warn, "peer_protocol_error", "peer", c->node, "error", f.error().detail);
+      break;
+    }
+    asio::co_spawn(c->strand, handle(c, std::move(*f)), asio::detached);
+  }
+  boost::system::error_code ignore;
+  (void)c->stream.lowest_layer().close(ignore);
+}
+
+awaitable<void> peer_server::impl::handle(std::shared_ptr<connection> c, peer::frame request) {
+  const auto id = request.header.request_id;
+  peer::frame reply;
+  try {
+    reply = co_await handler(std::move(request), c->node);
+  } catch (const std::exception& e) {
+    SHARDD_LOG(err, "peer_handler_failed", "peer", c->node, "error", e.what());
+    reply = error_frame(errc::internal, e.what());
+  }
+  reply.header.request_id = id;
+  send(c, peer::encode(reply));
+}
+
+// --- client ---------------------------------------------------------------------------------
+
+namespace {
+
+using reply_channel = asio::experimental::channel<void(boost::system::error_code, result<peer::frame>)>;
+
+}  // namespace
+
+struct peer_client::impl : std::enable_shared_from_this<impl> {
+  impl(asio::io_context& c, const tls_config& tls, peer_identity s, std::size_t max)
+      : ioc(c), ctx(make_peer_context(tls, false)), self(std::move(s)), max_frame(max) {}
+
+  /// One connection to one peer address. All members are used on `strand` only.
+  struct connection : std::enable_shared_from_this<connection> {
+    connection(impl& o, std::string addr, std::string expected)
+        : owner(o), strand(asio::make_strand(o.ioc)), address(std::move(addr)), expected_node(std::move(expected)),
+          connect_done(strand) {
+      connect_done.expires_at(std::chrono::steady_clock::time_point::max());
+    }
+    impl& owner;
+    strand_type strand;
+    std::string address;
+    std::string expected_node;
+    // Shared: a reader or writer of an old connection keeps its stream alive until it ends.
+    std::shared_ptr<tls_stream> stream;
+    enum class state { idle, connecting, ready } st = state::idle;
+    asio::steady_timer connect_done;  // cancelled to wake requests waiting for a connect
+    std::string last_error;
+    std::unordered_map<std::uint64_t, std::shared_ptr<reply_channel>> pending;
+    // Frames to write, tagged with the generation of the connection they were meant for; the
+    // writer drops frames of a connection that has gone.
+    std::deque<std::pair<std::uint64_t, std::string>> outgoing;
+    bool writing = false;
+    std::uint64_t next_id = 1;
+    std::uint64_t generation = 0;
+
+    awaitable<result<peer::frame>> call(peer::frame request, std::chrono::steady_clock::time_point deadline);
+    awaitable<result<void>> connect(std::chrono::steady_clock::time_point deadline);
+    awaitable<void> read_loop(std::uint64_t gen, std::shared_ptr<tls_stream> s);
+    awaitable<void> write_loop();
+    void fail_all(const std::string& why);
+  };
+
+  asio::io_context& ioc;
+  ssl::context ctx;
+  peer_identity self;
+  std::size_t max_frame;
+  std::mutex mutex;  // guards conns only
+  std::unordered_map<std::string, std::shared_ptr<connection>> conns;  // by expected node + address
+
+  std::shared_ptr<connection> get(const std::string& node, const std::string& address) {
+    std::lock_guard lock(mutex);
+    auto& c = conns[node + "@" + address];
+    if (!c) c = std::make_shared<connection>(*this, address, node);
+    return c;
+  }
+};
+
+peer_client::peer_client(asio::io_context& ioc, const tls_config& tls, peer_identity self, std::size_t max_frame_bytes)
+    : impl_(std::make_shared<impl>(ioc, tls, std::move(self), max_frame_bytes)) {}
+
+peer_client::~peer_client() { close_all(); }
+
+void peer_client::close_all() {
+  std::vector<std::shared_ptr<impl::connection>> all;
+  {
+    std::lock_guard lock(impl_->mutex);
+    for (auto& [k, c] : impl_->conns) all.push_back(c);
+  }
+  for (auto& c : all) asio::post(c->strand, [c] { c->fail_all("client closed"); });
+}
+
+awaitable<result<peer::frame>> peer_client::call(std::string expected_node, std::string address, peer::frame request,
+                                                 std::chrono::milliseconds timeout) {
+  auto c = impl_->get(expected_node, address);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // Run on the connection's strand; the caller resumes on its own executor.
+  auto work = c->call(std::move(request), deadline);
+  co_return co_await asio::co_spawn(c->strand, std::move(work), use_awaitable);
+}
+
+void peer_client::impl::connection::fail_all(const std::string& why) {
+  ++generation;
+  st = state::idle;
+  last_error = why;
+  if (stream) {
+    boost::system::error_code ignore;
+    (void)stream->lowest_layer().close(ignore);
+  }
+  auto waiting = std::move(pending);
+  pending.clear();
+  for (auto& [id, ch] : waiting)
+    (void)ch->try_send(boost::system::error_code{},
+                       result<peer::frame>(make_error(errc::unavailable, "connection to " + address + " lost: " + why)));
+}
+
+awaitable<result<void>> peer_client::impl::connection::connect(std::chrono::steady_clock::time_point deadline) {
+  auto self_ref = shared_from_this();
+  // The old stream may still be referenced by a finishing reader; it is closed already.
+  stream = std::make_shared<tls_stream>(strand, owner.ctx);
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos) co_return make_error(errc::invalid_argument, "bad peer address " + address);
+  std::string host = address.substr(0, colon), port = address.substr(colon + 1);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+
+  asio::steady_timer guard(strand);
+  arm_deadline(guard, *stream, deadline);
+  tcp::resolver resolver(strand);
+  auto [rec, endpoints] = co_await resolver.async_resolve(host, port, tuple_awaitable);
+  if (rec) co_return make_error(errc::unavailable, "cannot resolve " + address + ": " + rec.message());
+  auto [cec, ep] = co_await asio::async_connect(stream->lowest_layer(), endpoints, tuple_awaitable);
+  if (cec) co_return make_error(errc::unavailable, "cannot connect to " + address + ": " + cec.message());
+  boost::system::error_code opt;
+  (void)stream->lowest_layer().set_option(tcp::no_delay(true), opt);
+  (void)stream->lowest_layer().set_option(asio::socket_base::keep_alive(true), opt);
+  if (auto [hec] = co_await stream->async_handshake(ssl::stream_base::client, tuple_awaitable); hec)
+    co_return make_error(errc::unavailable, "TLS handshake with " + address + " failed: " + hec.message());
+  const std::string cn = peer_common_name(*stream);
+  if (!expected_node.empty() && cn != expected_node)
+    co_return make_error(errc::unavailable, "peer at " + address + " is '" + cn + "', expected '" + expected_node + "'");
+
+  peer::frame hi;
+  hi.header.type = peer::frame_type::hello;
+  hi.payload = peer::encode(peer::hello{peer::protocol_version, owner.self.cluster_id, owner.self.node_id});
+  auto bytes = peer::encode(hi);
+  if (auto [wec, wn] = co_await asio::async_write(*stream, asio::buffer(bytes), tuple_awaitable); wec)
+    co_return make_error(errc::unavailable, "hello to " + address + " failed: " + wec.message());
+  auto reply = co_await read_frame(*stream, owner.max_frame);
+  guard.cancel();
+  if (!reply) co_return make_error(errc::unavailable, "no hello reply from " + address + ": " + reply.error().detail);
+  if (reply->header.type == peer::frame_type::error) {
+    auto e = peer::decode_error(reply->payload);
+    co_return make_error(errc::unavailable, "peer at " + address + " refused us: " + (e ? e->detail : "?"));
+  }
+  if (reply->header.type != peer::frame_type::hello_ok)
+    co_return make_error(errc::unavailable, "peer at " + address + " answered hello with " +
+                                                std::string(peer::to_string(reply->header.type)));
+  co_return result<void>{};
+}
+
+awaitable<result<peer::frame>> peer_client::impl::connection::call(peer::frame request,
+                                                                    std::chrono::steady_clock::time_point deadline) {
+  auto self_ref = shared_from_this();
+  while (st == state::connecting) {
+    // Another request is connecting: wait for it (the timer is cancelled when it ends).
+    asio::steady_timer limit(strand);
+    limit.expires_at(deadline);
+    limit.async_wait([this](boost::system::error_code ec) {
+      if (!ec) connect_done.cancel();  // deadline: stop waiting
+    });
+    co_await connect_done.async_wait(tuple_awaitable);
+    limit.cancel();
+    if (std::chrono::steady_clock::now() >= deadline)
+      co_return make_error(errc::unavailable, "timed out waiting for a connection to " + address);
+  }
+  if (st == state::idle) {
+    st = state::connecting;
+    auto r = co_await connect(deadline);
+    connect_done.cancel();
+    connect_done.expires_at(std::chrono::steady_clock::time_point::max());
+    if (!r) {
+      st = state::idle;
+      last_error = r.error().detail;
+      if (stream) {
+        boost::system::error_code ignore;
+        (void)stream->lowest_layer().close(ignore);
+      }
+      co_return r.error();
+    }
+    st = state::ready;
+    ++generation;
+    asio::co_spawn(strand, read_loop(generation, stream), asio::detached);
+  }
+
+  const auto id = next_id++;
+  request.header.request_id = id;
+  auto ch = std::make_shared<reply_channel>(strand, 1);
+  pending.emplace(id, ch);
+  outgoing.emplace_back(generation, peer::encode(request));
+  if (!writing) {
+    writing = true;
+    asio::co_spawn(strand, write_loop(), asio::detached);
+  }
+  asio::steady_timer timer(strand);
+  timer.expires_at(deadline);
+  timer.async_wait([ch, id, this, self_ref](boost::system::error_code ec) {
+    if (ec) return;
+    if (pending.erase(id))
+      (void)ch->try_send(boost::system::error_code{},
+                         result<peer::frame>(make_error(errc::unavailable, "no reply from " + address + " in time")));
+  });
+  auto [ec, reply] = co_await ch->async_receive(tuple_awaitable);
+  timer.cancel();
+  pending.erase(id);
+  if (ec) co_return make_error(errc::unavailable, "request to " + address + " abandoned");
+  co_return std::move(reply);
+}
+
+awaitable<void> peer_client::impl::connection::read_loop(std::uint64_t gen, std::shared_ptr<tls_stream> s) {
+  auto self_ref = shared_from_this();
+  while (gen == generation) {
+    auto f = co_await read_frame(*s, owner.max_frame);
+    if (gen != generation) break;
+    if (!f) {
+      fail_all(f.error().detail);
+      break;
+    }
+    auto it = pending.find(f->header.request_id);
+    if (it == pending.end()) continue;  // its caller gave up already
+    auto ch = it->second;
+    pending.erase(it);
+    (void)ch->try_send(boost::system::error_code{}, result<peer::frame>(std::move(*f)));
+  }
+}
+
+awaitable<void> peer_client::impl::connection::write_loop() {
+  auto self_ref = shared_from_this();
+  while (!outgoing.empty()) {
+    const auto gen = outgoing.front().first;
+    if (gen != generation || st != state::ready) {
+      outgoing.pop_front();  // meant for a connection that is gone; its caller has been told
+      continue;
+    }
+    auto s = stream;
+    // Only push_back happens meanwhile, so the front element stays put during the write.
+    auto [ec, n] = co_await asio::async_write(*s, asio::buffer(outgoing.front().second), tuple_awaitable);
+    outgoing.pop_front();
+    if (ec && gen == generation) fail_all("write failed: " + ec.message());
+  }
+  writing = false;
+}
+
+}  // namespace shardd::net

@@ -1,0 +1,80 @@
+#pragma once
+// The peer protocol's transport: mutual TLS, framing, handshake, request/reply multiplexing.
+// Asio-SSL stays inside peer_transport.cpp.
+
+#include "node/config.hpp"
+#include "shardd/error.hpp"
+#include "shardd/frame.hpp"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace shardd::net {
+
+struct peer_identity {
+  std::string cluster_id;
+  std::string node_id;
+};
+
+/// Handles one request frame from an authenticated peer and returns the reply frame (the
+/// transport sets its request id). Runs on the connection's strand; may co_await.
+using peer_handler = std::function<boost::asio::awaitable<peer::frame>(peer::frame request, std::string from_node)>;
+
+/// Accepts peer connections. Each connection: TLS handshake requiring a client certificate
+/// signed by the cluster CA → a `hello` frame within 5 s whose protocol version and cluster
+/// id match ours and whose node id equals the certificate's common name → `hello_ok` →
+/// request frames, each handled concurrently, replies written in completion order.
+/// Anything else closes the connection (and is logged).
+class peer_server {
+ public:
+  peer_server(boost::asio::io_context& ioc, const tls_config& tls, peer_identity self, peer_handler handler,
+              std::size_t max_frame_bytes = peer::default_max_frame_bytes);
+  ~peer_server();
+  peer_server(const peer_server&) = delete;
+  peer_server& operator=(const peer_server&) = delete;
+
+  /// Binds and starts accepting; throws std::runtime_error naming the address on failure.
+  void start(const host_port& listen);
+  /// Stops accepting and closes every connection.
+  void stop();
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+/// Outgoing peer connections, one per peer address, reused by every request to that peer
+/// (requests are multiplexed by request id). A lost connection fails its requests in flight
+/// and is re-established by the next request.
+class peer_client {
+ public:
+  peer_client(boost::asio::io_context& ioc, const tls_config& tls, peer_identity self,
+              std::size_t max_frame_bytes = peer::default_max_frame_bytes);
+  ~peer_client();
+  peer_client(const peer_client&) = delete;
+  peer_client& operator=(const peer_client&) = delete;
+
+  /// Sends `request` to the peer at `address` (HOST:PORT) and waits for its reply, at most
+  /// `timeout` including connecting. If `expected_node` is not empty, the server's
+  /// certificate common name must equal it. Errors are `unavailable` with a reason
+  /// (refused, TLS failure, wrong node, lost connection, timeout).
+  boost::asio::awaitable<result<peer::frame>> call(std::string expected_node, std::string address,
+                                                   peer::frame request, std::chrono::milliseconds timeout);
+
+  /// Closes every connection; requests in flight fail.
+  void close_all();
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+}  // namespace shardd::net

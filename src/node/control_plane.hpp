@@ -1,0 +1,41 @@
+#pragma once
+// Where the partition map and membership live (DESIGN §6). Callers see only this interface,
+// so a backend on etcd can replace the embedded one without touching them.
+
+#include "node/ring_actor.hpp"
+#include "shardd/partition_map.hpp"
+
+#include <boost/asio/awaitable.hpp>
+
+#include <functional>
+#include <string>
+
+namespace shardd {
+
+class control_plane {
+ public:
+  virtual ~control_plane() = default;
+
+  /// The newest map the backend holds.
+  virtual boost::asio::awaitable<result<snapshot_ptr>> load() = 0;
+
+  /// Stores `next` if the stored version is `expected`; otherwise fails with `conflict` and
+  /// stores nothing. On success every node watching sees `next` (the embedded backend
+  /// pushes it to the members that are up before returning).
+  virtual boost::asio::awaitable<result<snapshot_ptr>> compare_and_set(std::uint64_t expected, partition_map next) = 0;
+
+  /// Calls `f` with every new map version this node installs.
+  virtual void watch(std::function<void(const snapshot_ptr&)> f) = 0;
+
+  /// Registers this node with the cluster and keeps its lease alive (heartbeats) until the
+  /// backend stops. Returns once the node is registered and holds a map.
+  virtual boost::asio::awaitable<result<void>> register_node(node_entry self) = 0;
+
+  /// Id of the node that runs the controller (embedded: the bootstrap node).
+  virtual std::string elect_controller() = 0;
+
+  /// Whether this node is the controller.
+  bool is_controller(const std::string& self) { return elect_controller() == self; }
+};
+
+}  // namespace shardd

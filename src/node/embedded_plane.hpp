@@ -1,0 +1,61 @@
+#pragma once
+// The embedded control plane: the bootstrap node keeps the map in its RocksDB and pushes
+// every version to the members; members register with it and send it heartbeats.
+
+#include "node/control_plane.hpp"
+#include "node/peers.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+
+namespace shardd {
+
+/// Both roles of the embedded backend.
+///
+/// Controller (the node whose map names it controller): `load` is the local map;
+/// `compare_and_set` installs the new version locally (durable) and pushes it to every member
+/// that is up, waiting up to a second for their acks, so that after a change returns every
+/// up node serves the new map. Members that missed it catch up with their next heartbeat.
+///
+/// Member: `register_node` joins through the controller's peer address (the `--join`
+/// address, or the controller named in the stored map), installs the map it gets, then sends
+/// a heartbeat every `heartbeat_interval_ms` whose answer carries the controller's map when
+/// the member is behind. While the controller is unreachable the member keeps serving with
+/// the map it has and keeps trying.
+///
+/// Runs on its own strand; owned by the node.
+class embedded_plane final : public control_plane {
+ public:
+  embedded_plane(boost::asio::any_io_executor ex, const node_config& cfg, ring_actor& ring, storage::store& store,
+                 peers& p);
+
+  boost::asio::awaitable<result<snapshot_ptr>> load() override;
+  boost::asio::awaitable<result<snapshot_ptr>> compare_and_set(std::uint64_t expected, partition_map next) override;
+  void watch(std::function<void(const snapshot_ptr&)> f) override;
+  boost::asio::awaitable<result<void>> register_node(node_entry self) override;
+  std::string elect_controller() override;
+
+  /// Stops heartbeats.
+  void stop();
+  /// Whether the last heartbeat reached the controller (members); always true on it.
+  bool controller_reachable() const noexcept { return reachable_.load(); }
+
+ private:
+  boost::asio::awaitable<void> push(snapshot_ptr snap);
+  boost::asio::awaitable<result<void>> join_once(const node_entry& self);
+  boost::asio::awaitable<void> heartbeat_loop(node_entry self);
+  std::string controller_address() const;
+
+  boost::asio::any_io_executor ex_;
+  const node_config& cfg_;
+  ring_actor& ring_;
+  storage::store& store_;
+  peers& peers_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> reachable_{true};
+  std::shared_ptr<boost::asio::steady_timer> timer_;
+};
+
+}  // namespace shardd
