@@ -1,7 +1,11 @@
--- wrk script: GET random existing records. Env: SHARDD_TOKEN, BENCH_INDEX, BENCH_KEYS.
+-- wrk script: GET random existing records <prefix><n>. Env: SHARDD_TOKEN, BENCH_INDEX, BENCH_KEYS,
+-- BENCH_PREFIX (default k), BENCH_ROUTING (optional ?routing= value).
 local token = os.getenv("SHARDD_TOKEN")
 local index = os.getenv("BENCH_INDEX") or "bench"
 local keys = tonumber(os.getenv("BENCH_KEYS") or "100000")
+local prefix = os.getenv("BENCH_PREFIX") or "k"
+local routing = os.getenv("BENCH_ROUTING")
+local suffix = routing and ("?routing=" .. routing) or ""
 local headers = { ["Authorization"] = "Bearer " .. token }
 
 function setup(thread)
@@ -13,7 +17,7 @@ function init(args)
 end
 
 request = function()
-  return wrk.format("GET", "/v1/indexes/" .. index .. "/records/k" .. math.random(0, keys - 1), headers)
+  return wrk.format("GET", "/v1/indexes/" .. index .. "/records/" .. prefix .. math.random(0, keys - 1) .. suffix, headers)
 end
 
 done = function(summary, latency, requests)

@@ -49,19 +49,40 @@ std::string peer_common_name(tls_stream& s) {
   return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
 }
 
-/// Reads one frame: header, checks, body, checksum.
-awaitable<result<peer::frame>> read_frame(tls_stream& s, std::size_t max_frame) {
-  std::array<std::uint8_t, peer::header_bytes> hdr{};
-  auto [ec, n] = co_await asio::async_read(s, asio::buffer(hdr), tuple_awaitable);
-  if (ec) co_return make_error(errc::unavailable, ec.message());
-  auto h = peer::decode_header(hdr, max_frame);
-  if (!h) co_return h.error();
-  std::string body(h->length - peer::header_bytes, '\0');
-  if (!body.empty()) {
-    auto [ec2, n2] = co_await asio::async_read(s, asio::buffer(body), tuple_awaitable);
-    if (ec2) co_return make_error(errc::unavailable, ec2.message());
+/// Reads frames from a stream in large chunks: one TLS read usually brings many frames.
+class frame_reader {
+ public:
+  explicit frame_reader(std::size_t max_frame) : decoder_(max_frame), chunk_(64 * 1024) {}
+
+  awaitable<result<peer::frame>> next(tls_stream& s) {
+    for (;;) {
+      auto f = decoder_.next();
+      if (!f) co_return f.error();
+      if (*f) co_return std::move(**f);
+      auto [ec, n] = co_await s.async_read_some(asio::buffer(chunk_), tuple_awaitable);
+      if (ec) co_return make_error(errc::unavailable, ec.message());
+      decoder_.feed(std::string_view(chunk_.data(), n));
+    }
   }
-  co_return peer::finish_frame(*h, std::move(body));
+
+ private:
+  peer::frame_decoder decoder_;
+  std::vector<char> chunk_;
+};
+
+/// Takes queued frames and joins them into one buffer (up to about 1 MiB), so one TLS write
+/// carries many frames.
+template <class Queue, class Take>
+std::string coalesce(Queue& q, Take take) {
+  std::string out;
+  while (!q.empty() && (out.empty() || out.size() + take(q.front()).size() <= (1u << 20))) {
+    if (out.empty())
+      out = std::move(take(q.front()));
+    else
+      out.append(take(q.front()));
+    q.pop_front();
+  }
+  return out;
 }
 
 /// Closes the socket under `s` when the timer fires: the way to put a deadline on a chain
@@ -211,14 +232,14 @@ void peer_server::impl::send(const std::shared_ptr<connection>& c, std::string b
 
 awaitable<void> peer_server::impl::write_loop(std::shared_ptr<connection> c) {
   while (!c->out.frames.empty()) {
-    auto [ec, n] = co_await asio::async_write(c->stream, asio::buffer(c->out.frames.front()), tuple_awaitable);
+    auto batch = coalesce(c->out.frames, [](std::string& f) -> std::string& { return f; });
+    auto [ec, n] = co_await asio::async_write(c->stream, asio::buffer(batch), tuple_awaitable);
     if (ec) {
       boost::system::error_code ignore;
       (void)c->stream.lowest_layer().close(ignore);
       c->out.frames.clear();
       break;
     }
-    c->out.frames.pop_front();
   }
   c->out.writing = false;
 }
@@ -236,7 +257,8 @@ awaitable<void> peer_server::impl::serve(std::shared_ptr<connection> c) {
     SHARDD_LOG(warn, "peer_refused", "remote", remote, "reason", "TLS handshake failed: " + ec.message());
     co_return;
   }
-  auto first = co_await read_frame(c->stream, max_frame);
+  frame_reader reader(max_frame);
+  auto first = co_await reader.next(c->stream);
   deadline.cancel();
   std::string refusal;
   peer::hello hi;
@@ -272,13 +294,15 @@ awaitable<void> peer_server::impl::serve(std::shared_ptr<connection> c) {
   SHARDD_LOG(debug, "peer_connected", "peer", hi.node_id, "remote", remote);
 
   for (;;) {
-    auto f = co_await read_frame(c->stream, max_frame);
+    auto f = co_await reader.next(c->stream);
     if (!f) {
       if (f.error().code != errc::unavailable)
         SHARDD_LOG(warn, "peer_protocol_error", "peer", c->node, "error", f.error().detail);
       break;
     }
-    asio::co_spawn(c->strand, handle(c, std::move(*f)), asio::detached);
+    // Requests run on any network thread, concurrently; only the connection's writes are
+    // serialised on its strand.
+    asio::co_spawn(ioc, handle(c, std::move(*f)), asio::detached);
   }
   boost::system::error_code ignore;
   (void)c->stream.lowest_layer().close(ignore);
@@ -294,7 +318,7 @@ awaitable<void> peer_server::impl::handle(std::shared_ptr<connection> c, peer::f
     reply = error_frame(errc::internal, e.what());
   }
   reply.header.request_id = id;
-  send(c, peer::encode(reply));
+  asio::post(c->strand, [self = shared_from_this(), c, bytes = peer::encode(reply)]() mutable { self->send(c, std::move(bytes)); });
 }
 
 // --- client ---------------------------------------------------------------------------------
@@ -322,6 +346,7 @@ struct peer_client::impl : std::enable_shared_from_this<impl> {
     std::string expected_node;
     // Shared: a reader or writer of an old connection keeps its stream alive until it ends.
     std::shared_ptr<tls_stream> stream;
+    std::shared_ptr<frame_reader> reader;  // bytes already read belong to this connection
     enum class state { idle, connecting, ready } st = state::idle;
     asio::steady_timer connect_done;  // cancelled to wake requests waiting for a connect
     std::string last_error;
@@ -335,7 +360,7 @@ struct peer_client::impl : std::enable_shared_from_this<impl> {
 
     awaitable<result<peer::frame>> call(peer::frame request, std::chrono::steady_clock::time_point deadline);
     awaitable<result<void>> connect(std::chrono::steady_clock::time_point deadline);
-    awaitable<void> read_loop(std::uint64_t gen, std::shared_ptr<tls_stream> s);
+    awaitable<void> read_loop(std::uint64_t gen, std::shared_ptr<tls_stream> s, std::shared_ptr<frame_reader> r);
     awaitable<void> write_loop();
     void fail_all(const std::string& why);
   };
@@ -344,12 +369,17 @@ struct peer_client::impl : std::enable_shared_from_this<impl> {
   ssl::context ctx;
   peer_identity self;
   std::size_t max_frame;
-  std::mutex mutex;  // guards conns only
-  std::unordered_map<std::string, std::shared_ptr<connection>> conns;  // by expected node + address
+  // Each peer gets a few connections, used in turn: one TLS stream is used by one thread at a
+  // time, so several let a busy peer's traffic spread over the network threads.
+  static constexpr unsigned connections_per_peer = 2;
+  std::mutex mutex;  // guards conns and turn only
+  std::unordered_map<std::string, std::shared_ptr<connection>> conns;  // by expected node, address, slot
+  unsigned turn = 0;
 
   std::shared_ptr<connection> get(const std::string& node, const std::string& address) {
     std::lock_guard lock(mutex);
-    auto& c = conns[node + "@" + address];
+    const unsigned slot = turn++ % connections_per_peer;
+    auto& c = conns[node + "@" + address + "#" + std::to_string(slot)];
     if (!c) c = std::make_shared<connection>(*this, address, node);
     return c;
   }
@@ -424,7 +454,8 @@ awaitable<result<void>> peer_client::impl::connection::connect(std::chrono::stea
   auto bytes = peer::encode(hi);
   if (auto [wec, wn] = co_await asio::async_write(*stream, asio::buffer(bytes), tuple_awaitable); wec)
     co_return make_error(errc::unavailable, "hello to " + address + " failed: " + wec.message());
-  auto reply = co_await read_frame(*stream, owner.max_frame);
+  reader = std::make_shared<frame_reader>(owner.max_frame);
+  auto reply = co_await reader->next(*stream);
   guard.cancel();
   if (!reply) co_return make_error(errc::unavailable, "no hello reply from " + address + ": " + reply.error().detail);
   if (reply->header.type == peer::frame_type::error) {
@@ -468,7 +499,7 @@ awaitable<result<peer::frame>> peer_client::impl::connection::call(peer::frame r
     }
     st = state::ready;
     ++generation;
-    asio::co_spawn(strand, read_loop(generation, stream), asio::detached);
+    asio::co_spawn(strand, read_loop(generation, stream, reader), asio::detached);
   }
 
   const auto id = next_id++;
@@ -495,10 +526,11 @@ awaitable<result<peer::frame>> peer_client::impl::connection::call(peer::frame r
   co_return std::move(reply);
 }
 
-awaitable<void> peer_client::impl::connection::read_loop(std::uint64_t gen, std::shared_ptr<tls_stream> s) {
+awaitable<void> peer_client::impl::connection::read_loop(std::uint64_t gen, std::shared_ptr<tls_stream> s,
+                                                          std::shared_ptr<frame_reader> r) {
   auto self_ref = shared_from_this();
   while (gen == generation) {
-    auto f = co_await read_frame(*s, owner.max_frame);
+    auto f = co_await r->next(*s);
     if (gen != generation) break;
     if (!f) {
       fail_all(f.error().detail);
@@ -520,10 +552,14 @@ awaitable<void> peer_client::impl::connection::write_loop() {
       outgoing.pop_front();  // meant for a connection that is gone; its caller has been told
       continue;
     }
+    // Every queued frame of this connection goes out in one write.
+    std::string batch;
+    while (!outgoing.empty() && outgoing.front().first == gen && batch.size() < (1u << 20)) {
+      batch.append(outgoing.front().second);
+      outgoing.pop_front();
+    }
     auto s = stream;
-    // Only push_back happens meanwhile, so the front element stays put during the write.
-    auto [ec, n] = co_await asio::async_write(*s, asio::buffer(outgoing.front().second), tuple_awaitable);
-    outgoing.pop_front();
+    auto [ec, n] = co_await asio::async_write(*s, asio::buffer(batch), tuple_awaitable);
     if (ec && gen == generation) fail_all("write failed: " + ec.message());
   }
   writing = false;

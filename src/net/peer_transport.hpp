@@ -25,7 +25,7 @@ struct peer_identity {
 };
 
 /// Handles one request frame from an authenticated peer and returns the reply frame (the
-/// transport sets its request id). Runs on the connection's strand; may co_await.
+/// transport sets its request id). Runs on any network thread, many at once; may co_await.
 using peer_handler = std::function<boost::asio::awaitable<peer::frame>(peer::frame request, std::string from_node)>;
 
 /// Accepts peer connections. Each connection: TLS handshake requiring a client certificate
@@ -51,8 +51,8 @@ class peer_server {
   std::shared_ptr<impl> impl_;
 };
 
-/// Outgoing peer connections, one per peer address, reused by every request to that peer
-/// (requests are multiplexed by request id). A lost connection fails its requests in flight
+/// Outgoing peer connections: two per peer address, used in turn and reused by every request
+/// to that peer (requests are multiplexed by request id). A lost connection fails its requests in flight
 /// and is re-established by the next request.
 class peer_client {
  public:

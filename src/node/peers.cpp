@@ -5,7 +5,7 @@
 namespace shardd {
 
 peers::peers(boost::asio::io_context& ioc, const node_config& cfg, ring_actor& ring)
-    : cfg_(cfg), ring_(ring), client_(ioc, cfg.tls, net::peer_identity{cfg.cluster_id, cfg.node_id}) {}
+    : ring_(ring), client_(ioc, cfg.tls, net::peer_identity{cfg.cluster_id, cfg.node_id}) {}
 
 peer::frame make_frame(peer::frame_type type, std::string payload, std::uint64_t map_version) {
   peer::frame f;

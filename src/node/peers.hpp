@@ -29,7 +29,6 @@ class peers {
   void close_all() { client_.close_all(); }
 
  private:
-  const node_config& cfg_;
   ring_actor& ring_;
   net::peer_client client_;
 };

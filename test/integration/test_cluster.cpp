@@ -1,0 +1,348 @@
+// Integration tests of a cluster: real shardd processes on loopback, real mutual TLS.
+
+#include "net/peer_transport.hpp"
+#include "shardd/peer_messages.hpp"
+#include "support/catch_result.hpp"
+#include "support/process.hpp"
+#include "support/temp_dir.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/json/parse.hpp>
+
+#include <map>
+#include <set>
+#include <thread>
+
+using namespace shardd;
+using namespace shardd::test;
+namespace json = boost::json;
+
+namespace {
+
+json::value body(const net::client_response& r) {
+  INFO(r.body);
+  return json::parse(r.body);
+}
+
+// Fast heartbeats so that failure detection fits in a test: down after 3 missed 200 ms beats.
+constexpr const char* fast_config = R"({"cluster":{"heartbeat_interval_ms":200,"heartbeat_miss_limit":3}})";
+
+struct cluster {
+  temp_dir dir;
+  std::vector<std::unique_ptr<shardd_process>> nodes;
+
+  explicit cluster(int n = 3) {
+    for (int i = 1; i <= n; ++i) {
+      node_options o;
+      o.id = "node-" + std::to_string(i);
+      o.data_dir = dir.sub(o.id);
+      o.config_json = fast_config;
+      if (i > 1) {
+        o.bootstrap = false;
+        o.join = "127.0.0.1:" + std::to_string(nodes[0]->peer_port());
+      }
+      nodes.push_back(std::make_unique<shardd_process>(std::move(o)));
+      nodes.back()->start();
+    }
+    wait_states(std::vector<std::string>(static_cast<std::size_t>(n), "up"));
+  }
+
+  shardd_process& node(int i) { return *nodes[static_cast<std::size_t>(i - 1)]; }
+
+  // Node states as node 1 (the controller) sees them, in id order.
+  std::vector<std::string> states(int via = 1) {
+    auto c = node(via).client();
+    auto b = body(c->get("/v1/cluster"));
+    std::vector<std::string> out;
+    for (const auto& n : b.at("nodes").as_array()) out.emplace_back(n.at("state").as_string());
+    return out;
+  }
+
+  void wait_states(const std::vector<std::string>& want, int via = 1, std::chrono::seconds limit = std::chrono::seconds(10)) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    std::vector<std::string> got;
+    while (std::chrono::steady_clock::now() < until) {
+      try {
+        got = states(via);
+        if (got == want) return;
+      } catch (const std::exception&) {
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    std::string seen;
+    for (const auto& g : got) seen += g + " ";
+    FAIL("node states did not become as wanted; last seen: " + seen);
+  }
+};
+
+std::string ndjson_puts(int from, int to, const std::string& prefix = "k") {
+  std::string out;
+  for (int i = from; i < to; ++i)
+    out += R"({"op":"put","key":")" + prefix + std::to_string(i) + R"(","doc":{"n":)" + std::to_string(i) + "}}\n";
+  return out;
+}
+
+// Owner node of every shard of an index, as /v1/shards reports it.
+std::map<std::int64_t, std::string> owners(net::https_client& c, const std::string& index) {
+  std::map<std::int64_t, std::string> out;
+  // Named: a range-for over a member of a temporary would outlive the temporary.
+  const auto b = body(c.get("/v1/shards?index=" + index));
+  for (const auto& s : b.at("shards").as_array()) out[s.at("shard").as_int64()] = std::string(s.at("node").as_string());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("three nodes: an index made through node 2, 10,000 records written through node 3, all read through node 1") {
+  cluster cl;
+  auto n1 = cl.node(1).client(), n2 = cl.node(2).client(), n3 = cl.node(3).client();
+  auto created = n2->put("/v1/indexes/users", R"({"shards":24})");
+  REQUIRE(created.status == 201);
+  // The change is known everywhere once it is acknowledged.
+  CHECK(n3->get("/v1/indexes/users").status == 200);
+  CHECK(n1->get("/v1/indexes/users").status == 200);
+
+  auto own = owners(*n1, "users");
+  std::set<std::string> holders;
+  for (const auto& [s, n] : own) holders.insert(n);
+  CHECK(holders.size() == 3);  // 24 shards spread over every node
+
+  for (int from = 0; from < 10000; from += 2500) {
+    auto r = n3->post("/v1/indexes/users/bulk", ndjson_puts(from, from + 2500));
+    REQUIRE(r.status == 200);
+    CHECK(body(r).at("created").as_int64() == 2500);
+    CHECK(body(r).at("error_count").as_int64() == 0);
+  }
+  // Single writes through node 3 land on their owner, who answers.
+  auto single = n3->put("/v1/indexes/users/records/k0", R"({"n":0,"again":true})");
+  REQUIRE(single.status == 200);
+  CHECK(single.header("x-shardd-node") == own[body(single).at("shard").as_int64()]);
+
+  int answered_by_others = 0;
+  for (int i = 0; i < 10000; ++i) {
+    auto r = n1->get("/v1/indexes/users/records/k" + std::to_string(i));
+    REQUIRE(r.status == 200);
+    auto b = body(r);
+    REQUIRE(b.at("doc").at("n").as_int64() == i);
+    const auto owner = own[b.at("shard").as_int64()];
+    REQUIRE(r.header("x-shardd-node") == owner);
+    CHECK(!r.header("x-shardd-map-version").empty());
+    answered_by_others += owner != "node-1";
+  }
+  CHECK(answered_by_others > 3000);  // most were forwarded
+
+  // The global count is the sum of the shard counts, through any node.
+  std::int64_t sum = 0;
+  const auto shards = body(n2->get("/v1/shards?index=users"));
+  for (const auto& s : shards.at("shards").as_array()) sum += s.at("records").as_int64();
+  CHECK(sum == 10000);
+  for (auto* c : {n1.get(), n2.get(), n3.get()}) CHECK(body(c->get("/v1/indexes/users/count")).at("count").as_int64() == 10000);
+  CHECK(body(n1->get("/v1/indexes/users")).at("records").as_int64() == 10000);
+}
+
+TEST_CASE("a range scan through any node returns keys in order with no gap or duplicate") {
+  cluster cl;
+  auto n1 = cl.node(1).client();
+  REQUIRE(n1->put("/v1/indexes/r", R"({"partitioning":"range","split_points":["b","d","f","h","k","n","q","t","w"]})").status == 201);
+  std::vector<std::string> keys;
+  std::string ndjson;
+  for (char a = 'a'; a <= 'z'; ++a)
+    for (int i = 0; i < 40; ++i) {
+      std::string k = std::string(1, a) + (i < 10 ? "0" : "") + std::to_string(i);
+      keys.push_back(k);
+      ndjson += R"({"op":"put","key":")" + k + R"(","doc":1})" + "\n";
+    }
+  REQUIRE(body(cl.node(2).client()->post("/v1/indexes/r/bulk", ndjson)).at("created").as_int64() == 1040);
+  std::set<std::string> holders;
+  for (const auto& [s, n] : owners(*n1, "r")) holders.insert(n);
+  CHECK(holders.size() >= 2);
+  for (int via = 1; via <= 3; ++via) {
+    auto c = cl.node(via).client();
+    std::vector<std::string> seen;
+    std::string cursor;
+    for (int page = 0; page < 200; ++page) {
+      auto b = body(c->get("/v1/indexes/r/records?limit=33" + (cursor.empty() ? "" : "&cursor=" + cursor)));
+      for (const auto& rec : b.at("records").as_array()) seen.emplace_back(rec.at("key").as_string());
+      if (b.at("next_cursor").is_null()) break;
+      cursor = std::string(b.at("next_cursor").as_string());
+    }
+    INFO("via node " << via);
+    CHECK(seen == keys);
+    auto bounded = body(c->get("/v1/indexes/r/records?start=c05&end=m10&limit=1000"));
+    std::vector<std::string> want(std::lower_bound(keys.begin(), keys.end(), "c05"), std::lower_bound(keys.begin(), keys.end(), "m10"));
+    std::vector<std::string> got;
+    for (const auto& rec : bounded.at("records").as_array()) got.emplace_back(rec.at("key").as_string());
+    CHECK(got == want);
+  }
+}
+
+TEST_CASE("peers without a certificate from the cluster CA, or from another cluster, are refused") {
+  cluster cl(1);
+  const auto peer_port = cl.node(1).peer_port();
+  // No client certificate: the TLS handshake fails.
+  net::https_client plain("127.0.0.1", peer_port, test_certs().ca(), test_token);
+  plain.set_timeout(std::chrono::seconds(3));
+  CHECK_THROWS(plain.get("/v1/health"));
+
+  // A certificate of another CA (it trusts our CA, so only the server side refuses).
+  boost::asio::io_context ioc;
+  tls_config rogue{test_certs().rogue_dir + "/rogue.pem", test_certs().rogue_dir + "/rogue.key", test_certs().ca()};
+  net::peer_client client(ioc, rogue, net::peer_identity{"shardd", "rogue"});
+  peer::frame f;
+  f.header.type = peer::frame_type::map_get;
+  auto fut = boost::asio::co_spawn(ioc, client.call("", "127.0.0.1:" + std::to_string(peer_port), f, std::chrono::seconds(3)),
+                                   boost::asio::use_future);
+  ioc.run();
+  auto r = fut.get();
+  REQUIRE(!r);
+  CHECK(r.error().code == errc::unavailable);
+
+  // The right CA but another cluster id: the handshake succeeds, the hello is refused.
+  boost::asio::io_context ioc2;
+  tls_config good{test_certs().cert("node-5"), test_certs().key("node-5"), test_certs().ca()};
+  net::peer_client other(ioc2, good, net::peer_identity{"another-cluster", "node-5"});
+  auto fut2 = boost::asio::co_spawn(ioc2, other.call("", "127.0.0.1:" + std::to_string(peer_port), f, std::chrono::seconds(3)),
+                                    boost::asio::use_future);
+  ioc2.run();
+  auto r2 = fut2.get();
+  REQUIRE(!r2);
+  CHECK(r2.error().detail.find("cluster") != std::string::npos);
+
+  // A node may not claim another node's id: the id must match its certificate.
+  boost::asio::io_context ioc3;
+  net::peer_client liar(ioc3, good, net::peer_identity{"shardd", "node-1"});
+  auto fut3 = boost::asio::co_spawn(ioc3, liar.call("", "127.0.0.1:" + std::to_string(peer_port), f, std::chrono::seconds(3)),
+                                    boost::asio::use_future);
+  ioc3.run();
+  auto r3 = fut3.get();
+  REQUIRE(!r3);
+  CHECK(r3.error().detail.find("common name") != std::string::npos);
+
+  const auto log = cl.node(1).log();
+  CHECK(log.find("event=peer_refused") != std::string::npos);
+  // The node still serves its real peers.
+  CHECK(cl.node(1).client()->get("/v1/cluster").status == 200);
+}
+
+TEST_CASE("a node killed with SIGKILL is marked down quickly and its shards answer 503 at once") {
+  cluster cl;
+  auto n1 = cl.node(1).client();
+  REQUIRE(n1->put("/v1/indexes/d", R"({"shards":12})").status == 201);
+  REQUIRE(body(n1->post("/v1/indexes/d/bulk", ndjson_puts(0, 600))).at("error_count").as_int64() == 0);
+  auto own = owners(*n1, "d");
+
+  cl.node(3).kill9();
+  const auto killed = std::chrono::steady_clock::now();
+  cl.wait_states({"up", "up", "down"});
+  const auto detected = std::chrono::steady_clock::now() - killed;
+  CHECK(detected < std::chrono::seconds(3));  // 3 missed 200 ms heartbeats plus a tick
+
+  // Every record answers: its owner's data, or a quick 503 naming the shard and owner.
+  auto n2 = cl.node(2).client();
+  int unavailable = 0;
+  for (int i = 0; i < 600; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = n2->get("/v1/indexes/d/records/k" + std::to_string(i));
+    const auto took = std::chrono::steady_clock::now() - t0;
+    if (r.status == 503) {
+      ++unavailable;
+      CHECK(took < std::chrono::milliseconds(500));
+      const std::string detail(body(r).at("detail").as_string());
+      CHECK(detail.find("node-3") != std::string::npos);
+      CHECK(detail.find("shard") != std::string::npos);
+    } else {
+      REQUIRE(r.status == 200);
+      CHECK(own[body(r).at("shard").as_int64()] != "node-3");
+    }
+  }
+  CHECK(unavailable > 0);
+  CHECK(n2->get("/v1/indexes/d/count").status == 503);  // a count must be exact or nothing
+
+  // Back up after a restart, with its records.
+  cl.node(3).start();
+  cl.wait_states({"up", "up", "up"});
+  CHECK(body(n2->get("/v1/indexes/d/count")).at("count").as_int64() == 600);
+}
+
+TEST_CASE("with the controller killed, the others serve and forward among themselves; after its restart nothing is lost") {
+  cluster cl;
+  auto n2 = cl.node(2).client(), n3 = cl.node(3).client();
+  REQUIRE(n2->put("/v1/indexes/c", R"({"shards":12})").status == 201);
+  REQUIRE(body(n2->post("/v1/indexes/c/bulk", ndjson_puts(0, 900))).at("error_count").as_int64() == 0);
+  auto own = owners(*n2, "c");
+  const auto version_before = body(n2->get("/v1/partition-map")).at("version").as_int64();
+
+  cl.node(1).kill9();
+  // Members keep serving with the map they have: reads and writes of their shards, through
+  // either of them; the controller's shards fail fast.
+  int served = 0, refused = 0;
+  for (int i = 0; i < 900; ++i) {
+    auto& via = i % 2 ? n2 : n3;
+    const auto key = "k" + std::to_string(i);
+    auto r = via->put("/v1/indexes/c/records/" + key, R"({"n":)" + std::to_string(i) + R"(,"during":true})");
+    if (r.status == 200) {
+      ++served;
+      CHECK(own[body(r).at("shard").as_int64()] != "node-1");
+    } else {
+      REQUIRE(r.status == 503);
+      ++refused;
+    }
+  }
+  CHECK(served > 0);
+  CHECK(refused > 0);
+  auto ddl = n2->put("/v1/indexes/new-index", "");
+  CHECK(ddl.status == 503);
+  CHECK(body(ddl).at("detail").as_string().find("controller") != std::string::npos);
+  CHECK(body(n3->get("/v1/cluster")).at("controller_reachable") == false);
+
+  cl.node(1).start();
+  cl.wait_states({"up", "up", "up"});
+  auto n1 = cl.node(1).client();
+  CHECK(body(n1->get("/v1/partition-map")).at("version").as_int64() >= version_before);
+  CHECK(body(n1->get("/v1/indexes/c/count")).at("count").as_int64() == 900);
+  for (int i = 0; i < 900; ++i) {
+    auto r = n1->get("/v1/indexes/c/records/k" + std::to_string(i));
+    REQUIRE(r.status == 200);
+    const bool moved_during = own[body(r).at("shard").as_int64()] != "node-1";
+    CHECK(body(r).at("doc").as_object().contains("during") == moved_during);
+  }
+  CHECK(n2->put("/v1/indexes/new-index", "").status == 201);
+}
+
+TEST_CASE("weights, the ring, lookups and the versioned partition map") {
+  cluster cl;
+  auto n1 = cl.node(1).client(), n2 = cl.node(2).client();
+  auto w = n2->put("/v1/cluster/nodes/node-3", R"({"weight":0})");
+  REQUIRE(w.status == 200);
+  CHECK(body(w).at("weight").as_int64() == 0);
+  CHECK(n2->put("/v1/cluster/nodes/node-9", R"({"weight":1})").status == 404);
+  CHECK(n2->put("/v1/cluster/nodes/node-3", R"({"weight":1001})").status == 400);
+  CHECK(n2->put("/v1/cluster/nodes/node-3", R"({"wieght":1})").status == 400);
+
+  auto ring = body(n1->get("/v1/ring"));
+  CHECK(ring.at("nodes").as_array().size() == 2);  // node-3 has weight 0: not on the ring
+  REQUIRE(n1->put("/v1/indexes/w", R"({"shards":30})").status == 201);
+  for (const auto& [s, n] : owners(*n1, "w")) CHECK(n != "node-3");
+
+  // A lookup names the shard and owner a write lands on.
+  auto put = n2->put("/v1/indexes/w/records/alpha", "1");
+  REQUIRE(put.status == 201);
+  auto look = body(n1->get("/v1/ring/lookup?index=w&key=alpha"));
+  CHECK(look.at("shard") == body(put).at("shard"));
+  CHECK(look.at("owner").as_string() == put.header("x-shardd-node"));
+  CHECK(n1->get("/v1/ring/lookup?index=w").status == 400);
+  CHECK(n1->get("/v1/ring/lookup?index=nope&key=a").status == 404);
+
+  auto map = n1->get("/v1/partition-map");
+  REQUIRE(map.status == 200);
+  const auto etag = map.header("etag");
+  CHECK(etag == "\"" + std::to_string(body(map).at("version").as_int64()) + "\"");
+  CHECK(n1->request("GET", "/v1/partition-map", "", {{"If-None-Match", etag}}).status == 304);
+  // Every node serves the same map.
+  CHECK(cl.node(3).client()->get("/v1/partition-map").body == map.body);
+  auto text = n2->get("/v1/cluster?format=text");
+  CHECK(text.body.starts_with("node "));
+  CHECK(text.body.find("node-3") != std::string::npos);
+}
