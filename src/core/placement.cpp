@@ -29,6 +29,24 @@ std::vector<std::uint32_t> bounded_load_caps(const ring& r, std::size_t shards, 
   return caps;
 }
 
+namespace {
+
+/// Walks the ring clockwise from `token` to the first node whose load is below its cap. The
+/// caps sum to more than the shards, so a walk always ends within one turn.
+std::uint32_t walk_to_capacity(const ring& r, std::uint64_t token, const std::vector<std::uint32_t>& load,
+                               const std::vector<std::uint32_t>& caps) {
+  const std::size_t n = r.vnode_count();
+  std::size_t v = r.lookup_vnode(token);
+  const std::uint32_t first = r.vnode_owner(v);
+  for (std::size_t step = 0; step < n; ++step, v = (v + 1 == n ? 0 : v + 1)) {
+    const std::uint32_t o = r.vnode_owner(v);
+    if (load[o] < caps[o]) return o;
+  }
+  return first;
+}
+
+}  // namespace
+
 std::vector<std::uint32_t> place_bounded(const ring& r, std::string_view index,
                                          std::span<const std::uint32_t> shard_ids, double epsilon) {
   std::vector<std::uint32_t> owners;
@@ -36,17 +54,8 @@ std::vector<std::uint32_t> place_bounded(const ring& r, std::string_view index,
   if (r.empty()) return owners;
   const auto caps = bounded_load_caps(r, shard_ids.size(), epsilon);
   std::vector<std::uint32_t> counts(caps.size(), 0);
-  const std::size_t n = r.vnode_count();
   for (auto id : shard_ids) {
-    std::size_t v = r.lookup_vnode(shard_token(index, id));
-    std::uint32_t chosen = r.vnode_owner(v);
-    for (std::size_t step = 0; step < n; ++step, v = (v + 1 == n ? 0 : v + 1)) {
-      const std::uint32_t o = r.vnode_owner(v);
-      if (counts[o] < caps[o]) {
-        chosen = o;
-        break;
-      }
-    }
+    const auto chosen = walk_to_capacity(r, shard_token(index, id), counts, caps);
     ++counts[chosen];
     owners.push_back(chosen);
   }
@@ -109,18 +118,9 @@ std::vector<std::uint32_t> place_bounded_sticky(const ring& r, std::string_view 
     }
   }
   // 4. Place the rest by walking the ring.
-  const std::size_t vnodes = r.vnode_count();
   for (std::size_t i = 0; i < count; ++i) {
     if (owner[i] >= 0) continue;
-    std::size_t v = r.lookup_vnode(shard_token(index, shard_ids[i]));
-    std::uint32_t chosen = r.vnode_owner(v);
-    for (std::size_t step = 0; step < vnodes; ++step, v = (v + 1 == vnodes ? 0 : v + 1)) {
-      const std::uint32_t o = r.vnode_owner(v);
-      if (load[o] < caps[o]) {
-        chosen = o;
-        break;
-      }
-    }
+    const auto chosen = walk_to_capacity(r, shard_token(index, shard_ids[i]), load, caps);
     owner[i] = static_cast<int>(chosen);
     ++load[chosen];
   }

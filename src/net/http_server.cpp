@@ -1,5 +1,6 @@
 #include "net/http_server.hpp"
 
+#include "net/listen.hpp"
 #include "net/tls_context.hpp"
 #include "node/log.hpp"
 
@@ -105,22 +106,8 @@ http_server::~http_server() {
 }
 
 void http_server::start(const host_port& listen) {
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(listen.host, ec);
-  if (ec) {
-    // A host name: resolve it once at start.
-    tcp::resolver resolver(impl_->ioc);
-    auto results = resolver.resolve(listen.host, std::to_string(listen.port), ec);
-    if (ec || results.empty()) throw std::runtime_error("rest.listen: cannot resolve " + listen.to_string());
-    addr = results.begin()->endpoint().address();
-  }
-  tcp::endpoint ep(addr, listen.port);
   auto& a = impl_->acceptor;
-  if (a.open(ep.protocol(), ec); ec) throw std::runtime_error("rest.listen: " + ec.message());
-  (void)a.set_option(asio::socket_base::reuse_address(true), ec);
-  if (a.bind(ep, ec); ec) throw std::runtime_error("rest.listen: cannot bind " + listen.to_string() + ": " + ec.message());
-  if (a.listen(asio::socket_base::max_listen_connections, ec); ec)
-    throw std::runtime_error("rest.listen: cannot listen on " + listen.to_string() + ": " + ec.message());
+  open_acceptor(a, listen, "rest.listen");
   asio::co_spawn(a.get_executor(), impl_->accept_loop(), [](std::exception_ptr e) {
     if (!e) return;
     try {

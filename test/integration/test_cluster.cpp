@@ -3,6 +3,7 @@
 #include "net/peer_transport.hpp"
 #include "shardd/peer_messages.hpp"
 #include "support/catch_result.hpp"
+#include "support/json_body.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -20,11 +21,6 @@ using namespace shardd::test;
 namespace json = boost::json;
 
 namespace {
-
-json::value body(const net::client_response& r) {
-  INFO(r.body);
-  return json::parse(r.body);
-}
 
 // Fast heartbeats so that failure detection fits in a test: down after 3 missed 200 ms beats.
 constexpr const char* fast_config = R"({"cluster":{"heartbeat_interval_ms":200,"heartbeat_miss_limit":3}})";
@@ -91,6 +87,19 @@ std::map<std::int64_t, std::string> owners(net::https_client& c, const std::stri
   const auto b = body(c.get("/v1/shards?index=" + index));
   for (const auto& s : b.at("shards").as_array()) out[s.at("shard").as_int64()] = std::string(s.at("node").as_string());
   return out;
+}
+
+// One map_get to a peer address with the given identity; the refusal, if any.
+result<peer::frame> call_as(const tls_config& tls, const net::peer_identity& who, std::uint16_t port) {
+  boost::asio::io_context ioc;
+  net::peer_client client(ioc, tls, who);
+  peer::frame f;
+  f.header.type = peer::frame_type::map_get;
+  auto fut = boost::asio::co_spawn(ioc, client.call("", "127.0.0.1:" + std::to_string(port), f, std::chrono::seconds(3)),
+                                   boost::asio::use_future);
+  // Run only until the call completes: an open connection keeps its reader waiting forever.
+  while (fut.wait_for(std::chrono::seconds(0)) != std::future_status::ready) ioc.run_one_for(std::chrono::milliseconds(50));
+  return fut.get();
 }
 
 }  // namespace
@@ -187,38 +196,26 @@ TEST_CASE("peers without a certificate from the cluster CA, or from another clus
   CHECK_THROWS(plain.get("/v1/health"));
 
   // A certificate of another CA (it trusts our CA, so only the server side refuses).
-  boost::asio::io_context ioc;
   tls_config rogue{test_certs().rogue_dir + "/rogue.pem", test_certs().rogue_dir + "/rogue.key", test_certs().ca()};
-  net::peer_client client(ioc, rogue, net::peer_identity{"shardd", "rogue"});
-  peer::frame f;
-  f.header.type = peer::frame_type::map_get;
-  auto fut = boost::asio::co_spawn(ioc, client.call("", "127.0.0.1:" + std::to_string(peer_port), f, std::chrono::seconds(3)),
-                                   boost::asio::use_future);
-  ioc.run();
-  auto r = fut.get();
+  auto r = call_as(rogue, net::peer_identity{"shardd", "rogue"}, peer_port);
   REQUIRE(!r);
   CHECK(r.error().code == errc::unavailable);
 
   // The right CA but another cluster id: the handshake succeeds, the hello is refused.
-  boost::asio::io_context ioc2;
   tls_config good{test_certs().cert("node-5"), test_certs().key("node-5"), test_certs().ca()};
-  net::peer_client other(ioc2, good, net::peer_identity{"another-cluster", "node-5"});
-  auto fut2 = boost::asio::co_spawn(ioc2, other.call("", "127.0.0.1:" + std::to_string(peer_port), f, std::chrono::seconds(3)),
-                                    boost::asio::use_future);
-  ioc2.run();
-  auto r2 = fut2.get();
+  auto r2 = call_as(good, net::peer_identity{"another-cluster", "node-5"}, peer_port);
   REQUIRE(!r2);
   CHECK(r2.error().detail.find("cluster") != std::string::npos);
 
   // A node may not claim another node's id: the id must match its certificate.
-  boost::asio::io_context ioc3;
-  net::peer_client liar(ioc3, good, net::peer_identity{"shardd", "node-1"});
-  auto fut3 = boost::asio::co_spawn(ioc3, liar.call("", "127.0.0.1:" + std::to_string(peer_port), f, std::chrono::seconds(3)),
-                                    boost::asio::use_future);
-  ioc3.run();
-  auto r3 = fut3.get();
+  auto r3 = call_as(good, net::peer_identity{"shardd", "node-1"}, peer_port);
   REQUIRE(!r3);
   CHECK(r3.error().detail.find("common name") != std::string::npos);
+
+  // With the right certificate and identity the same call succeeds.
+  auto ok = call_as(good, net::peer_identity{"shardd", "node-5"}, peer_port);
+  REQUIRE(ok);
+  CHECK(ok->header.type == peer::frame_type::map_reply);
 
   const auto log = cl.node(1).log();
   CHECK(log.find("event=peer_refused") != std::string::npos);

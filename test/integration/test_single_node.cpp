@@ -1,6 +1,7 @@
 // Integration tests of one shardd node: real process, loopback, real TLS.
 
 #include "support/catch_result.hpp"
+#include "support/json_body.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
 
@@ -19,13 +20,6 @@ using namespace shardd::test;
 namespace json = boost::json;
 
 namespace {
-
-json::value body(const net::client_response& r) {
-  INFO(r.body);
-  return json::parse(r.body);
-}
-
-std::string detail(const net::client_response& r) { return std::string(body(r).at("detail").as_string()); }
 
 // Checks a problem+json answer: status, media type, and that `detail` mentions `needle`.
 void check_problem(const net::client_response& r, unsigned status, const std::string& needle) {
