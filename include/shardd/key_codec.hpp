@@ -58,6 +58,7 @@ struct key_range {
   std::string end;
 
   bool contains(std::string_view k) const noexcept { return k >= begin && k < end; }
+  friend bool operator==(const key_range&, const key_range&) = default;
 };
 key_range storage_range(std::uint32_t index_id, std::string_view start,
                         const std::optional<std::string>& end);

@@ -61,6 +61,16 @@ struct index_entry {
   friend bool operator==(const index_entry&, const index_entry&) = default;
 };
 
+/// Cluster-wide settings that travel with the map, so every node applies the same ones.
+struct cluster_settings {
+  std::uint64_t migration_bytes_per_sec = 0;  ///< per-node cap on outgoing migration traffic; 0: none
+  std::uint32_t max_outgoing = 2;             ///< concurrent migrations a node sends
+  std::uint32_t max_incoming = 2;             ///< concurrent migrations a node receives
+  bool convergence = true;                    ///< move shards toward their desired owners after joins
+  std::uint32_t convergence_batch = 4;        ///< migrations convergence queues at a time
+  friend bool operator==(const cluster_settings&, const cluster_settings&) = default;
+};
+
 /// An immutable snapshot of the cluster's layout. Changed only through the functions below,
 /// each of which returns the next version and leaves its input untouched (copy-on-write).
 /// Shared between threads as `std::shared_ptr<const partition_map>`.
@@ -71,6 +81,7 @@ struct partition_map {
   std::map<std::string, node_entry, std::less<>> nodes;
   std::map<std::string, index_entry, std::less<>> indexes;
   std::uint32_t next_index_id = 1;
+  cluster_settings settings;
 
   const index_entry* find_index(std::string_view name) const noexcept;
   const node_entry* find_node(std::string_view id) const noexcept;
@@ -96,6 +107,7 @@ ring build_ring(const partition_map& m, std::uint32_t vnodes_per_weight = ring::
 [[nodiscard]] result<partition_map> upsert_node(const partition_map& m, const node_entry& n);
 [[nodiscard]] result<partition_map> set_node_state(const partition_map& m, std::string_view node, node_state s);
 [[nodiscard]] result<partition_map> set_node_weight(const partition_map& m, std::string_view node, std::uint32_t weight);
+[[nodiscard]] result<partition_map> set_settings(const partition_map& m, const cluster_settings& s);
 
 /// Creates an index. Hash: `shards` equal token ranges; range: one shard per interval between
 /// split points. Owners come from bounded-load placement on `placement_ring` with `epsilon`.

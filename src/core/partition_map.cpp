@@ -140,6 +140,14 @@ result<partition_map> set_node_weight(const partition_map& m, std::string_view n
   return next_version(std::move(next));
 }
 
+result<partition_map> set_settings(const partition_map& m, const cluster_settings& s) {
+  if (s.max_outgoing < 1 || s.max_incoming < 1)
+    return make_error(errc::invalid_argument, "max_outgoing and max_incoming must be at least 1");
+  partition_map next = m;
+  next.settings = s;
+  return next_version(std::move(next));
+}
+
 result<partition_map> create_index(const partition_map& m, std::string_view name, const index_spec& spec,
                                    const ring& placement_ring, double epsilon) {
   if (auto v = validate_index_name(name); !v) return v.error();
@@ -434,6 +442,13 @@ std::string to_json(const partition_map& m) {
     indexes.push_back(std::move(o));
   }
   root["indexes"] = std::move(indexes);
+  json::object settings;
+  settings["migration_bytes_per_sec"] = m.settings.migration_bytes_per_sec;
+  settings["max_outgoing"] = m.settings.max_outgoing;
+  settings["max_incoming"] = m.settings.max_incoming;
+  settings["convergence"] = m.settings.convergence;
+  settings["convergence_batch"] = m.settings.convergence_batch;
+  root["settings"] = std::move(settings);
   return json::serialize(root);
 }
 
@@ -565,6 +580,27 @@ result<partition_map> from_json(std::string_view text) {
         return make_error(errc::invalid_argument, path + ": index '" + ix.name + "' is listed twice");
       m.indexes.emplace(ix.name, std::move(ix));
     }
+  }
+  auto settings = root.opt_object("settings");
+  if (!settings) return settings.error();
+  if (*settings) {
+    json_fields sf(**settings, "settings");
+    auto bps = sf.opt_u64("migration_bytes_per_sec", 0);
+    if (!bps) return bps.error();
+    m.settings.migration_bytes_per_sec = *bps;
+    auto out = narrow_u32<std::uint32_t>(sf.opt_u64("max_outgoing", 2, 1, 1000), sf, "max_outgoing");
+    if (!out) return out.error();
+    m.settings.max_outgoing = *out;
+    auto in = narrow_u32<std::uint32_t>(sf.opt_u64("max_incoming", 2, 1, 1000), sf, "max_incoming");
+    if (!in) return in.error();
+    m.settings.max_incoming = *in;
+    auto conv = sf.opt_bool("convergence", true);
+    if (!conv) return conv.error();
+    m.settings.convergence = *conv;
+    auto batch = narrow_u32<std::uint32_t>(sf.opt_u64("convergence_batch", 4, 1, 1000), sf, "convergence_batch");
+    if (!batch) return batch.error();
+    m.settings.convergence_batch = *batch;
+    if (auto fin = sf.finish(); !fin) return fin.error();
   }
   if (auto fin = root.finish(); !fin) return fin.error();
   if (auto v = validate(m); !v) return v.error();

@@ -923,6 +923,7 @@ awaitable<http_response> rest_api::bulk(call& c, const index_entry& ix) {
         case storage::op_status::deleted: ++deleted; break;
         case storage::op_status::not_found: ++not_found; break;
         case storage::op_status::no_shard:
+        case storage::op_status::fenced:
           add_error(lines_of[i], 409, "node " + quoted(owners[o]) + " does not hold that shard (the index was "
                                       "deleted, or the map changed meanwhile); retry");
           break;

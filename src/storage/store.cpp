@@ -6,6 +6,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/table.h>
+#include <rocksdb/transaction_log.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
@@ -68,6 +69,10 @@ result<std::unique_ptr<store>> store::open(const store_options& opts) {
   options.keep_log_file_num = 3;
   // One writer thread does every write, so the memtable needs no concurrent-insert support.
   options.allow_concurrent_memtable_write = false;
+  // Keep the write-ahead log archived for a while: a migration catches up by reading it from
+  // the sequence number of its snapshot.
+  options.WAL_ttl_seconds = opts.wal_archive_ttl_seconds;
+  options.WAL_size_limit_MB = opts.wal_archive_limit_mb;
 
   s->cache_ = rocksdb::NewLRUCache(opts.block_cache_bytes);
   rocksdb::BlockBasedTableOptions table;
@@ -195,10 +200,16 @@ void store::commit_writes(std::vector<queued>& group) {
   };
   std::vector<op_ref> order;
   std::vector<std::vector<op_status>> outcomes(group.size());
+  std::vector<op_ref> meta_ops;  // written after the records, in request order
   for (std::uint32_t g = 0; g < group.size(); ++g) {
     auto& ops = std::get<std::vector<write_op>>(group[g].work);
     outcomes[g].resize(ops.size(), op_status::no_shard);
-    for (std::uint32_t i = 0; i < ops.size(); ++i) order.push_back({g, i, &ops[i]});
+    for (std::uint32_t i = 0; i < ops.size(); ++i) {
+      if (ops[i].kind == op_kind::meta_put || ops[i].kind == op_kind::meta_del)
+        meta_ops.push_back({g, i, &ops[i]});
+      else
+        order.push_back({g, i, &ops[i]});
+    }
   }
   std::stable_sort(order.begin(), order.end(), [](const op_ref& a, const op_ref& b) { return a.op->key < b.op->key; });
 
@@ -235,6 +246,10 @@ void store::commit_writes(std::vector<queued>& group) {
       out = op_status::no_shard;
       continue;
     }
+    if (!fences_.empty() && std::any_of(fences_.begin(), fences_.end(), [&](const key_range& f) { return f.contains(op.key); })) {
+      out = op_status::fenced;
+      continue;
+    }
     auto& st = working.try_emplace(s, s->stats).first->second;
     if (op.kind == op_kind::put) {
       batch.Put(records_, slice(op.key), slice(op.value));
@@ -259,6 +274,15 @@ void store::commit_writes(std::vector<queued>& group) {
     }
   }
   for (auto& [sl, st] : working) batch.Put(meta_, stats_key(sl->index_id, sl->shard_id), encode_stats(st));
+  for (const auto& m : meta_ops) {
+    if (m.op->kind == op_kind::meta_put) {
+      batch.Put(meta_, slice(m.op->key), slice(m.op->value));
+      outcomes[m.request][m.index] = op_status::created;
+    } else {
+      batch.Delete(meta_, slice(m.op->key));
+      outcomes[m.request][m.index] = op_status::deleted;
+    }
+  }
 
   if (!failure && batch.Count() > 0) {
     rocksdb::WriteOptions wo;
@@ -318,7 +342,15 @@ void store::apply_layout(queued& item) {
     batch.Put(meta_, stats_key(up.index_id, up.shard_id), encode_stats(up.stats));
     next.push_back(std::move(up));
   }
+  for (const auto& [index_id, shard_id] : change.remove) {
+    std::erase_if(next, [&](const slot& s) { return s.index_id == index_id && s.shard_id == shard_id; });
+    batch.Delete(meta_, stats_key(index_id, shard_id));
+  }
+  for (const auto& r : change.drop_ranges) batch.DeleteRange(records_, slice(r.begin), slice(r.end));
   for (const auto& a : change.add) {
+    // A shard may come back (a move that was rolled back): it starts from the stats of what
+    // the range holds now, which a drop in the same change has emptied.
+    std::erase_if(next, [&](const slot& s) { return s.index_id == a.index_id && s.shard_id == a.shard_id; });
     next.push_back(slot{a.index_id, a.shard_id, a.range, {}});
     batch.Put(meta_, stats_key(a.index_id, a.shard_id), encode_stats({}));
   }
@@ -336,6 +368,10 @@ void store::apply_layout(queued& item) {
     std::lock_guard lock(stats_mutex_);
     slots_ = std::move(next);
   }
+  // Fences take effect for every write after this change: the writer applies changes and
+  // writes in queue order, so writes queued before it were applied before it.
+  for (const auto& r : change.unfence) std::erase(fences_, r);
+  for (const auto& r : change.fence) fences_.push_back(r);
   item.on_layout(result<void>{});
 }
 
@@ -411,6 +447,156 @@ result<scan_result> store::scan(const key_range& range, const std::optional<std:
   }
   if (!it->status().ok()) return io_error("scan", it->status());
   out.examined = examined;
+  return out;
+}
+
+result<snapshot> store::take_snapshot() const {
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
+  if (!snap) return make_error(errc::internal, "cannot take a snapshot");
+  snapshot out;
+  out.seq = snap->GetSequenceNumber();
+  rocksdb::DB* db = db_;
+  out.handle = std::shared_ptr<const void>(snap, [db](const void* p) { db->ReleaseSnapshot(static_cast<const rocksdb::Snapshot*>(p)); });
+  return out;
+}
+
+result<scan_result> store::scan_snapshot(const snapshot& snap, const key_range& range, const std::optional<std::string>& after,
+                                         std::size_t max_records, std::size_t max_bytes) const {
+  scan_result out;
+  rocksdb::ReadOptions ro;
+  ro.snapshot = static_cast<const rocksdb::Snapshot*>(snap.handle.get());
+  ro.fill_cache = false;  // a bulk copy should not evict the working set
+  rocksdb::Slice hi = slice(range.end);
+  ro.iterate_upper_bound = &hi;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, records_));
+  if (after && *after >= range.begin) {
+    it->Seek(slice(*after));
+    if (it->Valid() && it->key() == slice(*after)) it->Next();
+  } else {
+    it->Seek(slice(range.begin));
+  }
+  std::size_t bytes = 0;
+  for (; it->Valid(); it->Next()) {
+    if (out.records.size() >= max_records || bytes >= max_bytes) {
+      out.resume_after = out.records.back().key;
+      break;
+    }
+    out.records.push_back(record{it->key().ToString(), it->value().ToString()});
+    bytes += it->key().size() + it->value().size();
+  }
+  if (!it->status().ok()) return io_error("snapshot scan", it->status());
+  out.examined = out.records.size();
+  return out;
+}
+
+result<range_digest> store::digest(const key_range& range, const snapshot* snap) const {
+  range_digest d;
+  rocksdb::ReadOptions ro;
+  if (snap) ro.snapshot = static_cast<const rocksdb::Snapshot*>(snap->handle.get());
+  ro.fill_cache = false;
+  rocksdb::Slice hi = slice(range.end);
+  ro.iterate_upper_bound = &hi;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, records_));
+  for (it->Seek(slice(range.begin)); it->Valid(); it->Next())
+    d.add(std::string_view(it->key().data(), it->key().size()), std::string_view(it->value().data(), it->value().size()));
+  if (!it->status().ok()) return io_error("digest scan", it->status());
+  return d;
+}
+
+std::uint64_t store::latest_sequence() const { return db_->GetLatestSequenceNumber(); }
+
+namespace {
+
+/// Collects the record writes of one WAL batch that fall in a range.
+class range_collector final : public rocksdb::WriteBatch::Handler {
+ public:
+  range_collector(std::uint32_t records_cf, const key_range& range, std::uint64_t first_seq, std::uint64_t after_seq,
+                  std::vector<change>& out, std::uint64_t& bytes)
+      : cf_(records_cf), range_(range), seq_(first_seq), after_(after_seq), out_(out), bytes_(bytes) {}
+
+  rocksdb::Status PutCF(std::uint32_t cf, const rocksdb::Slice& key, const rocksdb::Slice& value) override {
+    take(cf, key, &value);
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status DeleteCF(std::uint32_t cf, const rocksdb::Slice& key) override {
+    take(cf, key, nullptr);
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status SingleDeleteCF(std::uint32_t cf, const rocksdb::Slice& key) override {
+    take(cf, key, nullptr);
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status DeleteRangeCF(std::uint32_t cf, const rocksdb::Slice& begin, const rocksdb::Slice& end) override {
+    if (cf == cf_ && begin.ToString() < range_.end && range_.begin < end.ToString()) range_deleted = true;
+    ++seq_;
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status MergeCF(std::uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
+    ++seq_;
+    return rocksdb::Status::OK();
+  }
+  bool range_deleted = false;
+
+ private:
+  void take(std::uint32_t cf, const rocksdb::Slice& key, const rocksdb::Slice* value) {
+    const auto seq = seq_++;
+    if (cf != cf_ || seq <= after_) return;
+    std::string_view k(key.data(), key.size());
+    if (!range_.contains(k)) return;
+    change c{seq, value == nullptr, std::string(k), value ? value->ToString() : std::string()};
+    bytes_ += c.key.size() + c.value.size();
+    out_.push_back(std::move(c));
+  }
+  std::uint32_t cf_;
+  const key_range& range_;
+  std::uint64_t seq_;
+  std::uint64_t after_;
+  std::vector<change>& out_;
+  std::uint64_t& bytes_;
+};
+
+}  // namespace
+
+result<change_page> store::changes_since(std::uint64_t after_seq, const key_range& range, std::size_t max_bytes,
+                                         std::uint64_t until_seq) const {
+  change_page page;
+  page.last_seq = after_seq;
+  const std::uint64_t latest = db_->GetLatestSequenceNumber();
+  const std::uint64_t until = until_seq == 0 ? latest : std::min(until_seq, latest);
+  if (after_seq >= until) return page;
+  std::unique_ptr<rocksdb::TransactionLogIterator> it;
+  auto st = db_->GetUpdatesSince(after_seq + 1, &it);
+  if (!st.ok()) return make_error(errc::unavailable, "write-ahead log since sequence " + std::to_string(after_seq) +
+                                                         " is no longer available: " + st.ToString());
+  std::uint64_t expected = after_seq + 1;  // sequence numbers run without gaps through the log
+  for (; it->Valid(); it->Next()) {
+    auto batch = it->GetBatch();
+    const std::uint64_t first = batch.sequence;
+    const std::uint64_t last = first + batch.writeBatchPtr->Count() - 1;
+    if (first > until) break;
+    if (first > expected)
+      return make_error(errc::unavailable, "write-ahead log has a gap after sequence " + std::to_string(expected - 1));
+    range_collector collect(records_->GetID(), range, first, after_seq, page.changes, page.bytes);
+    auto ist = batch.writeBatchPtr->Iterate(&collect);
+    if (!ist.ok()) return io_error("reading the write-ahead log", ist);
+    if (collect.range_deleted)
+      return make_error(errc::conflict, "the range was deleted while it was being moved (its index was dropped?)");
+    // A batch straddling `until` is taken whole: its later changes are newer writes of the
+    // same range, harmless to apply in order.
+    page.last_seq = std::max(page.last_seq, last);
+    expected = last + 1;
+    if (page.bytes >= max_bytes || page.last_seq >= until) break;
+  }
+  if (!it->status().ok() && page.last_seq < until) return io_error("reading the write-ahead log", it->status());
+  return page;
+}
+
+result<std::vector<std::pair<std::string, std::string>>> store::scan_meta(std::string_view prefix) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta_));
+  for (it->Seek(slice(prefix)); it->Valid() && it->key().starts_with(slice(prefix)); it->Next())
+    out.emplace_back(it->key().ToString(), it->value().ToString());
+  if (!it->status().ok()) return io_error("meta scan", it->status());
   return out;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // The node's storage: one RocksDB with a records column family and a meta column family.
 
+#include "shardd/digest.hpp"
 #include "shardd/error.hpp"
 #include "shardd/key_codec.hpp"
 #include "storage/unique_function.hpp"
@@ -39,9 +40,17 @@ struct store_options {
   std::size_t block_cache_bytes = 256u << 20;
   std::size_t write_buffer_bytes = 64u << 20;
   std::size_t max_group_ops = 50000;  ///< ops merged into one commit at most
+  /// Archived write-ahead log kept for migration catch-up (tailing from a sequence number).
+  std::uint64_t wal_archive_ttl_seconds = 6 * 3600;
+  std::uint64_t wal_archive_limit_mb = 4096;
 };
 
-enum class op_kind : std::uint8_t { put, del };
+enum class op_kind : std::uint8_t {
+  put,
+  del,
+  meta_put,  ///< metadata written atomically with the record ops of the same request
+  meta_del,
+};
 
 struct write_op {
   op_kind kind = op_kind::put;
@@ -54,7 +63,8 @@ enum class op_status : std::uint8_t {
   updated,    ///< put over an existing key
   deleted,    ///< delete of an existing key
   not_found,  ///< delete of a missing key (nothing written)
-  no_shard,   ///< the key is in no known shard range (its index was dropped meanwhile)
+  no_shard,   ///< the key is in no shard this node holds (dropped index, or the shard moved)
+  fenced,     ///< the shard is fenced for a migration cutover: retry with the next map
 };
 
 /// Records and bytes (key + value) of one shard, exact.
@@ -80,12 +90,38 @@ struct layout_change {
     std::string at;  ///< storage key where the upper half starts
   };
   std::vector<split> splits;
+  /// Shards no longer held here: their stats slots go, their data stays (a migration's
+  /// source deletes it after the undo window).
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> remove;
+  std::vector<key_range> drop_ranges;  ///< delete the data of these ranges
+  std::vector<key_range> fence;        ///< refuse writes to these ranges (status fenced) until unfenced
+  std::vector<key_range> unfence;
 };
 
 /// One record read by a scan.
 struct record {
   std::string key;  ///< storage key
   std::string value;
+};
+
+/// A consistent read view at one sequence number; released when the last copy goes.
+struct snapshot {
+  std::uint64_t seq = 0;
+  std::shared_ptr<const void> handle;
+};
+
+/// One change to a record, read back from the write-ahead log.
+struct change {
+  std::uint64_t seq = 0;
+  bool deleted = false;
+  std::string key;
+  std::string value;
+};
+
+struct change_page {
+  std::vector<change> changes;
+  std::uint64_t last_seq = 0;  ///< every change up to here in the range is in `changes` or earlier pages
+  std::uint64_t bytes = 0;
 };
 
 struct scan_result {
@@ -131,6 +167,24 @@ class store {
                                          std::size_t limit, const std::function<bool(std::string_view)>& keep = {},
                                          std::size_t max_examined = SIZE_MAX) const;
 
+  /// A snapshot of the whole store at the latest sequence number.
+  [[nodiscard]] result<snapshot> take_snapshot() const;
+  /// Reads up to `max_records` records or about `max_bytes` bytes of `range` in `snap`, after
+  /// `after` if given.
+  [[nodiscard]] result<scan_result> scan_snapshot(const snapshot& snap, const key_range& range,
+                                                  const std::optional<std::string>& after, std::size_t max_records,
+                                                  std::size_t max_bytes) const;
+  /// Digest of every record of `range`, in `snap` or at the latest state.
+  [[nodiscard]] result<range_digest> digest(const key_range& range, const snapshot* snap = nullptr) const;
+  /// Writes to `range` after sequence `after_seq`, read from the archived write-ahead log, up
+  /// to `until_seq` (inclusive; 0: the latest) and about `max_bytes`. Fails if the log since
+  /// `after_seq` is no longer kept, or if a range deletion touched `range`.
+  [[nodiscard]] result<change_page> changes_since(std::uint64_t after_seq, const key_range& range,
+                                                  std::size_t max_bytes, std::uint64_t until_seq = 0) const;
+  std::uint64_t latest_sequence() const;
+  /// Meta keys starting with `prefix`, with their values.
+  [[nodiscard]] result<std::vector<std::pair<std::string, std::string>>> scan_meta(std::string_view prefix) const;
+
   /// Exact stats of a shard known to the store.
   std::optional<shard_stats> stats(std::uint32_t index_id, std::uint32_t shard_id) const;
 
@@ -172,6 +226,7 @@ class store {
   // Written only on the writer thread; read by stats() under stats_mutex_.
   mutable std::mutex stats_mutex_;
   std::vector<slot> slots_;  // sorted by range.begin
+  std::vector<key_range> fences_;  // writer thread only
   std::atomic<std::uint64_t> commits_{0};
 };
 

@@ -33,7 +33,7 @@ result<std::vector<op_status>> write(store& s, std::vector<write_op> ops) {
   return f.get();
 }
 
-result<void> change(store& s, layout_change c) {
+result<void> apply_change(store& s, layout_change c) {
   std::promise<result<void>> p;
   auto f = p.get_future();
   s.submit(std::move(c), [&p](result<void> r) { p.set_value(std::move(r)); });
@@ -123,7 +123,7 @@ TEST_CASE("dropping an index deletes its data and stats and nothing else") {
   layout_change c;
   c.drop_indexes = {1};
   c.map_json = "{}";
-  REQUIRE(change(*s, c));
+  REQUIRE(apply_change(*s, c));
   CHECK(*s->get(storage_key_range(1, "a")) == std::nullopt);
   CHECK(*s->get(storage_key_range(2, "a")) == std::optional<std::string>("2"));
   CHECK(!s->stats(1, 0));
@@ -141,7 +141,7 @@ TEST_CASE("a split divides the stats exactly at the split key") {
   REQUIRE(write(*s, {put(1, "n", "1"), put(1, "p", "22"), put(1, "t", "333"), put(1, "x", "4444")}));
   layout_change c;
   c.splits.push_back({1, 1, 7, storage_key_range(1, "s")});
-  REQUIRE(change(*s, c));
+  REQUIRE(apply_change(*s, c));
   CHECK(s->stats(1, 1)->records == 2);
   CHECK(s->stats(1, 7)->records == 2);
   CHECK(s->stats(1, 7)->bytes == 2 * storage_key_range(1, "t").size() + 7);
@@ -149,7 +149,7 @@ TEST_CASE("a split divides the stats exactly at the split key") {
   CHECK(s->stats(1, 7)->records == 3);
   layout_change bad;
   bad.splits.push_back({1, 0, 8, storage_key_range(1, "q")});  // not inside shard 0
-  CHECK(!change(*s, bad));
+  CHECK(!apply_change(*s, bad));
 }
 
 TEST_CASE("scans respect bounds, limits, filters and resume points") {
@@ -191,4 +191,149 @@ TEST_CASE("a closed store refuses new writes with an error instead of losing the
   auto r = p.get_future().get();
   REQUIRE(!r);
   CHECK(r.error().code == errc::unavailable);
+}
+
+TEST_CASE("a snapshot reads the range as it was, page by page") {
+  temp_dir dir;
+  auto s = open_store(dir.path());
+  REQUIRE(s->load_ranges(layout()));
+  std::vector<write_op> ops;
+  for (int i = 0; i < 50; ++i) ops.push_back(put(2, "k" + std::to_string(100 + i), std::string(20, 'a')));
+  REQUIRE(write(*s, ops));
+  auto snap = s->take_snapshot();
+  REQUIRE(snap);
+  REQUIRE(write(*s, {put(2, "k200", "new"), del(2, "k100")}));  // after the snapshot
+  key_range all{index_prefix(2), index_upper_bound(2)};
+  std::vector<std::string> seen;
+  std::optional<std::string> after;
+  for (int page = 0; page < 20; ++page) {
+    auto r = s->scan_snapshot(*snap, all, after, 7, 1 << 20);
+    REQUIRE(r);
+    for (auto& rec : r->records) seen.push_back(rec.key);
+    if (!r->resume_after) break;
+    after = r->resume_after;
+  }
+  CHECK(seen.size() == 50);
+  CHECK(seen.front() == storage_key_range(2, "k100"));  // deleted later, still in the snapshot
+  auto by_bytes = s->scan_snapshot(*snap, all, std::nullopt, 1000, 100);
+  REQUIRE(by_bytes);
+  CHECK(by_bytes->records.size() < 10);  // the byte budget ends the page
+  CHECK(snap->seq < s->latest_sequence());
+}
+
+TEST_CASE("range digests match the records, in a snapshot or now") {
+  temp_dir dir;
+  auto s = open_store(dir.path());
+  REQUIRE(s->load_ranges(layout()));
+  REQUIRE(write(*s, {put(2, "a", "1"), put(2, "b", "2"), put(1, "z", "9")}));
+  auto snap = s->take_snapshot();
+  REQUIRE(snap);
+  REQUIRE(write(*s, {put(2, "c", "3")}));
+  key_range r2{index_prefix(2), index_upper_bound(2)};
+  range_digest want;
+  want.add(storage_key_range(2, "a"), "1");
+  want.add(storage_key_range(2, "b"), "2");
+  auto then = s->digest(r2, &*snap);
+  REQUIRE(then);
+  CHECK(*then == want);
+  want.add(storage_key_range(2, "c"), "3");
+  auto now = s->digest(r2);
+  REQUIRE(now);
+  CHECK(*now == want);
+}
+
+TEST_CASE("the write-ahead log gives back every write to a range after a sequence number, in order") {
+  temp_dir dir;
+  auto s = open_store(dir.path());
+  REQUIRE(s->load_ranges(layout()));
+  REQUIRE(write(*s, {put(2, "before", "0")}));
+  const auto start = s->latest_sequence();
+  REQUIRE(write(*s, {put(2, "a", "1"), put(1, "other-index", "x")}));
+  REQUIRE(write(*s, {put(2, "a", "2"), del(2, "before")}));
+  REQUIRE(write(*s, {put(1, "n", "y")}));
+  const auto mid = s->latest_sequence();
+  REQUIRE(write(*s, {put(2, "b", "3")}));
+  key_range r2{index_prefix(2), index_upper_bound(2)};
+  auto page = s->changes_since(start, r2, 1 << 20);
+  REQUIRE(page);
+  REQUIRE(page->changes.size() == 4);
+  CHECK(page->changes[0].key == storage_key_range(2, "a"));
+  CHECK(page->changes[0].value == "1");
+  CHECK(page->changes[1].value == "2");
+  CHECK(page->changes[2].deleted);
+  CHECK(page->changes[2].key == storage_key_range(2, "before"));
+  CHECK(page->changes[3].value == "3");
+  for (std::size_t i = 1; i < page->changes.size(); ++i) CHECK(page->changes[i].seq > page->changes[i - 1].seq);
+  CHECK(page->last_seq == s->latest_sequence());
+  auto until = s->changes_since(start, r2, 1 << 20, mid);
+  REQUIRE(until);
+  CHECK(until->changes.size() == 3);
+  CHECK(until->last_seq >= mid);
+  auto none = s->changes_since(s->latest_sequence(), r2, 1 << 20);
+  REQUIRE(none);
+  CHECK(none->changes.empty());
+  // Small pages: the caller continues from last_seq and sees each change once.
+  std::size_t total = 0;
+  std::uint64_t at = start;
+  for (int i = 0; i < 10 && at < s->latest_sequence(); ++i) {
+    auto p = s->changes_since(at, r2, 1);
+    REQUIRE(p);
+    total += p->changes.size();
+    at = p->last_seq;
+  }
+  CHECK(total == 4);
+}
+
+TEST_CASE("meta ops are written atomically with the records of the same request") {
+  temp_dir dir;
+  auto s = open_store(dir.path());
+  REQUIRE(s->load_ranges(layout()));
+  auto r = write(*s, {put(2, "a", "1"), write_op{op_kind::meta_put, "import/m1", "cursor-a"}});
+  REQUIRE(r);
+  CHECK((*r)[1] == op_status::created);
+  CHECK(*s->get_meta("import/m1") == std::optional<std::string>("cursor-a"));
+  CHECK(s->stats(2, 0)->records == 1);  // meta ops are not records
+  REQUIRE(write(*s, {write_op{op_kind::meta_del, "import/m1", {}}}));
+  CHECK(*s->get_meta("import/m1") == std::nullopt);
+  auto listed = s->scan_meta("stats/");  // stats exist for the shards written to
+  REQUIRE(listed);
+  REQUIRE(listed->size() == 1);
+  CHECK(listed->front().first == "stats/" + index_prefix(2) + std::string(4, '\0'));
+}
+
+TEST_CASE("a fence refuses later writes to its range only, until lifted") {
+  temp_dir dir;
+  auto s = open_store(dir.path());
+  REQUIRE(s->load_ranges(layout()));
+  key_range upper{storage_key_range(1, "m"), index_upper_bound(1)};
+  layout_change fence;
+  fence.fence.push_back(upper);
+  REQUIRE(apply_change(*s, fence));
+  auto r = write(*s, {put(1, "x", "1"), put(1, "a", "1"), put(2, "x", "1")});
+  REQUIRE(r);
+  CHECK(*r == std::vector<op_status>{op_status::fenced, op_status::created, op_status::created});
+  CHECK(*s->get(storage_key_range(1, "x")) == std::nullopt);
+  layout_change lift;
+  lift.unfence.push_back(upper);
+  REQUIRE(apply_change(*s, lift));
+  CHECK((*write(*s, {put(1, "x", "1")}))[0] == op_status::created);
+}
+
+TEST_CASE("removing a shard keeps its data; dropping a range deletes it") {
+  temp_dir dir;
+  auto s = open_store(dir.path());
+  REQUIRE(s->load_ranges(layout()));
+  REQUIRE(write(*s, {put(1, "p", "1"), put(1, "q", "2"), put(1, "a", "3")}));
+  layout_change gone;
+  gone.remove.push_back({1, 1});
+  REQUIRE(apply_change(*s, gone));
+  CHECK(!s->stats(1, 1));
+  CHECK(*s->get(storage_key_range(1, "p")) == std::optional<std::string>("1"));  // kept for undo
+  CHECK((*write(*s, {put(1, "r", "3")}))[0] == op_status::no_shard);            // no longer written here
+  layout_change drop;
+  drop.drop_ranges.push_back(key_range{storage_key_range(1, "m"), index_upper_bound(1)});
+  REQUIRE(apply_change(*s, drop));
+  CHECK(*s->get(storage_key_range(1, "p")) == std::nullopt);
+  CHECK(*s->get(storage_key_range(1, "a")) == std::optional<std::string>("3"));  // the other shard untouched
+  CHECK(s->stats(1, 0)->records == 1);
 }
