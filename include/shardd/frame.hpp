@@ -37,7 +37,17 @@ enum class frame_type : std::uint8_t {
   node_stats = 26,    ///< the receiver's per-shard records and bytes
   stats_reply = 27,
   moved = 28,         ///< reply: the receiver does not own that shard in its (newer) map
+  ack = 29,           ///< reply: done, nothing to say
   data_batch = 40,    ///< migration data, checksummed end to end
+  import_digest = 41, ///< source → target: digest of what you imported
+  digest_reply = 42,
+  import_reset = 43,  ///< source → target: drop what you imported of a range (copy again)
+  migrate_start = 44, ///< controller → source: run this migration
+  migrate_control = 45,  ///< controller → source: pause, resume, cancel
+  migrate_report = 46,   ///< source → controller: progress; the reply is the controller's record
+  migrate_commit = 47,   ///< source → controller: make the target the owner
+  shard_median = 48,  ///< controller → owner: the median key of a range shard
+  median_reply = 49,
 };
 
 /// True for the frame types this version knows.
@@ -59,6 +69,9 @@ struct frame_header {
 struct frame {
   frame_header header;
   std::string payload;  ///< without the checksum
+  /// A checksummed frame whose checksum did not match: framing is intact, so the stream goes
+  /// on, but the payload must not be used. The receiver answers with an error.
+  bool corrupt = false;
 };
 
 /// Serialises a frame; sets the length, and appends the CRC32C when flag_checksummed is set.
@@ -69,7 +82,7 @@ std::string encode(const frame& f);
 [[nodiscard]] result<frame_header> decode_header(std::span<const std::uint8_t> bytes, std::size_t max_frame_bytes);
 
 /// Builds a frame from a checked header and the bytes that followed it; verifies and strips
-/// the checksum of a checksummed frame.
+/// the checksum of a checksummed frame (a mismatch sets `corrupt`).
 [[nodiscard]] result<frame> finish_frame(const frame_header& h, std::string body);
 
 /// Splits a byte stream into frames. Feed bytes with `feed`; `next` returns complete frames.

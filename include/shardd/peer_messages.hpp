@@ -4,6 +4,7 @@
 #include "shardd/error.hpp"
 #include "shardd/frame.hpp"
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -122,5 +123,53 @@ struct stats_reply {
 };
 std::string encode(const stats_reply& m);
 [[nodiscard]] result<stats_reply> decode_stats_reply(std::string_view p);
+
+/// Migration data: records copied from a snapshot, or writes shipped from the log.
+struct data_batch {
+  std::string migration;
+  std::uint8_t kind = 0;  ///< 0 copy, 1 tail
+  std::vector<record_op> ops;  ///< kind 0 put, 1 delete; storage keys
+  std::string cursor;     ///< copy: last key of the batch
+  std::uint64_t seq = 0;  ///< tail: last log sequence the batch covers
+};
+std::string encode(const data_batch& m);
+[[nodiscard]] result<data_batch> decode_data_batch(std::string_view p);
+
+/// A range of one migration (import_digest, import_reset).
+struct import_range {
+  std::string migration;
+  std::string begin, end;
+};
+std::string encode(const import_range& m);
+[[nodiscard]] result<import_range> decode_import_range(std::string_view p);
+
+struct digest_reply {
+  std::uint64_t count = 0;
+  std::array<std::uint64_t, 4> sum{};
+};
+std::string encode(const digest_reply& m);
+[[nodiscard]] result<digest_reply> decode_digest_reply(std::string_view p);
+
+/// A command for a running migration: "pause", "resume" or "cancel".
+struct migrate_control {
+  std::string migration;
+  std::string command;
+};
+std::string encode(const migrate_control& m);
+[[nodiscard]] result<migrate_control> decode_migrate_control(std::string_view p);
+
+/// The median key of a range shard (for a split), and how many records it holds.
+struct median_request {
+  std::string index;
+  std::uint32_t shard = 0;
+};
+std::string encode(const median_request& m);
+[[nodiscard]] result<median_request> decode_median_request(std::string_view p);
+struct median_reply {
+  std::string key;  ///< user key; empty if the shard holds fewer than two records
+  std::uint64_t records = 0;
+};
+std::string encode(const median_reply& m);
+[[nodiscard]] result<median_reply> decode_median_reply(std::string_view p);
 
 }  // namespace shardd::peer

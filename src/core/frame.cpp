@@ -28,7 +28,17 @@ bool known_type(std::uint8_t t) noexcept {
     case frame_type::node_stats:
     case frame_type::stats_reply:
     case frame_type::moved:
+    case frame_type::ack:
     case frame_type::data_batch:
+    case frame_type::import_digest:
+    case frame_type::digest_reply:
+    case frame_type::import_reset:
+    case frame_type::migrate_start:
+    case frame_type::migrate_control:
+    case frame_type::migrate_report:
+    case frame_type::migrate_commit:
+    case frame_type::shard_median:
+    case frame_type::median_reply:
       return true;
   }
   return false;
@@ -56,7 +66,17 @@ std::string_view to_string(frame_type t) noexcept {
     case frame_type::node_stats: return "node_stats";
     case frame_type::stats_reply: return "stats_reply";
     case frame_type::moved: return "moved";
+    case frame_type::ack: return "ack";
     case frame_type::data_batch: return "data_batch";
+    case frame_type::import_digest: return "import_digest";
+    case frame_type::digest_reply: return "digest_reply";
+    case frame_type::import_reset: return "import_reset";
+    case frame_type::migrate_start: return "migrate_start";
+    case frame_type::migrate_control: return "migrate_control";
+    case frame_type::migrate_report: return "migrate_report";
+    case frame_type::migrate_commit: return "migrate_commit";
+    case frame_type::shard_median: return "shard_median";
+    case frame_type::median_reply: return "median_reply";
   }
   return "unknown";
 }
@@ -128,8 +148,7 @@ result<frame> finish_frame(const frame_header& h, std::string body) {
     const std::size_t n = f.payload.size() - 4;
     const std::uint32_t want = read_u32be(std::string_view(f.payload).substr(n));
     f.payload.resize(n);
-    if (crc32c(f.payload) != want)
-      return make_error(errc::invalid_argument, "checksum mismatch in " + std::string(to_string(h.type)) + " frame");
+    f.corrupt = crc32c(f.payload) != want;
   }
   return f;
 }

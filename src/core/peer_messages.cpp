@@ -243,4 +243,105 @@ result<stats_reply> decode_stats_reply(std::string_view p) {
   return m;
 }
 
+std::string encode(const data_batch& m) {
+  payload_writer w;
+  w.bytes(m.migration).u8(m.kind).u32(static_cast<std::uint32_t>(m.ops.size()));
+  for (const auto& op : m.ops) w.u8(op.kind).bytes(op.key).bytes(op.value);
+  w.bytes(m.cursor).u64(m.seq);
+  return w.take();
+}
+result<data_batch> decode_data_batch(std::string_view p) {
+  payload_reader r(p);
+  data_batch m;
+  m.migration = r.bytes();
+  m.kind = r.u8();
+  const auto n = r.u32();
+  if (!plausible(r, n, 9) || m.kind > 1) return malformed("data_batch");
+  m.ops.reserve(n);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    record_op op;
+    op.kind = r.u8();
+    op.key = r.bytes();
+    op.value = r.bytes();
+    if (op.kind > 1) return malformed("data_batch");
+    m.ops.push_back(std::move(op));
+  }
+  m.cursor = r.bytes();
+  m.seq = r.u64();
+  if (!r.done()) return malformed("data_batch");
+  return m;
+}
+
+std::string encode(const import_range& m) {
+  payload_writer w;
+  w.bytes(m.migration).bytes(m.begin).bytes(m.end);
+  return w.take();
+}
+result<import_range> decode_import_range(std::string_view p) {
+  payload_reader r(p);
+  import_range m;
+  m.migration = r.bytes();
+  m.begin = r.bytes();
+  m.end = r.bytes();
+  if (!r.done()) return malformed("import range");
+  return m;
+}
+
+std::string encode(const digest_reply& m) {
+  payload_writer w;
+  w.u64(m.count);
+  for (auto v : m.sum) w.u64(v);
+  return w.take();
+}
+result<digest_reply> decode_digest_reply(std::string_view p) {
+  payload_reader r(p);
+  digest_reply m;
+  m.count = r.u64();
+  for (auto& v : m.sum) v = r.u64();
+  if (!r.done()) return malformed("digest reply");
+  return m;
+}
+
+std::string encode(const migrate_control& m) {
+  payload_writer w;
+  w.bytes(m.migration).bytes(m.command);
+  return w.take();
+}
+result<migrate_control> decode_migrate_control(std::string_view p) {
+  payload_reader r(p);
+  migrate_control m;
+  m.migration = r.bytes();
+  m.command = r.bytes();
+  if (!r.done()) return malformed("migrate_control");
+  return m;
+}
+
+std::string encode(const median_request& m) {
+  payload_writer w;
+  w.bytes(m.index).u32(m.shard);
+  return w.take();
+}
+result<median_request> decode_median_request(std::string_view p) {
+  payload_reader r(p);
+  median_request m;
+  m.index = r.bytes();
+  m.shard = r.u32();
+  if (!r.done()) return malformed("shard_median");
+  return m;
+}
+
+std::string encode(const median_reply& m) {
+  payload_writer w;
+  w.bytes(m.key).u64(m.records);
+  return w.take();
+}
+result<median_reply> decode_median_reply(std::string_view p) {
+  payload_reader r(p);
+  median_reply m;
+  m.key = r.bytes();
+  m.records = r.u64();
+  if (!r.done()) return malformed("median reply");
+  return m;
+}
+
 }  // namespace shardd::peer
