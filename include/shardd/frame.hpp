@@ -72,6 +72,8 @@ struct frame {
   /// A checksummed frame whose checksum did not match: framing is intact, so the stream goes
   /// on, but the payload must not be used. The receiver answers with an error.
   bool corrupt = false;
+  /// Fault injection for tests: `encode` flips one payload byte after computing the checksum.
+  bool corrupt_after_checksum = false;
 };
 
 /// Serialises a frame; sets the length, and appends the CRC32C when flag_checksummed is set.

@@ -138,6 +138,8 @@ std::string encode(const data_batch& m);
 /// A range of one migration (import_digest, import_reset).
 struct import_range {
   std::string migration;
+  std::uint32_t index_id = 0;
+  std::uint32_t shard_id = 0;
   std::string begin, end;
 };
 std::string encode(const import_range& m);

@@ -116,6 +116,7 @@ std::string encode(const frame& f) {
   append_u64be(out, f.header.map_version);
   out.append(f.payload);
   if (sum) append_u32be(out, crc32c(f.payload));
+  if (f.corrupt_after_checksum && !f.payload.empty()) out[header_bytes] = static_cast<char>(out[header_bytes] ^ 0x5a);
   return out;
 }
 

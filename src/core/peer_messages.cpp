@@ -274,13 +274,15 @@ result<data_batch> decode_data_batch(std::string_view p) {
 
 std::string encode(const import_range& m) {
   payload_writer w;
-  w.bytes(m.migration).bytes(m.begin).bytes(m.end);
+  w.bytes(m.migration).u32(m.index_id).u32(m.shard_id).bytes(m.begin).bytes(m.end);
   return w.take();
 }
 result<import_range> decode_import_range(std::string_view p) {
   payload_reader r(p);
   import_range m;
   m.migration = r.bytes();
+  m.index_id = r.u32();
+  m.shard_id = r.u32();
   m.begin = r.bytes();
   m.end = r.bytes();
   if (!r.done()) return malformed("import range");

@@ -57,6 +57,10 @@ struct node_config {
   std::uint32_t heartbeat_interval_ms = 1000;
   std::uint32_t heartbeat_miss_limit = 3;
 
+  // migration
+  std::uint32_t migration_undo_window_ms = 30000;  ///< how long a source keeps a moved shard's data
+  std::uint64_t migration_bytes_per_sec = 0;       ///< the cluster's initial per-node cap (bootstrap)
+
   // storage
   storage::durability durability = storage::durability::fsync;
   std::uint64_t block_cache_mb = 256;

@@ -3,11 +3,14 @@
 
 #include "node/actor.hpp"
 #include "node/control_plane.hpp"
+#include "shardd/migration.hpp"
 #include "shardd/peer_messages.hpp"
+#include "storage/store.hpp"
 
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
+#include <deque>
 #include <map>
 #include <variant>
 
@@ -48,8 +51,58 @@ struct members_msg {
   reply_to<result<std::vector<member_status>>> reply;
 };
 struct tick_msg {};
+
+/// What `POST /v1/shards/{index}/{n}/migrate` asks for.
+struct migrate_request {
+  std::string index;
+  std::uint32_t shard = 0;
+  std::string target;
+  migration_priority priority = migration_priority::normal;
+  std::uint64_t max_bytes_per_sec = 0;
+};
+using migration_result = result<migration_record>;
+using migrations_result = result<std::vector<migration_record>>;
+
+struct migrate_msg {
+  migrate_request request;
+  reply_to<migration_result> reply;
+};
+struct migrations_msg {
+  std::optional<std::string> id;
+  reply_to<migrations_result> reply;
+};
+struct migration_control_msg {
+  std::string id;
+  std::string command;  ///< pause, resume, cancel
+  reply_to<migration_result> reply;
+};
+struct migration_report_msg {
+  migration_record report;
+  reply_to<migration_result> reply;
+};
+struct migration_commit_msg {
+  std::string id;
+  reply_to<result<bool>> reply;
+};
+struct split_msg {
+  std::string index;
+  std::uint32_t shard = 0;
+  reply_to<map_result> reply;
+};
+struct decommission_msg {
+  std::string node;
+  reply_to<migrations_result> reply;
+};
+struct settings_msg {
+  cluster_settings settings;
+  reply_to<map_result> reply;
+};
 using controller_message =
-    std::variant<std::monostate, join_msg, heartbeat_msg, create_index_msg, drop_index_msg, set_weight_msg, members_msg, tick_msg>;
+    std::variant<std::monostate, join_msg, heartbeat_msg, create_index_msg, drop_index_msg, set_weight_msg, members_msg,
+                 tick_msg, migrate_msg, migrations_msg, migration_control_msg, migration_report_msg, migration_commit_msg,
+                 split_msg, decommission_msg, settings_msg>;
+
+class peers;
 
 /// Runs on the controller node only. Every change follows one pattern: load the current map
 /// from the control plane, compute the next version with the pure core, compare-and-set it
@@ -61,10 +114,20 @@ using controller_message =
 /// `up`. At start every member gets a fresh lease (a controller restart does not mark the
 /// cluster down).
 ///
+/// Migrations: the controller keeps every migration's record (meta `migration/rec/<id>`),
+/// starts queued ones in priority order within each node's limits (settings max_outgoing,
+/// max_incoming) by marking the shard `migrating` and telling the source, applies the
+/// source's progress reports, commits the new owner when the source asks, and aborts the move
+/// in the map when a migration ends otherwise. Decommission and convergence queue
+/// migrations planned by sticky bounded-load placement.
+///
 /// Strand: its own. Owned by the node.
 class controller final : public actor<controller_message> {
  public:
-  controller(asio::any_io_executor ex, const node_config& cfg, control_plane& plane);
+  /// `store` keeps migration records; `p` reaches the sources (both may be null in tests
+  /// without a cluster: migrations are then refused).
+  controller(asio::any_io_executor ex, const node_config& cfg, control_plane& plane, storage::store* store = nullptr,
+             peers* p = nullptr);
 
   /// Starts the actor and its liveness ticks.
   void begin();
@@ -77,10 +140,28 @@ class controller final : public actor<controller_message> {
   asio::awaitable<map_result> set_weight(std::string node, std::uint32_t weight);
   asio::awaitable<result<std::vector<member_status>>> members();
 
+  asio::awaitable<migration_result> migrate(migrate_request r);
+  asio::awaitable<migrations_result> migrations(std::optional<std::string> id);
+  asio::awaitable<migration_result> control_migration(std::string id, std::string command);
+  asio::awaitable<migration_result> report(migration_record r);
+  asio::awaitable<result<bool>> commit(std::string id);
+  asio::awaitable<map_result> split(std::string index, std::uint32_t shard);
+  asio::awaitable<migrations_result> decommission(std::string node);
+  asio::awaitable<map_result> set_settings(cluster_settings s);
+
  private:
   asio::awaitable<void> handle(controller_message m) override;
   asio::awaitable<map_result> change(const std::function<result<partition_map>(const cluster_snapshot&)>& f);
   asio::awaitable<void> tick_loop();
+
+  asio::awaitable<void> load_migrations();
+  asio::awaitable<void> save(const migration_record& r);
+  asio::awaitable<migration_result> create(migrate_request r, std::string reason);
+  asio::awaitable<void> schedule();
+  asio::awaitable<void> converge();
+  asio::awaitable<void> finish_decommissions();
+  asio::awaitable<void> abort_in_map(const migration_record& r);
+  bool busy(const std::string& index, std::uint32_t shard) const;
 
   const node_config& cfg_;
   control_plane& plane_;
@@ -93,6 +174,15 @@ class controller final : public actor<controller_message> {
   std::map<std::string, lease, std::less<>> leases_;
   std::shared_ptr<asio::steady_timer> ticker_;
   std::atomic<bool> stopping_{false};
+  storage::store* store_;
+  peers* peers_;
+  std::map<std::string, migration_record, std::less<>> migrations_;
+  std::uint64_t next_migration_ = 1;
+  bool migrations_loaded_ = false;
+  // Convergence: the placement ring's members when moves were last planned, and the moves
+  // planned for the latest change that are not queued yet.
+  std::optional<std::vector<ring::member>> planned_for_;
+  std::deque<migrate_request> convergence_plan_;
 };
 
 }  // namespace shardd

@@ -5,6 +5,7 @@
 #include "node/controller.hpp"
 #include "node/embedded_plane.hpp"
 #include "node/log.hpp"
+#include "node/migrator.hpp"
 #include "node/peer_service.hpp"
 #include "node/peers.hpp"
 #include "node/rest_api.hpp"
@@ -40,6 +41,7 @@ struct node::impl {
   std::unique_ptr<peers> peer_pool;
   std::unique_ptr<embedded_plane> plane;
   std::unique_ptr<controller> ctl;
+  std::unique_ptr<migrator> mig;
   std::unique_ptr<rest_api> api;
   std::unique_ptr<peer_service> peer_svc;
   std::unique_ptr<net::peer_server> peer_listener;
@@ -85,11 +87,13 @@ result<void> node::start() {
   m.plane = std::make_unique<embedded_plane>(asio::make_strand(m.ioc), m.cfg, *m.ring, *m.store, *m.peer_pool);
   const bool is_controller = m.plane->is_controller(m.cfg.node_id);
   if (is_controller) {
-    m.ctl = std::make_unique<controller>(m.ioc.get_executor(), m.cfg, *m.plane);
+    m.ctl = std::make_unique<controller>(m.ioc.get_executor(), m.cfg, *m.plane, m.store.get(), m.peer_pool.get());
     m.ctl->begin();
   }
+  m.mig = std::make_unique<migrator>(m.ioc.get_executor(), m.cfg, *m.store, *m.ring, *m.peer_pool, m.read_pool);
 
-  node_context ctx{m.cfg, *m.store, *m.ring, m.read_pool, m.stopping, m.peer_pool.get(), m.plane.get(), m.ctl.get()};
+  node_context ctx{m.cfg, *m.store, *m.ring, m.read_pool, m.stopping, m.peer_pool.get(), m.plane.get(), m.ctl.get(),
+                   m.mig.get()};
   m.api = std::make_unique<rest_api>(ctx);
   m.peer_svc = std::make_unique<peer_service>(ctx, *m.api);
   try {
@@ -130,6 +134,8 @@ result<void> node::start() {
   } catch (const std::exception& e) {
     return make_error(errc::invalid_argument, e.what());
   }
+  // Outgoing migrations that were running when the node stopped continue (or roll back).
+  m.mig->recover();
   m.signals.async_wait([&m](boost::system::error_code e, int sig) {
     if (e) return;
     asio::co_spawn(m.ioc, m.shutdown(sig), asio::detached);
@@ -147,6 +153,7 @@ asio::awaitable<void> node::impl::shutdown(int sig) {
   stopping = true;
   co_await http->shutdown(std::chrono::milliseconds(cfg.shutdown_timeout_ms));
   plane->stop();
+  mig->stop();
   if (ctl) ctl->end();
   peer_listener->stop();
   peer_pool->close_all();

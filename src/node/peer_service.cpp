@@ -2,6 +2,7 @@
 
 #include "node/controller.hpp"
 #include "node/log.hpp"
+#include "node/migrator.hpp"
 #include "node/peers.hpp"
 #include "node/store_ops.hpp"
 #include "shardd/peer_messages.hpp"
@@ -33,6 +34,12 @@ net::http_method method_of(std::string_view s) {
 
 awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
   const auto version = [&] { return ctx_.ring.snapshot()->map->version; };
+  if (f.corrupt) {
+    SHARDD_LOG(warn, "peer_checksum_mismatch", "peer", from, "frame", peer::to_string(f.header.type));
+    co_return fail(make_error(errc::invalid_argument, "checksum mismatch in " + std::string(peer::to_string(f.header.type)) +
+                                                          " frame: nothing of it was applied"), version());
+  }
+  const auto ack = [&] { return reply(peer::frame_type::ack, {}, version()); };
   switch (f.header.type) {
     case peer::frame_type::join: {
       auto j = peer::decode_join(f.payload);
@@ -111,6 +118,70 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
       auto r = api_.local_stats();
       if (!r) co_return fail(r.error(), version());
       co_return reply(peer::frame_type::stats_reply, peer::encode(*r), version());
+    }
+    case peer::frame_type::migrate_start: {
+      if (!ctx_.mig) co_return fail(make_error(errc::unavailable, "no migrator"), version());
+      auto rec = migration_from_json(f.payload);
+      if (!rec) co_return fail(rec.error(), version());
+      auto r = co_await ctx_.mig->start(std::move(*rec));
+      if (!r) co_return fail(r.error(), version());
+      co_return ack();
+    }
+    case peer::frame_type::migrate_control: {
+      auto c = peer::decode_migrate_control(f.payload);
+      if (!c) co_return fail(c.error(), version());
+      if (!ctx_.mig) co_return fail(make_error(errc::unavailable, "no migrator"), version());
+      auto r = co_await ctx_.mig->control(std::move(c->migration), std::move(c->command));
+      if (!r) co_return fail(r.error(), version());
+      co_return ack();
+    }
+    case peer::frame_type::migrate_report: {
+      if (!ctx_.ctl) co_return fail(make_error(errc::conflict, "node '" + ctx_.config.node_id + "' is not the controller"), version());
+      auto rec = migration_from_json(f.payload);
+      if (!rec) co_return fail(rec.error(), version());
+      if (rec->source != from) co_return fail(make_error(errc::invalid_argument, "a report comes from the migration's source"), version());
+      auto r = co_await ctx_.ctl->report(std::move(*rec));
+      if (!r) co_return fail(r.error(), version());
+      co_return reply(peer::frame_type::ack, to_json(*r), version());
+    }
+    case peer::frame_type::migrate_commit: {
+      if (!ctx_.ctl) co_return fail(make_error(errc::conflict, "node '" + ctx_.config.node_id + "' is not the controller"), version());
+      auto c = peer::decode_migrate_control(f.payload);
+      if (!c) co_return fail(c.error(), version());
+      auto r = co_await ctx_.ctl->commit(std::move(c->migration));
+      if (!r) co_return fail(r.error(), version());
+      co_return ack();
+    }
+    case peer::frame_type::data_batch: {
+      auto b = peer::decode_data_batch(f.payload);
+      if (!b) co_return fail(b.error(), version());
+      if (!ctx_.mig) co_return fail(make_error(errc::unavailable, "no migrator"), version());
+      auto r = co_await ctx_.mig->apply_batch(std::move(*b));
+      if (!r) co_return fail(r.error(), version());
+      co_return ack();
+    }
+    case peer::frame_type::import_digest: {
+      auto q = peer::decode_import_range(f.payload);
+      if (!q) co_return fail(q.error(), version());
+      if (!ctx_.mig) co_return fail(make_error(errc::unavailable, "no migrator"), version());
+      auto r = co_await ctx_.mig->digest(std::move(*q));
+      if (!r) co_return fail(r.error(), version());
+      co_return reply(peer::frame_type::digest_reply, peer::encode(*r), version());
+    }
+    case peer::frame_type::import_reset: {
+      auto q = peer::decode_import_range(f.payload);
+      if (!q) co_return fail(q.error(), version());
+      if (!ctx_.mig) co_return fail(make_error(errc::unavailable, "no migrator"), version());
+      auto r = co_await ctx_.mig->reset(std::move(*q));
+      if (!r) co_return fail(r.error(), version());
+      co_return ack();
+    }
+    case peer::frame_type::shard_median: {
+      auto q = peer::decode_median_request(f.payload);
+      if (!q) co_return fail(q.error(), version());
+      auto r = co_await api_.local_median(std::move(*q));
+      if (!r) co_return fail(r.error(), version());
+      co_return reply(peer::frame_type::median_reply, peer::encode(*r), version());
     }
     default:
       co_return fail(make_error(errc::invalid_argument,

@@ -5,6 +5,7 @@
 #include "node/controller.hpp"
 #include "node/gather.hpp"
 #include "node/log.hpp"
+#include "node/migrator.hpp"
 #include "node/peers.hpp"
 #include "node/store_ops.hpp"
 #include "shardd/json_fields.hpp"
@@ -12,9 +13,13 @@
 #include "shardd/routing.hpp"
 #include "shardd/text.hpp"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/monotonic_resource.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/parser.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
@@ -219,6 +224,44 @@ awaitable<http_response> rest_api::dispatch(call& c) {
     if (method != http_method::get) co_return not_allowed("GET");
     if (auto e = unknown_param({"format", "index"})) co_return *e;
     co_return co_await list_shards(c);
+  }
+  if (s.size() == 5 && s[1] == "shards" && (s[4] == "migrate" || s[4] == "split")) {
+    if (method != http_method::post) co_return not_allowed("POST");
+    if (auto e = unknown_param({})) co_return *e;
+    if (auto v = validate_index_name(s[2]); !v) co_return c.fail(v.error());
+    char* end = nullptr;
+    const unsigned long n = std::strtoul(s[3].c_str(), &end, 10);
+    if (s[3].empty() || *end != '\0' || n > UINT32_MAX)
+      co_return c.fail(400, "invalid-argument", "shard must be a shard number, not " + quoted(s[3]));
+    if (s[4] == "migrate") co_return co_await migrate_shard(c, s[2], static_cast<std::uint32_t>(n));
+    co_return co_await split_shard(c, s[2], static_cast<std::uint32_t>(n));
+  }
+  if (s.size() >= 2 && s[1] == "migrations") {
+    if (s.size() == 2) {
+      if (method != http_method::get) co_return not_allowed("GET");
+      if (auto e = unknown_param({"state", "format"})) co_return *e;
+      co_return co_await list_migrations(c, nullptr);
+    }
+    if (s.size() == 3 && s[2] == "settings") {
+      if (method != http_method::get && method != http_method::put) co_return not_allowed("GET, PUT");
+      if (auto e = unknown_param({})) co_return *e;
+      co_return co_await migration_settings(c);
+    }
+    if (s.size() == 3) {
+      if (method != http_method::get) co_return not_allowed("GET");
+      if (auto e = unknown_param({})) co_return *e;
+      co_return co_await list_migrations(c, &s[2]);
+    }
+    if (s.size() == 4 && (s[3] == "pause" || s[3] == "resume" || s[3] == "cancel")) {
+      if (method != http_method::post) co_return not_allowed("POST");
+      if (auto e = unknown_param({})) co_return *e;
+      co_return co_await control_migration(c, s[2], s[3]);
+    }
+  }
+  if (s.size() == 5 && s[1] == "cluster" && s[2] == "nodes" && s[4] == "decommission") {
+    if (method != http_method::post) co_return not_allowed("POST");
+    if (auto e = unknown_param({})) co_return *e;
+    co_return co_await decommission(c, s[3]);
   }
   if (s.size() == 2 && s[1] == "cluster") {
     if (method != http_method::get) co_return not_allowed("GET");
@@ -694,11 +737,22 @@ awaitable<http_response> rest_api::record(call& c, const index_entry& ix_in, con
     const auto rt = route_key(*ix, key, c.routing());
     const auto& s = ix->shards[rt.shard_pos];
     if (s.owner == ctx_.config.node_id || !ctx_.peer) {
+      http_response res;
       switch (c.req.method) {
-        case http_method::put: co_return co_await put_record(c, *ix, key);
-        case http_method::get: co_return co_await get_record(c, *ix, key);
-        default: co_return co_await delete_record(c, *ix, key);
+        case http_method::put: res = co_await put_record(c, *ix, key); break;
+        case http_method::get: res = co_await get_record(c, *ix, key); break;
+        default: res = co_await delete_record(c, *ix, key); break;
       }
+      if (res.status != moved_status) co_return res;
+      // The shard is fenced for a cutover or just moved away: once the map says where it
+      // lives now, serve the request there. A forwarded request tells its sender instead.
+      if (c.forwarded || attempt >= 2) co_return res;
+      if (!co_await await_newer_map(c, std::chrono::milliseconds(5000)))
+        co_return c.fail(503, "unavailable", "shard " + std::to_string(s.id) + " of index " + quoted(ix->name) +
+                                                 " is being moved; retry");
+      ix = c.snap->map->find_index(ix_in.name);
+      if (!ix) co_return c.fail(404, "not-found", "index " + quoted(ix_in.name) + " does not exist");
+      continue;
     }
     if (c.forwarded) {
       // The sender thinks we own this shard. If our map is newer, tell it who does; if it is
@@ -714,12 +768,15 @@ awaitable<http_response> rest_api::record(call& c, const index_entry& ix_in, con
     if (auto u = owner_unavailable(c, *ix, s)) co_return *u;
     auto res = co_await forward(c, s.owner);
     if (res.status != moved_status) co_return res;
-    if (attempt > 0 || !ctx_.plane)
+    if (attempt > 1 || !ctx_.plane)
       co_return c.fail(503, "unavailable", "the owner of the record moved twice meanwhile; retry");
-    // Our map is stale: fetch the newest and retry once, like a Redis MOVED the client never sees.
-    auto fresh = co_await ctx_.plane->load();
-    if (!fresh) co_return c.fail(503, "unavailable", "map out of date and the controller is unreachable: " + fresh.error().detail);
-    c.snap = *fresh;
+    // Our map is stale, or the owner is in a cutover: wait for the newest map and retry, like a
+    // Redis MOVED the client never sees.
+    if (!co_await await_newer_map(c, std::chrono::milliseconds(5000))) {
+      auto fresh = co_await ctx_.plane->load();
+      if (!fresh) co_return c.fail(503, "unavailable", "map out of date and the controller is unreachable: " + fresh.error().detail);
+      c.snap = *fresh;
+    }
     ix = c.snap->map->find_index(ix_in.name);
     if (!ix) co_return c.fail(404, "not-found", "index " + quoted(ix_in.name) + " does not exist");
   }
@@ -737,13 +794,24 @@ awaitable<http_response> rest_api::put_record(call& c, const index_entry& ix, co
   switch ((*r)[0]) {
     case storage::op_status::created: co_return json_response(201, write_json(ix, shard_id, key, "created"));
     case storage::op_status::updated: co_return json_response(200, write_json(ix, shard_id, key, "updated"));
-    default: co_return c.fail(404, "not-found", "index " + quoted(ix.name) + " was deleted meanwhile");
+    default: {
+      http_response moved;
+      moved.status = moved_status;  // fenced, or no longer here: the caller re-routes
+      co_return moved;
+    }
   }
 }
 
 awaitable<http_response> rest_api::get_record(call& c, const index_entry& ix, const std::string& key) {
   auto rt = route_key(ix, key, c.routing());
   const auto shard_id = ix.shards[rt.shard_pos].id;
+  if (ctx_.store.is_fenced(rt.storage_key)) {
+    // A cutover is moving this shard: the new owner may take writes before this node learns
+    // of it, so reads wait for the new map too.
+    http_response moved;
+    moved.status = moved_status;
+    co_return moved;
+  }
   std::string value;
   auto st = ctx_.store.get_cached(rt.storage_key, value);
   if (st == storage::store::read_status::would_block) {
@@ -775,7 +843,11 @@ awaitable<http_response> rest_api::delete_record(call& c, const index_entry& ix,
     case storage::op_status::deleted: co_return json_response(200, write_json(ix, shard_id, key, "deleted"));
     case storage::op_status::not_found:
       co_return c.fail(404, "not-found", "record " + quoted(key) + " not found in index " + quoted(ix.name));
-    default: co_return c.fail(404, "not-found", "index " + quoted(ix.name) + " was deleted meanwhile");
+    default: {
+      http_response moved;
+      moved.status = moved_status;
+      co_return moved;
+    }
   }
 }
 
@@ -894,6 +966,7 @@ awaitable<http_response> rest_api::bulk(call& c, const index_entry& ix) {
   std::uint64_t created = 0, updated = 0, deleted = 0, not_found = 0;
   std::vector<std::string> owners;
   std::vector<std::vector<std::size_t>> owner_lines;
+  std::vector<std::vector<storage::write_op>> sent_ops;
   std::vector<awaitable<result<std::vector<storage::op_status>>>> writes;
   for (auto& [owner, b] : batches) {
     const auto* n = c.snap->map->find_node(owner);
@@ -905,9 +978,52 @@ awaitable<http_response> rest_api::bulk(call& c, const index_entry& ix) {
     }
     owners.push_back(owner);
     owner_lines.push_back(std::move(b.lines));
+    sent_ops.push_back(b.ops);  // kept for a retry of ops that meet a fence
     writes.push_back(write_on(owner, ix.id, std::move(b.ops)));
   }
   auto results = co_await gather(std::move(writes));
+  // Ops that met a fence or a shard that moved are sent again, once, where the newest map
+  // says their shards live.
+  for (int round = 0; round < 2; ++round) {
+    std::map<std::string, owner_batch> retry;
+    std::vector<std::pair<std::size_t, std::size_t>> slots;  // (owner result, op) to overwrite
+    for (std::size_t o = 0; o < results.size(); ++o) {
+      if (!results[o]) continue;
+      for (std::size_t i = 0; i < results[o]->size(); ++i) {
+        const auto st = (*results[o])[i];
+        if (st != storage::op_status::fenced && st != storage::op_status::no_shard) continue;
+        slots.emplace_back(o, i);
+      }
+    }
+    if (slots.empty() || !ctx_.peer) break;
+    if (!co_await await_newer_map(c, std::chrono::milliseconds(5000))) break;
+    const auto* now_ix = c.snap->map->find_index(ix.name);
+    if (!now_ix || now_ix->id != ix.id) break;
+    // Rebuild the ops from their lines' batches.
+    std::vector<std::pair<std::string, std::size_t>> where;  // new owner, position in its retry batch
+    for (const auto& [o, i] : slots) {
+      const auto& op = sent_ops[o][i];
+      const auto pos = shard_position(*now_ix, std::string_view(op.key).substr(index_prefix_bytes, now_ix->strategy == partitioning::hash ? token_bytes : std::string::npos));
+      const auto& owner = now_ix->shards[pos].owner;
+      auto& b = retry[owner];
+      where.emplace_back(owner, b.ops.size());
+      b.ops.push_back(op);
+      b.lines.push_back(owner_lines[o][i]);
+    }
+    std::vector<std::string> retry_owners;
+    std::vector<awaitable<result<std::vector<storage::op_status>>>> again;
+    for (auto& [owner, b] : retry) {
+      retry_owners.push_back(owner);
+      again.push_back(write_on(owner, ix.id, b.ops));
+    }
+    auto retried = co_await gather(std::move(again));
+    for (std::size_t k = 0; k < slots.size(); ++k) {
+      const auto [o, i] = slots[k];
+      const auto& [owner, pos] = where[k];
+      const auto ro = static_cast<std::size_t>(std::find(retry_owners.begin(), retry_owners.end(), owner) - retry_owners.begin());
+      if (retried[ro]) (*results[o])[i] = (*retried[ro])[pos];
+    }
+  }
   for (std::size_t o = 0; o < results.size(); ++o) {
     const auto& lines_of = owner_lines[o];
     if (!results[o]) {
@@ -1108,6 +1224,220 @@ awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
   co_return json_response(200, std::move(out));
 }
 
+
+// --- migrations -------------------------------------------------------------------------------
+
+awaitable<bool> rest_api::await_newer_map(call& c, std::chrono::milliseconds limit) {
+  const auto seen = c.snap->map->version;
+  const auto until = std::chrono::steady_clock::now() + limit;
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  while (std::chrono::steady_clock::now() < until) {
+    auto now = ctx_.ring.snapshot();
+    if (now->map->version > seen) {
+      c.snap = std::move(now);
+      co_return true;
+    }
+    t.expires_after(std::chrono::milliseconds(2));
+    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  co_return false;
+}
+
+namespace {
+
+json::object migration_json(const migration_record& r) {
+  auto v = json::parse(to_json(r)).as_object();
+  // Progress and time left, from the bytes moved and the current rate.
+  if (r.bytes_total > 0)
+    v["progress"] = std::min(1.0, static_cast<double>(r.bytes_done) / static_cast<double>(r.bytes_total));
+  else
+    v["progress"] = is_final(r.phase) ? 1.0 : 0.0;
+  if (r.rate_bytes_per_sec > 0 && r.bytes_total > r.bytes_done && !is_final(r.phase))
+    v["eta_seconds"] = static_cast<double>(r.bytes_total - r.bytes_done) / static_cast<double>(r.rate_bytes_per_sec);
+  else
+    v["eta_seconds"] = nullptr;
+  return v;
+}
+
+}  // namespace
+
+awaitable<http_response> rest_api::migrate_shard(call& c, const std::string& index, std::uint32_t shard) {
+  auto parsed = parse_json(c.req.body, "request body");
+  if (!parsed) co_return c.fail(parsed.error());
+  if (!parsed->is_object()) co_return c.fail(400, "invalid-argument", "migration settings must be a JSON object");
+  json_fields f(parsed->get_object(), "");
+  migrate_request q;
+  q.index = index;
+  q.shard = shard;
+  auto target = f.req_string("target");
+  if (!target) co_return c.fail(target.error());
+  q.target = *target;
+  auto pr = f.opt_string("priority");
+  if (!pr) co_return c.fail(pr.error());
+  if (*pr) {
+    auto p = parse_priority(**pr);
+    if (!p) co_return c.fail(400, "invalid-argument", "priority: must be \"high\", \"normal\" or \"low\"");
+    q.priority = *p;
+  }
+  auto bps = f.opt_u64("max_bytes_per_sec", 0);
+  if (!bps) co_return c.fail(bps.error());
+  q.max_bytes_per_sec = *bps;
+  if (auto fin = f.finish(); !fin) co_return c.fail(fin.error());
+  if (!ctx_.ctl) co_return co_await to_controller(c);
+  auto r = co_await ctx_.ctl->migrate(std::move(q));
+  if (!r) co_return c.fail(r.error());
+  auto res = json_response(202, json::serialize(migration_json(*r)));
+  res.set_header("Location", "/v1/migrations/" + r->id);
+  co_return res;
+}
+
+awaitable<http_response> rest_api::split_shard(call& c, const std::string& index, std::uint32_t shard) {
+  if (!ctx_.ctl) co_return co_await to_controller(c);
+  auto r = co_await ctx_.ctl->split(index, shard);
+  if (!r) co_return c.fail(r.error());
+  c.snap = *r;
+  const auto* ix = c.snap->map->find_index(index);
+  json::object o;
+  o["index"] = index;
+  o["split"] = shard;
+  const shard_entry* upper = nullptr;
+  for (const auto& sh : ix->shards)
+    if (sh.id + 1 == ix->next_shard_id) upper = &sh;
+  json::array halves;
+  for (const auto* sh : {ix->find_shard(shard), upper})
+    if (sh) halves.push_back(shard_json(*ix, *sh, nullptr));
+  o["shards"] = std::move(halves);
+  o["map_version"] = c.snap->map->version;
+  co_return json_response(200, json::serialize(o));
+}
+
+awaitable<http_response> rest_api::list_migrations(call& c, const std::string* id) {
+  if (!ctx_.ctl) co_return co_await to_controller(c);
+  // A named local: GCC 12 miscompiles a conditional expression inside a co_await operand.
+  std::optional<std::string> which;
+  if (id) which = *id;
+  auto r = co_await ctx_.ctl->migrations(std::move(which));
+  if (!r) co_return c.fail(r.error());
+  if (id) co_return json_response(200, json::serialize(migration_json(r->front())));
+  const std::string* state = c.param("state");
+  if (state && *state != "active" && *state != "finished" && !parse_phase(*state))
+    co_return c.fail(400, "invalid-argument", "state must be a phase, \"active\" or \"finished\"");
+  json::array list;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& m : *r) {
+    if (state) {
+      if (*state == "active" && is_final(m.phase)) continue;
+      if (*state == "finished" && !is_final(m.phase)) continue;
+      if (*state != "active" && *state != "finished" && to_string(m.phase) != *state) continue;
+    }
+    char pct[16];
+    std::snprintf(pct, sizeof pct, "%.0f%%", 100.0 * (m.bytes_total ? std::min(1.0, double(m.bytes_done) / double(m.bytes_total)) : (is_final(m.phase) ? 1.0 : 0.0)));
+    rows.push_back({m.id, m.index, std::to_string(m.shard), m.source, m.target, std::string(to_string(m.phase)) + (m.paused ? " (paused)" : ""),
+                    pct, std::to_string(m.records_done), std::to_string(m.bytes_done), std::to_string(m.rate_bytes_per_sec),
+                    std::string(to_string(m.priority)), m.reason, m.error.empty() ? "-" : m.error});
+    list.push_back(migration_json(m));
+  }
+  if (c.text())
+    co_return text_response(render_table({"id", "index", "shard", "from", "to", "phase", "progress", "records", "bytes",
+                                          "rate_bps", "priority", "reason", "error"},
+                                         rows));
+  json::object o;
+  o["migrations"] = std::move(list);
+  co_return json_response(200, json::serialize(o));
+}
+
+awaitable<http_response> rest_api::control_migration(call& c, const std::string& id, const std::string& command) {
+  if (!ctx_.ctl) co_return co_await to_controller(c);
+  auto r = co_await ctx_.ctl->control_migration(id, command);
+  if (!r) co_return c.fail(r.error());
+  co_return json_response(202, json::serialize(migration_json(*r)));
+}
+
+awaitable<http_response> rest_api::migration_settings(call& c) {
+  const auto& cur = c.snap->map->settings;
+  auto render = [](const cluster_settings& st, std::uint64_t version) {
+    json::object o;
+    o["max_bytes_per_sec"] = st.migration_bytes_per_sec;
+    o["max_outgoing"] = st.max_outgoing;
+    o["max_incoming"] = st.max_incoming;
+    o["convergence"] = st.convergence;
+    o["convergence_batch"] = st.convergence_batch;
+    o["map_version"] = version;
+    return json::serialize(o);
+  };
+  if (c.req.method == http_method::get) co_return json_response(200, render(cur, c.snap->map->version));
+  auto parsed = parse_json(c.req.body, "request body");
+  if (!parsed) co_return c.fail(parsed.error());
+  if (!parsed->is_object()) co_return c.fail(400, "invalid-argument", "settings must be a JSON object");
+  json_fields f(parsed->get_object(), "");
+  cluster_settings next = cur;
+  auto bps = f.opt_u64("max_bytes_per_sec", cur.migration_bytes_per_sec);
+  if (!bps) co_return c.fail(bps.error());
+  next.migration_bytes_per_sec = *bps;
+  auto out = f.opt_u64("max_outgoing", cur.max_outgoing, 1, 1000);
+  if (!out) co_return c.fail(out.error());
+  next.max_outgoing = static_cast<std::uint32_t>(*out);
+  auto in = f.opt_u64("max_incoming", cur.max_incoming, 1, 1000);
+  if (!in) co_return c.fail(in.error());
+  next.max_incoming = static_cast<std::uint32_t>(*in);
+  auto conv = f.opt_bool("convergence", cur.convergence);
+  if (!conv) co_return c.fail(conv.error());
+  next.convergence = *conv;
+  auto batch = f.opt_u64("convergence_batch", cur.convergence_batch, 1, 1000);
+  if (!batch) co_return c.fail(batch.error());
+  next.convergence_batch = static_cast<std::uint32_t>(*batch);
+  if (auto fin = f.finish(); !fin) co_return c.fail(fin.error());
+  if (!ctx_.ctl) co_return co_await to_controller(c);
+  auto r = co_await ctx_.ctl->set_settings(next);
+  if (!r) co_return c.fail(r.error());
+  c.snap = *r;
+  co_return json_response(200, render(c.snap->map->settings, c.snap->map->version));
+}
+
+awaitable<http_response> rest_api::decommission(call& c, const std::string& id) {
+  if (!ctx_.ctl) co_return co_await to_controller(c);
+  auto r = co_await ctx_.ctl->decommission(id);
+  if (!r) co_return c.fail(r.error());
+  json::object o;
+  o["node"] = id;
+  o["state"] = "draining";
+  json::array ms;
+  for (const auto& m : *r) ms.push_back(json::value(m.id));
+  o["migrations"] = std::move(ms);
+  co_return json_response(202, json::serialize(o));
+}
+
+awaitable<result<peer::median_reply>> rest_api::local_median(peer::median_request q) {
+  const auto snap = ctx_.ring.snapshot();
+  const auto* ix = snap->map->find_index(q.index);
+  const auto* sh = ix ? ix->find_shard(q.shard) : nullptr;
+  if (!sh || sh->owner != ctx_.config.node_id)
+    co_return make_error(errc::conflict, "shard " + std::to_string(q.shard) + " of '" + q.index + "' is not on this node");
+  const auto range = shard_storage_range(*ix, *sh);
+  const auto total = ctx_.store.stats(ix->id, sh->id).value_or(storage::shard_stats{}).records;
+  auto work = [&store = ctx_.store, range, total]() -> result<peer::median_reply> {
+    peer::median_reply out;
+    out.records = total;
+    if (total < 2) return out;
+    // Walk to the middle record; its key starts the upper half.
+    std::uint64_t seen = 0;
+    std::optional<std::string> after;
+    while (seen <= total / 2) {
+      auto page = store.scan(range, after, std::min<std::uint64_t>(10000, total / 2 - seen + 1));
+      if (!page) return page.error();
+      if (page->records.empty()) break;
+      seen += page->records.size();
+      if (seen > total / 2) {
+        out.key = page->records.back().key.substr(index_prefix_bytes);
+        break;
+      }
+      after = page->records.back().key;
+    }
+    return out;
+  };
+  co_return co_await on_pool(ctx_.read_pool, std::move(work));
+}
+
 // --- cluster, ring, partition map ----------------------------------------------------------
 
 awaitable<http_response> rest_api::get_cluster(call& c) {
@@ -1120,10 +1450,17 @@ awaitable<http_response> rest_api::get_cluster(call& c) {
     reachable = false;
   }
   std::map<std::string, member_status> members;
+  std::map<std::string, std::uint32_t> moving_out, moving_in;
   if (ctx_.ctl) {
     auto m = co_await ctx_.ctl->members();
     if (m)
       for (auto& st : *m) members[st.node_id] = st;
+    if (auto ms = co_await ctx_.ctl->migrations(std::nullopt); ms)
+      for (const auto& mr : *ms)
+        if (!is_final(mr.phase)) {
+          ++moving_out[mr.source];
+          ++moving_in[mr.target];
+        }
   }
   const auto& map = *c.snap->map;
   std::map<std::string, std::uint32_t> shard_counts;
@@ -1146,6 +1483,8 @@ awaitable<http_response> rest_api::get_cluster(call& c) {
     o["weight"] = n.weight;
     o["shards"] = shard_counts[id];
     o["controller"] = id == map.controller;
+    o["migrations_out"] = moving_out[id];  // shards queued or moving off this node (draining: what is left)
+    o["migrations_in"] = moving_in[id];
     std::optional<std::uint64_t> records, bytes;
     std::optional<std::int64_t> heartbeat;
     if (id == ctx_.config.node_id) {

@@ -19,6 +19,7 @@ namespace shardd {
 class peers;
 class control_plane;
 class controller;
+class migrator;
 
 /// What handlers may use. Everything here is owned by the node and outlives the API. Without
 /// `peer` (unit tests) every shard is served locally.
@@ -31,6 +32,7 @@ struct node_context {
   peers* peer = nullptr;
   control_plane* plane = nullptr;
   controller* ctl = nullptr;  ///< set on the controller node only
+  migrator* mig = nullptr;
 };
 
 /// Turns HTTP requests into answers. Stateless between requests; safe to call from many
@@ -54,6 +56,8 @@ class rest_api {
   // Shard-level operations, also used by the peer service for requests from other nodes.
   boost::asio::awaitable<result<peer::scan_reply>> local_scan(peer::scan_request req);
   result<peer::stats_reply> local_stats() const;
+  /// The median user key of a local range shard, for a split.
+  boost::asio::awaitable<result<peer::median_reply>> local_median(peer::median_request req);
 
  private:
   struct call;
@@ -81,6 +85,13 @@ class rest_api {
   boost::asio::awaitable<net::http_response> list_shards(call& c);
   boost::asio::awaitable<net::http_response> get_cluster(call& c);
   boost::asio::awaitable<net::http_response> set_node(call& c, const std::string& id);
+  boost::asio::awaitable<net::http_response> migrate_shard(call& c, const std::string& index, std::uint32_t shard);
+  boost::asio::awaitable<net::http_response> split_shard(call& c, const std::string& index, std::uint32_t shard);
+  boost::asio::awaitable<net::http_response> list_migrations(call& c, const std::string* id);
+  boost::asio::awaitable<net::http_response> control_migration(call& c, const std::string& id, const std::string& command);
+  boost::asio::awaitable<net::http_response> migration_settings(call& c);
+  boost::asio::awaitable<net::http_response> decommission(call& c, const std::string& id);
+  boost::asio::awaitable<bool> await_newer_map(call& c, std::chrono::milliseconds limit);
   net::http_response get_ring(call& c);
   net::http_response ring_lookup(call& c);
   net::http_response get_partition_map(call& c);

@@ -12,7 +12,8 @@ std::vector<storage::shard_range> local_ranges(const partition_map& m, std::stri
   std::vector<storage::shard_range> out;
   for (const auto& [name, ix] : m.indexes)
     for (const auto& s : ix.shards)
-      if (s.owner == node) out.push_back({ix.id, s.id, shard_storage_range(ix, s)});
+      if (s.owner == node || (s.state == shard_state::migrating && s.target == node))
+        out.push_back({ix.id, s.id, shard_storage_range(ix, s)});
   return out;
 }
 
@@ -52,6 +53,7 @@ result<bool> ring_actor::load() {
     // A new cluster: this node is its controller and only member.
     m.cluster_id = cfg_.cluster_id;
     m.controller = cfg_.node_id;
+    m.settings.migration_bytes_per_sec = cfg_.migration_bytes_per_sec;
     node_entry self{cfg_.node_id, cfg_.rest_listen.to_string(), cfg_.peer_listen.to_string(), cfg_.weight, node_state::up};
     auto next = upsert_node(m, self);
     if (!next) return next.error();
@@ -80,16 +82,49 @@ asio::awaitable<map_result> ring_actor::install(partition_map m) {
 
 storage::layout_change ring_actor::layout_for(const partition_map& from, const partition_map& to) const {
   storage::layout_change change;
+  const std::string& self = cfg_.node_id;
   // Indexes gone from the map (by id: a name may come back with a new id) lose their data.
   std::set<std::uint32_t> kept;
   for (const auto& [name, ix] : to.indexes) kept.insert(ix.id);
   for (const auto& [name, ix] : from.indexes)
     if (!kept.contains(ix.id)) change.drop_indexes.push_back(ix.id);
-  // Shards that became ours get stats slots. (Shards that leave arrive with migration.)
-  std::set<std::pair<std::uint32_t, std::uint32_t>> had;
-  for (const auto& r : local_ranges(from, cfg_.node_id)) had.emplace(r.index_id, r.shard_id);
-  for (auto& r : local_ranges(to, cfg_.node_id))
-    if (!had.contains({r.index_id, r.shard_id})) change.add.push_back(std::move(r));
+
+  for (const auto& [name, ix] : to.indexes) {
+    const auto* old_ix = from.find_index(name);
+    if (old_ix && old_ix->id != ix.id) old_ix = nullptr;
+    for (const auto& s : ix.shards) {
+      const shard_entry* old = old_ix ? old_ix->find_shard(s.id) : nullptr;
+      const bool here_now = s.owner == self || (s.state == shard_state::migrating && s.target == self);
+      const bool owned_before = old && old->owner == self;
+      const bool importing_before = old && old->state == shard_state::migrating && old->target == self;
+      const auto range = shard_storage_range(ix, s);
+      if (!old && old_ix && here_now) {
+        // A new shard of an existing index: a split of one of ours (its stats are divided
+        // exactly), or a brand new shard.
+        const shard_entry* parent = nullptr;
+        for (const auto& p : old_ix->shards)
+          if (p.owner == self && shard_storage_range(*old_ix, p).contains(range.begin)) parent = &p;
+        if (parent)
+          change.splits.push_back({ix.id, parent->id, s.id, range.begin});
+        else
+          change.add.push_back({ix.id, s.id, range});
+        continue;
+      }
+      if (here_now && !owned_before && !importing_before) {
+        change.add.push_back({ix.id, s.id, range});  // new index, or an import that starts
+        continue;
+      }
+      if (!here_now && owned_before) {
+        change.remove.push_back({ix.id, s.id});  // moved away: the source's migrator retires the data
+        continue;
+      }
+      if (!here_now && importing_before) {
+        // The move here was called off: drop what was imported.
+        change.remove.push_back({ix.id, s.id});
+        change.drop_ranges.push_back(range);
+      }
+    }
+  }
   return change;
 }
 

@@ -370,8 +370,11 @@ void store::apply_layout(queued& item) {
   }
   // Fences take effect for every write after this change: the writer applies changes and
   // writes in queue order, so writes queued before it were applied before it.
-  for (const auto& r : change.unfence) std::erase(fences_, r);
-  for (const auto& r : change.fence) fences_.push_back(r);
+  if (!change.unfence.empty() || !change.fence.empty()) {
+    std::lock_guard lock(fence_mutex_);
+    for (const auto& r : change.unfence) std::erase(fences_, r);
+    for (const auto& r : change.fence) fences_.push_back(r);
+  }
   item.on_layout(result<void>{});
 }
 
@@ -504,6 +507,11 @@ result<range_digest> store::digest(const key_range& range, const snapshot* snap)
 }
 
 std::uint64_t store::latest_sequence() const { return db_->GetLatestSequenceNumber(); }
+
+bool store::is_fenced(std::string_view key) const {
+  std::lock_guard lock(fence_mutex_);
+  return std::any_of(fences_.begin(), fences_.end(), [&](const key_range& f) { return f.contains(key); });
+}
 
 namespace {
 

@@ -185,6 +185,9 @@ class store {
   /// Meta keys starting with `prefix`, with their values.
   [[nodiscard]] result<std::vector<std::pair<std::string, std::string>>> scan_meta(std::string_view prefix) const;
 
+  /// Whether writes to `key` are fenced now (a cutover is under way). Thread-safe.
+  bool is_fenced(std::string_view key) const;
+
   /// Exact stats of a shard known to the store.
   std::optional<shard_stats> stats(std::uint32_t index_id, std::uint32_t shard_id) const;
 
@@ -226,7 +229,8 @@ class store {
   // Written only on the writer thread; read by stats() under stats_mutex_.
   mutable std::mutex stats_mutex_;
   std::vector<slot> slots_;  // sorted by range.begin
-  std::vector<key_range> fences_;  // writer thread only
+  mutable std::mutex fence_mutex_;  // guards fences_ for readers; only the writer changes it
+  std::vector<key_range> fences_;
   std::atomic<std::uint64_t> commits_{0};
 };
 

@@ -1,0 +1,624 @@
+#include "node/migrator.hpp"
+
+#include "node/log.hpp"
+#include "node/store_ops.hpp"
+#include "shardd/routing.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <deque>
+
+namespace shardd {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using clock_type = std::chrono::steady_clock;
+using A = migration_fsm::action_kind;
+using E = migration_fsm::event_kind;
+
+namespace {
+
+constexpr std::size_t batch_records = 4096;
+constexpr std::size_t batch_bytes = 1u << 20;
+constexpr auto peer_timeout = std::chrono::seconds(10);
+constexpr auto report_every = std::chrono::milliseconds(500);
+const std::string out_prefix = "migration/out/";
+
+std::uint64_t wall_ms() {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+/// Runs a blocking function on the read pool and resumes on the caller's executor.
+template <class F>
+awaitable<std::invoke_result_t<F>> on_pool(asio::thread_pool& pool, F f) {
+  using R = std::invoke_result_t<F>;
+  auto task = [f = std::move(f)]() mutable -> awaitable<R> { co_return f(); };  // named: GCC 12 co_await trap
+  co_return co_await asio::co_spawn(pool, std::move(task), asio::use_awaitable);
+}
+
+awaitable<void> sleep_for(std::chrono::nanoseconds d) {
+  if (d <= std::chrono::nanoseconds(0)) co_return;
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  t.expires_after(d);
+  co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+migration_fsm::event make_event(E kind) {
+  migration_fsm::event e;
+  e.kind = kind;
+  return e;
+}
+
+migration_fsm::event failed(E kind, std::string reason) {
+  auto e = make_event(kind);
+  e.reason = std::move(reason);
+  return e;
+}
+
+}  // namespace
+
+migration_faults migration_faults::from_env() {
+  migration_faults f;
+  const char* env = std::getenv("SHARDD_TEST_FAULTS");
+  if (!env) return f;
+  std::string_view s(env);
+  while (!s.empty()) {
+    auto comma = s.find(',');
+    auto item = s.substr(0, comma);
+    s = comma == std::string_view::npos ? std::string_view() : s.substr(comma + 1);
+    auto eq = item.find('=');
+    if (eq == std::string_view::npos) continue;
+    auto name = item.substr(0, eq);
+    auto value = static_cast<std::uint32_t>(std::strtoul(std::string(item.substr(eq + 1)).c_str(), nullptr, 10));
+    if (name == "corrupt_batch") f.corrupt_batch = value;
+    if (name == "digest_mismatch") f.digest_mismatch = value;
+  }
+  return f;
+}
+
+struct migrator::outgoing {
+  explicit outgoing(asio::any_io_executor ex) : strand(asio::make_strand(ex)) {}
+  asio::strand<asio::any_io_executor> strand;
+  migration_record rec;
+  migration_fsm fsm;
+  key_range range;
+  std::optional<storage::snapshot> snap;  // the copy's snapshot
+  token_bucket bucket;                    // the migration's own cap
+  std::string control;                    // a command waiting for the next step: pause, resume, cancel
+  bool driving = false;
+  clock_type::time_point last_report{};
+  migration_phase reported_phase = migration_phase::queued;
+  clock_type::time_point rate_since = clock_type::now();
+  std::uint64_t rate_bytes = 0;
+  clock_type::time_point fence_started{};
+};
+
+migrator::migrator(asio::any_io_executor ex, const node_config& cfg, storage::store& store, ring_actor& ring, peers& p,
+                   asio::thread_pool& read_pool)
+    : ex_(std::move(ex)), cfg_(cfg), store_(store), ring_(ring), peers_(p), read_pool_(read_pool),
+      faults_(migration_faults::from_env()) {
+  // The node's cap comes with the map: every node applies the cluster's setting.
+  ring_.on_install([this](const snapshot_ptr& snap) {
+    std::lock_guard lock(mutex_);
+    if (snap->map->settings.migration_bytes_per_sec != node_rate_) {
+      node_rate_ = snap->map->settings.migration_bytes_per_sec;
+      shares_.set_node_rate(node_rate_, clock_type::now());
+    }
+  });
+  node_rate_ = ring_.snapshot()->map->settings.migration_bytes_per_sec;
+  shares_.set_node_rate(node_rate_, clock_type::now());
+}
+
+std::size_t migrator::running() const {
+  std::lock_guard lock(mutex_);
+  return running_.size();
+}
+
+void migrator::stop() { stopping_ = true; }
+
+void migrator::launch(std::shared_ptr<outgoing> m, std::vector<migration_fsm::action> actions) {
+  {
+    std::lock_guard lock(mutex_);
+    running_[m->rec.id] = m;
+    shares_.activate(m->rec.priority, clock_type::now());
+  }
+  m->bucket = token_bucket(m->rec.max_bytes_per_sec, std::max<std::uint64_t>(m->rec.max_bytes_per_sec / 4, 64 * 1024));
+  m->driving = true;
+  asio::co_spawn(m->strand, drive(m, std::move(actions)), [id = m->rec.id](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      SHARDD_LOG(err, "migration_crashed", "migration", id, "error", ex.what());
+    }
+  });
+}
+
+void migrator::finish(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  auto it = running_.find(id);
+  if (it == running_.end()) return;
+  shares_.deactivate(it->second->rec.priority, clock_type::now());
+  running_.erase(it);
+}
+
+awaitable<result<void>> migrator::start(migration_record rec) {
+  {
+    std::lock_guard lock(mutex_);
+    if (running_.contains(rec.id)) co_return result<void>{};  // a repeated start
+  }
+  const auto snap = ring_.snapshot();
+  const auto* ix = snap->map->find_index(rec.index);
+  const auto* s = ix ? ix->find_shard(rec.shard) : nullptr;
+  if (!s) co_return make_error(errc::not_found, "shard " + std::to_string(rec.shard) + " of " + rec.index + " is gone");
+  if (s->owner != cfg_.node_id)
+    co_return make_error(errc::conflict, "shard " + std::to_string(rec.shard) + " of " + rec.index + " is not on " + cfg_.node_id);
+  auto m = std::make_shared<outgoing>(ex_);
+  m->rec = std::move(rec);
+  m->range = shard_storage_range(*ix, *s);
+  // Totals for progress and ETA: the shard's exact stats now (writes during the move add a
+  // little to what is actually sent).
+  if (auto st = store_.stats(ix->id, s->id)) {
+    m->rec.bytes_total = st->bytes;
+    m->rec.records_total = st->records;
+  }
+  auto actions = m->fsm.on(make_event(E::start));
+  m->rec.phase = m->fsm.current().phase;
+  SHARDD_LOG(info, "migration_started", "migration", m->rec.id, "index", m->rec.index, "shard", m->rec.shard, "target",
+             m->rec.target, "priority", to_string(m->rec.priority));
+  launch(std::move(m), std::move(actions));
+  co_return result<void>{};
+}
+
+awaitable<result<void>> migrator::control(std::string id, std::string command) {
+  std::shared_ptr<outgoing> m;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = running_.find(id);
+    if (it != running_.end()) m = it->second;
+  }
+  if (!m) co_return make_error(errc::not_found, "migration '" + id + "' does not run on " + cfg_.node_id);
+  if (command != "pause" && command != "resume" && command != "cancel")
+    co_return make_error(errc::invalid_argument, "unknown command '" + command + "'");
+  asio::post(m->strand, [this, m, command] {
+    if (m->driving) {
+      m->control = command;  // picked up between two steps
+      return;
+    }
+    // Paused (not driving): resume and cancel start a drive of their own.
+    auto actions = m->fsm.on(make_event(command == "resume" ? E::resume : command == "cancel" ? E::cancel : E::pause));
+    if (actions.empty()) return;
+    m->driving = true;
+    asio::co_spawn(m->strand, drive(m, std::move(actions)), asio::detached);
+  });
+  co_return result<void>{};
+}
+
+void migrator::recover() {
+  auto stored = store_.scan_meta(out_prefix);
+  if (!stored) {
+    SHARDD_LOG(err, "migration_recovery_failed", "error", stored.error().detail);
+    return;
+  }
+  for (const auto& [key, value] : *stored) {
+    auto doc = boost::json::parse(value);
+    auto rec = migration_from_json(boost::json::serialize(doc.at("record")));
+    auto st = fsm_state_from_json(boost::json::serialize(doc.at("fsm")));
+    if (!rec || !st) {
+      SHARDD_LOG(err, "migration_state_unreadable", "key", key);
+      continue;
+    }
+    auto m = std::make_shared<outgoing>(ex_);
+    m->rec = std::move(*rec);
+    m->fsm = migration_fsm(*st, {});
+    const auto snap = ring_.snapshot();
+    const auto* ix = snap->map->find_index(m->rec.index);
+    const auto* s = ix ? ix->find_shard(m->rec.shard) : nullptr;
+    if (!s && !is_final(st->phase)) {
+      SHARDD_LOG(warn, "migration_abandoned", "migration", m->rec.id, "reason", "the shard is gone from the map");
+      continue;
+    }
+    if (s) m->range = shard_storage_range(*ix, *s);
+    std::vector<migration_fsm::action> actions;
+    if (is_final(st->phase)) {
+      actions.push_back(migration_fsm::action(A::persist));  // its final report may not have reached the controller
+    } else {
+      migration_fsm::event e = make_event(E::recovered);
+      e.match = s && s->owner == m->rec.target;  // committed while we were down
+      actions = m->fsm.on(e);
+      SHARDD_LOG(info, "migration_resumed", "migration", m->rec.id, "phase", to_string(m->fsm.current().phase), "resumes",
+                 m->fsm.current().resumes);
+    }
+    launch(std::move(m), std::move(actions));
+  }
+}
+
+awaitable<result<void>> migrator::layout(storage::layout_change change) {
+  co_return co_await async_layout(store_, std::move(change));
+}
+
+awaitable<result<void>> migrator::persist(outgoing& m) {
+  const auto& st = m.fsm.current();
+  m.rec.phase = st.phase;
+  m.rec.paused = st.paused;
+  m.rec.bytes_done = st.bytes_done;
+  m.rec.records_done = st.records_done;
+  m.rec.recopies = st.recopies;
+  m.rec.resumes = st.resumes;
+  if (!st.error.empty()) m.rec.error = st.error;
+  m.rec.updated_ms = wall_ms();
+  std::vector<storage::write_op> ops;
+  ops.push_back({storage::op_kind::meta_put, out_prefix + m.rec.id, "{\"record\":" + to_json(m.rec) + ",\"fsm\":" + to_json(st) + "}"});
+  auto r = co_await async_write(store_, std::move(ops));
+  if (!r) co_return r.error();
+  co_return result<void>{};
+}
+
+awaitable<void> migrator::report(outgoing& m, bool force) {
+  const auto now = clock_type::now();
+  const bool phase_changed = m.rec.phase != m.reported_phase;
+  if (!force && !phase_changed && now - m.last_report < report_every) co_return;
+  const double secs = std::chrono::duration<double>(now - m.rate_since).count();
+  if (secs >= 1.0) {
+    m.rec.rate_bytes_per_sec = static_cast<std::uint64_t>(static_cast<double>(m.rate_bytes) / secs);
+    m.rate_bytes = 0;
+    m.rate_since = now;
+  }
+  m.last_report = now;
+  const auto snap = ring_.snapshot();
+  auto f = make_frame(peer::frame_type::migrate_report, to_json(m.rec), snap->map->version);
+  auto r = co_await peers_.call(snap->map->controller, std::move(f), peer_timeout);
+  if (!r) {
+    SHARDD_LOG(debug, "migration_report_failed", "migration", m.rec.id, "error", r.error().detail);
+    co_return;
+  }
+  m.reported_phase = m.rec.phase;
+  // The controller's record is authoritative: an operator may have cancelled meanwhile.
+  if (auto theirs = migration_from_json(r->payload); theirs && theirs->phase == migration_phase::cancelled &&
+                                                      !is_final(m.fsm.current().phase))
+    m.control = "cancel";
+}
+
+awaitable<void> migrator::throttle(outgoing& m, std::uint64_t bytes) {
+  std::chrono::nanoseconds wait;
+  {
+    std::lock_guard lock(mutex_);
+    wait = shares_.take(m.rec.priority, bytes, clock_type::now());
+  }
+  wait = std::max(wait, m.bucket.take(bytes, clock_type::now()));
+  co_await sleep_for(wait);
+}
+
+awaitable<result<peer::frame>> migrator::send_batch(outgoing& m, peer::data_batch batch, std::uint64_t bytes) {
+  co_await throttle(m, bytes);
+  auto f = make_frame(peer::frame_type::data_batch, peer::encode(batch), ring_.snapshot()->map->version);
+  f.header.flags = peer::flag_checksummed;
+  if (faults_.corrupt_batch > 0 && ++batches_sent_ == faults_.corrupt_batch) {
+    f.corrupt_after_checksum = true;
+    SHARDD_LOG(warn, "fault_injected", "migration", m.rec.id, "fault", "corrupt_batch");
+  }
+  auto r = co_await peers_.call(m.rec.target, std::move(f), peer_timeout);
+  if (r) {
+    m.rate_bytes += bytes;
+  }
+  co_return r;
+}
+
+namespace {
+
+migration_fsm::event from_send_error(const error& e) {
+  if (e.detail.find("checksum") != std::string::npos) return failed(E::checksum_failed, e.detail);
+  return failed(E::peer_failed, e.detail);
+}
+
+}  // namespace
+
+awaitable<migration_fsm::event> migrator::copy_step(outgoing& m) {
+  if (!m.snap) co_return failed(E::peer_failed, "no snapshot");
+  const auto& st = m.fsm.current();
+  std::optional<std::string> after;
+  if (!st.cursor.empty()) after = st.cursor;
+  auto read = [&store = store_, snap = *m.snap, range = m.range, after] {
+    return store.scan_snapshot(snap, range, after, batch_records, batch_bytes);
+  };
+  auto page = co_await on_pool(read_pool_, std::move(read));
+  if (!page) co_return failed(E::peer_failed, "reading the snapshot: " + page.error().detail);
+  if (page->records.empty()) co_return make_event(E::copy_finished);
+  peer::data_batch batch;
+  batch.migration = m.rec.id;
+  batch.kind = 0;
+  std::uint64_t bytes = 0;
+  for (auto& rec : page->records) {
+    bytes += rec.key.size() + rec.value.size();
+    batch.ops.push_back({0, std::move(rec.key), std::move(rec.value)});
+  }
+  batch.cursor = batch.ops.back().key;
+  const auto records = batch.ops.size();
+  const std::string cursor = batch.cursor;
+  auto r = co_await send_batch(m, std::move(batch), bytes);
+  if (!r) co_return from_send_error(r.error());
+  migration_fsm::event e = make_event(E::batch_acked);
+  e.cursor = cursor;
+  e.bytes = bytes;
+  e.records = records;
+  co_return e;
+}
+
+awaitable<result<std::uint64_t>> migrator::ship_tail(outgoing& m, std::uint64_t until) {
+  std::uint64_t shipped = 0;
+  for (;;) {
+    const auto from = m.fsm.current().tail_seq;
+    if (from >= until) co_return shipped;
+    auto read = [&store = store_, range = m.range, from, until] { return store.changes_since(from, range, batch_bytes, until); };
+    auto page = co_await on_pool(read_pool_, std::move(read));
+    if (!page) co_return page.error();
+    if (page->last_seq <= from) co_return shipped;  // nothing more in the log yet
+    migration_fsm::event ack = make_event(E::batch_acked);
+    ack.seq = page->last_seq;
+    if (!page->changes.empty()) {
+      peer::data_batch batch;
+      batch.migration = m.rec.id;
+      batch.kind = 1;
+      batch.seq = page->last_seq;
+      std::uint64_t bytes = 0;
+      for (auto& c : page->changes) {
+        bytes += c.key.size() + c.value.size();
+        batch.ops.push_back({static_cast<std::uint8_t>(c.deleted ? 1 : 0), std::move(c.key), std::move(c.value)});
+      }
+      shipped += batch.ops.size();
+      ack.bytes = bytes;
+      ack.records = batch.ops.size();
+      auto r = co_await send_batch(m, std::move(batch), bytes);
+      if (!r) co_return r.error();
+    }
+    // Record the position; a checkpoint action is persisted right away.
+    for (const auto& a : m.fsm.on(ack))
+      if (a.kind == A::persist) (void)co_await persist(m);
+  }
+}
+
+awaitable<migration_fsm::event> migrator::tail_round(outgoing& m) {
+  const auto until = store_.latest_sequence();
+  auto shipped = co_await ship_tail(m, until);
+  if (!shipped) {
+    if (shipped.error().code == errc::conflict) co_return failed(E::commit_refused, shipped.error().detail);
+    co_return from_send_error(shipped.error());
+  }
+  migration_fsm::event e = make_event(E::tail_round);
+  e.ops = *shipped;
+  co_return e;
+}
+
+awaitable<migration_fsm::event> migrator::verify(outgoing& m) {
+  auto snap = store_.take_snapshot();
+  if (!snap) co_return failed(E::peer_failed, snap.error().detail);
+  // Bring the target exactly to the snapshot, then compare the two digests of the range.
+  auto shipped = co_await ship_tail(m, snap->seq);
+  if (!shipped) co_return from_send_error(shipped.error());
+  auto local_work = [&store = store_, range = m.range, s = *snap] { return store.digest(range, &s); };
+  auto local = co_await on_pool(read_pool_, std::move(local_work));
+  if (!local) co_return failed(E::peer_failed, "local digest: " + local.error().detail);
+  const auto& ix = *ring_.snapshot()->map->find_index(m.rec.index);
+  peer::import_range req{m.rec.id, ix.id, m.rec.shard, m.range.begin, m.range.end};
+  auto f = make_frame(peer::frame_type::import_digest, peer::encode(req), ring_.snapshot()->map->version);
+  auto r = co_await peers_.call(m.rec.target, std::move(f), std::chrono::seconds(120));
+  if (!r) co_return failed(E::peer_failed, "target digest: " + r.error().detail);
+  auto theirs = peer::decode_digest_reply(r->payload);
+  if (!theirs) co_return failed(E::peer_failed, "unreadable digest");
+  auto remote = range_digest::from(theirs->count, theirs->sum);
+  bool match = remote == *local;
+  if (faults_.digest_mismatch > 0 && ++digests_compared_ <= faults_.digest_mismatch) {
+    SHARDD_LOG(warn, "fault_injected", "migration", m.rec.id, "fault", "digest_mismatch");
+    match = false;
+  }
+  SHARDD_LOG(info, "migration_verified", "migration", m.rec.id, "records", local->count(), "match", match ? "yes" : "no");
+  if (!match)
+    SHARDD_LOG(warn, "migration_digest_mismatch", "migration", m.rec.id, "local_records", local->count(), "target_records",
+               remote.count());
+  migration_fsm::event e = make_event(E::verified);
+  e.match = match;
+  co_return e;
+}
+
+awaitable<migration_fsm::event> migrator::fence(outgoing& m) {
+  // From here writes to the range are refused (and retried by their senders with the next
+  // map); the writer applied every write queued before the fence, so one last tail is all
+  // the target lacks.
+  m.fence_started = clock_type::now();
+  storage::layout_change f;
+  f.fence.push_back(m.range);
+  if (auto r = co_await layout(std::move(f)); !r) co_return failed(E::peer_failed, "fence: " + r.error().detail);
+  auto shipped = co_await ship_tail(m, store_.latest_sequence());
+  if (!shipped) co_return from_send_error(shipped.error());
+  co_return make_event(E::fence_ready);
+}
+
+awaitable<migration_fsm::event> migrator::commit(outgoing& m) {
+  const auto snap = ring_.snapshot();
+  peer::migrate_control c{m.rec.id, "commit"};
+  auto f = make_frame(peer::frame_type::migrate_commit, peer::encode(c), snap->map->version);
+  auto r = co_await peers_.call(snap->map->controller, std::move(f), peer_timeout);
+  if (!r) {
+    if (r.error().code == errc::conflict) co_return failed(E::commit_refused, r.error().detail);
+    co_return failed(E::peer_failed, "commit: " + r.error().detail);
+  }
+  // The controller pushed the new map before answering; wait for it here (briefly) so that
+  // the writes waiting on the fence go to the new owner.
+  for (int i = 0; i < 500; ++i) {
+    const auto now_snap = ring_.snapshot();
+    const auto* ix = now_snap->map->find_index(m.rec.index);
+    const auto* s = ix ? ix->find_shard(m.rec.shard) : nullptr;
+    if (!s || s->owner == m.rec.target) break;
+    co_await sleep_for(std::chrono::milliseconds(10));
+  }
+  storage::layout_change u;
+  u.unfence.push_back(m.range);
+  (void)co_await layout(std::move(u));
+  m.rec.fence_ms = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - m.fence_started).count());
+  SHARDD_LOG(info, "migration_committed", "migration", m.rec.id, "index", m.rec.index, "shard", m.rec.shard, "owner",
+             m.rec.target, "fence_ms", m.rec.fence_ms);
+  co_return make_event(E::committed);
+}
+
+awaitable<migration_fsm::event> migrator::retire(outgoing& m) {
+  // The source keeps its copy for the undo window, then deletes the range once — unless the
+  // shard came back here meanwhile.
+  const auto until = clock_type::now() + std::chrono::milliseconds(cfg_.migration_undo_window_ms);
+  while (clock_type::now() < until && !stopping_) co_await sleep_for(std::min<clock_type::duration>(until - clock_type::now(), std::chrono::milliseconds(200)));
+  if (stopping_) co_return failed(E::peer_failed, "stopping");
+  const auto snap = ring_.snapshot();
+  const auto* ix = snap->map->find_index(m.rec.index);
+  const auto* s = ix ? ix->find_shard(m.rec.shard) : nullptr;
+  if (s && s->owner != cfg_.node_id && !(s->state == shard_state::migrating && s->target == cfg_.node_id)) {
+    storage::layout_change d;
+    d.drop_ranges.push_back(m.range);
+    if (auto r = co_await layout(std::move(d)); !r) co_return failed(E::peer_failed, "retire: " + r.error().detail);
+  }
+  co_return make_event(E::retired);
+}
+
+awaitable<void> migrator::drive(std::shared_ptr<outgoing> m, std::vector<migration_fsm::action> first) {
+  std::deque<migration_fsm::action> todo(first.begin(), first.end());
+  while (!todo.empty() && !stopping_) {
+    if (!m->control.empty()) {
+      // A command from the controller, between two steps.
+      const auto cmd = std::exchange(m->control, {});
+      auto e = make_event(cmd == "cancel" ? E::cancel : cmd == "pause" ? E::pause : E::resume);
+      e.reason = cmd == "cancel" ? "cancelled by operator" : "";
+      auto more = m->fsm.on(e);
+      if (!more.empty()) todo.assign(more.begin(), more.end());
+      continue;
+    }
+    const auto a = todo.front();
+    todo.pop_front();
+    std::optional<migration_fsm::event> ev;
+    switch (a.kind) {
+      case A::persist:
+        if (auto r = co_await persist(*m); !r) SHARDD_LOG(err, "migration_persist_failed", "migration", m->rec.id, "error", r.error().detail);
+        co_await report(*m, false);
+        break;
+      case A::copy_from_start:
+      case A::copy_from_cursor: {
+        if (a.kind == A::copy_from_start) {
+          // Copy everything again: the target drops what it imported of the range first.
+          const auto& ix = *ring_.snapshot()->map->find_index(m->rec.index);
+          peer::import_range req{m->rec.id, ix.id, m->rec.shard, m->range.begin, m->range.end};
+          auto f = make_frame(peer::frame_type::import_reset, peer::encode(req), ring_.snapshot()->map->version);
+          if (auto r = co_await peers_.call(m->rec.target, std::move(f), peer_timeout); !r) {
+            ev = failed(E::peer_failed, "reset: " + r.error().detail);
+            break;
+          }
+        }
+        auto snap = store_.take_snapshot();
+        if (!snap) {
+          ev = failed(E::peer_failed, snap.error().detail);
+          break;
+        }
+        m->snap = std::move(*snap);
+        // A fresh copy's tail starts at its snapshot. A resumed copy keeps the first
+        // snapshot's sequence: changes to keys copied before the restart are in the log
+        // from there on, and replaying them in order ends with the current values.
+        if (a.cursor.empty() && m->fsm.current().cursor.empty()) m->fsm.set_snapshot_seq(m->snap->seq);
+        ev = co_await copy_step(*m);
+        break;
+      }
+      case A::send_next:
+        if (m->fsm.current().phase == migration_phase::copying) ev = co_await copy_step(*m);
+        break;
+      case A::tail: ev = co_await tail_round(*m); break;
+      case A::verify: ev = co_await verify(*m); break;
+      case A::fence: ev = co_await fence(*m); break;
+      case A::commit: ev = co_await commit(*m); break;
+      case A::unfence: {
+        storage::layout_change u;
+        u.unfence.push_back(m->range);
+        (void)co_await layout(std::move(u));
+        break;
+      }
+      case A::rollback:
+        // The controller aborts the move in the map when it hears the final phase (the persist
+        // that follows reports it); the target then drops what it imported.
+        SHARDD_LOG(warn, "migration_rolled_back", "migration", m->rec.id, "phase", to_string(m->fsm.current().phase), "error",
+                   m->fsm.current().error);
+        break;
+      case A::retire: ev = co_await retire(*m); break;
+      case A::stop_sending: todo.clear(); break;
+    }
+    if (ev) {
+      if (ev->kind == E::peer_failed || ev->kind == E::checksum_failed) {
+        SHARDD_LOG(warn, "migration_step_failed", "migration", m->rec.id, "phase", to_string(m->fsm.current().phase), "error",
+                   ev->reason);
+        co_await sleep_for(std::chrono::milliseconds(std::min<std::uint32_t>(200u << std::min<std::uint32_t>(m->fsm.current().peer_failures, 4), 3000)));
+      }
+      auto more = m->fsm.on(*ev);
+      todo.insert(todo.end(), more.begin(), more.end());
+    }
+  }
+  m->driving = false;
+  if (stopping_) co_return;
+  if (is_final(m->fsm.current().phase)) {
+    // The final report must reach the controller (it aborts a rolled-back move in the map).
+    for (int i = 0; i < 60 && !stopping_; ++i) {
+      m->reported_phase = migration_phase::queued;  // force
+      co_await report(*m, true);
+      if (m->reported_phase == m->fsm.current().phase) break;
+      co_await sleep_for(std::chrono::seconds(1));
+    }
+    SHARDD_LOG(info, "migration_finished", "migration", m->rec.id, "phase", to_string(m->fsm.current().phase), "bytes",
+               m->fsm.current().bytes_done, "records", m->fsm.current().records_done);
+    std::vector<storage::write_op> ops;
+    ops.push_back({storage::op_kind::meta_del, out_prefix + m->rec.id, {}});
+    (void)co_await async_write(store_, std::move(ops));
+    finish(m->rec.id);
+  }
+}
+
+// --- target side --------------------------------------------------------------------------------
+
+awaitable<result<void>> migrator::apply_batch(peer::data_batch batch) {
+  std::vector<storage::write_op> ops;
+  ops.reserve(batch.ops.size() + 1);
+  for (auto& op : batch.ops)
+    ops.push_back({op.kind == 0 ? storage::op_kind::put : storage::op_kind::del, std::move(op.key), std::move(op.value)});
+  // Where the import stands, written atomically with the records.
+  ops.push_back({storage::op_kind::meta_put, "migration/in/" + batch.migration,
+                 batch.kind == 0 ? "copy " + std::to_string(batch.cursor.size()) : "tail " + std::to_string(batch.seq)});
+  auto r = co_await async_write(store_, std::move(ops));
+  if (!r) co_return r.error();
+  for (std::size_t i = 0; i + 1 < r->size(); ++i)
+    if ((*r)[i] == storage::op_status::no_shard)
+      co_return make_error(errc::unavailable, "node " + cfg_.node_id + " does not hold the importing shard yet; retry");
+  co_return result<void>{};
+}
+
+awaitable<result<peer::digest_reply>> migrator::digest(peer::import_range r) {
+  auto work = [&store = store_, range = key_range{r.begin, r.end}] { return store.digest(range); };
+  auto d = co_await on_pool(read_pool_, std::move(work));
+  if (!d) co_return d.error();
+  peer::digest_reply out;
+  out.count = d->count();
+  out.sum = d->limbs();
+  co_return out;
+}
+
+awaitable<result<void>> migrator::reset(peer::import_range r) {
+  storage::layout_change c;
+  key_range range{r.begin, r.end};
+  c.drop_ranges.push_back(range);
+  // The shard's stats start again from zero with the range emptied.
+  c.add.push_back({r.index_id, r.shard_id, range});
+  co_return co_await layout(std::move(c));
+}
+
+}  // namespace shardd

@@ -1,0 +1,101 @@
+#pragma once
+// The migrator: moves shards this node owns to other nodes, and takes in shards moving here.
+
+#include "node/config.hpp"
+#include "node/peers.hpp"
+#include "node/ring_actor.hpp"
+#include "shardd/migration.hpp"
+#include "shardd/peer_messages.hpp"
+#include "shardd/throttle.hpp"
+#include "storage/store.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <map>
+#include <memory>
+#include <mutex>
+
+namespace shardd {
+
+/// Faults a test can inject into migrations through SHARDD_TEST_FAULTS (comma-separated
+/// name=count): `corrupt_batch=N` flips a byte in the payload of the N-th data batch this
+/// node sends (after its checksum is computed); `digest_mismatch=N` makes the first N digest
+/// comparisons differ. Empty in production.
+struct migration_faults {
+  std::uint32_t corrupt_batch = 0;
+  std::uint32_t digest_mismatch = 0;
+  static migration_faults from_env();
+};
+
+/// Source side: each outgoing migration runs `migration_fsm` on its own strand — snapshot copy
+/// in checksummed batches, catch-up from the write-ahead log, digest verification, a fenced
+/// cutover, retirement after the undo window — persisting the machine's state at every
+/// checkpoint (meta key `migration/out/<id>`), so a restarted node resumes each migration and
+/// says so. Progress goes to the controller at most twice a second and on every phase change;
+/// the controller's answer can cancel. Sends are throttled by the node's cap (shared between
+/// priorities by weight) and the migration's own cap.
+///
+/// Target side: applies data batches (records and the import position in one atomic write),
+/// answers digests, drops a range for a copy that starts again. What the target holds of a
+/// shard it imports is created and removed by the map (see ring_actor).
+///
+/// Thread-safe; owned by the node.
+class migrator {
+ public:
+  migrator(boost::asio::any_io_executor ex, const node_config& cfg, storage::store& store, ring_actor& ring, peers& p,
+           boost::asio::thread_pool& read_pool);
+
+  /// Loads persisted outgoing migrations and resumes them. Call once the node serves.
+  void recover();
+  void stop();
+
+  // Controller → source.
+  boost::asio::awaitable<result<void>> start(migration_record rec);
+  boost::asio::awaitable<result<void>> control(std::string id, std::string command);
+
+  // Source → target.
+  boost::asio::awaitable<result<void>> apply_batch(peer::data_batch batch);
+  boost::asio::awaitable<result<peer::digest_reply>> digest(peer::import_range r);
+  boost::asio::awaitable<result<void>> reset(peer::import_range r);
+
+  /// Number of outgoing migrations this node runs now.
+  std::size_t running() const;
+
+ private:
+  struct outgoing;
+  boost::asio::awaitable<void> drive(std::shared_ptr<outgoing> m, std::vector<migration_fsm::action> actions);
+  boost::asio::awaitable<result<void>> persist(outgoing& m);
+  boost::asio::awaitable<void> report(outgoing& m, bool force);
+  boost::asio::awaitable<result<peer::frame>> send_batch(outgoing& m, peer::data_batch batch, std::uint64_t bytes);
+  boost::asio::awaitable<void> throttle(outgoing& m, std::uint64_t bytes);
+  boost::asio::awaitable<migration_fsm::event> copy_step(outgoing& m);
+  boost::asio::awaitable<migration_fsm::event> tail_round(outgoing& m);
+  boost::asio::awaitable<result<std::uint64_t>> ship_tail(outgoing& m, std::uint64_t until);
+  boost::asio::awaitable<migration_fsm::event> verify(outgoing& m);
+  boost::asio::awaitable<migration_fsm::event> fence(outgoing& m);
+  boost::asio::awaitable<migration_fsm::event> commit(outgoing& m);
+  boost::asio::awaitable<migration_fsm::event> retire(outgoing& m);
+  boost::asio::awaitable<result<void>> layout(storage::layout_change change);
+  void launch(std::shared_ptr<outgoing> m, std::vector<migration_fsm::action> actions);
+  void finish(const std::string& id);
+
+  boost::asio::any_io_executor ex_;
+  const node_config& cfg_;
+  storage::store& store_;
+  ring_actor& ring_;
+  peers& peers_;
+  boost::asio::thread_pool& read_pool_;
+  migration_faults faults_;
+  std::atomic<std::uint32_t> batches_sent_{0};
+  std::atomic<std::uint32_t> digests_compared_{0};
+  std::atomic<bool> stopping_{false};
+
+  mutable std::mutex mutex_;  // guards running_ and shares_
+  std::map<std::string, std::shared_ptr<outgoing>> running_;
+  priority_shares shares_;
+  std::uint64_t node_rate_ = 0;
+};
+
+}  // namespace shardd
