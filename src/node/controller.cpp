@@ -254,7 +254,9 @@ awaitable<void> controller::schedule() {
       co_await save(*r);
       continue;
     }
-    if (target->state != node_state::up || !source || source->state != node_state::up) continue;  // wait
+    // A draining source still sends (that is how it empties); a down one cannot.
+    const bool source_ok = source && (source->state == node_state::up || source->state == node_state::draining);
+    if (target->state != node_state::up || !source_ok) continue;  // wait
     auto begun = co_await change([&](const cluster_snapshot& s) { return begin_migration(*s.map, r->index, r->shard, r->target); });
     if (!begun) {
       r->error = "cannot start: " + begun.error().detail;

@@ -4,8 +4,7 @@
 #include "shardd/peer_messages.hpp"
 #include "support/catch_result.hpp"
 #include "support/json_body.hpp"
-#include "support/process.hpp"
-#include "support/temp_dir.hpp"
+#include "support/cluster.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -21,73 +20,6 @@ using namespace shardd::test;
 namespace json = boost::json;
 
 namespace {
-
-// Fast heartbeats so that failure detection fits in a test: down after 3 missed 200 ms beats.
-constexpr const char* fast_config = R"({"cluster":{"heartbeat_interval_ms":200,"heartbeat_miss_limit":3}})";
-
-struct cluster {
-  temp_dir dir;
-  std::vector<std::unique_ptr<shardd_process>> nodes;
-
-  explicit cluster(int n = 3) {
-    for (int i = 1; i <= n; ++i) {
-      node_options o;
-      o.id = "node-" + std::to_string(i);
-      o.data_dir = dir.sub(o.id);
-      o.config_json = fast_config;
-      if (i > 1) {
-        o.bootstrap = false;
-        o.join = "127.0.0.1:" + std::to_string(nodes[0]->peer_port());
-      }
-      nodes.push_back(std::make_unique<shardd_process>(std::move(o)));
-      nodes.back()->start();
-    }
-    wait_states(std::vector<std::string>(static_cast<std::size_t>(n), "up"));
-  }
-
-  shardd_process& node(int i) { return *nodes[static_cast<std::size_t>(i - 1)]; }
-
-  // Node states as node 1 (the controller) sees them, in id order.
-  std::vector<std::string> states(int via = 1) {
-    auto c = node(via).client();
-    auto b = body(c->get("/v1/cluster"));
-    std::vector<std::string> out;
-    for (const auto& n : b.at("nodes").as_array()) out.emplace_back(n.at("state").as_string());
-    return out;
-  }
-
-  void wait_states(const std::vector<std::string>& want, int via = 1, std::chrono::seconds limit = std::chrono::seconds(10)) {
-    const auto until = std::chrono::steady_clock::now() + limit;
-    std::vector<std::string> got;
-    while (std::chrono::steady_clock::now() < until) {
-      try {
-        got = states(via);
-        if (got == want) return;
-      } catch (const std::exception&) {
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    std::string seen;
-    for (const auto& g : got) seen += g + " ";
-    FAIL("node states did not become as wanted; last seen: " + seen);
-  }
-};
-
-std::string ndjson_puts(int from, int to, const std::string& prefix = "k") {
-  std::string out;
-  for (int i = from; i < to; ++i)
-    out += R"({"op":"put","key":")" + prefix + std::to_string(i) + R"(","doc":{"n":)" + std::to_string(i) + "}}\n";
-  return out;
-}
-
-// Owner node of every shard of an index, as /v1/shards reports it.
-std::map<std::int64_t, std::string> owners(net::https_client& c, const std::string& index) {
-  std::map<std::int64_t, std::string> out;
-  // Named: a range-for over a member of a temporary would outlive the temporary.
-  const auto b = body(c.get("/v1/shards?index=" + index));
-  for (const auto& s : b.at("shards").as_array()) out[s.at("shard").as_int64()] = std::string(s.at("node").as_string());
-  return out;
-}
 
 // One map_get to a peer address with the given identity; the refusal, if any.
 result<peer::frame> call_as(const tls_config& tls, const net::peer_identity& who, std::uint16_t port) {

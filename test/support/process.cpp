@@ -122,6 +122,7 @@ void shardd_process::spawn() {
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     ::setenv("SHARDD_TOKEN", test_token, 1);
+    for (const auto& [k, v] : opts_.env) ::setenv(k.c_str(), v.c_str(), 1);
     ::execv(argv[0], argv.data());
     std::_Exit(127);
   }

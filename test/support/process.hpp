@@ -42,6 +42,7 @@ struct node_options {
   std::optional<std::string> join;
   std::vector<std::string> extra_args;
   std::string config_json;  ///< if set, written to a file and passed with --config
+  std::vector<std::pair<std::string, std::string>> env;  ///< extra environment (fault injection)
 };
 
 /// One running shardd process. The destructor SIGKILLs it if it still runs.
