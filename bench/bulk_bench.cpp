@@ -1,7 +1,8 @@
 // Bulk load benchmark: sends NDJSON bulks of 100-byte documents over HTTPS keep-alive from
 // several connections and prints records/s. Not a test: it prints figures.
 //   bulk_bench PORT CA_FILE INDEX [RECORDS] [BATCH] [CONNECTIONS]
-// The token comes from SHARDD_TOKEN.
+// The token comes from SHARDD_TOKEN. Optional: BENCH_DOC_BYTES (document size, default 100),
+// BENCH_ROUTING (a routing value for every record), BENCH_PREFIX (key prefix, default b).
 
 #include "net/https_client.hpp"
 
@@ -28,14 +29,22 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "SHARDD_TOKEN is not set\n");
     return 2;
   }
-  // A 100-byte document (as stored, compact JSON).
-  const std::string doc = R"({"name":"benchmark record","value":12345,"tags":["a","b","c"],"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxx"})";
+  // A 100-byte document (as stored, compact JSON), or one padded to BENCH_DOC_BYTES.
+  std::string doc = R"({"name":"benchmark record","value":12345,"tags":["a","b","c"],"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxx"})";
+  if (const char* size = std::getenv("BENCH_DOC_BYTES")) {
+    const auto want = std::strtoul(size, nullptr, 10);
+    if (want > 20) doc = R"({"pad":")" + std::string(want - 10, 'x') + "\"}";
+  }
+  const std::string routing = std::getenv("BENCH_ROUTING") ? std::getenv("BENCH_ROUTING") : "";
+  const std::string prefix = std::getenv("BENCH_PREFIX") ? std::getenv("BENCH_PREFIX") : "b";
   std::atomic<long> next{0}, sent{0}, errors{0};
   const auto build = [&](long first, long n) {
     std::string body;
     body.reserve(static_cast<std::size_t>(n) * (doc.size() + 48));
     for (long i = first; i < first + n; ++i) {
-      body.append(R"({"op":"put","key":"b)").append(std::to_string(i)).append(R"(","doc":)").append(doc).append("}\n");
+      body.append(R"({"op":"put","key":")").append(prefix).append(std::to_string(i)).append("\"");
+      if (!routing.empty()) body.append(R"(,"routing":")").append(routing).append("\"");
+      body.append(R"(,"doc":)").append(doc).append("}\n");
     }
     return body;
   };

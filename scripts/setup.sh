@@ -13,7 +13,7 @@ packages=(
   openssl curl ca-certificates procps
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(wrk redis-server redis-tools)
+  packages+=(wrk redis-server redis-tools python3)
 fi
 
 missing=()

@@ -350,8 +350,9 @@ awaitable<void> controller::converge() {
 awaitable<void> controller::finish_decommissions() {
   auto snap = co_await plane_.load();
   if (!snap) co_return;
-  for (const auto& [id, n] : (*snap)->map->nodes) {
-    if (n.state != node_state::draining) continue;
+  for (const auto& entry : (*snap)->map->nodes) {
+    const std::string& id = entry.first;  // a plain name: clang 14 cannot capture structured bindings
+    if (entry.second.state != node_state::draining) continue;
     bool holds = false;
     for (const auto& [name, ix] : (*snap)->map->indexes)
       for (const auto& sh : ix.shards) holds = holds || sh.owner == id || (sh.state == shard_state::migrating && sh.target == id);

@@ -112,8 +112,11 @@ struct rest_api::call {
   net::http_request& req;
   std::vector<std::string> segments;
   std::vector<std::pair<std::string, std::string>> params;
-  snapshot_ptr snap;
+  snapshot_ptr snap;  ///< the map this request routes with; replaced when it waits for a newer one
   std::string path;
+  /// The map the request started with, kept alive for the whole request: handlers hold
+  /// references into it (an index_entry&) across waits that replace `snap`.
+  snapshot_ptr pinned;
   bool forwarded = false;            ///< came from another node
   std::uint64_t sender_version = 0;  ///< the sender's map version (forwarded requests)
 
@@ -162,18 +165,19 @@ bool rest_api::authorized(const net::http_request& req) const {
 }
 
 awaitable<http_response> rest_api::handle(net::http_request req) {
-  call c{req, {}, {}, ctx_.ring.snapshot(), {}};
+  call c{req, {}, {}, ctx_.ring.snapshot(), {}, {}};
   co_return co_await run(c);
 }
 
 awaitable<http_response> rest_api::handle_forwarded(net::http_request req, std::uint64_t sender_version) {
-  call c{req, {}, {}, ctx_.ring.snapshot(), {}};
+  call c{req, {}, {}, ctx_.ring.snapshot(), {}, {}};
   c.forwarded = true;
   c.sender_version = sender_version;
   co_return co_await run(c);
 }
 
 awaitable<http_response> rest_api::run(call& c) {
+  c.pinned = c.snap;
   auto url = boost::urls::parse_origin_form(c.req.target);
   if (!url) co_return net::problem(400, "malformed-request", "request target is not a valid origin-form URL: " + c.req.target);
   c.path = std::string(url->encoded_path());

@@ -342,9 +342,9 @@ void store::apply_layout(queued& item) {
     batch.Put(meta_, stats_key(up.index_id, up.shard_id), encode_stats(up.stats));
     next.push_back(std::move(up));
   }
-  for (const auto& [index_id, shard_id] : change.remove) {
-    std::erase_if(next, [&](const slot& s) { return s.index_id == index_id && s.shard_id == shard_id; });
-    batch.Delete(meta_, stats_key(index_id, shard_id));
+  for (const auto& gone : change.remove) {
+    std::erase_if(next, [&](const slot& s) { return s.index_id == gone.first && s.shard_id == gone.second; });
+    batch.Delete(meta_, stats_key(gone.first, gone.second));
   }
   for (const auto& r : change.drop_ranges) batch.DeleteRange(records_, slice(r.begin), slice(r.end));
   for (const auto& a : change.add) {

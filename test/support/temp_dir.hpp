@@ -14,6 +14,8 @@ class temp_dir {
     path_ = tmpl;
   }
   ~temp_dir() {
+    // SHARDD_KEEP_TEST_DIRS=1 keeps them (logs of failed runs) for a look afterwards.
+    if (const char* keep = std::getenv("SHARDD_KEEP_TEST_DIRS"); keep && *keep == '1') return;
     std::error_code ec;
     std::filesystem::remove_all(path_, ec);
   }

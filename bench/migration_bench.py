@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""Migration benchmarks for shardd. Prints figures; asserts nothing.
+
+  bench/migration_bench.py [--quick] [--part big|fence|redis]...
+
+big:    one migration of a shard of 1 KiB documents (>= 1 GiB) and one of 100-byte documents:
+        MiB/s and records/s beside a raw TLS stream of the same bytes over loopback (the
+        floor), and the p99 of foreground GETs on the source during the move.
+fence:  write-fence durations (p50/p99/max) over many migrations under a write load.
+redis:  1,000,000 records of 100-byte values on 3 nodes, a 4th added, time until balanced:
+        Redis Cluster (redis-cli --cluster rebalance --cluster-use-empty-masters) and shardd
+        (join convergence), in the same run.
+"""
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(REPO, "build-release")
+TOKEN = "bench-token-0123456789abcdef"
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, text=True, capture_output=True, **kw).stdout
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Cluster:
+    def __init__(self, work, n, config):
+        self.work, self.nodes, self.procs = work, [], []
+        self.ca = os.path.join(work, "certs", "ca.pem")
+        self.ctx = ssl.create_default_context(cafile=self.ca)
+        self.config = config
+        for _ in range(n):
+            self.add()
+
+    def add(self):
+        i = len(self.nodes) + 1
+        rest, peer = free_port(), free_port()
+        d = os.path.join(self.work, f"node-{i}")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "shardd.json"), "w") as f:
+            json.dump(self.config, f)
+        args = [os.path.join(BUILD, "src/node/shardd"), "--config", os.path.join(d, "shardd.json"),
+                "--node-id", f"node-{i}", "--data-dir", os.path.join(d, "data"),
+                "--rest-listen", f"127.0.0.1:{rest}", "--peer-listen", f"127.0.0.1:{peer}",
+                "--tls-cert", os.path.join(self.work, "certs", f"node-{i}.pem"),
+                "--tls-key", os.path.join(self.work, "certs", f"node-{i}.key"),
+                "--tls-ca", self.ca, "--log-level", "warn"]
+        args += ["--bootstrap"] if i == 1 else ["--join", f"127.0.0.1:{self.nodes[0]['peer']}"]
+        log = open(os.path.join(d, "shardd.log"), "a")
+        p = subprocess.Popen(args, stdout=log, stderr=log, env=dict(os.environ, SHARDD_TOKEN=TOKEN))
+        self.procs.append(p)
+        self.nodes.append({"rest": rest, "peer": peer, "url": f"https://127.0.0.1:{rest}"})
+        for _ in range(200):
+            try:
+                self.api(i, "GET", "/v1/health")
+                return
+            except Exception:
+                time.sleep(0.05)
+        raise RuntimeError(f"node-{i} did not start")
+
+    def api(self, i, method, path, body=None):
+        data = None if body is None else (body if isinstance(body, (bytes, str)) else json.dumps(body))
+        if isinstance(data, str):
+            data = data.encode()
+        req = urllib.request.Request(self.nodes[i - 1]["url"] + path, data=data, method=method,
+                                     headers={"Authorization": "Bearer " + TOKEN})
+        try:
+            with urllib.request.urlopen(req, context=self.ctx, timeout=120) as r:
+                return json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"{method} {path}: {e.code} {e.read()[:300]}")
+
+    def stop(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            p.wait()
+
+
+def routing_for(cl, index, owner):
+    shards = {s["shard"]: s["node"] for s in cl.api(1, "GET", f"/v1/shards?index={index}")["shards"]}
+    for i in range(10000):
+        look = cl.api(1, "GET", f"/v1/ring/lookup?index={index}&key=r{i}")
+        if shards[look["shard"]] == owner:
+            return f"r{i}", look["shard"]
+    raise RuntimeError("no routing value")
+
+
+def bulk(cl, node, index, records, doc_bytes, routing=None, prefix="b"):
+    env = dict(os.environ, SHARDD_TOKEN=TOKEN, BENCH_DOC_BYTES=str(doc_bytes), BENCH_PREFIX=prefix)
+    if routing:
+        env["BENCH_ROUTING"] = routing
+    out = sh(f"{BUILD}/bench/bulk_bench {cl.nodes[node - 1]['rest']} {cl.ca} {index} {records} 5000 2", env=env)
+    return out.strip()
+
+
+def wrk(url, seconds, conns, script, env):
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", script, url],
+                         capture_output=True, text=True, env=dict(os.environ, SHARDD_TOKEN=TOKEN, **env)).stdout
+    for line in out.splitlines():
+        if line.startswith("RESULT"):
+            return dict(kv.split("=") for kv in line.split()[1:])
+    return {}
+
+
+def wait_migration(cl, mid, timeout=3600):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        m = cl.api(1, "GET", f"/v1/migrations/{mid}")
+        if m["phase"] in ("retiring", "done", "failed", "cancelled", "rolled_back"):
+            return m, time.time()
+        time.sleep(0.05)
+    raise RuntimeError("migration did not finish")
+
+
+def part_big(work, quick):
+    cfg = {"migration": {"undo_window_ms": 1000}, "storage": {"block_cache_mb": 512}}
+    cl = Cluster(work, 2, cfg)
+    try:
+        cl.api(1, "PUT", "/v1/migrations/settings", {"convergence": False})
+        gib = 1 << 30
+        cases = [("1 KiB documents", 1024, (gib // 1034 + 1) if not quick else 100000),
+                 ("100-byte documents", 100, 2000000 if not quick else 200000)]
+        # Foreground traffic: reads of another index on the source while shards move.
+        cl.api(1, "PUT", "/v1/indexes/fg", {"shards": 2})
+        fg_routing, _ = routing_for(cl, "fg", "node-1")
+        bulk(cl, 1, "fg", 100000, 100, fg_routing, prefix="f")
+        script = os.path.join(REPO, "bench", "wrk-get.lua")
+        fg_env = {"BENCH_INDEX": "fg", "BENCH_KEYS": "100000", "BENCH_PREFIX": "f", "BENCH_ROUTING": fg_routing}
+        base = wrk(cl.nodes[0]["url"], 5, 16, script, fg_env)
+        print(f"# foreground GET on the source, 16 connections, no migration: {base.get('req_per_s')} req/s, "
+              f"p50 {base.get('p50_ms')} ms, p99 {base.get('p99_ms')} ms")
+        for n, (label, doc, records) in enumerate(cases):
+            index = f"big{n}"
+            cl.api(1, "PUT", f"/v1/indexes/{index}", {"shards": 2})
+            routing, shard = routing_for(cl, index, "node-1")
+            t = time.time()
+            print(f"# loading {records} records of {label} into one shard ...", flush=True)
+            print("  " + bulk(cl, 1, index, records, doc, routing, prefix="k"))
+            print(f"  loaded in {time.time() - t:.1f} s", flush=True)
+            fg = {}
+            th = threading.Thread(target=lambda: fg.update(wrk(cl.nodes[0]["url"], 8, 16, script, fg_env)))
+            t0 = time.time()
+            mid = cl.api(1, "POST", f"/v1/shards/{index}/{shard}/migrate", {"target": "node-2"})["id"]
+            th.start()
+            m, t1 = wait_migration(cl, mid)
+            th.join()
+            secs = t1 - t0
+            mib = m["bytes_done"] / secs / (1 << 20)
+            floor = sh(f"{BUILD}/bench/tls_floor {work}/certs/node-1.pem {work}/certs/node-1.key {cl.ca} {m['bytes_done']}")
+            floor_mib = float(floor.split("mib_per_s=")[1])
+            print(f"RESULT migration docs={label.replace(' ', '_')} records={m['records_done']} "
+                  f"mib={m['bytes_done'] / (1 << 20):.0f} seconds={secs:.1f} mib_per_s={mib:.1f} "
+                  f"records_per_s={m['records_done'] / secs:.0f} fence_ms={m['fence_ms']} "
+                  f"raw_tls_mib_per_s={floor_mib:.1f} of_floor={100 * mib / floor_mib:.0f}%")
+            print(f"RESULT foreground_during_move req_per_s={fg.get('req_per_s')} p50_ms={fg.get('p50_ms')} "
+                  f"p99_ms={fg.get('p99_ms')}", flush=True)
+    finally:
+        cl.stop()
+
+
+def part_fence(work, quick):
+    cl = Cluster(work, 2, {"migration": {"undo_window_ms": 500}})
+    try:
+        cl.api(1, "PUT", "/v1/migrations/settings", {"convergence": False, "max_outgoing": 2, "max_incoming": 2})
+        cl.api(1, "PUT", "/v1/indexes/fz", {"shards": 64})
+        bulk(cl, 1, "fz", 64000, 100)
+        script = os.path.join(REPO, "bench", "wrk-put.lua")
+        shards = [s["shard"] for s in cl.api(1, "GET", "/v1/shards?index=fz")["shards"] if s["node"] == "node-1"]
+        if quick:
+            shards = shards[:6]
+        load = {}
+        th = threading.Thread(target=lambda: load.update(wrk(cl.nodes[0]["url"], 20 if not quick else 6, 16, script,
+                                                              {"BENCH_INDEX": "fz"})))
+        th.start()
+        time.sleep(1)
+        ids = [cl.api(2, "POST", f"/v1/shards/fz/{s}/migrate", {"target": "node-2"})["id"] for s in shards]
+        fences = []
+        for mid in ids:
+            m, _ = wait_migration(cl, mid)
+            fences.append(m["fence_ms"])
+        th.join()
+        fences.sort()
+        p = lambda q: fences[min(len(fences) - 1, int(q * len(fences)))]
+        print(f"RESULT fence migrations={len(fences)} p50_ms={p(0.5)} p99_ms={p(0.99)} max_ms={fences[-1]} "
+              f"(under PUT load: {load.get('req_per_s')} req/s, p99 {load.get('p99_ms')} ms)")
+    finally:
+        cl.stop()
+
+
+def crc16(data):
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def part_redis(work, quick):
+    records = 1000000 if not quick else 100000
+    value = "x" * 100
+    # --- Redis Cluster -------------------------------------------------------------------
+    ports = []
+    while len(ports) < 4:
+        p = free_port()
+        if p < 55000 and p not in ports:
+            ports.append(p)
+    procs = []
+    try:
+        for p in ports:
+            d = os.path.join(work, f"redis-{p}")
+            os.makedirs(d)
+            procs.append(subprocess.Popen(["redis-server", "--port", str(p), "--cluster-enabled", "yes",
+                                           "--cluster-config-file", "nodes.conf", "--appendonly", "no", "--save", "",
+                                           "--dir", d, "--bind", "127.0.0.1"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        time.sleep(0.5)
+        sh("redis-cli --cluster create " + " ".join(f"127.0.0.1:{p}" for p in ports[:3]) +
+           " --cluster-replicas 0 --cluster-yes")
+        time.sleep(1)
+        # Which node owns which slots.
+        slots = {}
+        for line in sh(f"redis-cli -p {ports[0]} cluster nodes").splitlines():
+            parts = line.split()
+            port = int(parts[1].split(":")[1].split("@")[0])
+            for r in parts[8:]:
+                if "-" in r:
+                    a, b = r.split("-")
+                    for s in range(int(a), int(b) + 1):
+                        slots[s] = port
+                elif r.isdigit():
+                    slots[int(r)] = port
+        t = time.time()
+        pipes = {p: [] for p in ports[:3]}
+        for i in range(records):
+            k = f"key:{i}".encode()
+            pipes[slots[crc16(k) % 16384]].append(f"*3\r\n$3\r\nSET\r\n${len(k)}\r\n{k.decode()}\r\n$100\r\n{value}\r\n")
+        for p, cmds in pipes.items():
+            subprocess.run(["redis-cli", "-p", str(p), "--pipe"], input="".join(cmds), text=True, capture_output=True,
+                           check=True)
+        print(f"# redis: loaded {records} keys in {time.time() - t:.1f} s", flush=True)
+        sh(f"redis-cli --cluster add-node 127.0.0.1:{ports[3]} 127.0.0.1:{ports[0]}")
+        for _ in range(100):  # every node must know the new one, and the cluster be ok
+            ok = all(sh(f"redis-cli -p {p} cluster nodes").count("master") == 4 for p in ports) and \
+                 all("cluster_state:ok" in sh(f"redis-cli -p {p} cluster info") for p in ports)
+            if ok:
+                break
+            time.sleep(0.2)
+        t0 = time.time()
+        sh(f"redis-cli --cluster rebalance 127.0.0.1:{ports[0]} --cluster-use-empty-masters")
+        secs = time.time() - t0
+        moved = int(sh(f"redis-cli -p {ports[3]} dbsize").strip())
+        redis_rate = moved / secs
+        print(f"RESULT redis_rebalance keys={records} moved={moved} seconds={secs:.1f} keys_per_s={redis_rate:.0f}",
+              flush=True)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait()
+    # --- shardd ------------------------------------------------------------------------------
+    base = os.path.join(work, "shardd")
+    os.makedirs(base)
+    os.symlink(os.path.join(work, "certs"), os.path.join(base, "certs"))
+    cl = Cluster(base, 3, {"migration": {"undo_window_ms": 1000}})
+    try:
+        cl.api(1, "PUT", "/v1/indexes/kv", {"shards": 32})
+        t = time.time()
+        bulk(cl, 1, "kv", records, 100, prefix="key:")
+        print(f"# shardd: loaded {records} records in {time.time() - t:.1f} s", flush=True)
+        before = {s["shard"]: s["node"] for s in cl.api(1, "GET", "/v1/shards?index=kv")["shards"]}
+        t0 = time.time()
+        cl.add()
+        # Convergence plans on the next controller tick; wait until nothing is queued or moving.
+        time.sleep(0.2)
+        while True:
+            active = cl.api(1, "GET", "/v1/migrations?state=active")["migrations"]
+            conv = [m for m in cl.api(1, "GET", "/v1/migrations")["migrations"] if m["reason"] == "convergence"]
+            if conv and not active:
+                break
+            if time.time() - t0 > 3600:
+                raise RuntimeError("convergence did not finish")
+            time.sleep(0.05)
+        secs = time.time() - t0
+        moved = sum(m["records_done"] for m in conv if m["phase"] in ("retiring", "done"))
+        shards = cl.api(1, "GET", "/v1/shards?index=kv")["shards"]
+        on4 = sum(1 for s in shards if s["node"] == "node-4")
+        changed = sum(1 for s in shards if before[s["shard"]] != s["node"])
+        rate = moved / secs
+        print(f"RESULT shardd_join records={records} moved={moved} shards_moved={changed} shards_on_new_node={on4} "
+              f"seconds={secs:.1f} keys_per_s={rate:.0f} vs_redis={rate / redis_rate:.1f}x", flush=True)
+    finally:
+        cl.stop()
+
+
+def main():
+    quick = "--quick" in sys.argv
+    parts = [a for i, a in enumerate(sys.argv[1:]) if sys.argv[i] == "--part"] or ["big", "fence", "redis"]
+    subprocess.run([os.path.join(REPO, "scripts/setup.sh"), "--bench"], check=True)
+    if not os.path.exists(os.path.join(BUILD, "build.ninja")):
+        sh(f"meson setup {BUILD} -Dbuildtype=release -Db_ndebug=true")
+    sh(f"ninja -C {BUILD} src/node/shardd bench/bulk_bench bench/tls_floor")
+    with tempfile.TemporaryDirectory(prefix="shardd-mbench.", dir=os.environ.get("BENCH_DIR", "/tmp")) as work:
+        sh(f"{REPO}/scripts/dev-certs.sh {work}/certs node-1 node-2 node-3 node-4")
+        for part in parts:
+            d = os.path.join(work, part)
+            os.makedirs(d)
+            os.symlink(os.path.join(work, "certs"), os.path.join(d, "certs"))
+            {"big": part_big, "fence": part_fence, "redis": part_redis}[part](d, quick)
+
+
+if __name__ == "__main__":
+    main()
