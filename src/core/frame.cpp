@@ -3,6 +3,7 @@
 #include "shardd/key_codec.hpp"
 
 #include <array>
+#include <cstring>
 
 namespace shardd::peer {
 
@@ -95,13 +96,42 @@ std::array<std::uint32_t, 256> make_crc_table() {
 
 const std::array<std::uint32_t, 256> crc_table = make_crc_table();
 
-}  // namespace
-
-std::uint32_t crc32c(std::string_view data, std::uint32_t seed) noexcept {
+std::uint32_t crc32c_table(std::string_view data, std::uint32_t seed) noexcept {
   std::uint32_t c = ~seed;
   for (unsigned char b : data) c = crc_table[(c ^ b) & 0xff] ^ (c >> 8);
   return ~c;
 }
+
+#if defined(__x86_64__)
+// The SSE4.2 crc32 instruction computes CRC32C 8 bytes at a time (~20x the table).
+__attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(std::string_view data, std::uint32_t seed) noexcept {
+  std::uint64_t c = ~seed;
+  const char* p = data.data();
+  std::size_t n = data.size();
+  while (n >= 8) {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);
+    c = __builtin_ia32_crc32di(c, v);
+    p += 8;
+    n -= 8;
+  }
+  auto c32 = static_cast<std::uint32_t>(c);
+  while (n--) c32 = __builtin_ia32_crc32qi(c32, static_cast<unsigned char>(*p++));
+  return ~c32;
+}
+#endif
+
+}  // namespace
+
+std::uint32_t crc32c(std::string_view data, std::uint32_t seed) noexcept {
+#if defined(__x86_64__)
+  static const bool hw = __builtin_cpu_supports("sse4.2");
+  if (hw) return crc32c_sse42(data, seed);
+#endif
+  return crc32c_table(data, seed);
+}
+
+
 
 std::string encode(const frame& f) {
   const bool sum = f.header.flags & flag_checksummed;

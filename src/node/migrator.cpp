@@ -7,6 +7,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/channel.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -27,8 +28,11 @@ using E = migration_fsm::event_kind;
 
 namespace {
 
-constexpr std::size_t batch_records = 4096;
+constexpr std::size_t batch_records = 8192;
 constexpr std::size_t batch_bytes = 1u << 20;
+// Copy batches in flight at once. They hold disjoint keys of one snapshot, so they may apply
+// in any order and be applied twice after a retry. (Tail batches go one at a time, in order.)
+constexpr std::size_t copy_window = 4;
 constexpr auto peer_timeout = std::chrono::seconds(10);
 constexpr auto report_every = std::chrono::milliseconds(500);
 const std::string out_prefix = "migration/out/";
@@ -86,13 +90,23 @@ migration_faults migration_faults::from_env() {
   return f;
 }
 
-struct migrator::outgoing {
+using send_channel = asio::experimental::channel<void(boost::system::error_code, result<peer::frame>)>;
+
+struct migrator::outgoing : std::enable_shared_from_this<migrator::outgoing> {
   explicit outgoing(asio::any_io_executor ex) : strand(asio::make_strand(ex)) {}
+  struct flight {
+    std::shared_ptr<send_channel> done;
+    std::string cursor;
+    std::uint64_t bytes = 0, records = 0;
+  };
   asio::strand<asio::any_io_executor> strand;
   migration_record rec;
   migration_fsm fsm;
   key_range range;
   std::optional<storage::snapshot> snap;  // the copy's snapshot
+  std::string read_cursor;                // last key read for sending (ahead of the acknowledged one)
+  bool read_done = false;
+  std::deque<flight> inflight;            // copy batches sent, oldest first
   token_bucket bucket;                    // the migration's own cap
   std::string control;                    // a command waiting for the next step: pause, resume, cancel
   bool driving = false;
@@ -133,6 +147,7 @@ void migrator::launch(std::shared_ptr<outgoing> m, std::vector<migration_fsm::ac
     shares_.activate(m->rec.priority, clock_type::now());
   }
   m->bucket = token_bucket(m->rec.max_bytes_per_sec, std::max<std::uint64_t>(m->rec.max_bytes_per_sec / 4, 64 * 1024));
+  if (!m->range.begin.empty()) store_.watch(m->range);
   m->driving = true;
   asio::co_spawn(m->strand, drive(m, std::move(actions)), [id = m->rec.id](std::exception_ptr e) {
     if (!e) return;
@@ -148,6 +163,7 @@ void migrator::finish(const std::string& id) {
   std::lock_guard lock(mutex_);
   auto it = running_.find(id);
   if (it == running_.end()) return;
+  if (!it->second->range.begin.empty()) store_.unwatch(it->second->range);
   shares_.deactivate(it->second->rec.priority, clock_type::now());
   running_.erase(it);
 }
@@ -325,32 +341,54 @@ migration_fsm::event from_send_error(const error& e) {
 
 awaitable<migration_fsm::event> migrator::copy_step(outgoing& m) {
   if (!m.snap) co_return failed(E::peer_failed, "no snapshot");
-  const auto& st = m.fsm.current();
-  std::optional<std::string> after;
-  if (!st.cursor.empty()) after = st.cursor;
-  auto read = [&store = store_, snap = *m.snap, range = m.range, after] {
-    return store.scan_snapshot(snap, range, after, batch_records, batch_bytes);
-  };
-  auto page = co_await on_pool(read_pool_, std::move(read));
-  if (!page) co_return failed(E::peer_failed, "reading the snapshot: " + page.error().detail);
-  if (page->records.empty()) co_return make_event(E::copy_finished);
-  peer::data_batch batch;
-  batch.migration = m.rec.id;
-  batch.kind = 0;
-  std::uint64_t bytes = 0;
-  for (auto& rec : page->records) {
-    bytes += rec.key.size() + rec.value.size();
-    batch.ops.push_back({0, std::move(rec.key), std::move(rec.value)});
+  // Keep the window full: read ahead of the acknowledged cursor and send.
+  while (m.inflight.size() < copy_window && !m.read_done) {
+    std::optional<std::string> after;
+    if (!m.read_cursor.empty()) after = m.read_cursor;
+    auto read = [&store = store_, snap = *m.snap, range = m.range, after] {
+      return store.scan_snapshot(snap, range, after, batch_records, batch_bytes);
+    };
+    auto page = co_await on_pool(read_pool_, std::move(read));
+    if (!page) co_return failed(E::peer_failed, "reading the snapshot: " + page.error().detail);
+    if (page->records.empty()) {
+      m.read_done = true;
+      break;
+    }
+    peer::data_batch batch;
+    batch.migration = m.rec.id;
+    batch.kind = 0;
+    std::uint64_t bytes = 0;
+    for (auto& rec : page->records) {
+      bytes += rec.key.size() + rec.value.size();
+      batch.ops.push_back({0, std::move(rec.key), std::move(rec.value)});
+    }
+    batch.cursor = batch.ops.back().key;
+    outgoing::flight f{std::make_shared<send_channel>(m.strand, 1), batch.cursor, bytes, batch.ops.size()};
+    m.read_cursor = batch.cursor;
+    // The send owns a reference: an abandoned send may finish after the migration has.
+    auto send = [this, mp = m.shared_from_this(), batch = std::move(batch), bytes, done = f.done]() mutable -> awaitable<void> {
+      auto r = co_await send_batch(*mp, std::move(batch), bytes);
+      (void)done->try_send(boost::system::error_code{}, std::move(r));
+    };
+    asio::co_spawn(m.strand, std::move(send), asio::detached);
+    m.inflight.push_back(std::move(f));
   }
-  batch.cursor = batch.ops.back().key;
-  const auto records = batch.ops.size();
-  const std::string cursor = batch.cursor;
-  auto r = co_await send_batch(m, std::move(batch), bytes);
-  if (!r) co_return from_send_error(r.error());
+  if (m.inflight.empty()) co_return make_event(E::copy_finished);
+  auto f = std::move(m.inflight.front());
+  m.inflight.pop_front();
+  auto [ec, r] = co_await f.done->async_receive(asio::as_tuple(asio::use_awaitable));
+  if (ec || !r) {
+    // Abandon the window; the next copy starts again after the last acknowledged key (what
+    // was applied beyond it is applied again, harmlessly).
+    m.inflight.clear();
+    m.read_done = false;
+    m.read_cursor = m.fsm.current().cursor;
+    co_return ec ? failed(E::peer_failed, ec.message()) : from_send_error(r.error());
+  }
   migration_fsm::event e = make_event(E::batch_acked);
-  e.cursor = cursor;
-  e.bytes = bytes;
-  e.records = records;
+  e.cursor = f.cursor;
+  e.bytes = f.bytes;
+  e.records = f.records;
   co_return e;
 }
 
@@ -359,6 +397,7 @@ awaitable<result<std::uint64_t>> migrator::ship_tail(outgoing& m, std::uint64_t 
   for (;;) {
     const auto from = m.fsm.current().tail_seq;
     if (from >= until) co_return shipped;
+    if (store_.last_write(m.range) <= from) co_return shipped;  // nothing written since: no log to read
     auto read = [&store = store_, range = m.range, from, until] { return store.changes_since(from, range, batch_bytes, until); };
     auto page = co_await on_pool(read_pool_, std::move(read));
     if (!page) co_return page.error();
@@ -526,6 +565,9 @@ awaitable<void> migrator::drive(std::shared_ptr<outgoing> m, std::vector<migrati
           break;
         }
         m->snap = std::move(*snap);
+        m->inflight.clear();
+        m->read_done = false;
+        m->read_cursor = a.kind == A::copy_from_start ? std::string() : m->fsm.current().cursor;
         // A fresh copy's tail starts at its snapshot. A resumed copy keeps the first
         // snapshot's sequence: changes to keys copied before the restart are in the log
         // from there on, and replaying them in order ends with the current values.

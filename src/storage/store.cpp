@@ -285,6 +285,17 @@ void store::commit_writes(std::vector<queued>& group) {
   }
 
   if (!failure && batch.Count() > 0) {
+    {
+      // Raise the watermark of watched ranges before the write: this thread is the only
+      // writer, so the batch takes the next batch.Count() sequence numbers.
+      std::lock_guard lock(fence_mutex_);
+      if (!watches_.empty()) {
+        const auto seq = db_->GetLatestSequenceNumber() + batch.Count();
+        for (const auto& o : order)
+          for (auto& w : watches_)
+            if (w.range.contains(o.op->key)) w.last_seq = std::max(w.last_seq, seq);
+      }
+    }
     rocksdb::WriteOptions wo;
     wo.sync = opts_.mode == durability::fsync;
     auto st = db_->Write(wo, &batch);
@@ -507,6 +518,32 @@ result<range_digest> store::digest(const key_range& range, const snapshot* snap)
 }
 
 std::uint64_t store::latest_sequence() const { return db_->GetLatestSequenceNumber(); }
+
+void store::watch(const key_range& range) {
+  std::lock_guard lock(fence_mutex_);
+  for (auto& w : watches_)
+    if (w.range == range) {
+      ++w.users;
+      return;
+    }
+  watches_.push_back({range, db_->GetLatestSequenceNumber(), 1});
+}
+
+void store::unwatch(const key_range& range) {
+  std::lock_guard lock(fence_mutex_);
+  for (auto it = watches_.begin(); it != watches_.end(); ++it)
+    if (it->range == range && --it->users == 0) {
+      watches_.erase(it);
+      return;
+    }
+}
+
+std::uint64_t store::last_write(const key_range& range) const {
+  std::lock_guard lock(fence_mutex_);
+  for (const auto& w : watches_)
+    if (w.range == range) return w.last_seq;
+  return db_->GetLatestSequenceNumber();
+}
 
 bool store::is_fenced(std::string_view key) const {
   std::lock_guard lock(fence_mutex_);

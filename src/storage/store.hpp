@@ -188,6 +188,14 @@ class store {
   /// Whether writes to `key` are fenced now (a cutover is under way). Thread-safe.
   bool is_fenced(std::string_view key) const;
 
+  /// Tracks the last sequence number written into `range` (a shard being moved), so that a
+  /// catch-up can skip reading the log when nothing was written. Thread-safe.
+  void watch(const key_range& range);
+  void unwatch(const key_range& range);
+  /// At least the sequence number of the last write into a watched range (possibly more:
+  /// it is raised before each write); the latest sequence if `range` is not watched.
+  std::uint64_t last_write(const key_range& range) const;
+
   /// Exact stats of a shard known to the store.
   std::optional<shard_stats> stats(std::uint32_t index_id, std::uint32_t shard_id) const;
 
@@ -229,8 +237,14 @@ class store {
   // Written only on the writer thread; read by stats() under stats_mutex_.
   mutable std::mutex stats_mutex_;
   std::vector<slot> slots_;  // sorted by range.begin
-  mutable std::mutex fence_mutex_;  // guards fences_ for readers; only the writer changes it
+  mutable std::mutex fence_mutex_;  // guards fences_ and watches_
   std::vector<key_range> fences_;
+  struct watched {
+    key_range range;
+    std::uint64_t last_seq;
+    unsigned users;
+  };
+  std::vector<watched> watches_;
   std::atomic<std::uint64_t> commits_{0};
 };
 

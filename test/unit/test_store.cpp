@@ -337,3 +337,25 @@ TEST_CASE("removing a shard keeps its data; dropping a range deletes it") {
   CHECK(*s->get(storage_key_range(1, "a")) == std::optional<std::string>("3"));  // the other shard untouched
   CHECK(s->stats(1, 0)->records == 1);
 }
+
+TEST_CASE("a watched range's watermark covers every write into it and ignores others") {
+  temp_dir dir;
+  auto s = open_store(dir.path());
+  REQUIRE(s->load_ranges(layout()));
+  key_range r2{index_prefix(2), index_upper_bound(2)};
+  s->watch(r2);
+  const auto start = s->last_write(r2);
+  REQUIRE(write(*s, {put(1, "a", "1")}));  // another index
+  CHECK(s->last_write(r2) == start);
+  REQUIRE(write(*s, {put(2, "a", "1")}));
+  const auto after = s->last_write(r2);
+  CHECK(after > start);
+  CHECK(after >= s->latest_sequence() - 1);
+  // Every change the log holds for the range is at or below the watermark.
+  auto page = s->changes_since(start, r2, 1 << 20);
+  REQUIRE(page);
+  REQUIRE(page->changes.size() == 1);
+  CHECK(page->changes[0].seq <= after);
+  s->unwatch(r2);
+  CHECK(s->last_write(r2) == s->latest_sequence());  // not watched: no promise, so "latest"
+}
