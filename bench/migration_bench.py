@@ -61,7 +61,7 @@ class Cluster:
                 "--rest-listen", f"127.0.0.1:{rest}", "--peer-listen", f"127.0.0.1:{peer}",
                 "--tls-cert", os.path.join(self.work, "certs", f"node-{i}.pem"),
                 "--tls-key", os.path.join(self.work, "certs", f"node-{i}.key"),
-                "--tls-ca", self.ca, "--log-level", "warn"]
+                "--tls-ca", self.ca, "--log-level", os.environ.get("BENCH_LOG_LEVEL", "warn")]
         args += ["--bootstrap"] if i == 1 else ["--join", f"127.0.0.1:{self.nodes[0]['peer']}"]
         log = open(os.path.join(d, "shardd.log"), "a")
         p = subprocess.Popen(args, stdout=log, stderr=log, env=dict(os.environ, SHARDD_TOKEN=TOKEN))
@@ -290,12 +290,13 @@ def part_redis(work, quick):
         before = {s["shard"]: s["node"] for s in cl.api(1, "GET", "/v1/shards?index=kv")["shards"]}
         t0 = time.time()
         cl.add()
-        # Convergence plans on the next controller tick; wait until nothing is queued or moving.
-        time.sleep(0.2)
+        # Balanced when no convergence migration is queued or moving data: a migration in
+        # "retiring" has committed the new owner and only waits out the source's undo window
+        # (Redis counts a key as moved once it is on the new node, too).
         while True:
-            active = cl.api(1, "GET", "/v1/migrations?state=active")["migrations"]
             conv = [m for m in cl.api(1, "GET", "/v1/migrations")["migrations"] if m["reason"] == "convergence"]
-            if conv and not active:
+            moving = [m for m in conv if m["phase"] in ("queued", "copying", "catching_up", "verifying", "cutover")]
+            if conv and not moving:
                 break
             if time.time() - t0 > 3600:
                 raise RuntimeError("convergence did not finish")

@@ -129,7 +129,13 @@ std::uint64_t wall_ms() {
 const std::string rec_prefix = "migration/rec/";
 constexpr auto control_timeout = std::chrono::seconds(3);
 
-bool active(const migration_record& r) { return r.phase != migration_phase::queued && !is_final(r.phase); }
+
+/// Moving data: what the per-node limits count. A retiring migration only waits out its undo
+/// window and holds no slot.
+bool transferring(const migration_record& r) {
+  return r.phase == migration_phase::copying || r.phase == migration_phase::catching_up ||
+         r.phase == migration_phase::verifying || r.phase == migration_phase::cutover;
+}
 
 }  // namespace
 
@@ -223,7 +229,7 @@ awaitable<void> controller::schedule() {
   std::map<std::string, std::uint32_t> outgoing, incoming;
   std::vector<migration_record*> queued;
   for (auto& [id, r] : migrations_) {
-    if (active(r)) {
+    if (transferring(r)) {
       ++outgoing[r.source];
       ++incoming[r.target];
     } else if (r.phase == migration_phase::queued && !r.paused) {
@@ -333,7 +339,7 @@ awaitable<void> controller::converge() {
   }
   std::uint32_t pending = 0;
   for (const auto& [id, r] : migrations_)
-    if (!is_final(r.phase) && r.reason == "convergence") ++pending;
+    if ((r.phase == migration_phase::queued || transferring(r)) && r.reason == "convergence") ++pending;
   while (pending < m.settings.convergence_batch && !convergence_plan_.empty()) {
     auto q = std::move(convergence_plan_.front());
     convergence_plan_.pop_front();
@@ -389,6 +395,7 @@ awaitable<void> controller::handle(controller_message m) {
     if (!res && res.error().code == errc::already_exists) res = co_await plane_.load();  // nothing to change
     if (res) SHARDD_LOG(info, "node_joined", "peer", r.node_id, "rest", r.rest_address, "map_version", (*res)->map->version);
     j->reply.send(std::move(res));
+    co_await converge();  // a new member: plan the moves now rather than at the next tick
   } else if (auto* h = std::get_if<heartbeat_msg>(&m)) {
     auto snap = co_await plane_.load();
     if (!snap) {
@@ -428,6 +435,7 @@ awaitable<void> controller::handle(controller_message m) {
     auto res = co_await change([&](const cluster_snapshot& s) { return set_node_weight(*s.map, w->node, w->weight); });
     if (res) SHARDD_LOG(info, "node_weight", "peer", w->node, "weight", w->weight, "map_version", (*res)->map->version);
     w->reply.send(std::move(res));
+    co_await converge();
   } else if (auto* q = std::get_if<members_msg>(&m)) {
     std::vector<member_status> out;
     for (const auto& [id, l] : leases_) {
@@ -531,7 +539,11 @@ awaitable<void> controller::handle(controller_message m) {
     }
     auto copy = r;
     rep->reply.send(std::move(copy));
-    if (is_final(r.phase)) co_await schedule();
+    // A slot frees as soon as the data is across: start the next ones without waiting a tick.
+    if (r.phase != before && !transferring(r)) {
+      co_await schedule();
+      co_await converge();
+    }
   } else if (auto* cm = std::get_if<migration_commit_msg>(&m)) {
     auto it = migrations_.find(cm->id);
     if (it == migrations_.end()) {
@@ -560,6 +572,8 @@ awaitable<void> controller::handle(controller_message m) {
     r.updated_ms = wall_ms();
     co_await save(r);
     cm->reply.send(true);
+    co_await schedule();
+    co_await converge();
   } else if (auto* sp = std::get_if<split_msg>(&m)) {
     auto snap = co_await plane_.load();
     if (!snap) {

@@ -134,7 +134,7 @@ awaitable<void> embedded_plane::heartbeat_loop(node_entry self) {
       peer::heartbeat hb;
       hb.node_id = self.id;
       hb.map_version = snap->map->version;
-      for (const auto& r : local_ranges(*snap->map, self.id))
+      for (const auto& r : local_ranges(*snap->map, self.id, true))
         if (auto st = store_.stats(r.index_id, r.shard_id)) {
           ++hb.shards;
           hb.records += st->records;

@@ -2,6 +2,7 @@
 
 #include "node/log.hpp"
 #include "node/store_ops.hpp"
+#include "shardd/key_codec.hpp"
 #include "shardd/routing.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -629,13 +630,46 @@ awaitable<void> migrator::drive(std::shared_ptr<outgoing> m, std::vector<migrati
 // --- target side --------------------------------------------------------------------------------
 
 awaitable<result<void>> migrator::apply_batch(peer::data_batch batch) {
+  if (batch.ops.empty()) co_return result<void>{};
+  // Only a shard the map says is moving here takes imported data.
+  {
+    const auto snap = ring_.snapshot();
+    const auto& key = batch.ops.front().key;
+    const std::uint32_t index_id = key.size() >= index_prefix_bytes ? read_u32be(key) : 0;
+    const index_entry* ix = nullptr;
+    for (const auto& [name, e] : snap->map->indexes)
+      if (e.id == index_id) ix = &e;
+    bool here = false;
+    if (ix) {
+      const auto& sh = ix->shards[shard_position(*ix, std::string_view(key).substr(index_prefix_bytes,
+                                                                                   ix->strategy == partitioning::hash ? token_bytes : std::string::npos))];
+      here = sh.state == shard_state::migrating && sh.target == cfg_.node_id;
+    }
+    if (!here) co_return make_error(errc::unavailable, "node " + cfg_.node_id + " is not importing that shard (yet); retry");
+  }
+  std::string position = batch.kind == 0 ? "copy" : "tail " + std::to_string(batch.seq);
+  if (batch.kind == 0) {
+    // A copy batch holds sorted, distinct keys of one snapshot: it becomes an SST file that
+    // is ingested whole — no log, no memtable, no compaction. The shard's exact stats come
+    // from the verification scan.
+    std::vector<std::pair<std::string, std::string>> sorted;
+    sorted.reserve(batch.ops.size());
+    for (auto& op : batch.ops) sorted.emplace_back(std::move(op.key), std::move(op.value));
+    auto ingest = [&store = store_, sorted = std::move(sorted)] { return store.ingest(sorted); };
+    auto r = co_await on_pool(read_pool_, std::move(ingest));
+    if (!r) co_return r.error();
+    std::vector<storage::write_op> ops;
+    ops.push_back({storage::op_kind::meta_put, "migration/in/" + batch.migration, std::move(position)});
+    auto w = co_await async_write(store_, std::move(ops));
+    if (!w) co_return w.error();
+    co_return result<void>{};
+  }
   std::vector<storage::write_op> ops;
   ops.reserve(batch.ops.size() + 1);
   for (auto& op : batch.ops)
     ops.push_back({op.kind == 0 ? storage::op_kind::put : storage::op_kind::del, std::move(op.key), std::move(op.value)});
   // Where the import stands, written atomically with the records.
-  ops.push_back({storage::op_kind::meta_put, "migration/in/" + batch.migration,
-                 batch.kind == 0 ? "copy " + std::to_string(batch.cursor.size()) : "tail " + std::to_string(batch.seq)});
+  ops.push_back({storage::op_kind::meta_put, "migration/in/" + batch.migration, std::move(position)});
   auto r = co_await async_write(store_, std::move(ops));
   if (!r) co_return r.error();
   for (std::size_t i = 0; i + 1 < r->size(); ++i)
@@ -645,12 +679,28 @@ awaitable<result<void>> migrator::apply_batch(peer::data_batch batch) {
 }
 
 awaitable<result<peer::digest_reply>> migrator::digest(peer::import_range r) {
-  auto work = [&store = store_, range = key_range{r.begin, r.end}] { return store.digest(range); };
+  struct scanned {
+    range_digest digest;
+    std::uint64_t bytes = 0;
+  };
+  auto work = [&store = store_, range = key_range{r.begin, r.end}]() -> result<scanned> {
+    scanned out;
+    auto d = store.digest(range, nullptr, &out.bytes);
+    if (!d) return d.error();
+    out.digest = *d;
+    return out;
+  };
   auto d = co_await on_pool(read_pool_, std::move(work));
   if (!d) co_return d.error();
+  // The scan saw every record of the import: its counts become the shard's exact stats.
+  // The source sends nothing else while it waits for this answer, and later tail batches are
+  // counted by the writer from here on.
+  storage::layout_change stats;
+  stats.set_stats.push_back({r.index_id, r.shard_id, storage::shard_stats{d->digest.count(), d->bytes}});
+  if (auto l = co_await layout(std::move(stats)); !l) co_return l.error();
   peer::digest_reply out;
-  out.count = d->count();
-  out.sum = d->limbs();
+  out.count = d->digest.count();
+  out.sum = d->digest.limbs();
   co_return out;
 }
 

@@ -439,7 +439,8 @@ awaitable<rest_api::stats_view> rest_api::collect_stats(const partition_map& m, 
 result<peer::stats_reply> rest_api::local_stats() const {
   peer::stats_reply out;
   const auto snap = ctx_.ring.snapshot();
-  for (const auto& r : local_ranges(*snap->map, ctx_.config.node_id))
+  // Owned shards only: a shard being imported here is counted by its owner until the commit.
+  for (const auto& r : local_ranges(*snap->map, ctx_.config.node_id, true))
     if (auto st = ctx_.store.stats(r.index_id, r.shard_id)) out.shards.push_back({r.index_id, r.shard_id, st->records, st->bytes});
   return out;
 }

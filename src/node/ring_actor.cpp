@@ -8,11 +8,11 @@
 
 namespace shardd {
 
-std::vector<storage::shard_range> local_ranges(const partition_map& m, std::string_view node) {
+std::vector<storage::shard_range> local_ranges(const partition_map& m, std::string_view node, bool owned_only) {
   std::vector<storage::shard_range> out;
   for (const auto& [name, ix] : m.indexes)
     for (const auto& s : ix.shards)
-      if (s.owner == node || (s.state == shard_state::migrating && s.target == node))
+      if (s.owner == node || (!owned_only && s.state == shard_state::migrating && s.target == node))
         out.push_back({ix.id, s.id, shard_storage_range(ix, s)});
   return out;
 }

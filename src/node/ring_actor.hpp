@@ -64,7 +64,8 @@ class ring_actor final : public actor<ring_message> {
   std::vector<std::function<void(const snapshot_ptr&)>> listeners_;
 };
 
-/// The storage ranges of the shards `node` owns in `m`.
-std::vector<storage::shard_range> local_ranges(const partition_map& m, std::string_view node);
+/// The storage ranges of the shards `node` owns in `m`, and (unless `owned_only`) of those
+/// moving to it.
+std::vector<storage::shard_range> local_ranges(const partition_map& m, std::string_view node, bool owned_only = false);
 
 }  // namespace shardd

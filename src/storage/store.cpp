@@ -5,11 +5,13 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
+#include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
 #include <rocksdb/transaction_log.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <unordered_map>
 #include <variant>
 
@@ -358,6 +360,12 @@ void store::apply_layout(queued& item) {
     batch.Delete(meta_, stats_key(gone.first, gone.second));
   }
   for (const auto& r : change.drop_ranges) batch.DeleteRange(records_, slice(r.begin), slice(r.end));
+  for (const auto& u : change.set_stats)
+    for (auto& sl : next)
+      if (sl.index_id == u.index_id && sl.shard_id == u.shard_id) {
+        sl.stats = u.stats;
+        batch.Put(meta_, stats_key(u.index_id, u.shard_id), encode_stats(u.stats));
+      }
   for (const auto& a : change.add) {
     // A shard may come back (a move that was rolled back): it starts from the stats of what
     // the range holds now, which a drop in the same change has emptied.
@@ -503,21 +511,52 @@ result<scan_result> store::scan_snapshot(const snapshot& snap, const key_range& 
   return out;
 }
 
-result<range_digest> store::digest(const key_range& range, const snapshot* snap) const {
+result<range_digest> store::digest(const key_range& range, const snapshot* snap, std::uint64_t* bytes) const {
   range_digest d;
+  std::uint64_t total = 0;
   rocksdb::ReadOptions ro;
   if (snap) ro.snapshot = static_cast<const rocksdb::Snapshot*>(snap->handle.get());
   ro.fill_cache = false;
   rocksdb::Slice hi = slice(range.end);
   ro.iterate_upper_bound = &hi;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, records_));
-  for (it->Seek(slice(range.begin)); it->Valid(); it->Next())
+  for (it->Seek(slice(range.begin)); it->Valid(); it->Next()) {
     d.add(std::string_view(it->key().data(), it->key().size()), std::string_view(it->value().data(), it->value().size()));
+    total += it->key().size() + it->value().size();
+  }
   if (!it->status().ok()) return io_error("digest scan", it->status());
+  if (bytes) *bytes = total;
   return d;
 }
 
 std::uint64_t store::latest_sequence() const { return db_->GetLatestSequenceNumber(); }
+
+result<void> store::ingest(const std::vector<std::pair<std::string, std::string>>& sorted) {
+  if (sorted.empty()) return {};
+  const auto dir = std::filesystem::path(opts_.path) / "import";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  const auto file = (dir / ("batch-" + std::to_string(ingest_files_.fetch_add(1)) + ".sst")).string();
+  rocksdb::Options options;
+  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options, records_);
+  auto st = writer.Open(file);
+  if (!st.ok()) return io_error("import file", st);
+  for (const auto& [k, v] : sorted) {
+    st = writer.Put(slice(k), slice(v));
+    if (!st.ok()) {
+      std::filesystem::remove(file, ec);
+      return io_error("import file (keys must be sorted and distinct)", st);
+    }
+  }
+  st = writer.Finish();
+  if (!st.ok()) return io_error("import file", st);
+  rocksdb::IngestExternalFileOptions io;
+  io.move_files = true;  // the file becomes part of the store; nothing is copied
+  st = db_->IngestExternalFile(records_, {file}, io);
+  std::filesystem::remove(file, ec);  // moved already, or left behind by a failure
+  if (!st.ok()) return io_error("ingest", st);
+  return {};
+}
 
 void store::watch(const key_range& range) {
   std::lock_guard lock(fence_mutex_);

@@ -96,6 +96,11 @@ struct layout_change {
   std::vector<key_range> drop_ranges;  ///< delete the data of these ranges
   std::vector<key_range> fence;        ///< refuse writes to these ranges (status fenced) until unfenced
   std::vector<key_range> unfence;
+  struct stats_update {
+    std::uint32_t index_id, shard_id;
+    shard_stats stats;
+  };
+  std::vector<stats_update> set_stats;  ///< exact stats learned by a full scan (imports)
 };
 
 /// One record read by a scan.
@@ -174,8 +179,16 @@ class store {
   [[nodiscard]] result<scan_result> scan_snapshot(const snapshot& snap, const key_range& range,
                                                   const std::optional<std::string>& after, std::size_t max_records,
                                                   std::size_t max_bytes) const;
-  /// Digest of every record of `range`, in `snap` or at the latest state.
-  [[nodiscard]] result<range_digest> digest(const key_range& range, const snapshot* snap = nullptr) const;
+  /// Digest of every record of `range`, in `snap` or at the latest state; `bytes` gets the
+  /// sum of key and value sizes if given.
+  [[nodiscard]] result<range_digest> digest(const key_range& range, const snapshot* snap = nullptr,
+                                            std::uint64_t* bytes = nullptr) const;
+
+  /// Writes sorted, distinct records into an SST file and ingests it: no write-ahead log, no
+  /// memtable, no compaction (the file lands at the lowest level its keys allow). Durable when
+  /// it returns. Bypasses the writer, so the stats of the range are not updated: the caller
+  /// sets them (set_stats) once it knows them. Blocking: call it off the network threads.
+  [[nodiscard]] result<void> ingest(const std::vector<std::pair<std::string, std::string>>& sorted);
   /// Writes to `range` after sequence `after_seq`, read from the archived write-ahead log, up
   /// to `until_seq` (inclusive; 0: the latest) and about `max_bytes`. Fails if the log since
   /// `after_seq` is no longer kept, or if a range deletion touched `range`.
@@ -245,6 +258,7 @@ class store {
     unsigned users;
   };
   std::vector<watched> watches_;
+  std::atomic<std::uint64_t> ingest_files_{0};
   std::atomic<std::uint64_t> commits_{0};
 };
 
