@@ -125,7 +125,8 @@ std::vector<migration_fsm::action> migration_fsm::on(const event& e) {
       if (s_.phase != P::queued) return {};
       s_.phase = P::copying;
       s_.cursor.clear();
-      return {{A::persist}, {A::copy_from_cursor, {}}};
+      // From the start: the target first clears whatever of the range it may hold.
+      return {{A::persist}, {A::copy_from_start}};
 
     case E::batch_acked:
       s_.bytes_done += e.bytes;

@@ -133,6 +133,7 @@ result<node_config> parse_config(std::string_view text, const std::string& base_
     json_fields f(*obj, "migration");
     SHARDD_READ(c.migration_undo_window_ms, f.opt_u64("undo_window_ms", c.migration_undo_window_ms, 0, 7 * 24 * 3600 * 1000ull));
     SHARDD_READ(c.migration_bytes_per_sec, f.opt_u64("max_bytes_per_sec", c.migration_bytes_per_sec));
+    SHARDD_READ(c.migration_threads, f.opt_u64("threads", c.migration_threads, 1, 16));
     if (auto fin = f.finish(); !fin) return fin.error();
   }
   SHARDD_READ(obj, root.opt_object("storage"));

@@ -60,6 +60,7 @@ struct node_config {
   // migration
   std::uint32_t migration_undo_window_ms = 30000;  ///< how long a source keeps a moved shard's data
   std::uint64_t migration_bytes_per_sec = 0;       ///< the cluster's initial per-node cap (bootstrap)
+  std::uint32_t migration_threads = 2;             ///< scans, digests and imports: never the read pool's
 
   // storage
   storage::durability durability = storage::durability::fsync;

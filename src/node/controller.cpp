@@ -165,8 +165,10 @@ awaitable<void> controller::save(const migration_record& r) {
 }
 
 bool controller::busy(const std::string& index, std::uint32_t shard) const {
+  // A move waiting out its undo window is over as far as the shard goes: it may move again
+  // (back, say); the old source deletes its copy only if the shard is not back by then.
   for (const auto& [id, r] : migrations_)
-    if (!is_final(r.phase) && r.index == index && r.shard == shard) return true;
+    if (!is_final(r.phase) && r.phase != migration_phase::retiring && r.index == index && r.shard == shard) return true;
   return false;
 }
 

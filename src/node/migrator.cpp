@@ -119,8 +119,8 @@ struct migrator::outgoing : std::enable_shared_from_this<migrator::outgoing> {
 };
 
 migrator::migrator(asio::any_io_executor ex, const node_config& cfg, storage::store& store, ring_actor& ring, peers& p,
-                   asio::thread_pool& read_pool)
-    : ex_(std::move(ex)), cfg_(cfg), store_(store), ring_(ring), peers_(p), read_pool_(read_pool),
+                   asio::thread_pool& pool)
+    : ex_(std::move(ex)), cfg_(cfg), store_(store), ring_(ring), peers_(p), pool_(pool),
       faults_(migration_faults::from_env()) {
   // The node's cap comes with the map: every node applies the cluster's setting.
   ring_.on_install([this](const snapshot_ptr& snap) {
@@ -349,7 +349,7 @@ awaitable<migration_fsm::event> migrator::copy_step(outgoing& m) {
     auto read = [&store = store_, snap = *m.snap, range = m.range, after] {
       return store.scan_snapshot(snap, range, after, batch_records, batch_bytes);
     };
-    auto page = co_await on_pool(read_pool_, std::move(read));
+    auto page = co_await on_pool(pool_, std::move(read));
     if (!page) co_return failed(E::peer_failed, "reading the snapshot: " + page.error().detail);
     if (page->records.empty()) {
       m.read_done = true;
@@ -374,7 +374,12 @@ awaitable<migration_fsm::event> migrator::copy_step(outgoing& m) {
     asio::co_spawn(m.strand, std::move(send), asio::detached);
     m.inflight.push_back(std::move(f));
   }
-  if (m.inflight.empty()) co_return make_event(E::copy_finished);
+  if (m.inflight.empty()) {
+    // Let the snapshot go: it pins every version of the range it saw, which would keep
+    // deleted data alive (and in the way of a later import here) until the migration ends.
+    m.snap.reset();
+    co_return make_event(E::copy_finished);
+  }
   auto f = std::move(m.inflight.front());
   m.inflight.pop_front();
   auto [ec, r] = co_await f.done->async_receive(asio::as_tuple(asio::use_awaitable));
@@ -400,7 +405,7 @@ awaitable<result<std::uint64_t>> migrator::ship_tail(outgoing& m, std::uint64_t 
     if (from >= until) co_return shipped;
     if (store_.last_write(m.range) <= from) co_return shipped;  // nothing written since: no log to read
     auto read = [&store = store_, range = m.range, from, until] { return store.changes_since(from, range, batch_bytes, until); };
-    auto page = co_await on_pool(read_pool_, std::move(read));
+    auto page = co_await on_pool(pool_, std::move(read));
     if (!page) co_return page.error();
     if (page->last_seq <= from) co_return shipped;  // nothing more in the log yet
     migration_fsm::event ack = make_event(E::batch_acked);
@@ -445,13 +450,21 @@ awaitable<migration_fsm::event> migrator::verify(outgoing& m) {
   // Bring the target exactly to the snapshot, then compare the two digests of the range.
   auto shipped = co_await ship_tail(m, snap->seq);
   if (!shipped) co_return from_send_error(shipped.error());
-  auto local_work = [&store = store_, range = m.range, s = *snap] { return store.digest(range, &s); };
-  auto local = co_await on_pool(read_pool_, std::move(local_work));
-  if (!local) co_return failed(E::peer_failed, "local digest: " + local.error().detail);
+  // Both sides scan at once: the target's answer arrives on a channel while this side scans.
   const auto& ix = *ring_.snapshot()->map->find_index(m.rec.index);
   peer::import_range req{m.rec.id, ix.id, m.rec.shard, m.range.begin, m.range.end};
   auto f = make_frame(peer::frame_type::import_digest, peer::encode(req), ring_.snapshot()->map->version);
-  auto r = co_await peers_.call(m.rec.target, std::move(f), std::chrono::seconds(120));
+  auto answer = std::make_shared<send_channel>(m.strand, 1);
+  auto ask = [this, target = m.rec.target, f = std::move(f), answer]() mutable -> awaitable<void> {
+    auto reply = co_await peers_.call(target, std::move(f), std::chrono::seconds(120));
+    (void)answer->try_send(boost::system::error_code{}, std::move(reply));
+  };
+  asio::co_spawn(m.strand, std::move(ask), asio::detached);
+  auto local_work = [&store = store_, range = m.range, s = *snap] { return store.digest(range, &s); };
+  auto local = co_await on_pool(pool_, std::move(local_work));
+  auto [ec, r] = co_await answer->async_receive(asio::as_tuple(asio::use_awaitable));
+  if (!local) co_return failed(E::peer_failed, "local digest: " + local.error().detail);
+  if (ec) co_return failed(E::peer_failed, "target digest: " + ec.message());
   if (!r) co_return failed(E::peer_failed, "target digest: " + r.error().detail);
   auto theirs = peer::decode_digest_reply(r->payload);
   if (!theirs) co_return failed(E::peer_failed, "unreadable digest");
@@ -551,11 +564,12 @@ awaitable<void> migrator::drive(std::shared_ptr<outgoing> m, std::vector<migrati
       case A::copy_from_start:
       case A::copy_from_cursor: {
         if (a.kind == A::copy_from_start) {
-          // Copy everything again: the target drops what it imported of the range first.
+          // Copy from the start: the target first drops whatever it holds of the range (an
+          // earlier import, or a copy it kept after moving the shard away) and compacts it out.
           const auto& ix = *ring_.snapshot()->map->find_index(m->rec.index);
           peer::import_range req{m->rec.id, ix.id, m->rec.shard, m->range.begin, m->range.end};
           auto f = make_frame(peer::frame_type::import_reset, peer::encode(req), ring_.snapshot()->map->version);
-          if (auto r = co_await peers_.call(m->rec.target, std::move(f), peer_timeout); !r) {
+          if (auto r = co_await peers_.call(m->rec.target, std::move(f), std::chrono::seconds(120)); !r) {
             ev = failed(E::peer_failed, "reset: " + r.error().detail);
             break;
           }
@@ -656,7 +670,7 @@ awaitable<result<void>> migrator::apply_batch(peer::data_batch batch) {
     sorted.reserve(batch.ops.size());
     for (auto& op : batch.ops) sorted.emplace_back(std::move(op.key), std::move(op.value));
     auto ingest = [&store = store_, sorted = std::move(sorted)] { return store.ingest(sorted); };
-    auto r = co_await on_pool(read_pool_, std::move(ingest));
+    auto r = co_await on_pool(pool_, std::move(ingest));
     if (!r) co_return r.error();
     std::vector<storage::write_op> ops;
     ops.push_back({storage::op_kind::meta_put, "migration/in/" + batch.migration, std::move(position)});
@@ -690,7 +704,7 @@ awaitable<result<peer::digest_reply>> migrator::digest(peer::import_range r) {
     out.digest = *d;
     return out;
   };
-  auto d = co_await on_pool(read_pool_, std::move(work));
+  auto d = co_await on_pool(pool_, std::move(work));
   if (!d) co_return d.error();
   // The scan saw every record of the import: its counts become the shard's exact stats.
   // The source sends nothing else while it waits for this answer, and later tail batches are
@@ -710,7 +724,12 @@ awaitable<result<void>> migrator::reset(peer::import_range r) {
   c.drop_ranges.push_back(range);
   // The shard's stats start again from zero with the range emptied.
   c.add.push_back({r.index_id, r.shard_id, range});
-  co_return co_await layout(std::move(c));
+  if (auto l = co_await layout(std::move(c)); !l) co_return l.error();
+  // Files wholly inside the range went with the drop; compacting the rest of it away (what
+  // shared files with neighbours, the deletion itself) lets the imported files be ingested at
+  // the bottom level instead of on top of the deleted data, where compactions would redo them.
+  auto compact = [&store = store_, range] { return store.compact(range); };
+  co_return co_await on_pool(pool_, std::move(compact));
 }
 
 }  // namespace shardd

@@ -45,7 +45,7 @@ struct migration_faults {
 class migrator {
  public:
   migrator(boost::asio::any_io_executor ex, const node_config& cfg, storage::store& store, ring_actor& ring, peers& p,
-           boost::asio::thread_pool& read_pool);
+           boost::asio::thread_pool& pool);
 
   /// Loads persisted outgoing migrations and resumes them. Call once the node serves.
   void recover();
@@ -86,7 +86,7 @@ class migrator {
   storage::store& store_;
   ring_actor& ring_;
   peers& peers_;
-  boost::asio::thread_pool& read_pool_;
+  boost::asio::thread_pool& pool_;
   migration_faults faults_;
   std::atomic<std::uint32_t> batches_sent_{0};
   std::atomic<std::uint32_t> digests_compared_{0};

@@ -29,11 +29,12 @@ namespace asio = boost::asio;
 
 struct node::impl {
   explicit impl(node_config c)
-      : cfg(std::move(c)), ioc(static_cast<int>(cfg.threads)), read_pool(cfg.read_threads), signals(ioc, SIGINT, SIGTERM) {}
+      : cfg(std::move(c)), ioc(static_cast<int>(cfg.threads)), read_pool(cfg.read_threads), migration_pool(cfg.migration_threads), signals(ioc, SIGINT, SIGTERM) {}
 
   node_config cfg;
   asio::io_context ioc;
   asio::thread_pool read_pool;
+  asio::thread_pool migration_pool;  // a long digest or a stalled import never delays a GET
   asio::signal_set signals;
   std::atomic<bool> stopping{false};
   std::unique_ptr<storage::store> store;
@@ -90,7 +91,7 @@ result<void> node::start() {
     m.ctl = std::make_unique<controller>(m.ioc.get_executor(), m.cfg, *m.plane, m.store.get(), m.peer_pool.get());
     m.ctl->begin();
   }
-  m.mig = std::make_unique<migrator>(m.ioc.get_executor(), m.cfg, *m.store, *m.ring, *m.peer_pool, m.read_pool);
+  m.mig = std::make_unique<migrator>(m.ioc.get_executor(), m.cfg, *m.store, *m.ring, *m.peer_pool, m.migration_pool);
 
   node_context ctx{m.cfg, *m.store, *m.ring, m.read_pool, m.stopping, m.peer_pool.get(), m.plane.get(), m.ctl.get(),
                    m.mig.get()};
@@ -168,6 +169,7 @@ int node::run() {
   m.ioc.run();
   for (auto& t : threads) t.join();
   m.read_pool.join();
+  m.migration_pool.join();
   // The writer drains what was queued (every acknowledged write is already durable), then
   // RocksDB closes cleanly.
   m.store->close();

@@ -112,6 +112,9 @@ storage::layout_change ring_actor::layout_for(const partition_map& from, const p
       }
       if (here_now && !owned_before && !importing_before) {
         change.add.push_back({ix.id, s.id, range});  // new index, or an import that starts
+        // An import starts from nothing: a copy this node kept after moving the shard away
+        // (its undo window) would otherwise mix stale records into the new one.
+        if (s.owner != self) change.drop_ranges.push_back(range);
         continue;
       }
       if (!here_now && owned_before) {

@@ -23,6 +23,7 @@ namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
 class Cache;
+class TableFactory;
 }  // namespace rocksdb
 
 namespace shardd::storage {
@@ -189,6 +190,10 @@ class store {
   /// it returns. Bypasses the writer, so the stats of the range are not updated: the caller
   /// sets them (set_stats) once it knows them. Blocking: call it off the network threads.
   [[nodiscard]] result<void> ingest(const std::vector<std::pair<std::string, std::string>>& sorted);
+
+  /// Compacts the records of `range` through every level (flushing the memtable if it holds
+  /// any): deleted data and its tombstones are gone afterwards. Blocking: off the network threads.
+  [[nodiscard]] result<void> compact(const key_range& range);
   /// Writes to `range` after sequence `after_seq`, read from the archived write-ahead log, up
   /// to `until_seq` (inclusive; 0: the latest) and about `max_bytes`. Fails if the log since
   /// `after_seq` is no longer kept, or if a range deletion touched `range`.
@@ -240,6 +245,7 @@ class store {
   rocksdb::ColumnFamilyHandle* records_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
   std::shared_ptr<rocksdb::Cache> cache_;
+  std::shared_ptr<rocksdb::TableFactory> table_;  // the records family's (imports use it too)
 
   std::mutex mutex_;  // guards queue_ and stopping_ only
   std::condition_variable cv_;

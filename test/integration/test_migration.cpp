@@ -532,3 +532,46 @@ TEST_CASE("a node that joins under writes receives its share of shards") {
   for (const auto& m : all) CHECK(m.at("phase") == "done");
   verify(*cl.node(3).client(), "j", expected);
 }
+
+TEST_CASE("a shard moved away and back within the undo window starts from nothing: what was deleted meanwhile stays deleted") {
+  cluster cl(2, {}, R"({"cluster":{"heartbeat_interval_ms":200,"heartbeat_miss_limit":3},"migration":{"undo_window_ms":5000}})");
+  auto c1 = cl.node(1).client();
+  REQUIRE(c1->put("/v1/migrations/settings", R"({"convergence":false})").status == 200);
+  REQUIRE(c1->put("/v1/indexes/b", R"({"shards":2})").status == 201);
+  std::int64_t shard = -1;
+  for (const auto& [s, n] : owners(*c1, "b"))
+    if (n == "node-1") shard = s;
+  REQUIRE(shard >= 0);
+  const auto routing = routing_for(*c1, "b", shard);
+  std::map<std::string, std::int64_t> expected;
+  load(*c1, "b", "k", 3000, routing, 50, expected);
+  const auto moved_away = std::chrono::steady_clock::now();
+  auto away = wait_migration(*c1, start_migration(*c1, "b", shard, "node-2"),
+                             [](const json::object& m) { return phase(m) == "retiring" || finished(m); });
+  REQUIRE(phase(away) == "retiring");  // node-1 keeps its copy for the undo window
+  // Meanwhile, on the new owner: a third of the records deleted, some updated.
+  std::string ops;
+  for (int i = 0; i < 3000; i += 3) {
+    const auto key = "k" + std::to_string(i);
+    ops += R"({"op":"delete","key":")" + key + R"(","routing":")" + routing + "\"}\n";
+    expected.erase(key);
+  }
+  for (int i = 1; i < 3000; i += 30) {
+    const auto key = "k" + std::to_string(i);
+    ops += R"({"op":"put","key":")" + key + R"(","routing":")" + routing + R"(","doc":{"n":-1}})" + "\n";
+    expected[key] = -1;
+  }
+  auto r = c1->post("/v1/indexes/b/bulk", ops);
+  REQUIRE(r.status == 200);
+  CHECK(body(r).at("deleted").as_int64() == 1000);
+  auto back = wait_migration(*c1, start_migration(*c1, "b", shard, "node-1"),
+                             [](const json::object& m) { return phase(m) == "retiring" || finished(m); });
+  CHECK(phase(back) == "retiring");
+  CHECK(back.at("recopies").as_int64() == 0);  // the stale copy was gone before the import began
+  CHECK(owners(*c1, "b")[shard] == "node-1");
+  verify(*c1, "b", expected);
+  // The first move's retirement comes after the shard is back: it must delete nothing.
+  std::this_thread::sleep_until(moved_away + std::chrono::seconds(7));
+  CHECK(wait_migration(*c1, std::string(away.at("id").as_string()), finished).at("phase") == "done");
+  verify(*c1, "b", expected);
+}

@@ -25,7 +25,11 @@ struct cluster {
   temp_dir dir;
   std::vector<std::unique_ptr<shardd_process>> nodes;
 
-  explicit cluster(int n = 3, std::map<int, std::vector<std::pair<std::string, std::string>>> env = {}) {
+  std::string config;  ///< every node's config file
+
+  explicit cluster(int n = 3, std::map<int, std::vector<std::pair<std::string, std::string>>> env = {},
+                   std::string config_json = fast_config)
+      : config(std::move(config_json)) {
     for (int i = 1; i <= n; ++i) add(env.count(i) ? env[i] : std::vector<std::pair<std::string, std::string>>{}, false);
     wait_states(std::vector<std::string>(static_cast<std::size_t>(n), "up"));
   }
@@ -36,7 +40,7 @@ struct cluster {
     node_options o;
     o.id = "node-" + std::to_string(i);
     o.data_dir = dir.sub(o.id);
-    o.config_json = fast_config;
+    o.config_json = config;
     o.env = std::move(env);
     if (i > 1) {
       o.bootstrap = false;

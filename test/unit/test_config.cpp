@@ -35,6 +35,7 @@ TEST_CASE("a full config parses into typed fields with relative paths resolved")
     "tls": {"cert": "c.pem", "key": "/abs/k.pem", "ca": "ca.pem"},
     "cluster": {"join": "10.0.0.2:9000", "vnodes_per_weight": 64, "placement_epsilon": 0.25},
     "storage": {"durability": "async", "block_cache_mb": 64},
+    "migration": {"undo_window_ms": 5000, "max_bytes_per_sec": 1000000, "threads": 3},
     "limits": {"max_doc_bytes": 1024}
   })", "/etc/shardd");
   REQUIRE(r);
@@ -51,6 +52,9 @@ TEST_CASE("a full config parses into typed fields with relative paths resolved")
   CHECK(r->durability == storage::durability::async);
   CHECK(r->max_body_bytes == 2048);
   CHECK(r->max_doc_bytes == 1024);
+  CHECK(r->migration_undo_window_ms == 5000);
+  CHECK(r->migration_bytes_per_sec == 1000000);
+  CHECK(r->migration_threads == 3);
 }
 
 TEST_CASE("config errors name the field") {
@@ -68,6 +72,7 @@ TEST_CASE("config errors name the field") {
   CHECK(error_of(R"({"cluster":{"bootstrap":"yes"}})").starts_with("cluster.bootstrap:"));
   CHECK(error_of(R"({"storage":{"durability":"maybe"}})").starts_with("storage.durability:"));
   CHECK(error_of(R"({"tls":[]})").starts_with("tls:"));
+  CHECK(error_of(R"({"migration":{"threads":0}})").starts_with("migration.threads:"));
 }
 
 TEST_CASE("validation demands what a node cannot run without") {

@@ -82,7 +82,7 @@ fsm at(P phase) {
 TEST_CASE("the normal path goes queued, copying, catching_up, verifying, cutover, retiring, done") {
   fsm m;
   CHECK(m.current().phase == P::queued);
-  CHECK(kinds(m.on(ev(E::start))) == std::vector<A>{A::persist, A::copy_from_cursor});
+  CHECK(kinds(m.on(ev(E::start))) == std::vector<A>{A::persist, A::copy_from_start});
   m.set_snapshot_seq(7);
   auto a = m.on(acked("key-9", 1000));
   CHECK(kinds(a) == std::vector<A>{A::persist, A::send_next});

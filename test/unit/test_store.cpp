@@ -359,3 +359,72 @@ TEST_CASE("a watched range's watermark covers every write into it and ignores ot
   s->unwatch(r2);
   CHECK(s->last_write(r2) == s->latest_sequence());  // not watched: no promise, so "latest"
 }
+
+TEST_CASE("an ingested import file is read back, digested, counted once stats are set, and survives a reopen") {
+  temp_dir dir;
+  std::vector<std::pair<std::string, std::string>> sorted;
+  for (int i = 0; i < 500; ++i) {
+    char key[8];
+    std::snprintf(key, sizeof key, "k%04d", i);
+    sorted.emplace_back(storage_key_range(2, key), std::string(100, static_cast<char>('a' + i % 26)));
+  }
+  range_digest want;
+  std::uint64_t bytes = 0;
+  for (const auto& [k, v] : sorted) {
+    want.add(k, v);
+    bytes += k.size() + v.size();
+  }
+  key_range r2{index_prefix(2), index_upper_bound(2)};
+  {
+    auto s = open_store(dir.path());
+    REQUIRE(s->load_ranges(layout()));
+    REQUIRE(write(*s, {put(1, "a", "1")}));
+    // Keys out of order are refused, and nothing of them lands.
+    std::vector<std::pair<std::string, std::string>> unsorted{{storage_key_range(2, "b"), "1"}, {storage_key_range(2, "a"), "2"}};
+    CHECK_FALSE(s->ingest(unsorted));
+    auto empty = s->digest(r2);
+    REQUIRE(empty);
+    CHECK(empty->count() == 0);
+
+    REQUIRE(s->ingest({sorted.begin(), sorted.begin() + 250}));
+    REQUIRE(s->ingest({sorted.begin() + 250, sorted.end()}));
+    auto got = s->get(storage_key_range(2, "k0042"));
+    REQUIRE(got);
+    CHECK(*got == std::optional<std::string>(sorted[42].second));
+    std::uint64_t scanned = 0;
+    auto d = s->digest(r2, nullptr, &scanned);
+    REQUIRE(d);
+    CHECK(*d == want);
+    CHECK(scanned == bytes);
+    // The writer does not see ingested records; the import's scan sets the stats.
+    layout_change c;
+    c.set_stats.push_back({2, 0, shard_stats{d->count(), scanned}});
+    REQUIRE(apply_change(*s, std::move(c)));
+    CHECK(s->stats(2, 0)->records == 500);
+    // A later write over an imported key counts as an update.
+    auto r = write(*s, {put(2, "k0001", "{}"), put(2, "new", "{}")});
+    REQUIRE(r);
+    CHECK(*r == std::vector<op_status>{op_status::updated, op_status::created});
+    CHECK(s->stats(2, 0)->records == 501);
+    // Records of other shards were left alone.
+    CHECK(*s->get(storage_key_range(1, "a")) == std::optional<std::string>("1"));
+  }
+  auto s = open_store(dir.path());
+  REQUIRE(s->load_ranges(layout()));
+  CHECK(s->stats(2, 0)->records == 501);
+  CHECK(*s->get(storage_key_range(2, "k0499")) == std::optional<std::string>(sorted[499].second));
+  CHECK(*s->get(storage_key_range(2, "k0001")) == std::optional<std::string>("{}"));
+
+  // Dropped and compacted away (an import starting over): the range is empty, its neighbours
+  // keep their records, and a new import lands.
+  layout_change drop;
+  drop.drop_ranges.push_back(r2);
+  REQUIRE(apply_change(*s, std::move(drop)));
+  REQUIRE(s->compact(r2));
+  CHECK(s->digest(r2)->count() == 0);
+  CHECK(*s->get(storage_key_range(1, "a")) == std::optional<std::string>("1"));
+  REQUIRE(s->ingest({sorted.begin(), sorted.begin() + 10}));
+  CHECK(s->digest(r2)->count() == 10);
+  CHECK(*s->get(storage_key_range(2, "k0009")) == std::optional<std::string>(sorted[9].second));
+  CHECK(*s->get(storage_key_range(1, "a")) == std::optional<std::string>("1"));
+}
