@@ -134,6 +134,10 @@ result<node_config> parse_config(std::string_view text, const std::string& base_
     SHARDD_READ(c.migration_undo_window_ms, f.opt_u64("undo_window_ms", c.migration_undo_window_ms, 0, 7 * 24 * 3600 * 1000ull));
     SHARDD_READ(c.migration_bytes_per_sec, f.opt_u64("max_bytes_per_sec", c.migration_bytes_per_sec));
     SHARDD_READ(c.migration_threads, f.opt_u64("threads", c.migration_threads, 1, 16));
+    SHARDD_READ(c.migration_max_outgoing, f.opt_u64("max_outgoing", c.migration_max_outgoing, 1, 1000));
+    SHARDD_READ(c.migration_max_incoming, f.opt_u64("max_incoming", c.migration_max_incoming, 1, 1000));
+    SHARDD_READ(c.migration_convergence, f.opt_bool("convergence", c.migration_convergence));
+    SHARDD_READ(c.migration_convergence_batch, f.opt_u64("convergence_batch", c.migration_convergence_batch, 1, 1000));
     if (auto fin = f.finish(); !fin) return fin.error();
   }
   SHARDD_READ(obj, root.opt_object("storage"));

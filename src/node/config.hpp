@@ -60,6 +60,12 @@ struct node_config {
   // migration
   std::uint32_t migration_undo_window_ms = 30000;  ///< how long a source keeps a moved shard's data
   std::uint64_t migration_bytes_per_sec = 0;       ///< the cluster's initial per-node cap (bootstrap)
+  // The cluster's initial migration settings (a bootstrapping node puts them into the first
+  // map; afterwards PUT /v1/migrations/settings changes them).
+  std::uint32_t migration_max_outgoing = 2;
+  std::uint32_t migration_max_incoming = 2;
+  bool migration_convergence = true;
+  std::uint32_t migration_convergence_batch = 4;
   std::uint32_t migration_threads = 2;             ///< scans, digests and imports: never the read pool's
 
   // storage

@@ -54,6 +54,10 @@ result<bool> ring_actor::load() {
     m.cluster_id = cfg_.cluster_id;
     m.controller = cfg_.node_id;
     m.settings.migration_bytes_per_sec = cfg_.migration_bytes_per_sec;
+    m.settings.max_outgoing = cfg_.migration_max_outgoing;
+    m.settings.max_incoming = cfg_.migration_max_incoming;
+    m.settings.convergence = cfg_.migration_convergence;
+    m.settings.convergence_batch = cfg_.migration_convergence_batch;
     node_entry self{cfg_.node_id, cfg_.rest_listen.to_string(), cfg_.peer_listen.to_string(), cfg_.weight, node_state::up};
     auto next = upsert_node(m, self);
     if (!next) return next.error();

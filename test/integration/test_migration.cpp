@@ -575,3 +575,20 @@ TEST_CASE("a shard moved away and back within the undo window starts from nothin
   CHECK(wait_migration(*c1, std::string(away.at("id").as_string()), finished).at("phase") == "done");
   verify(*c1, "b", expected);
 }
+
+TEST_CASE("a new cluster starts with the bootstrapping node's migration settings; the API changes them") {
+  cluster cl(1, {}, R"({"migration":{"convergence":false,"max_outgoing":3,"max_incoming":5,"convergence_batch":2,"max_bytes_per_sec":7000000}})");
+  auto c = cl.node(1).client();
+  auto s = body(c->get("/v1/migrations/settings"));
+  CHECK(s.at("convergence").as_bool() == false);
+  CHECK(s.at("max_outgoing").as_int64() == 3);
+  CHECK(s.at("max_incoming").as_int64() == 5);
+  CHECK(s.at("convergence_batch").as_int64() == 2);
+  CHECK(s.at("max_bytes_per_sec").as_int64() == 7000000);
+  REQUIRE(c->put("/v1/migrations/settings", R"({"convergence":true})").status == 200);
+  CHECK(body(c->get("/v1/migrations/settings")).at("convergence").as_bool() == true);
+  // The config is the bootstrap value only: a restart keeps what the API set.
+  REQUIRE(cl.node(1).terminate() == 0);
+  cl.node(1).start();
+  CHECK(body(cl.node(1).client()->get("/v1/migrations/settings")).at("convergence").as_bool() == true);
+}

@@ -35,7 +35,8 @@ TEST_CASE("a full config parses into typed fields with relative paths resolved")
     "tls": {"cert": "c.pem", "key": "/abs/k.pem", "ca": "ca.pem"},
     "cluster": {"join": "10.0.0.2:9000", "vnodes_per_weight": 64, "placement_epsilon": 0.25},
     "storage": {"durability": "async", "block_cache_mb": 64},
-    "migration": {"undo_window_ms": 5000, "max_bytes_per_sec": 1000000, "threads": 3},
+    "migration": {"undo_window_ms": 5000, "max_bytes_per_sec": 1000000, "threads": 3, "convergence": false,
+                  "max_outgoing": 5, "max_incoming": 6, "convergence_batch": 7},
     "limits": {"max_doc_bytes": 1024}
   })", "/etc/shardd");
   REQUIRE(r);
@@ -55,6 +56,10 @@ TEST_CASE("a full config parses into typed fields with relative paths resolved")
   CHECK(r->migration_undo_window_ms == 5000);
   CHECK(r->migration_bytes_per_sec == 1000000);
   CHECK(r->migration_threads == 3);
+  CHECK_FALSE(r->migration_convergence);
+  CHECK(r->migration_max_outgoing == 5);
+  CHECK(r->migration_max_incoming == 6);
+  CHECK(r->migration_convergence_batch == 7);
 }
 
 TEST_CASE("config errors name the field") {
@@ -73,6 +78,7 @@ TEST_CASE("config errors name the field") {
   CHECK(error_of(R"({"storage":{"durability":"maybe"}})").starts_with("storage.durability:"));
   CHECK(error_of(R"({"tls":[]})").starts_with("tls:"));
   CHECK(error_of(R"({"migration":{"threads":0}})").starts_with("migration.threads:"));
+  CHECK(error_of(R"({"migration":{"convergence":"no"}})").starts_with("migration.convergence:"));
 }
 
 TEST_CASE("validation demands what a node cannot run without") {
@@ -114,4 +120,17 @@ TEST_CASE("flags override the file and bad flag values name the flag") {
   auto r = apply_overrides(c, bad);
   REQUIRE(!r);
   CHECK(r.error().detail.starts_with("--peer-listen"));
+}
+
+TEST_CASE("the example config in conf/ parses and sets what it shows") {
+  std::ifstream in(std::string(SHARDD_SOURCE_ROOT) + "/conf/shardd.example.json");
+  REQUIRE(in);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto r = parse_config(text, "/etc/shardd");
+  INFO((r ? std::string() : r.error().detail));
+  REQUIRE(r);
+  CHECK(r->node_id == "node-1");
+  CHECK(r->migration_undo_window_ms == 30000);
+  CHECK(r->migration_convergence);
+  CHECK(r->read_threads == 2);
 }
