@@ -460,6 +460,18 @@ result<std::optional<std::string>> store::get(std::string_view key) const {
   return io_error("get", st);
 }
 
+namespace {
+/// Positions `it` at the first key of `range` after `after` (or at the range's start).
+void seek_past(rocksdb::Iterator& it, const key_range& range, const std::optional<std::string>& after) {
+  if (after && *after >= range.begin) {
+    it.Seek(slice(*after));
+    if (it.Valid() && it.key() == slice(*after)) it.Next();
+  } else {
+    it.Seek(slice(range.begin));
+  }
+}
+}  // namespace
+
 result<scan_result> store::scan(const key_range& range, const std::optional<std::string>& after, std::size_t limit,
                                 const std::function<bool(std::string_view)>& keep, std::size_t max_examined) const {
   scan_result out;
@@ -467,12 +479,7 @@ result<scan_result> store::scan(const key_range& range, const std::optional<std:
   rocksdb::Slice hi = slice(range.end);
   ro.iterate_upper_bound = &hi;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, records_));
-  if (after && *after >= range.begin) {
-    it->Seek(slice(*after));
-    if (it->Valid() && it->key() == slice(*after)) it->Next();
-  } else {
-    it->Seek(slice(range.begin));
-  }
+  seek_past(*it, range, after);
   std::size_t examined = 0;
   std::string last;  // last key examined: where to resume when stopping early
   for (; it->Valid(); it->Next()) {
@@ -510,12 +517,7 @@ result<scan_result> store::scan_snapshot(const snapshot& snap, const key_range& 
   rocksdb::Slice hi = slice(range.end);
   ro.iterate_upper_bound = &hi;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, records_));
-  if (after && *after >= range.begin) {
-    it->Seek(slice(*after));
-    if (it->Valid() && it->key() == slice(*after)) it->Next();
-  } else {
-    it->Seek(slice(range.begin));
-  }
+  seek_past(*it, range, after);
   std::size_t bytes = 0;
   for (; it->Valid(); it->Next()) {
     if (out.records.size() >= max_records || bytes >= max_bytes) {
