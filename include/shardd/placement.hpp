@@ -34,13 +34,19 @@ std::vector<std::uint32_t> place_bounded(const ring& r, std::string_view index,
 /// ring (its node left, is down or draining). The outline:
 ///
 ///   1. every shard stays with its current owner;
-///   2. pull: in shard order, a node below its fair share floor(S·w/W) takes back each of its
-///      natural shards (those whose ring walk starts at one of its vnodes) held elsewhere,
-///      repeated until nothing moves;
-///   3. shed: a node above its cap gives up shards until it is at its cap, shards that are not
-///      natural to it first, highest shard id first;
-///   4. every shard without an owner walks the ring to the first node below its cap.
+///   2. shed: a node above its cap gives up shards until it is at its cap: first shards natural
+///      (their ring walk starts at one of its vnodes) to a node below its fair share
+///      floor(S·w/W), then shards not natural to it, highest shard id first;
+///   3. every shard without an owner goes home if its natural node is below its fair share,
+///      else to the node below its fair share with the most natural shards held elsewhere
+///      (up to its gap), then the furthest below;
+///   4. pull: in shard order, a node below its fair share takes back each of its natural
+///      shards held elsewhere (first from holders that stay at their fair share), repeated
+///      until nothing moves;
+///   5. any shard still without an owner walks the ring to the first node below its cap.
 ///
+/// Shards that must move (shed or orphaned) fill the gaps before any shard that could stay
+/// is pulled, so a join moves about S/(n+1) shards even when the cap falls by one.
 /// Caps are never exceeded. A placement made by place_bounded on the same ring is a fixed
 /// point (a natural shard sits elsewhere only when its node was full), and so is any output of
 /// this function: planning twice moves nothing the second time.

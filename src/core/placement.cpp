@@ -2,6 +2,7 @@
 
 #include "shardd/sha256.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <string>
@@ -86,30 +87,18 @@ std::vector<std::uint32_t> place_bounded_sticky(const ring& r, std::string_view 
       ++load[static_cast<std::size_t>(current[i])];
     }
   }
-  // 2. Pull natural shards home to nodes below their fair share. A pull can drop the node it
-  //    takes from below its own fair share, so repeat until nothing moves; a shard pulled
-  //    home is never pulled again, so this ends after at most one pass per shard.
-  for (bool pulled = true; pulled;) {
-    pulled = false;
-    for (std::size_t i = 0; i < count; ++i) {
-      const auto home = natural[i];
-      if (owner[i] == static_cast<int>(home) || load[home] >= fair[home]) continue;
-      if (owner[i] >= 0) --load[static_cast<std::size_t>(owner[i])];
-      owner[i] = static_cast<int>(home);
-      ++load[home];
-      pulled = true;
-    }
-  }
-  // 3. Shed above the cap: shards that are not natural to the node first, then by id, highest
-  //    first.
+  // 2. Shed above the cap. Shards that would go home anyway (natural to a node below its fair
+  //    share) go first, then shards not natural to the node, then by id, highest first.
+  auto below_fair = [&](std::uint32_t n) { return load[n] < fair[n]; };
   for (std::uint32_t n = 0; n < w.size(); ++n) {
     if (load[n] <= caps[n]) continue;
     std::vector<std::size_t> held;
     for (std::size_t i = 0; i < count; ++i)
       if (owner[i] == static_cast<int>(n)) held.push_back(i);
+    auto rank = [&](std::size_t i) { return natural[i] != n && below_fair(natural[i]) ? 0 : natural[i] != n ? 1 : 2; };
     std::sort(held.begin(), held.end(), [&](std::size_t a, std::size_t b) {
-      const bool na = natural[a] == n, nb = natural[b] == n;
-      if (na != nb) return !na;  // non-natural first
+      const int ra = rank(a), rb = rank(b);
+      if (ra != rb) return ra < rb;
       return shard_ids[a] > shard_ids[b];
     });
     for (std::size_t k = 0; load[n] > caps[n]; ++k) {
@@ -117,7 +106,54 @@ std::vector<std::uint32_t> place_bounded_sticky(const ring& r, std::string_view 
       --load[n];
     }
   }
-  // 4. Place the rest by walking the ring.
+  // 3. Shards without an owner go home if their natural node is below its fair share. The
+  //    rest move anyway, so they fill gaps that pulls would otherwise fill with shards that
+  //    could have stayed: each goes to the node with the most such gap (below its fair share,
+  //    counting only its natural shards held elsewhere), then to the node furthest below its
+  //    fair share, lowest ordinal on a tie. A joining node, above all, takes them first.
+  for (std::size_t i = 0; i < count; ++i) {
+    if (owner[i] >= 0 || !below_fair(natural[i])) continue;
+    owner[i] = static_cast<int>(natural[i]);
+    ++load[natural[i]];
+  }
+  std::vector<std::int64_t> away(w.size(), 0);  // natural shards held by another node
+  for (std::size_t i = 0; i < count; ++i)
+    if (owner[i] >= 0 && owner[i] != static_cast<int>(natural[i])) ++away[natural[i]];
+  for (std::size_t i = 0; i < count; ++i) {
+    if (owner[i] >= 0) continue;
+    std::int64_t best_pullable = -1, best_gap = 0;
+    int best = -1;
+    for (std::uint32_t n = 0; n < w.size(); ++n) {
+      const std::int64_t gap = static_cast<std::int64_t>(fair[n]) - static_cast<std::int64_t>(load[n]);
+      if (gap <= 0) continue;
+      const std::int64_t pullable = std::min(gap, away[n]);
+      if (pullable > best_pullable || (pullable == best_pullable && gap > best_gap))
+        best_pullable = pullable, best_gap = gap, best = static_cast<int>(n);
+    }
+    if (best < 0) break;  // nobody is below the fair share: the rest walk the ring (step 5)
+    owner[i] = best;
+    ++load[static_cast<std::size_t>(best)];
+  }
+  // 4. Pull natural shards home to nodes still below their fair share. A pull can drop the
+  //    node it takes from below its own fair share, so repeat until nothing moves; a shard
+  //    pulled home is never pulled again, so this ends after at most one pass per shard.
+  //    Shards whose holder stays at or above its own fair share are pulled first, so a pull
+  //    rarely starts a cascade.
+  for (bool pulled = true, gentle = true; pulled || gentle;) {
+    if (!pulled) gentle = false;
+    pulled = false;
+    for (std::size_t i = 0; i < count; ++i) {
+      const auto home = natural[i];
+      if (owner[i] == static_cast<int>(home) || !below_fair(home)) continue;
+      if (gentle && owner[i] >= 0 && load[static_cast<std::size_t>(owner[i])] <= fair[static_cast<std::size_t>(owner[i])])
+        continue;
+      if (owner[i] >= 0) --load[static_cast<std::size_t>(owner[i])];
+      owner[i] = static_cast<int>(home);
+      ++load[home];
+      pulled = true;
+    }
+  }
+  // 5. Place the rest by walking the ring (only when every node is at its fair share).
   for (std::size_t i = 0; i < count; ++i) {
     if (owner[i] >= 0) continue;
     const auto chosen = walk_to_capacity(r, shard_token(index, shard_ids[i]), load, caps);

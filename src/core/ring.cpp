@@ -108,21 +108,48 @@ void ring::rebuild() {
   tokens_.shrink_to_fit();
   owners_.shrink_to_fit();
 
-  // About two slices per vnode: a lookup reads the table entry and then, almost always, the
-  // one token cache line that holds its answer.
-  unsigned bits = all.empty() ? 1 : static_cast<unsigned>(std::bit_width(all.size())) + 1;
-  bits = std::clamp(bits, 1u, 24u);
-  accel_shift_ = 64 - bits;
-  const std::size_t slices = std::size_t{1} << bits;
-  accel_.assign(slices + 1, 0);
+  // Two to four vnodes per bucket: at most 13 fit, so overflow is rare (about 1e-4 of the
+  // buckets), and the table is 17 to 34 bytes per vnode.
+  const auto n = all.size();
+  build_table(std::clamp(n < 4 ? 1u : static_cast<unsigned>(std::bit_width(n)) - 2, 1u, 24u));
+}
+
+void ring::set_table_bits(unsigned bits) { build_table(std::clamp(bits, 1u, 24u)); }
+
+void ring::build_table(unsigned bits) {
+  bucket_shift_ = 64 - bits;
+  low_shift_ = bucket_shift_ - 16;
+  const std::size_t count = std::size_t{1} << bits;
+  buckets_.assign(count, bucket{});
+  buckets_.shrink_to_fit();
+  bases_.assign(count, 0);
+  bases_.shrink_to_fit();
   std::size_t v = 0;
-  for (std::size_t s = 0; s < slices; ++s) {
-    const std::uint64_t slice_start = static_cast<std::uint64_t>(s) << accel_shift_;
-    while (v < tokens_.size() && tokens_[v] < slice_start) ++v;
-    accel_[s] = static_cast<std::uint32_t>(v);
+  for (std::size_t s = 0; s < count; ++s) {
+    bucket& b = buckets_[s];
+    std::fill(std::begin(b.low), std::end(b.low), std::int16_t{0x7FFF});
+    const std::size_t first = v;
+    while (v < tokens_.size() && (tokens_[v] >> bucket_shift_) == s) ++v;
+    bases_[s] = static_cast<std::uint32_t>(first);
+    if (tokens_.empty()) continue;
+    const std::size_t in = v - first;
+    if (in > static_cast<std::size_t>(bucket_slots)) {
+      b.count = bucket_overflow;
+      continue;
+    }
+    b.count = static_cast<std::uint16_t>(in);
+    for (std::size_t i = 0; i < in; ++i) {
+      b.low[i] = static_cast<std::int16_t>(static_cast<std::uint16_t>(tokens_[first + i] >> low_shift_) ^ 0x8000u);
+      b.owner[i] = owners_[first + i];
+    }
+    b.owner[in] = owners_[wrap(v)];
   }
-  accel_[slices] = static_cast<std::uint32_t>(tokens_.size());
-  accel_.shrink_to_fit();
+}
+
+std::size_t ring::lookup_vnode_exact(std::size_t bucket_index, std::uint64_t token) const noexcept {
+  // Every vnode before the slice has a smaller token, so the answer is at or after its first.
+  auto it = std::lower_bound(tokens_.begin() + bases_[bucket_index], tokens_.end(), token);
+  return wrap(static_cast<std::size_t>(it - tokens_.begin()));
 }
 
 std::size_t ring::lookup_vnode_binary(std::uint64_t token) const noexcept {
@@ -146,7 +173,7 @@ std::vector<double> ring::ownership() const {
 
 std::size_t ring::memory_bytes() const noexcept {
   std::size_t b = tokens_.capacity() * sizeof(std::uint64_t) + owners_.capacity() * sizeof(std::uint16_t) +
-                  accel_.capacity() * sizeof(std::uint32_t) + weights_.capacity() * sizeof(std::uint32_t) +
+                  buckets_.capacity() * sizeof(bucket) + bases_.capacity() * sizeof(std::uint32_t) + weights_.capacity() * sizeof(std::uint32_t) +
                   nodes_.capacity() * sizeof(std::string);
   for (const auto& t : own_tokens_) b += t.capacity() * sizeof(std::uint64_t);
   for (const auto& n : nodes_) b += n.capacity() > 15 ? n.capacity() + 1 : 0;

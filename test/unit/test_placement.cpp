@@ -16,6 +16,13 @@ std::vector<std::uint32_t> ids_upto(std::uint32_t n) {
   return v;
 }
 
+/// A ring of `nodes` members of weight 1 at 128 vnodes, named after the seed.
+ring seeded_ring(const std::string& prefix, unsigned seed, int nodes) {
+  ring r(128);
+  for (int i = 0; i < nodes; ++i) REQUIRE(r.add(prefix + std::to_string(seed) + "n" + std::to_string(i), 1));
+  return r;
+}
+
 }  // namespace
 
 TEST_CASE("caps are ceil((1 + eps) * shards * w / W)") {
@@ -86,8 +93,7 @@ TEST_CASE("a join moves a bounded number of shards, on average near the optimum"
   // moves some shards for capacity; the design target is at most 1.3x optimal on average.
   double moved_total = 0, optimal_total = 0;
   for (unsigned seed = 1; seed <= 40; ++seed) {
-    ring r(128);
-    for (int i = 0; i < 10; ++i) REQUIRE(r.add("s" + std::to_string(seed) + "n" + std::to_string(i), 1));
+    ring r = seeded_ring("s", seed, 10);
     auto ids = ids_upto(256);
     const std::string index = "index-" + std::to_string(seed);
     auto before = place_bounded(r, index, ids, 0.1);
@@ -162,8 +168,7 @@ TEST_CASE("sticky placement never exceeds a cap and places orphans") {
 TEST_CASE("after a join, sticky placement moves close to the optimum and feeds the new node") {
   double moved_total = 0, optimal_total = 0;
   for (unsigned seed = 1; seed <= 40; ++seed) {
-    ring before(128);
-    for (int i = 0; i < 10; ++i) REQUIRE(before.add("s" + std::to_string(seed) + "n" + std::to_string(i), 1));
+    ring before = seeded_ring("s", seed, 10);
     auto ids = ids_upto(250);
     const std::string index = "index-" + std::to_string(seed);
     auto placed = place_bounded(before, index, ids, 0.1);
@@ -183,6 +188,45 @@ TEST_CASE("after a join, sticky placement moves close to the optimum and feeds t
     optimal_total += 250.0 / 11.0;
   }
   CHECK(moved_total / optimal_total <= 1.15);
+}
+
+TEST_CASE("when a join lowers every cap, the shards shed fill the new node instead of moving twice") {
+  // 40 -> 41 nodes with 1024 shards: the cap falls from 29 to 28, so every node at 29 must
+  // shed one. Those shards go to the joiner first; only then does it pull its natural shards.
+  double moved_total = 0, optimal_total = 0;
+  for (unsigned seed = 1; seed <= 6; ++seed) {
+    ring before = seeded_ring("c", seed, 40);
+    auto ids = ids_upto(1024);
+    const std::string index = "capdrop-" + std::to_string(seed);
+    auto placed = place_bounded(before, index, ids, 0.1);
+    REQUIRE(bounded_load_caps(before, 1024, 0.1)[0] == 29);
+    ring after = before;
+    REQUIRE(after.add("joiner", 1));
+    const auto caps = bounded_load_caps(after, 1024, 0.1);
+    REQUIRE(caps[0] == 28);
+    auto current = translate(before, after, placed);
+    int at_old_cap = 0;
+    {
+      std::vector<int> load(after.node_count(), 0);
+      for (int o : current) ++load[static_cast<std::size_t>(o)];
+      for (int l : load) at_old_cap += l == 29;
+    }
+    REQUIRE(at_old_cap > 0);  // the case this test is about
+    auto next = place_bounded_sticky(after, index, ids, current, 0.1);
+    std::vector<std::uint32_t> load(after.node_count(), 0);
+    int moved = 0;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      ++load[next[i]];
+      if (current[i] != static_cast<int>(next[i])) {
+        ++moved;
+        CHECK(after.nodes()[next[i]] == "joiner");  // every move feeds the joiner
+      }
+    }
+    for (std::size_t n = 0; n < load.size(); ++n) CHECK(load[n] <= caps[n]);
+    moved_total += moved;
+    optimal_total += 1024.0 / 41.0;
+  }
+  CHECK(moved_total / optimal_total <= 1.1);
 }
 
 TEST_CASE("when a node leaves, only its shards move") {

@@ -36,7 +36,7 @@ TEST_CASE("a node has weight times vnodes_per_weight virtual nodes at sha256(id#
   for (std::size_t i = 0; i < 8; ++i) CHECK(r.vnode_token(i) == expected[i]);
 }
 
-TEST_CASE("lookup with the acceleration table agrees with a linear reference") {
+TEST_CASE("lookup with the bucket table agrees with a linear reference") {
   for (int nodes : {1, 3, 10, 100}) {
     auto r = make_ring(nodes, nodes >= 100 ? 16 : 128);
     std::mt19937_64 rng(static_cast<unsigned>(nodes));
@@ -54,6 +54,50 @@ TEST_CASE("lookup with the acceleration table agrees with a linear reference") {
     }
     CHECK(r.lookup_vnode(0) == r.lookup_vnode_binary(0));
     CHECK(r.lookup_vnode(UINT64_MAX) == r.lookup_vnode_binary(UINT64_MAX));
+  }
+}
+
+TEST_CASE("lookup stays exact with overflowing buckets, empty buckets and 16-bit ties") {
+  auto r = make_ring(20, 64);  // 1280 vnodes
+  std::mt19937_64 rng(7);
+  auto check_all = [&] {
+    for (int i = 0; i < 3000; ++i) {
+      const std::uint64_t t = rng();
+      CHECK(r.lookup_vnode(t) == r.lookup_vnode_binary(t));
+      CHECK(r.lookup_ordinal(t) == reference_owner(r, t));
+    }
+    for (std::size_t v = 0; v < r.vnode_count(); ++v) {
+      // Queries that share a vnode's top bits and its next 16 bits: the table cannot decide
+      // them and must fall back to the token array.
+      const std::uint64_t t = r.vnode_token(v);
+      for (std::uint64_t d : {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{1000}}) {
+        CHECK(r.lookup_vnode(t + d) == r.lookup_vnode_binary(t + d));
+        CHECK(r.lookup_vnode(t - d) == r.lookup_vnode_binary(t - d));
+        CHECK(r.lookup_ordinal(t - d) == reference_owner(r, t - d));
+      }
+    }
+    CHECK(r.lookup_vnode(0) == r.lookup_vnode_binary(0));
+    CHECK(r.lookup_vnode(UINT64_MAX) == r.lookup_vnode_binary(UINT64_MAX));
+    CHECK(r.lookup_ordinal(UINT64_MAX) == reference_owner(r, UINT64_MAX));
+  };
+  const unsigned chosen = r.table_bits();
+  CHECK(chosen == 9);  // bit_width(1280) - 2: 2.5 vnodes per bucket
+  for (unsigned bits : {1u, 4u, chosen, 16u, 24u}) {  // 640 per bucket ... mostly empty buckets
+    INFO("table bits " << bits);
+    r.set_table_bits(bits);
+    REQUIRE(r.table_bits() == bits);
+    check_all();
+  }
+  // A ring of one vnode: every bucket answers that vnode.
+  ring one(1);
+  REQUIRE(one.add("solo", 1));
+  for (unsigned bits : {1u, 8u}) {
+    one.set_table_bits(bits);
+    for (int i = 0; i < 100; ++i) {
+      const std::uint64_t t = rng();
+      CHECK(one.lookup_vnode(t) == 0);
+      CHECK(one.lookup(t) == "solo");
+    }
   }
 }
 
