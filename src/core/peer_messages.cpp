@@ -245,6 +245,9 @@ result<stats_reply> decode_stats_reply(std::string_view p) {
 
 std::string encode(const data_batch& m) {
   payload_writer w;
+  std::size_t size = m.migration.size() + m.cursor.size() + 25;
+  for (const auto& op : m.ops) size += op.key.size() + op.value.size() + 9;
+  w.buffer().reserve(size);
   w.bytes(m.migration).u8(m.kind).u32(static_cast<std::uint32_t>(m.ops.size()));
   for (const auto& op : m.ops) w.u8(op.kind).bytes(op.key).bytes(op.value);
   w.bytes(m.cursor).u64(m.seq);

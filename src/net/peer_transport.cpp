@@ -364,10 +364,10 @@ struct peer_client::impl : std::enable_shared_from_this<impl> {
   std::unordered_map<std::string, std::shared_ptr<connection>> conns;  // by expected node, address, slot
   unsigned turn = 0;
 
-  std::shared_ptr<connection> get(const std::string& node, const std::string& address) {
+  std::shared_ptr<connection> get(const std::string& node, const std::string& address, peer_lane lane) {
     std::lock_guard lock(mutex);
-    const unsigned slot = turn++ % connections_per_peer;
-    auto& c = conns[node + "@" + address + "#" + std::to_string(slot)];
+    const std::string slot = lane == peer_lane::bulk ? "bulk" : std::to_string(turn++ % connections_per_peer);
+    auto& c = conns[node + "@" + address + "#" + slot];
     if (!c) c = std::make_shared<connection>(*this, address, node);
     return c;
   }
@@ -388,8 +388,8 @@ void peer_client::close_all() {
 }
 
 awaitable<result<peer::frame>> peer_client::call(std::string expected_node, std::string address, peer::frame request,
-                                                 std::chrono::milliseconds timeout) {
-  auto c = impl_->get(expected_node, address);
+                                                 std::chrono::milliseconds timeout, peer_lane lane) {
+  auto c = impl_->get(expected_node, address, lane);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   // Run on the connection's strand; the caller resumes on its own executor.
   auto work = c->call(std::move(request), deadline);
@@ -542,8 +542,12 @@ awaitable<void> peer_client::impl::connection::write_loop() {
     }
     // Every queued frame of this connection goes out in one write.
     std::string batch;
-    while (!outgoing.empty() && outgoing.front().first == gen && batch.size() < (1u << 20)) {
-      batch.append(outgoing.front().second);
+    while (!outgoing.empty() && outgoing.front().first == gen &&
+           (batch.empty() || batch.size() + outgoing.front().second.size() <= (1u << 20))) {
+      if (batch.empty())
+        batch = std::move(outgoing.front().second);  // a large frame goes out without a copy
+      else
+        batch.append(outgoing.front().second);
       outgoing.pop_front();
     }
     auto s = stream;

@@ -54,6 +54,11 @@ class peer_server {
 /// Outgoing peer connections: two per peer address, used in turn and reused by every request
 /// to that peer (requests are multiplexed by request id). A lost connection fails its requests in flight
 /// and is re-established by the next request.
+/// Which connections a request travels on. Bulk frames (migration batches of megabytes) get
+/// a connection of their own per peer, so a request forwarded meanwhile never queues behind
+/// them.
+enum class peer_lane { request, bulk };
+
 class peer_client {
  public:
   peer_client(boost::asio::io_context& ioc, const tls_config& tls, peer_identity self,
@@ -67,7 +72,8 @@ class peer_client {
   /// certificate common name must equal it. Errors are `unavailable` with a reason
   /// (refused, TLS failure, wrong node, lost connection, timeout).
   boost::asio::awaitable<result<peer::frame>> call(std::string expected_node, std::string address,
-                                                   peer::frame request, std::chrono::milliseconds timeout);
+                                                   peer::frame request, std::chrono::milliseconds timeout,
+                                                   peer_lane lane = peer_lane::request);
 
   /// Closes every connection; requests in flight fail.
   void close_all();

@@ -70,6 +70,8 @@ class migrator {
   boost::asio::awaitable<void> report(outgoing& m, bool force);
   boost::asio::awaitable<result<peer::frame>> send_batch(outgoing& m, peer::data_batch batch, std::uint64_t bytes);
   boost::asio::awaitable<void> throttle(outgoing& m, std::uint64_t bytes);
+  /// Bytes per copy batch: large when uncapped, an eighth of a second of the cap otherwise.
+  std::size_t copy_batch_bytes(const outgoing& m) const;
   boost::asio::awaitable<migration_fsm::event> copy_step(outgoing& m);
   boost::asio::awaitable<migration_fsm::event> tail_round(outgoing& m);
   boost::asio::awaitable<result<std::uint64_t>> ship_tail(outgoing& m, std::uint64_t until);
@@ -92,7 +94,7 @@ class migrator {
   std::atomic<std::uint32_t> digests_compared_{0};
   std::atomic<bool> stopping_{false};
 
-  mutable std::mutex mutex_;  // guards running_ and shares_
+  mutable std::mutex mutex_;  // guards running_, shares_ and node_rate_
   std::map<std::string, std::shared_ptr<outgoing>> running_;
   priority_shares shares_;
   std::uint64_t node_rate_ = 0;

@@ -26,11 +26,11 @@ result<peer::frame> check_reply(result<peer::frame> r) {
 }
 
 boost::asio::awaitable<result<peer::frame>> peers::call(std::string node_id, peer::frame f,
-                                                         std::chrono::milliseconds timeout) {
+                                                         std::chrono::milliseconds timeout, net::peer_lane lane) {
   const auto snap = ring_.snapshot();
   const auto* n = snap->map->find_node(node_id);
   if (!n) co_return make_error(errc::not_found, "node '" + node_id + "' is not a member");
-  auto r = co_await client_.call(node_id, n->peer_address, std::move(f), timeout);
+  auto r = co_await client_.call(node_id, n->peer_address, std::move(f), timeout, lane);
   co_return check_reply(std::move(r));
 }
 

@@ -20,7 +20,8 @@ class peers {
  public:
   peers(boost::asio::io_context& ioc, const node_config& cfg, ring_actor& ring);
 
-  boost::asio::awaitable<result<peer::frame>> call(std::string node_id, peer::frame f, std::chrono::milliseconds timeout);
+  boost::asio::awaitable<result<peer::frame>> call(std::string node_id, peer::frame f, std::chrono::milliseconds timeout,
+                                                   net::peer_lane lane = net::peer_lane::request);
 
   /// To an address whose node id is not known yet (joining a cluster).
   boost::asio::awaitable<result<peer::frame>> call_address(std::string address, peer::frame f,
