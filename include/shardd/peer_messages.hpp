@@ -135,6 +135,37 @@ struct data_batch {
 std::string encode(const data_batch& m);
 [[nodiscard]] result<data_batch> decode_data_batch(std::string_view p);
 
+/// Builds a data_batch payload one record at a time, straight from where the records are read
+/// (the same bytes as encode(data_batch), without holding the records in between).
+class data_batch_writer {
+ public:
+  data_batch_writer(std::string_view migration, std::uint8_t kind, std::size_t reserve_bytes = 0);
+  void add(std::uint8_t op_kind, std::string_view key, std::string_view value);
+  std::uint32_t count() const noexcept { return count_; }
+  /// Appends the cursor and sequence and returns the payload.
+  std::string finish(std::string_view cursor, std::uint64_t seq);
+
+ private:
+  payload_writer w_;
+  std::size_t count_at_ = 0;
+  std::uint32_t count_ = 0;
+};
+
+/// A data_batch decoded in place: every view points into the payload, which must outlive it.
+struct record_op_view {
+  std::uint8_t kind = 0;
+  std::string_view key;
+  std::string_view value;
+};
+struct data_batch_view {
+  std::string_view migration;
+  std::uint8_t kind = 0;
+  std::vector<record_op_view> ops;
+  std::string_view cursor;
+  std::uint64_t seq = 0;
+};
+[[nodiscard]] result<data_batch_view> decode_data_batch_view(std::string_view p);
+
 /// A range of one migration (import_digest, import_reset).
 struct import_range {
   std::string migration;

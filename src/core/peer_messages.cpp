@@ -243,35 +243,65 @@ result<stats_reply> decode_stats_reply(std::string_view p) {
   return m;
 }
 
-std::string encode(const data_batch& m) {
-  payload_writer w;
-  std::size_t size = m.migration.size() + m.cursor.size() + 25;
-  for (const auto& op : m.ops) size += op.key.size() + op.value.size() + 9;
-  w.buffer().reserve(size);
-  w.bytes(m.migration).u8(m.kind).u32(static_cast<std::uint32_t>(m.ops.size()));
-  for (const auto& op : m.ops) w.u8(op.kind).bytes(op.key).bytes(op.value);
-  w.bytes(m.cursor).u64(m.seq);
-  return w.take();
+data_batch_writer::data_batch_writer(std::string_view migration, std::uint8_t kind, std::size_t reserve_bytes) {
+  w_.buffer().reserve(reserve_bytes + migration.size() + 9);
+  w_.bytes(migration).u8(kind);
+  count_at_ = w_.buffer().size();
+  w_.u32(0);  // patched by finish()
 }
-result<data_batch> decode_data_batch(std::string_view p) {
+
+void data_batch_writer::add(std::uint8_t op_kind, std::string_view key, std::string_view value) {
+  w_.u8(op_kind).bytes(key).bytes(value);
+  ++count_;
+}
+
+std::string data_batch_writer::finish(std::string_view cursor, std::uint64_t seq) {
+  w_.bytes(cursor).u64(seq);
+  std::string out = w_.take();
+  for (int i = 0; i < 4; ++i) out[count_at_ + static_cast<std::size_t>(i)] = static_cast<char>(count_ >> (24 - 8 * i));
+  return out;
+}
+
+std::string encode(const data_batch& m) {
+  std::size_t size = m.cursor.size() + 16;
+  for (const auto& op : m.ops) size += op.key.size() + op.value.size() + 9;
+  data_batch_writer w(m.migration, m.kind, size);
+  for (const auto& op : m.ops) w.add(op.kind, op.key, op.value);
+  return w.finish(m.cursor, m.seq);
+}
+
+result<data_batch_view> decode_data_batch_view(std::string_view p) {
   payload_reader r(p);
-  data_batch m;
+  data_batch_view m;
   m.migration = r.bytes();
   m.kind = r.u8();
   const auto n = r.u32();
   if (!plausible(r, n, 9) || m.kind > 1) return malformed("data_batch");
   m.ops.reserve(n);
   for (std::uint32_t i = 0; i < n; ++i) {
-    record_op op;
+    record_op_view op;
     op.kind = r.u8();
     op.key = r.bytes();
     op.value = r.bytes();
     if (op.kind > 1) return malformed("data_batch");
-    m.ops.push_back(std::move(op));
+    m.ops.push_back(op);
   }
   m.cursor = r.bytes();
   m.seq = r.u64();
   if (!r.done()) return malformed("data_batch");
+  return m;
+}
+
+result<data_batch> decode_data_batch(std::string_view p) {
+  auto v = decode_data_batch_view(p);
+  if (!v) return v.error();
+  data_batch m;
+  m.migration = v->migration;
+  m.kind = v->kind;
+  m.ops.reserve(v->ops.size());
+  for (const auto& op : v->ops) m.ops.push_back({op.kind, std::string(op.key), std::string(op.value)});
+  m.cursor = v->cursor;
+  m.seq = v->seq;
   return m;
 }
 

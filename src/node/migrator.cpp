@@ -332,9 +332,9 @@ std::size_t migrator::copy_batch_bytes(const outgoing& m) const {
   return static_cast<std::size_t>(std::clamp<std::uint64_t>(rate / 8, copy_batch_min, copy_batch_max));
 }
 
-awaitable<result<peer::frame>> migrator::send_batch(outgoing& m, peer::data_batch batch, std::uint64_t bytes) {
+awaitable<result<peer::frame>> migrator::send_batch(outgoing& m, std::string payload, std::uint64_t bytes) {
   co_await throttle(m, bytes);
-  auto f = make_frame(peer::frame_type::data_batch, peer::encode(batch), ring_.snapshot()->map->version);
+  auto f = make_frame(peer::frame_type::data_batch, std::move(payload), ring_.snapshot()->map->version);
   f.header.flags = peer::flag_checksummed;
   if (faults_.corrupt_batch > 0 && ++batches_sent_ == faults_.corrupt_batch) {
     f.corrupt_after_checksum = true;
@@ -362,29 +362,35 @@ awaitable<migration_fsm::event> migrator::copy_step(outgoing& m) {
   while (m.inflight.size() < copy_window && !m.read_done) {
     std::optional<std::string> after;
     if (!m.read_cursor.empty()) after = m.read_cursor;
-    auto read = [&store = store_, snap = *m.snap, range = m.range, after, limit = copy_batch_bytes(m)] {
-      return store.scan_snapshot(snap, range, after, batch_records, limit);
+    // Records go from the snapshot's iterator straight into the batch's payload.
+    struct page {
+      std::string payload;
+      storage::store::visit_result seen;
     };
-    auto page = co_await on_pool(pool_, std::move(read));
-    if (!page) co_return failed(E::peer_failed, "reading the snapshot: " + page.error().detail);
-    if (page->records.empty()) {
+    auto read = [&store = store_, snap = *m.snap, range = m.range, after, limit = copy_batch_bytes(m),
+                 id = m.rec.id]() -> result<page> {
+      peer::data_batch_writer w(id, 0, limit + limit / 8);
+      auto seen = store.scan_snapshot_visit(snap, range, after, batch_records, limit,
+                                            [&w](std::string_view k, std::string_view v) { w.add(0, k, v); });
+      if (!seen) return seen.error();
+      if (seen->records == 0) return page{};
+      std::string payload = w.finish(seen->last_key, 0);
+      return page{std::move(payload), std::move(*seen)};
+    };
+    auto read_page = co_await on_pool(pool_, std::move(read));
+    if (!read_page) co_return failed(E::peer_failed, "reading the snapshot: " + read_page.error().detail);
+    if (read_page->seen.records == 0) {
       m.read_done = true;
       break;
     }
-    peer::data_batch batch;
-    batch.migration = m.rec.id;
-    batch.kind = 0;
-    std::uint64_t bytes = 0;
-    for (auto& rec : page->records) {
-      bytes += rec.key.size() + rec.value.size();
-      batch.ops.push_back({0, std::move(rec.key), std::move(rec.value)});
-    }
-    batch.cursor = batch.ops.back().key;
-    outgoing::flight f{std::make_shared<send_channel>(m.strand, 1), batch.cursor, bytes, batch.ops.size()};
-    m.read_cursor = batch.cursor;
+    const std::uint64_t bytes = read_page->seen.bytes;
+    outgoing::flight f{std::make_shared<send_channel>(m.strand, 1), read_page->seen.last_key, bytes,
+                       read_page->seen.records};
+    m.read_cursor = f.cursor;
     // The send owns a reference: an abandoned send may finish after the migration has.
-    auto send = [this, mp = m.shared_from_this(), batch = std::move(batch), bytes, done = f.done]() mutable -> awaitable<void> {
-      auto r = co_await send_batch(*mp, std::move(batch), bytes);
+    auto send = [this, mp = m.shared_from_this(), payload = std::move(read_page->payload), bytes,
+                 done = f.done]() mutable -> awaitable<void> {
+      auto r = co_await send_batch(*mp, std::move(payload), bytes);
       (void)done->try_send(boost::system::error_code{}, std::move(r));
     };
     asio::co_spawn(m.strand, std::move(send), asio::detached);
@@ -427,19 +433,14 @@ awaitable<result<std::uint64_t>> migrator::ship_tail(outgoing& m, std::uint64_t 
     migration_fsm::event ack = make_event(E::batch_acked);
     ack.seq = page->last_seq;
     if (!page->changes.empty()) {
-      peer::data_batch batch;
-      batch.migration = m.rec.id;
-      batch.kind = 1;
-      batch.seq = page->last_seq;
       std::uint64_t bytes = 0;
-      for (auto& c : page->changes) {
-        bytes += c.key.size() + c.value.size();
-        batch.ops.push_back({static_cast<std::uint8_t>(c.deleted ? 1 : 0), std::move(c.key), std::move(c.value)});
-      }
-      shipped += batch.ops.size();
+      for (const auto& c : page->changes) bytes += c.key.size() + c.value.size();
+      peer::data_batch_writer w(m.rec.id, 1, bytes + 9 * page->changes.size());
+      for (const auto& c : page->changes) w.add(c.deleted ? 1 : 0, c.key, c.value);
+      shipped += w.count();
       ack.bytes = bytes;
-      ack.records = batch.ops.size();
-      auto r = co_await send_batch(m, std::move(batch), bytes);
+      ack.records = w.count();
+      auto r = co_await send_batch(m, w.finish("", page->last_seq), bytes);
       if (!r) co_return r.error();
     }
     // Record the position; a checkpoint action is persisted right away.
@@ -659,7 +660,10 @@ awaitable<void> migrator::drive(std::shared_ptr<outgoing> m, std::vector<migrati
 
 // --- target side --------------------------------------------------------------------------------
 
-awaitable<result<void>> migrator::apply_batch(peer::data_batch batch) {
+awaitable<result<void>> migrator::apply_batch(std::string payload) {
+  auto decoded = peer::decode_data_batch_view(payload);  // views into `payload`, kept alive here
+  if (!decoded) co_return decoded.error();
+  auto& batch = *decoded;
   if (batch.ops.empty()) co_return result<void>{};
   // Only a shard the map says is moving here takes imported data.
   {
@@ -682,24 +686,24 @@ awaitable<result<void>> migrator::apply_batch(peer::data_batch batch) {
     // A copy batch holds sorted, distinct keys of one snapshot: it becomes an SST file that
     // is ingested whole — no log, no memtable, no compaction. The shard's exact stats come
     // from the verification scan.
-    std::vector<std::pair<std::string, std::string>> sorted;
+    std::vector<std::pair<std::string_view, std::string_view>> sorted;
     sorted.reserve(batch.ops.size());
-    for (auto& op : batch.ops) sorted.emplace_back(std::move(op.key), std::move(op.value));
-    auto ingest = [&store = store_, sorted = std::move(sorted)] { return store.ingest(sorted); };
+    for (const auto& op : batch.ops) sorted.emplace_back(op.key, op.value);
+    auto ingest = [&store = store_, &sorted] { return store.ingest(sorted); };
     auto r = co_await on_pool(pool_, std::move(ingest));
     if (!r) co_return r.error();
     std::vector<storage::write_op> ops;
-    ops.push_back({storage::op_kind::meta_put, "migration/in/" + batch.migration, std::move(position)});
+    ops.push_back({storage::op_kind::meta_put, "migration/in/" + std::string(batch.migration), std::move(position)});
     auto w = co_await async_write(store_, std::move(ops));
     if (!w) co_return w.error();
     co_return result<void>{};
   }
   std::vector<storage::write_op> ops;
   ops.reserve(batch.ops.size() + 1);
-  for (auto& op : batch.ops)
-    ops.push_back({op.kind == 0 ? storage::op_kind::put : storage::op_kind::del, std::move(op.key), std::move(op.value)});
+  for (const auto& op : batch.ops)
+    ops.push_back({op.kind == 0 ? storage::op_kind::put : storage::op_kind::del, std::string(op.key), std::string(op.value)});
   // Where the import stands, written atomically with the records.
-  ops.push_back({storage::op_kind::meta_put, "migration/in/" + batch.migration, std::move(position)});
+  ops.push_back({storage::op_kind::meta_put, "migration/in/" + std::string(batch.migration), std::move(position)});
   auto r = co_await async_write(store_, std::move(ops));
   if (!r) co_return r.error();
   for (std::size_t i = 0; i + 1 < r->size(); ++i)

@@ -56,7 +56,8 @@ class migrator {
   boost::asio::awaitable<result<void>> control(std::string id, std::string command);
 
   // Source → target.
-  boost::asio::awaitable<result<void>> apply_batch(peer::data_batch batch);
+  /// Applies a data_batch payload (decoded in place; the payload is kept for the ingest).
+  boost::asio::awaitable<result<void>> apply_batch(std::string payload);
   boost::asio::awaitable<result<peer::digest_reply>> digest(peer::import_range r);
   boost::asio::awaitable<result<void>> reset(peer::import_range r);
 
@@ -68,7 +69,7 @@ class migrator {
   boost::asio::awaitable<void> drive(std::shared_ptr<outgoing> m, std::vector<migration_fsm::action> actions);
   boost::asio::awaitable<result<void>> persist(outgoing& m);
   boost::asio::awaitable<void> report(outgoing& m, bool force);
-  boost::asio::awaitable<result<peer::frame>> send_batch(outgoing& m, peer::data_batch batch, std::uint64_t bytes);
+  boost::asio::awaitable<result<peer::frame>> send_batch(outgoing& m, std::string payload, std::uint64_t bytes);
   boost::asio::awaitable<void> throttle(outgoing& m, std::uint64_t bytes);
   /// Bytes per copy batch: large when uncapped, an eighth of a second of the cap otherwise.
   std::size_t copy_batch_bytes(const outgoing& m) const;

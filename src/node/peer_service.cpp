@@ -153,10 +153,8 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
       co_return ack();
     }
     case peer::frame_type::data_batch: {
-      auto b = peer::decode_data_batch(f.payload);
-      if (!b) co_return fail(b.error(), version());
       if (!ctx_.mig) co_return fail(make_error(errc::unavailable, "no migrator"), version());
-      auto r = co_await ctx_.mig->apply_batch(std::move(*b));
+      auto r = co_await ctx_.mig->apply_batch(std::move(f.payload));
       if (!r) co_return fail(r.error(), version());
       co_return ack();
     }

@@ -508,9 +508,10 @@ result<snapshot> store::take_snapshot() const {
   return out;
 }
 
-result<scan_result> store::scan_snapshot(const snapshot& snap, const key_range& range, const std::optional<std::string>& after,
-                                         std::size_t max_records, std::size_t max_bytes) const {
-  scan_result out;
+result<store::visit_result> store::scan_snapshot_visit(
+    const snapshot& snap, const key_range& range, const std::optional<std::string>& after, std::size_t max_records,
+    std::size_t max_bytes, const std::function<void(std::string_view, std::string_view)>& fn) const {
+  visit_result out;
   rocksdb::ReadOptions ro;
   ro.snapshot = static_cast<const rocksdb::Snapshot*>(snap.handle.get());
   ro.fill_cache = false;  // a bulk copy should not evict the working set
@@ -518,17 +519,18 @@ result<scan_result> store::scan_snapshot(const snapshot& snap, const key_range& 
   ro.iterate_upper_bound = &hi;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, records_));
   seek_past(*it, range, after);
-  std::size_t bytes = 0;
   for (; it->Valid(); it->Next()) {
-    if (out.records.size() >= max_records || bytes >= max_bytes) {
-      out.resume_after = out.records.back().key;
+    if (out.records >= max_records || out.bytes >= max_bytes) {
+      out.more = true;
       break;
     }
-    out.records.push_back(record{it->key().ToString(), it->value().ToString()});
-    bytes += it->key().size() + it->value().size();
+    const rocksdb::Slice k = it->key(), v = it->value();
+    fn(std::string_view(k.data(), k.size()), std::string_view(v.data(), v.size()));
+    ++out.records;
+    out.bytes += k.size() + v.size();
+    out.last_key.assign(k.data(), k.size());  // reuses its buffer: no allocation per record
   }
   if (!it->status().ok()) return io_error("snapshot scan", it->status());
-  out.examined = out.records.size();
   return out;
 }
 
@@ -552,7 +554,7 @@ result<range_digest> store::digest(const key_range& range, const snapshot* snap,
 
 std::uint64_t store::latest_sequence() const { return db_->GetLatestSequenceNumber(); }
 
-result<void> store::ingest(const std::vector<std::pair<std::string, std::string>>& sorted) {
+result<void> store::ingest(std::span<const std::pair<std::string_view, std::string_view>> sorted) {
   if (sorted.empty()) return {};
   const auto dir = std::filesystem::path(opts_.path) / "import";
   std::error_code ec;

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -175,11 +176,19 @@ class store {
 
   /// A snapshot of the whole store at the latest sequence number.
   [[nodiscard]] result<snapshot> take_snapshot() const;
-  /// Reads up to `max_records` records or about `max_bytes` bytes of `range` in `snap`, after
-  /// `after` if given.
-  [[nodiscard]] result<scan_result> scan_snapshot(const snapshot& snap, const key_range& range,
-                                                  const std::optional<std::string>& after, std::size_t max_records,
-                                                  std::size_t max_bytes) const;
+  /// What scan_snapshot_visit went through.
+  struct visit_result {
+    std::size_t records = 0;
+    std::uint64_t bytes = 0;  ///< sum of key and value sizes
+    std::string last_key;     ///< the last key visited; empty if none
+    bool more = false;        ///< the range has records after last_key
+  };
+  /// Hands up to `max_records` records or about `max_bytes` bytes of `range` in `snap`, after
+  /// `after` if given, to `fn` as views into the iterator, valid during the call only (a
+  /// migration encodes them straight into its batch, without copying them first).
+  [[nodiscard]] result<visit_result> scan_snapshot_visit(
+      const snapshot& snap, const key_range& range, const std::optional<std::string>& after, std::size_t max_records,
+      std::size_t max_bytes, const std::function<void(std::string_view key, std::string_view value)>& fn) const;
   /// Digest of every record of `range`, in `snap` or at the latest state; `bytes` gets the
   /// sum of key and value sizes if given.
   [[nodiscard]] result<range_digest> digest(const key_range& range, const snapshot* snap = nullptr,
@@ -189,7 +198,7 @@ class store {
   /// memtable, no compaction (the file lands at the lowest level its keys allow). Durable when
   /// it returns. Bypasses the writer, so the stats of the range are not updated: the caller
   /// sets them (set_stats) once it knows them. Blocking: call it off the network threads.
-  [[nodiscard]] result<void> ingest(const std::vector<std::pair<std::string, std::string>>& sorted);
+  [[nodiscard]] result<void> ingest(std::span<const std::pair<std::string_view, std::string_view>> sorted);
 
   /// Compacts the records of `range` through every level (flushing the memtable if it holds
   /// any): deleted data and its tombstones are gone afterwards. Blocking: off the network threads.

@@ -224,6 +224,47 @@ TEST_CASE("every peer message round-trips through its codec") {
   CHECK(j->weight == 3);
 }
 
+TEST_CASE("a data batch written record by record is the batch encoded whole, and decodes in place") {
+  data_batch b;
+  b.migration = "m7";
+  b.kind = 1;
+  b.cursor = "cursor";
+  b.seq = 0x0102030405060708ull;
+  for (int i = 0; i < 300; ++i)  // over 255 records: every byte of the patched count matters
+    b.ops.push_back({static_cast<std::uint8_t>(i % 2), "key" + std::to_string(i), std::string(static_cast<std::size_t>(i), 'v')});
+  data_batch_writer w(b.migration, b.kind);
+  for (const auto& op : b.ops) w.add(op.kind, op.key, op.value);
+  CHECK(w.count() == 300);
+  const std::string streamed = w.finish(b.cursor, b.seq);
+  CHECK(streamed == encode(b));
+
+  auto v = decode_data_batch_view(streamed);
+  REQUIRE(v);
+  CHECK(v->migration == "m7");
+  CHECK(v->kind == 1);
+  CHECK(v->cursor == "cursor");
+  CHECK(v->seq == b.seq);
+  REQUIRE(v->ops.size() == 300);
+  for (std::size_t i = 0; i < 300; ++i) {
+    CHECK(v->ops[i].kind == b.ops[i].kind);
+    CHECK(v->ops[i].key == b.ops[i].key);
+    CHECK(v->ops[i].value == b.ops[i].value);
+    // In place: the views point into the payload.
+    CHECK(v->ops[i].key.data() >= streamed.data());
+    CHECK(v->ops[i].key.data() < streamed.data() + streamed.size());
+  }
+  auto owned = decode_data_batch(streamed);
+  REQUIRE(owned);
+  CHECK(encode(*owned) == streamed);
+  CHECK(!decode_data_batch_view(streamed.substr(0, streamed.size() - 1)));
+  CHECK(!decode_data_batch_view(streamed + "x"));
+  // An empty batch.
+  data_batch_writer none("m", 0);
+  auto e = decode_data_batch_view(none.finish("", 0));
+  REQUIRE(e);
+  CHECK(e->ops.empty());
+}
+
 TEST_CASE("truncated, padded or lying payloads are refused") {
   auto w = encode(write_request{1, {{0, "k", "v"}}});
   CHECK(!decode_write_request(w.substr(0, w.size() - 1)));

@@ -206,18 +206,28 @@ TEST_CASE("a snapshot reads the range as it was, page by page") {
   key_range all{index_prefix(2), index_upper_bound(2)};
   std::vector<std::string> seen;
   std::optional<std::string> after;
-  for (int page = 0; page < 20; ++page) {
-    auto r = s->scan_snapshot(*snap, all, after, 7, 1 << 20);
+  auto collect = [&](std::string_view k, std::string_view) { seen.emplace_back(k); };
+  int pages = 0;
+  for (; pages < 20; ++pages) {
+    auto r = s->scan_snapshot_visit(*snap, all, after, 7, 1 << 20, collect);
     REQUIRE(r);
-    for (auto& rec : r->records) seen.push_back(rec.key);
-    if (!r->resume_after) break;
-    after = r->resume_after;
+    CHECK(r->records <= 7);
+    if (r->records > 0) CHECK(r->last_key == seen.back());
+    if (!r->more) break;
+    after = r->last_key;
   }
+  CHECK(pages == 7);  // 50 records, 7 a page: the eighth page is the last
   CHECK(seen.size() == 50);
+  CHECK(std::is_sorted(seen.begin(), seen.end()));
+  CHECK(std::adjacent_find(seen.begin(), seen.end()) == seen.end());
   CHECK(seen.front() == storage_key_range(2, "k100"));  // deleted later, still in the snapshot
-  auto by_bytes = s->scan_snapshot(*snap, all, std::nullopt, 1000, 100);
+  std::uint64_t counted = 0;
+  auto by_bytes = s->scan_snapshot_visit(*snap, all, std::nullopt, 1000, 100,
+                                         [&](std::string_view k, std::string_view v) { counted += k.size() + v.size(); });
   REQUIRE(by_bytes);
-  CHECK(by_bytes->records.size() < 10);  // the byte budget ends the page
+  CHECK(by_bytes->records < 10);  // the byte budget ends the page
+  CHECK(by_bytes->more);
+  CHECK(by_bytes->bytes == counted);
   CHECK(snap->seq < s->latest_sequence());
 }
 
@@ -375,19 +385,26 @@ TEST_CASE("an ingested import file is read back, digested, counted once stats ar
     bytes += k.size() + v.size();
   }
   key_range r2{index_prefix(2), index_upper_bound(2)};
+  using kv = std::pair<std::string_view, std::string_view>;
+  auto views = [&](std::size_t from, std::size_t to) {
+    std::vector<kv> out;
+    for (std::size_t i = from; i < to; ++i) out.emplace_back(sorted[i].first, sorted[i].second);
+    return out;
+  };
   {
     auto s = open_store(dir.path());
     REQUIRE(s->load_ranges(layout()));
     REQUIRE(write(*s, {put(1, "a", "1")}));
     // Keys out of order are refused, and nothing of them lands.
-    std::vector<std::pair<std::string, std::string>> unsorted{{storage_key_range(2, "b"), "1"}, {storage_key_range(2, "a"), "2"}};
+    const std::string b = storage_key_range(2, "b"), a = storage_key_range(2, "a");
+    std::vector<kv> unsorted{{b, "1"}, {a, "2"}};
     CHECK_FALSE(s->ingest(unsorted));
     auto empty = s->digest(r2);
     REQUIRE(empty);
     CHECK(empty->count() == 0);
 
-    REQUIRE(s->ingest({sorted.begin(), sorted.begin() + 250}));
-    REQUIRE(s->ingest({sorted.begin() + 250, sorted.end()}));
+    REQUIRE(s->ingest(views(0, 250)));
+    REQUIRE(s->ingest(views(250, sorted.size())));
     auto got = s->get(storage_key_range(2, "k0042"));
     REQUIRE(got);
     CHECK(*got == std::optional<std::string>(sorted[42].second));
@@ -423,7 +440,7 @@ TEST_CASE("an ingested import file is read back, digested, counted once stats ar
   REQUIRE(s->compact(r2));
   CHECK(s->digest(r2)->count() == 0);
   CHECK(*s->get(storage_key_range(1, "a")) == std::optional<std::string>("1"));
-  REQUIRE(s->ingest({sorted.begin(), sorted.begin() + 10}));
+  REQUIRE(s->ingest(views(0, 10)));
   CHECK(s->digest(r2)->count() == 10);
   CHECK(*s->get(storage_key_range(2, "k0009")) == std::optional<std::string>(sorted[9].second));
   CHECK(*s->get(storage_key_range(1, "a")) == std::optional<std::string>("1"));
