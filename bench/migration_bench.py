@@ -121,6 +121,23 @@ def wrk(url, seconds, conns, script, env):
     return {}
 
 
+def cpu_seconds(procs):
+    """User + system CPU seconds used so far by these processes (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in procs:
+        with open(f"/proc/{p.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def children_cpu_seconds():
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def wait_migration(cl, mid, timeout=3600):
     t0 = time.time()
     while time.time() - t0 < timeout:
@@ -156,9 +173,10 @@ def part_big(work, quick):
             if fg_seconds:
                 th.start()
                 time.sleep(0.5)
-            t0 = time.time()
+            t0, c0 = time.time(), cpu_seconds(cl.procs)
             mid = cl.api(1, "POST", f"/v1/shards/{index}/{shard}/migrate", {"target": target})["id"]
             m, t1 = wait_migration(cl, mid)
+            fg["cores"] = (cpu_seconds(cl.procs) - c0) / (t1 - t0)  # both nodes, during the move
             if fg_seconds:
                 th.join()
             return m, t1 - t0, fg
@@ -172,14 +190,17 @@ def part_big(work, quick):
             print("  " + bulk(cl, 1, index, records, doc, routing, prefix="k"))
             print(f"  loaded in {time.time() - t:.1f} s", flush=True)
             time.sleep(2)  # let the load's flushes settle
-            m, secs, _ = move(index, shard, "node-1", "node-2")
+            m, secs, alone = move(index, shard, "node-1", "node-2")
+            c0, f0 = children_cpu_seconds(), time.time()
             floor = sh(f"{BUILD}/bench/tls_floor {work}/certs/node-1.pem {work}/certs/node-1.key {cl.ca} {m['bytes_done']}")
+            floor_cores = (children_cpu_seconds() - c0) / (time.time() - f0)
             floor_mib = float(floor.split("mib_per_s=")[1])
             mib = m["bytes_done"] / secs / (1 << 20)
             print(f"RESULT migration docs={label.replace(' ', '_')} records={m['records_done']} "
                   f"mib={m['bytes_done'] / (1 << 20):.0f} seconds={secs:.1f} mib_per_s={mib:.1f} "
                   f"records_per_s={m['records_done'] / secs:.0f} fence_ms={m['fence_ms']} "
-                  f"raw_tls_mib_per_s={floor_mib:.1f} of_floor={100 * mib / floor_mib:.0f}%", flush=True)
+                  f"raw_tls_mib_per_s={floor_mib:.1f} of_floor={100 * mib / floor_mib:.0f}% "
+                  f"cores_used={alone['cores']:.2f} floor_cores_used={floor_cores:.2f}", flush=True)
             # The same shard back, with foreground reads running through both nodes.
             m, secs, fg = move(index, shard, "node-2", "node-1", fg_seconds=max(3, int(secs * 1.5) + 2))
             mib = m["bytes_done"] / secs / (1 << 20)
