@@ -10,7 +10,8 @@ big:    one migration of a shard of 1 KiB documents (>= 1 GiB) and one of 100-by
 fence:  write-fence durations (p50/p99/max) over many migrations under a write load.
 redis:  1,000,000 records of 100-byte values on 3 nodes, a 4th added, time until balanced:
         Redis Cluster (redis-cli --cluster rebalance --cluster-use-empty-masters) and shardd
-        (join convergence), in the same run.
+        (join convergence), in the same run. BENCH_REDIS_PIPELINE sets redis-cli's
+        --cluster-pipeline (keys per MIGRATE; default 10, as redis-cli's).
 """
 import json
 import os
@@ -302,11 +303,16 @@ def part_redis(work, quick):
                 break
             time.sleep(0.2)
         t0 = time.time()
-        sh(f"redis-cli --cluster rebalance 127.0.0.1:{ports[0]} --cluster-use-empty-masters")
+        # redis-cli's default --cluster-pipeline is 10 keys per MIGRATE; BENCH_REDIS_PIPELINE
+        # tries another.
+        pipeline = os.environ.get("BENCH_REDIS_PIPELINE", "10")
+        sh(f"redis-cli --cluster rebalance 127.0.0.1:{ports[0]} --cluster-use-empty-masters "
+           f"--cluster-pipeline {pipeline}")
         secs = time.time() - t0
         moved = int(sh(f"redis-cli -p {ports[3]} dbsize").strip())
         redis_rate = moved / secs
-        print(f"RESULT redis_rebalance keys={records} moved={moved} seconds={secs:.1f} keys_per_s={redis_rate:.0f}",
+        print(f"RESULT redis_rebalance pipeline={pipeline} keys={records} moved={moved} seconds={secs:.1f} "
+              f"keys_per_s={redis_rate:.0f}",
               flush=True)
     finally:
         for p in procs:
