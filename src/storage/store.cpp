@@ -38,6 +38,9 @@ std::string encode_stats(const shard_stats& s) {
 
 rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
 
+// Scans that read a whole range (migration copies, digests) read files ahead in large steps.
+constexpr std::size_t bulk_readahead = 2u << 20;
+
 error io_error(std::string_view what, const rocksdb::Status& st) {
   return make_error(errc::internal, std::string(what) + ": " + st.ToString());
 }
@@ -515,6 +518,7 @@ result<store::visit_result> store::scan_snapshot_visit(
   rocksdb::ReadOptions ro;
   ro.snapshot = static_cast<const rocksdb::Snapshot*>(snap.handle.get());
   ro.fill_cache = false;  // a bulk copy should not evict the working set
+  ro.readahead_size = bulk_readahead;
   rocksdb::Slice hi = slice(range.end);
   ro.iterate_upper_bound = &hi;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, records_));
@@ -540,6 +544,7 @@ result<range_digest> store::digest(const key_range& range, const snapshot* snap,
   rocksdb::ReadOptions ro;
   if (snap) ro.snapshot = static_cast<const rocksdb::Snapshot*>(snap->handle.get());
   ro.fill_cache = false;
+  ro.readahead_size = bulk_readahead;
   rocksdb::Slice hi = slice(range.end);
   ro.iterate_upper_bound = &hi;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, records_));
