@@ -14,7 +14,10 @@ namespace shardd::peer {
 
 inline constexpr std::uint32_t protocol_version = 1;
 inline constexpr std::size_t header_bytes = 24;
-inline constexpr std::size_t default_max_frame_bytes = 64u << 20;
+/// Hard maximum frame size. Room for the largest payloads the node builds: a forwarded body
+/// (rest.max_body_bytes, at most 64 MiB), or a data batch or scan page (a 4 MiB or 16 MiB
+/// budget plus one record of up to limits.max_doc_bytes, at most 64 MiB).
+inline constexpr std::size_t default_max_frame_bytes = 96u << 20;
 
 enum class frame_type : std::uint8_t {
   hello = 1,          ///< client → server, first frame: protocol version, cluster id, node id

@@ -91,7 +91,7 @@ result<node_config> parse_config(std::string_view text, const std::string& base_
     json_fields f(*obj, "rest");
     SHARDD_READ(c.rest_listen, read_address(f, "listen", c.rest_listen));
     SHARDD_READ_OPT_STRING(c.token, f, "token");
-    SHARDD_READ(c.max_body_bytes, f.opt_u64("max_body_bytes", c.max_body_bytes, 1024, 1ull << 32));
+    SHARDD_READ(c.max_body_bytes, f.opt_u64("max_body_bytes", c.max_body_bytes, 1024, 64ull << 20));
     SHARDD_READ(c.idle_timeout_ms, f.opt_u64("idle_timeout_ms", c.idle_timeout_ms, 100, 3600000));
     SHARDD_READ(c.request_timeout_ms, f.opt_u64("request_timeout_ms", c.request_timeout_ms, 100, 600000));
     if (auto fin = f.finish(); !fin) return fin.error();

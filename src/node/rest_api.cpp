@@ -43,6 +43,9 @@ namespace {
 constexpr std::size_t default_scan_limit = 100;
 constexpr std::size_t max_scan_limit = 10000;
 constexpr std::size_t max_scan_examined = 100000;  // keys looked at per scan request
+// Keys and values one shard returns per scan request: a page of large documents ends early
+// (with a cursor) instead of making a reply too large for a peer frame.
+constexpr std::size_t max_scan_bytes = 16u << 20;
 constexpr std::size_t max_reported_errors = 100;    // per-line errors listed by a bulk answer
 
 unsigned status_of(errc e) {
@@ -1099,7 +1102,8 @@ awaitable<result<peer::scan_reply>> rest_api::local_scan(peer::scan_request q) {
     };
   }
   auto work = [&store = ctx_.store, q = std::move(q), keep = std::move(keep)]() -> result<peer::scan_reply> {
-    auto got = store.scan(key_range{q.begin, q.end}, q.after, q.limit, keep, std::max<std::size_t>(q.max_examined, 1));
+    auto got = store.scan(key_range{q.begin, q.end}, q.after, q.limit, keep, std::max<std::size_t>(q.max_examined, 1),
+                          max_scan_bytes);
     if (!got) return got.error();
     peer::scan_reply out;
     out.records.reserve(got->records.size());

@@ -476,8 +476,10 @@ void seek_past(rocksdb::Iterator& it, const key_range& range, const std::optiona
 }  // namespace
 
 result<scan_result> store::scan(const key_range& range, const std::optional<std::string>& after, std::size_t limit,
-                                const std::function<bool(std::string_view)>& keep, std::size_t max_examined) const {
+                                const std::function<bool(std::string_view)>& keep, std::size_t max_examined,
+                                std::size_t max_bytes) const {
   scan_result out;
+  std::size_t bytes = 0;
   rocksdb::ReadOptions ro;
   rocksdb::Slice hi = slice(range.end);
   ro.iterate_upper_bound = &hi;
@@ -486,7 +488,7 @@ result<scan_result> store::scan(const key_range& range, const std::optional<std:
   std::size_t examined = 0;
   std::string last;  // last key examined: where to resume when stopping early
   for (; it->Valid(); it->Next()) {
-    if (out.records.size() >= limit || examined >= max_examined) {
+    if (out.records.size() >= limit || examined >= max_examined || bytes >= max_bytes) {
       out.resume_after = last;
       break;
     }
@@ -495,6 +497,7 @@ result<scan_result> store::scan(const key_range& range, const std::optional<std:
     last.assign(k);
     if (keep && !keep(k)) continue;
     out.records.push_back(record{std::string(k), std::string(it->value().data(), it->value().size())});
+    bytes += k.size() + it->value().size();
   }
   if (!it->status().ok()) return io_error("scan", it->status());
   out.examined = examined;

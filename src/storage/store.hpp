@@ -168,11 +168,11 @@ class store {
   [[nodiscard]] result<std::optional<std::string>> get(std::string_view key) const;
 
   /// Reads up to `limit` records of [range.begin, range.end), starting after `after` if given,
-  /// keeping those `keep` accepts; examines at most `max_examined` keys (then stops early and
-  /// reports where to resume).
+  /// keeping those `keep` accepts; examines at most `max_examined` keys and keeps about
+  /// `max_bytes` of keys and values (then stops early and reports where to resume).
   [[nodiscard]] result<scan_result> scan(const key_range& range, const std::optional<std::string>& after,
                                          std::size_t limit, const std::function<bool(std::string_view)>& keep = {},
-                                         std::size_t max_examined = SIZE_MAX) const;
+                                         std::size_t max_examined = SIZE_MAX, std::size_t max_bytes = SIZE_MAX) const;
 
   /// A snapshot of the whole store at the latest sequence number.
   [[nodiscard]] result<snapshot> take_snapshot() const;
