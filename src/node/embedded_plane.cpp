@@ -149,7 +149,7 @@ awaitable<void> embedded_plane::heartbeat_loop(node_entry self) {
         reachable_ = true;
         if (!reply->payload.empty()) {
           // The controller has a newer map than the one we announced.
-          if (auto m = from_json(reply->payload); m) (void)co_await ring_.install(std::move(*m));
+          if (auto m = from_json(reply->payload); m) (void)co_await ring_.install_from_controller(std::move(*m));
         }
       } else {
         if (reply.error().code == errc::not_found) need_join = true;  // forgotten: join again

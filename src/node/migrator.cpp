@@ -1,5 +1,6 @@
 #include "node/migrator.hpp"
 
+#include "node/faults.hpp"
 #include "node/log.hpp"
 #include "node/store_ops.hpp"
 #include "shardd/key_codec.hpp"
@@ -79,22 +80,7 @@ migration_fsm::event failed(E kind, std::string reason) {
 }  // namespace
 
 migration_faults migration_faults::from_env() {
-  migration_faults f;
-  const char* env = std::getenv("SHARDD_TEST_FAULTS");
-  if (!env) return f;
-  std::string_view s(env);
-  while (!s.empty()) {
-    auto comma = s.find(',');
-    auto item = s.substr(0, comma);
-    s = comma == std::string_view::npos ? std::string_view() : s.substr(comma + 1);
-    auto eq = item.find('=');
-    if (eq == std::string_view::npos) continue;
-    auto name = item.substr(0, eq);
-    auto value = static_cast<std::uint32_t>(std::strtoul(std::string(item.substr(eq + 1)).c_str(), nullptr, 10));
-    if (name == "corrupt_batch") f.corrupt_batch = value;
-    if (name == "digest_mismatch") f.digest_mismatch = value;
-  }
-  return f;
+  return migration_faults{test_fault("corrupt_batch"), test_fault("digest_mismatch")};
 }
 
 using send_channel = asio::experimental::channel<void(boost::system::error_code, result<peer::frame>)>;

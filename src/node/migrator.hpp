@@ -19,10 +19,8 @@
 
 namespace shardd {
 
-/// Faults a test can inject into migrations through SHARDD_TEST_FAULTS (comma-separated
-/// name=count): `corrupt_batch=N` flips a byte in the payload of the N-th data batch this
-/// node sends (after its checksum is computed); `digest_mismatch=N` makes the first N digest
-/// comparisons differ. Empty in production.
+/// The faults a test can inject into migrations (see node/faults.hpp): `corrupt_batch` and
+/// `digest_mismatch`. Empty in production.
 struct migration_faults {
   std::uint32_t corrupt_batch = 0;
   std::uint32_t digest_mismatch = 0;

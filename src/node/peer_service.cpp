@@ -68,7 +68,7 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
       if (!m) co_return fail(m.error(), version());
       if (m->controller != from)
         co_return fail(make_error(errc::invalid_argument, "map pushed by '" + from + "', not by its controller"), version());
-      auto r = co_await ctx_.ring.install(std::move(*m));
+      auto r = co_await ctx_.ring.install_from_controller(std::move(*m));
       if (!r) co_return fail(r.error(), version());
       co_return reply(peer::frame_type::map_ack, {}, (*r)->map->version);
     }

@@ -1161,9 +1161,11 @@ awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
   std::optional<std::string> resume;
   std::size_t budget = max_scan_examined;
   std::size_t pos = 0;
-  for (; pos < ix.shards.size(); ++pos) {
-    const auto& s = ix.shards[pos];
-    const auto sr = shard_storage_range(ix, s);
+  const index_entry* cur = &ix;
+  int refreshes = 0;
+  for (; pos < cur->shards.size(); ++pos) {
+    const auto& s = cur->shards[pos];
+    const auto sr = shard_storage_range(*cur, s);
     key_range r{std::max(sr.begin, range.begin), std::min(sr.end, range.end)};
     if (!(r.begin < r.end)) continue;
     if (after && *after >= r.end) continue;
@@ -1173,7 +1175,7 @@ awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
     if (s.owner == ctx_.config.node_id || !ctx_.peer) {
       page = co_await local_scan(std::move(q));
     } else {
-      if (auto u = owner_unavailable(c, ix, s)) co_return *u;
+      if (auto u = owner_unavailable(c, *cur, s)) co_return *u;
       auto frame = make_frame(peer::frame_type::scan_shard, peer::encode(q), c.snap->map->version);
       auto r2 = co_await ctx_.peer->call(s.owner, std::move(frame), std::chrono::milliseconds(ctx_.config.request_timeout_ms));
       if (!r2)
@@ -1181,6 +1183,23 @@ awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
                           "node " + quoted(s.owner) + " (shard " + std::to_string(s.id) + "): " + r2.error().detail);
       else
         page = peer::decode_scan_reply(r2->payload);
+    }
+    if (!page && page.error().code == errc::conflict && refreshes < 2 && ctx_.peer) {
+      // The shard is not where this map says: its move just committed and this map is stale,
+      // or the owner has not installed the map that gave it the shard yet. Take the newest map
+      // (or give the owner a moment), then go on from the last record taken, as a point read
+      // does.
+      ++refreshes;
+      if (!co_await await_newer_map(c, std::chrono::milliseconds(1000)) && ctx_.plane) {
+        if (auto fresh = co_await ctx_.plane->load(); fresh && (*fresh)->map->version > c.snap->map->version)
+          c.snap = *fresh;
+      }
+      const index_entry* now = c.snap->map->find_index(ix.name);
+      if (!now || now->id != ix.id) co_return c.fail(404, "not-found", "index " + quoted(ix.name) + " does not exist");
+      cur = now;
+      if (!records.empty()) after = records.back().first;
+      pos = static_cast<std::size_t>(-1);  // the loop's ++ starts again at the first shard;
+      continue;                              // shards before `after` are skipped
     }
     if (!page) co_return c.fail(page.error());
     budget -= std::min<std::size_t>(budget, page->examined);
@@ -1194,8 +1213,8 @@ awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
   if (!resume && records.size() >= limit && !records.empty()) {
     // Full at a shard's end: offer a cursor if a later shard can hold more. (The next page
     // may come back empty if they hold nothing.)
-    for (std::size_t p = pos + 1; p < ix.shards.size(); ++p) {
-      const auto sr = shard_storage_range(ix, ix.shards[p]);
+    for (std::size_t p = pos + 1; p < cur->shards.size(); ++p) {
+      const auto sr = shard_storage_range(*cur, cur->shards[p]);
       if (std::max(sr.begin, range.begin) < std::min(sr.end, range.end)) {
         resume = records.back().first;
         break;

@@ -1,7 +1,14 @@
 #include "node/ring_actor.hpp"
 
+#include "node/faults.hpp"
 #include "node/store_ops.hpp"
 #include "shardd/routing.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <future>
 #include <set>
@@ -82,6 +89,19 @@ asio::awaitable<map_result> ring_actor::install(partition_map m) {
     return ring_message(std::move(cmd));
   };
   co_return co_await ask<map_result>(std::move(make));
+}
+
+asio::awaitable<map_result> ring_actor::install_from_controller(partition_map m) {
+  static const std::uint32_t delay_ms = test_fault("map_delay_ms");
+  if (delay_ms == 0) co_return co_await install(std::move(m));
+  auto later = [this, m = std::move(m)]() mutable -> asio::awaitable<void> {
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    t.expires_after(std::chrono::milliseconds(delay_ms));
+    (void)co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    (void)co_await install(std::move(m));
+  };
+  asio::co_spawn(co_await asio::this_coro::executor, std::move(later), asio::detached);
+  co_return snapshot();
 }
 
 storage::layout_change ring_actor::layout_for(const partition_map& from, const partition_map& to) const {

@@ -50,6 +50,11 @@ class ring_actor final : public actor<ring_message> {
   /// Installs `m` if it is newer than the current map (else answers with the current one).
   asio::awaitable<map_result> install(partition_map m);
 
+  /// Installs a map the controller sent (a push, or the answer to a heartbeat). Under the test
+  /// fault map_delay_ms (node/faults.hpp) it is installed that much later, in the background,
+  /// and the answer is the current map.
+  asio::awaitable<map_result> install_from_controller(partition_map m);
+
   /// Called (on the ring strand) after every installed version.
   void on_install(std::function<void(const snapshot_ptr&)> f) { listeners_.push_back(std::move(f)); }
 

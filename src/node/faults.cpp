@@ -1,0 +1,23 @@
+#include "node/faults.hpp"
+
+#include <cstdlib>
+#include <string>
+
+namespace shardd {
+
+std::uint32_t test_fault(std::string_view name) {
+  const char* env = std::getenv("SHARDD_TEST_FAULTS");
+  if (!env) return 0;
+  std::string_view s(env);
+  while (!s.empty()) {
+    const auto comma = s.find(',');
+    const auto item = s.substr(0, comma);
+    s = comma == std::string_view::npos ? std::string_view() : s.substr(comma + 1);
+    const auto eq = item.find('=');
+    if (eq != std::string_view::npos && item.substr(0, eq) == name)
+      return static_cast<std::uint32_t>(std::strtoul(std::string(item.substr(eq + 1)).c_str(), nullptr, 10));
+  }
+  return 0;
+}
+
+}  // namespace shardd

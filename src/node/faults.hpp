@@ -1,0 +1,19 @@
+#pragma once
+// Faults a test injects through the environment: SHARDD_TEST_FAULTS=name=value,... Unset in
+// production, where every fault reads 0.
+//
+//   corrupt_batch=N      flip a byte of the N-th data batch this node sends, after its checksum
+//   digest_mismatch=N    the first N migration digest comparisons differ
+//   map_delay_ms=N       maps the controller pushes or hands out with a heartbeat are installed
+//                        N ms late (a node that lags behind the cluster's map); a map this node
+//                        asks for itself is not delayed
+
+#include <cstdint>
+#include <string_view>
+
+namespace shardd {
+
+/// The value of fault `name` in SHARDD_TEST_FAULTS, or 0.
+std::uint32_t test_fault(std::string_view name);
+
+}  // namespace shardd
