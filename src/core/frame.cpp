@@ -193,7 +193,12 @@ result<std::optional<frame>> frame_decoder::next() {
     failed_ = true;
     return h.error();
   }
-  if (avail < h->length) return std::optional<frame>{};
+  if (avail < h->length) {
+    // Room for the whole frame at once: a large one then arrives without the buffer being
+    // copied each time it grows.
+    buffer_.reserve(pos_ + h->length);
+    return std::optional<frame>{};
+  }
   auto f = finish_frame(*h, buffer_.substr(pos_ + header_bytes, h->length - header_bytes));
   pos_ += h->length;
   if (pos_ == buffer_.size()) {
