@@ -11,6 +11,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace shardd {
 
@@ -46,6 +47,24 @@ class json_fields {
   std::string path_;
   std::set<std::string, std::less<>> used_;
 };
+
+/// Reads one field inside a function returning a result: `expr` is a json_fields read; its
+/// error returns, its value is assigned to `target` (converted to the target's type; give the
+/// read bounds that fit it).
+#define SHARDD_READ(target, expr)                                          \
+  do {                                                                     \
+    auto r_ = (expr);                                                      \
+    if (!r_) return r_.error();                                            \
+    target = static_cast<std::remove_reference_t<decltype(target)>>(*r_); \
+  } while (0)
+
+/// Assigns optional string field `key` of `fields` to `target` when present.
+#define SHARDD_READ_OPT_STRING(target, fields, key) \
+  do {                                              \
+    auto r_ = (fields).opt_string(key);             \
+    if (!r_) return r_.error();                     \
+    if (*r_) target = **r_;                         \
+  } while (0)
 
 /// Parse text into a JSON value, turning parser errors into errc::invalid_argument with the
 /// position of the problem.

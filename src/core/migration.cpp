@@ -236,6 +236,18 @@ std::vector<migration_fsm::action> migration_fsm::on(const event& e) {
 
 // --- JSON -------------------------------------------------------------------------------------
 
+namespace {
+
+result<migration_phase> read_phase(json_fields& f) {
+  auto text = f.req_string("phase");
+  if (!text) return text.error();
+  auto phase = parse_phase(*text);
+  if (!phase) return f.fail("phase", "unknown phase");
+  return *phase;
+}
+
+}  // namespace
+
 std::string to_json(const migration_record& m) {
   json::object o;
   o["id"] = m.id;
@@ -269,47 +281,32 @@ result<migration_record> migration_from_json(std::string_view text) {
   if (!parsed->is_object()) return make_error(errc::invalid_argument, "migration: expected an object");
   json_fields f(parsed->get_object(), "");
   migration_record m;
-#define GET(field, expr)          \
-  do {                            \
-    auto r_ = (expr);             \
-    if (!r_) return r_.error();   \
-    m.field = *r_;                \
-  } while (0)
-  GET(id, f.req_string("id"));
-  GET(index, f.req_string("index"));
-  GET(index_id, f.opt_u64("index_id", 0, 0, UINT32_MAX));
-  GET(shard, f.opt_u64("shard", 0, 0, UINT32_MAX));
-  GET(source, f.req_string("source"));
-  GET(target, f.req_string("target"));
+  SHARDD_READ(m.id, f.req_string("id"));
+  SHARDD_READ(m.index, f.req_string("index"));
+  SHARDD_READ(m.index_id, f.opt_u64("index_id", 0, 0, UINT32_MAX));
+  SHARDD_READ(m.shard, f.opt_u64("shard", 0, 0, UINT32_MAX));
+  SHARDD_READ(m.source, f.req_string("source"));
+  SHARDD_READ(m.target, f.req_string("target"));
   auto pr = f.req_string("priority");
   if (!pr) return pr.error();
   auto p = parse_priority(*pr);
   if (!p) return f.fail("priority", "unknown priority");
   m.priority = *p;
-  GET(max_bytes_per_sec, f.opt_u64("max_bytes_per_sec", 0));
-  auto ph = f.req_string("phase");
-  if (!ph) return ph.error();
-  auto phase = parse_phase(*ph);
-  if (!phase) return f.fail("phase", "unknown phase");
-  m.phase = *phase;
-  GET(paused, f.opt_bool("paused", false));
-  GET(bytes_done, f.opt_u64("bytes_done", 0));
-  GET(records_done, f.opt_u64("records_done", 0));
-  GET(bytes_total, f.opt_u64("bytes_total", 0));
-  GET(records_total, f.opt_u64("records_total", 0));
-  GET(rate_bytes_per_sec, f.opt_u64("rate_bytes_per_sec", 0));
-  GET(fence_ms, f.opt_u64("fence_ms", 0));
-  GET(recopies, f.opt_u64("recopies", 0, 0, UINT32_MAX));
-  GET(resumes, f.opt_u64("resumes", 0, 0, UINT32_MAX));
-  auto reason = f.opt_string("reason");
-  if (!reason) return reason.error();
-  if (*reason) m.reason = **reason;
-  auto err = f.opt_string("error");
-  if (!err) return err.error();
-  if (*err) m.error = **err;
-  GET(created_ms, f.opt_u64("created_ms", 0));
-  GET(updated_ms, f.opt_u64("updated_ms", 0));
-#undef GET
+  SHARDD_READ(m.max_bytes_per_sec, f.opt_u64("max_bytes_per_sec", 0));
+  SHARDD_READ(m.phase, read_phase(f));
+  SHARDD_READ(m.paused, f.opt_bool("paused", false));
+  SHARDD_READ(m.bytes_done, f.opt_u64("bytes_done", 0));
+  SHARDD_READ(m.records_done, f.opt_u64("records_done", 0));
+  SHARDD_READ(m.bytes_total, f.opt_u64("bytes_total", 0));
+  SHARDD_READ(m.records_total, f.opt_u64("records_total", 0));
+  SHARDD_READ(m.rate_bytes_per_sec, f.opt_u64("rate_bytes_per_sec", 0));
+  SHARDD_READ(m.fence_ms, f.opt_u64("fence_ms", 0));
+  SHARDD_READ(m.recopies, f.opt_u64("recopies", 0, 0, UINT32_MAX));
+  SHARDD_READ(m.resumes, f.opt_u64("resumes", 0, 0, UINT32_MAX));
+  SHARDD_READ_OPT_STRING(m.reason, f, "reason");
+  SHARDD_READ_OPT_STRING(m.error, f, "error");
+  SHARDD_READ(m.created_ms, f.opt_u64("created_ms", 0));
+  SHARDD_READ(m.updated_ms, f.opt_u64("updated_ms", 0));
   if (auto fin = f.finish(); !fin) return fin.error();
   return m;
 }
@@ -337,32 +334,22 @@ result<migration_fsm::state> fsm_state_from_json(std::string_view text) {
   if (!parsed->is_object()) return make_error(errc::invalid_argument, "migration state: expected an object");
   json_fields f(parsed->get_object(), "");
   migration_fsm::state s;
-  auto ph = f.req_string("phase");
-  if (!ph) return ph.error();
-  auto phase = parse_phase(*ph);
-  if (!phase) return f.fail("phase", "unknown phase");
-  s.phase = *phase;
-  auto paused = f.opt_bool("paused", false);
-  if (!paused) return paused.error();
-  s.paused = *paused;
+  SHARDD_READ(s.phase, read_phase(f));
+  SHARDD_READ(s.paused, f.opt_bool("paused", false));
   auto cursor = f.req_string("cursor");
   if (!cursor) return cursor.error();
   auto decoded = base64url_decode(*cursor);
   if (!decoded) return f.fail("cursor", "not base64url");
   s.cursor = std::move(*decoded);
-  auto u = [&](std::string_view k, auto& target) -> result<void> {
-    auto v = f.opt_u64(k, 0);
-    if (!v) return v.error();
-    target = static_cast<std::remove_reference_t<decltype(target)>>(*v);
-    return {};
-  };
-  for (auto r : {u("snapshot_seq", s.snapshot_seq), u("tail_seq", s.tail_seq), u("bytes_done", s.bytes_done),
-                 u("records_done", s.records_done), u("recopies", s.recopies), u("resumes", s.resumes),
-                 u("peer_failures", s.peer_failures), u("catchup_rounds", s.catchup_rounds)})
-    if (!r) return r.error();
-  auto err = f.opt_string("error");
-  if (!err) return err.error();
-  if (*err) s.error = **err;
+  SHARDD_READ(s.snapshot_seq, f.opt_u64("snapshot_seq", 0));
+  SHARDD_READ(s.tail_seq, f.opt_u64("tail_seq", 0));
+  SHARDD_READ(s.bytes_done, f.opt_u64("bytes_done", 0));
+  SHARDD_READ(s.records_done, f.opt_u64("records_done", 0));
+  SHARDD_READ(s.recopies, f.opt_u64("recopies", 0, 0, UINT32_MAX));
+  SHARDD_READ(s.resumes, f.opt_u64("resumes", 0, 0, UINT32_MAX));
+  SHARDD_READ(s.peer_failures, f.opt_u64("peer_failures", 0, 0, UINT32_MAX));
+  SHARDD_READ(s.catchup_rounds, f.opt_u64("catchup_rounds", 0, 0, UINT32_MAX));
+  SHARDD_READ_OPT_STRING(s.error, f, "error");
   if (auto fin = f.finish(); !fin) return fin.error();
   return s;
 }

@@ -585,21 +585,11 @@ result<partition_map> from_json(std::string_view text) {
   if (!settings) return settings.error();
   if (*settings) {
     json_fields sf(**settings, "settings");
-    auto bps = sf.opt_u64("migration_bytes_per_sec", 0);
-    if (!bps) return bps.error();
-    m.settings.migration_bytes_per_sec = *bps;
-    auto out = narrow_u32<std::uint32_t>(sf.opt_u64("max_outgoing", 2, 1, 1000), sf, "max_outgoing");
-    if (!out) return out.error();
-    m.settings.max_outgoing = *out;
-    auto in = narrow_u32<std::uint32_t>(sf.opt_u64("max_incoming", 2, 1, 1000), sf, "max_incoming");
-    if (!in) return in.error();
-    m.settings.max_incoming = *in;
-    auto conv = sf.opt_bool("convergence", true);
-    if (!conv) return conv.error();
-    m.settings.convergence = *conv;
-    auto batch = narrow_u32<std::uint32_t>(sf.opt_u64("convergence_batch", 4, 1, 1000), sf, "convergence_batch");
-    if (!batch) return batch.error();
-    m.settings.convergence_batch = *batch;
+    SHARDD_READ(m.settings.migration_bytes_per_sec, sf.opt_u64("migration_bytes_per_sec", 0));
+    SHARDD_READ(m.settings.max_outgoing, sf.opt_u64("max_outgoing", 2, 1, 1000));
+    SHARDD_READ(m.settings.max_incoming, sf.opt_u64("max_incoming", 2, 1, 1000));
+    SHARDD_READ(m.settings.convergence, sf.opt_bool("convergence", true));
+    SHARDD_READ(m.settings.convergence_batch, sf.opt_u64("convergence_batch", 4, 1, 1000));
     if (auto fin = sf.finish(); !fin) return fin.error();
   }
   if (auto fin = root.finish(); !fin) return fin.error();

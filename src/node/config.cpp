@@ -45,21 +45,6 @@ std::string resolve(const std::string& base, const std::string& p) {
   return (std::filesystem::path(base) / p).lexically_normal().string();
 }
 
-// Small helpers that keep the parser below one line per field.
-#define SHARDD_READ(target, expr)      \
-  do {                                 \
-    auto r_ = (expr);                  \
-    if (!r_) return r_.error();        \
-    target = static_cast<std::remove_reference_t<decltype(target)>>(*r_); \
-  } while (0)
-
-#define SHARDD_READ_OPT_STRING(target, fields, key) \
-  do {                                              \
-    auto r_ = (fields).opt_string(key);             \
-    if (!r_) return r_.error();                     \
-    if (*r_) target = **r_;                         \
-  } while (0)
-
 result<host_port> read_address(json_fields& f, std::string_view key, host_port fallback) {
   auto s = f.opt_string(key);
   if (!s) return s.error();
