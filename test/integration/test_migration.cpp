@@ -32,6 +32,15 @@ std::string routing_for(net::https_client& c, const std::string& index, std::int
   return {};
 }
 
+/// A shard of `index` that `node` owns (the last one listed).
+std::int64_t shard_on(net::https_client& c, const std::string& index, const std::string& node) {
+  std::int64_t shard = -1;
+  for (const auto& [s, n] : owners(c, index))
+    if (n == node) shard = s;
+  REQUIRE(shard >= 0);
+  return shard;
+}
+
 json::object migration(net::https_client& c, const std::string& id) {
   auto r = c.get("/v1/migrations/" + id);
   REQUIRE(r.status == 200);
@@ -154,10 +163,7 @@ TEST_CASE("a shard moves while a writer writes and a reader reads: nothing ackno
   auto c1 = cl.node(1).client(), c2 = cl.node(2).client();
   REQUIRE(c1->put("/v1/indexes/live", R"({"shards":4})").status == 201);
   auto before = owners(*c1, "live");
-  std::int64_t shard = -1;
-  for (const auto& [s, n] : before)
-    if (n == "node-1") shard = s;
-  REQUIRE(shard >= 0);
+  const std::int64_t shard = shard_on(*c1, "live", "node-1");
   const auto routing = routing_for(*c1, "live", shard);
   std::map<std::string, std::int64_t> expected;
   load(*c1, "live", "pre", 12000, routing, 200, expected);  // ~3 MB in the moving shard
@@ -282,10 +288,7 @@ TEST_CASE("the target killed with SIGKILL mid-copy and restarted: the migration 
   cluster cl(2);
   auto c1 = cl.node(1).client();
   REQUIRE(c1->put("/v1/indexes/t", R"({"shards":2})").status == 201);
-  std::int64_t shard = -1;
-  for (const auto& [s, n] : owners(*c1, "t"))
-    if (n == "node-1") shard = s;
-  REQUIRE(shard >= 0);
+  const std::int64_t shard = shard_on(*c1, "t", "node-1");
   std::map<std::string, std::int64_t> expected;
   load(*c1, "t", "k", 16000, routing_for(*c1, "t", shard), 200, expected);  // ~4 MB
   const auto id = start_migration(*c1, "t", shard, "node-2", 1'000'000);
@@ -303,10 +306,7 @@ TEST_CASE("the source killed with SIGKILL mid-copy and restarted resumes from it
   cluster cl(3);
   auto c1 = cl.node(1).client();
   REQUIRE(c1->put("/v1/indexes/s", R"({"shards":6})").status == 201);
-  std::int64_t shard = -1;
-  for (const auto& [s, n] : owners(*c1, "s"))
-    if (n == "node-2") shard = s;
-  REQUIRE(shard >= 0);
+  const std::int64_t shard = shard_on(*c1, "s", "node-2");
   std::map<std::string, std::int64_t> expected;
   load(*c1, "s", "k", 16000, routing_for(*c1, "s", shard), 200, expected);
   const auto id = start_migration(*c1, "s", shard, "node-3", 1'000'000);
@@ -334,10 +334,7 @@ TEST_CASE("a cancelled migration rolls back and the target holds nothing of the 
   cluster cl(2);
   auto c1 = cl.node(1).client();
   REQUIRE(c1->put("/v1/indexes/c", R"({"shards":2})").status == 201);
-  std::int64_t shard = -1;
-  for (const auto& [s, n] : owners(*c1, "c"))
-    if (n == "node-1") shard = s;
-  REQUIRE(shard >= 0);
+  const std::int64_t shard = shard_on(*c1, "c", "node-1");
   std::map<std::string, std::int64_t> expected;
   load(*c1, "c", "k", 16000, routing_for(*c1, "c", shard), 200, expected);
   load(*c1, "c", "spread", 2000, {}, 0, expected);
@@ -377,10 +374,7 @@ TEST_CASE("an injected checksum mismatch re-sends the batch, and a digest mismat
   cluster cl(2, {{1, {{"SHARDD_TEST_FAULTS", "corrupt_batch=2,digest_mismatch=1"}}}});
   auto c1 = cl.node(1).client();
   REQUIRE(c1->put("/v1/indexes/f", R"({"shards":2})").status == 201);
-  std::int64_t shard = -1;
-  for (const auto& [s, n] : owners(*c1, "f"))
-    if (n == "node-1") shard = s;
-  REQUIRE(shard >= 0);
+  const std::int64_t shard = shard_on(*c1, "f", "node-1");
   std::map<std::string, std::int64_t> expected;
   load(*c1, "f", "k", 8000, routing_for(*c1, "f", shard), 300, expected);  // several batches
   const auto id = start_migration(*c1, "f", shard, "node-2");
@@ -401,10 +395,7 @@ TEST_CASE("the node bandwidth cap, changed at runtime, holds within 10% over 5 s
   REQUIRE(set.status == 200);
   CHECK(body(set).at("max_bytes_per_sec").as_int64() == 2000000);
   CHECK(body(cl.node(2).client()->get("/v1/migrations/settings")).at("max_bytes_per_sec").as_int64() == 2000000);
-  std::int64_t shard = -1;
-  for (const auto& [s, n] : owners(*c1, "b"))
-    if (n == "node-1") shard = s;
-  REQUIRE(shard >= 0);
+  const std::int64_t shard = shard_on(*c1, "b", "node-1");
   std::map<std::string, std::int64_t> expected;
   load(*c1, "b", "k", 20000, routing_for(*c1, "b", shard), 1000, expected);  // ~20 MB: 10 s at the cap
   const auto id = start_migration(*c1, "b", shard, "node-2");
@@ -584,10 +575,7 @@ TEST_CASE("a shard moved away and back within the undo window starts from nothin
   auto c1 = cl.node(1).client();
   REQUIRE(c1->put("/v1/migrations/settings", R"({"convergence":false})").status == 200);
   REQUIRE(c1->put("/v1/indexes/b", R"({"shards":2})").status == 201);
-  std::int64_t shard = -1;
-  for (const auto& [s, n] : owners(*c1, "b"))
-    if (n == "node-1") shard = s;
-  REQUIRE(shard >= 0);
+  const std::int64_t shard = shard_on(*c1, "b", "node-1");
   const auto routing = routing_for(*c1, "b", shard);
   std::map<std::string, std::int64_t> expected;
   load(*c1, "b", "k", 3000, routing, 50, expected);
@@ -645,10 +633,7 @@ TEST_CASE("a node whose map lags behind a move still scans, counts and reads the
   cluster cl(3, {{3, {{"SHARDD_TEST_FAULTS", "map_delay_ms=5000"}}}});
   auto c1 = cl.node(1).client(), c3 = cl.node(3).client();
   REQUIRE(c1->put("/v1/indexes/lag", R"({"shards":4})").status == 201);
-  std::int64_t shard = -1;
-  for (const auto& [s, n] : owners(*c1, "lag"))
-    if (n == "node-1") shard = s;
-  REQUIRE(shard >= 0);
+  const std::int64_t shard = shard_on(*c1, "lag", "node-1");
   const auto version_of = [](net::https_client& c) {  // of the map the node itself routes with
     return body(c.get("/v1/partition-map")).at("version").as_int64();
   };
