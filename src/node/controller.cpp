@@ -126,6 +126,10 @@ std::uint64_t wall_ms() {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
+error no_such_migration(const std::string& id) {
+  return make_error(errc::not_found, "migration '" + id + "' does not exist");
+}
+
 const std::string rec_prefix = "migration/rec/";
 constexpr auto control_timeout = std::chrono::seconds(3);
 
@@ -454,7 +458,7 @@ awaitable<void> controller::handle(controller_message m) {
     if (q2->id) {
       auto it = migrations_.find(*q2->id);
       if (it == migrations_.end()) {
-        q2->reply.send(make_error(errc::not_found, "migration '" + *q2->id + "' does not exist"));
+        q2->reply.send(no_such_migration(*q2->id));
         co_return;
       }
       out.push_back(it->second);
@@ -465,7 +469,7 @@ awaitable<void> controller::handle(controller_message m) {
   } else if (auto* mc = std::get_if<migration_control_msg>(&m)) {
     auto it = migrations_.find(mc->id);
     if (it == migrations_.end()) {
-      mc->reply.send(make_error(errc::not_found, "migration '" + mc->id + "' does not exist"));
+      mc->reply.send(no_such_migration(mc->id));
       co_return;
     }
     auto& r = it->second;
@@ -512,7 +516,7 @@ awaitable<void> controller::handle(controller_message m) {
   } else if (auto* rep = std::get_if<migration_report_msg>(&m)) {
     auto it = migrations_.find(rep->report.id);
     if (it == migrations_.end()) {
-      rep->reply.send(make_error(errc::not_found, "migration '" + rep->report.id + "' does not exist"));
+      rep->reply.send(no_such_migration(rep->report.id));
       co_return;
     }
     auto& r = it->second;
@@ -549,7 +553,7 @@ awaitable<void> controller::handle(controller_message m) {
   } else if (auto* cm = std::get_if<migration_commit_msg>(&m)) {
     auto it = migrations_.find(cm->id);
     if (it == migrations_.end()) {
-      cm->reply.send(make_error(errc::not_found, "migration '" + cm->id + "' does not exist"));
+      cm->reply.send(no_such_migration(cm->id));
       co_return;
     }
     auto& r = it->second;
