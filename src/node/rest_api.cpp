@@ -780,11 +780,8 @@ awaitable<http_response> rest_api::record(call& c, const index_entry& ix_in, con
       co_return c.fail(503, "unavailable", "the owner of the record moved twice meanwhile; retry");
     // Our map is stale, or the owner is in a cutover: wait for the newest map and retry, like a
     // Redis MOVED the client never sees.
-    if (!co_await await_newer_map(c, std::chrono::milliseconds(5000))) {
-      auto fresh = co_await ctx_.plane->load();
-      if (!fresh) co_return c.fail(503, "unavailable", "map out of date and the controller is unreachable: " + fresh.error().detail);
-      c.snap = *fresh;
-    }
+    if (auto caught = co_await catch_up_map(c, std::chrono::milliseconds(5000)); !caught)
+      co_return c.fail(503, "unavailable", "map out of date and the controller is unreachable: " + caught.error().detail);
     ix = c.snap->map->find_index(ix_in.name);
     if (!ix) co_return c.fail(404, "not-found", "index " + quoted(ix_in.name) + " does not exist");
   }
@@ -1190,10 +1187,7 @@ awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
       // (or give the owner a moment), then go on from the last record taken, as a point read
       // does.
       ++refreshes;
-      if (!co_await await_newer_map(c, std::chrono::milliseconds(1000)) && ctx_.plane) {
-        if (auto fresh = co_await ctx_.plane->load(); fresh && (*fresh)->map->version > c.snap->map->version)
-          c.snap = *fresh;
-      }
+      (void)co_await catch_up_map(c, std::chrono::milliseconds(1000));  // unreachable: retry as is
       const index_entry* now = c.snap->map->find_index(ix.name);
       if (!now || now->id != ix.id) co_return c.fail(404, "not-found", "index " + quoted(ix.name) + " does not exist");
       cur = now;
@@ -1269,6 +1263,14 @@ awaitable<bool> rest_api::await_newer_map(call& c, std::chrono::milliseconds lim
     co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
   }
   co_return false;
+}
+
+awaitable<result<void>> rest_api::catch_up_map(call& c, std::chrono::milliseconds limit) {
+  if (co_await await_newer_map(c, limit) || !ctx_.plane) co_return result<void>{};
+  auto fresh = co_await ctx_.plane->load();
+  if (!fresh) co_return fresh.error();
+  if ((*fresh)->map->version > c.snap->map->version) c.snap = *fresh;
+  co_return result<void>{};
 }
 
 namespace {

@@ -92,6 +92,9 @@ class rest_api {
   boost::asio::awaitable<net::http_response> migration_settings(call& c);
   boost::asio::awaitable<net::http_response> decommission(call& c, const std::string& id);
   boost::asio::awaitable<bool> await_newer_map(call& c, std::chrono::milliseconds limit);
+  /// await_newer_map, then, if none came in time, the controller's map (taken if newer). An
+  /// error only when the controller cannot be asked.
+  boost::asio::awaitable<result<void>> catch_up_map(call& c, std::chrono::milliseconds limit);
   net::http_response get_ring(call& c);
   net::http_response ring_lookup(call& c);
   net::http_response get_partition_map(call& c);
