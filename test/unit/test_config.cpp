@@ -70,6 +70,10 @@ TEST_CASE("config errors name the field") {
   CHECK(error_of(R"({"rest":{"listen":"h:0"}})").starts_with("rest.listen:"));
   CHECK(error_of(R"({"rest":{"listen":"::1:80"}})").find("brackets") != std::string::npos);
   CHECK(error_of(R"({"rest":{"max_body_bytes":-1}})").starts_with("rest.max_body_bytes:"));
+  // A body must fit a peer frame when it is forwarded: 64 MiB at most.
+  CHECK(error_of(R"({"rest":{"max_body_bytes":67108865}})").starts_with("rest.max_body_bytes:"));
+  CHECK(error_of(R"({"rest":{"max_body_bytes":67108864},"limits":{"max_doc_bytes":67108865}})")
+            .starts_with("limits.max_doc_bytes:"));
   CHECK(error_of(R"({"rest":{"tokn":"x"}})") == "rest.tokn: unknown field");
   CHECK(error_of(R"({"weight":"heavy"})").starts_with("weight:"));
   CHECK(error_of(R"({"threads":0})").starts_with("threads:"));
