@@ -124,19 +124,10 @@ struct stats_reply {
 std::string encode(const stats_reply& m);
 [[nodiscard]] result<stats_reply> decode_stats_reply(std::string_view p);
 
-/// Migration data: records copied from a snapshot, or writes shipped from the log.
-struct data_batch {
-  std::string migration;
-  std::uint8_t kind = 0;  ///< 0 copy, 1 tail
-  std::vector<record_op> ops;  ///< kind 0 put, 1 delete; storage keys
-  std::string cursor;     ///< copy: last key of the batch
-  std::uint64_t seq = 0;  ///< tail: last log sequence the batch covers
-};
-std::string encode(const data_batch& m);
-[[nodiscard]] result<data_batch> decode_data_batch(std::string_view p);
-
-/// Builds a data_batch payload one record at a time, straight from where the records are read
-/// (the same bytes as encode(data_batch), without holding the records in between).
+/// Migration data (`data_batch`): records copied from a snapshot (kind 0), or writes shipped
+/// from the log (kind 1). Built one record at a time, straight from where the records are
+/// read, and decoded in place, so no record is held as a string of its own on either side.
+/// The writer builds a payload one record at a time.
 class data_batch_writer {
  public:
   data_batch_writer(std::string_view migration, std::uint8_t kind, std::size_t reserve_bytes = 0);
@@ -152,6 +143,8 @@ class data_batch_writer {
 };
 
 /// A data_batch decoded in place: every view points into the payload, which must outlive it.
+/// `ops`: kind 0 put, 1 delete, storage keys; `cursor`: a copy's last key; `seq`: the last log
+/// sequence a tail batch covers.
 struct record_op_view {
   std::uint8_t kind = 0;
   std::string_view key;
@@ -165,6 +158,7 @@ struct data_batch_view {
   std::uint64_t seq = 0;
 };
 [[nodiscard]] result<data_batch_view> decode_data_batch_view(std::string_view p);
+std::string encode(const data_batch_view& m);
 
 /// A range of one migration (import_digest, import_reset).
 struct import_range {

@@ -262,7 +262,7 @@ std::string data_batch_writer::finish(std::string_view cursor, std::uint64_t seq
   return out;
 }
 
-std::string encode(const data_batch& m) {
+std::string encode(const data_batch_view& m) {
   std::size_t size = m.cursor.size() + 16;
   for (const auto& op : m.ops) size += op.key.size() + op.value.size() + 9;
   data_batch_writer w(m.migration, m.kind, size);
@@ -289,19 +289,6 @@ result<data_batch_view> decode_data_batch_view(std::string_view p) {
   m.cursor = r.bytes();
   m.seq = r.u64();
   if (!r.done()) return malformed("data_batch");
-  return m;
-}
-
-result<data_batch> decode_data_batch(std::string_view p) {
-  auto v = decode_data_batch_view(p);
-  if (!v) return v.error();
-  data_batch m;
-  m.migration = v->migration;
-  m.kind = v->kind;
-  m.ops.reserve(v->ops.size());
-  for (const auto& op : v->ops) m.ops.push_back({op.kind, std::string(op.key), std::string(op.value)});
-  m.cursor = v->cursor;
-  m.seq = v->seq;
   return m;
 }
 

@@ -50,7 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     round_trip(p, decode_scan_request);
     round_trip(p, decode_scan_reply);
     round_trip(p, decode_stats_reply);
-    round_trip(p, decode_data_batch);
+    round_trip(p, decode_data_batch_view);
     round_trip(p, decode_import_range);
     round_trip(p, decode_digest_reply);
     round_trip(p, decode_migrate_control);
