@@ -66,6 +66,10 @@ struct node_config {
   std::uint32_t migration_max_incoming = 2;
   bool migration_convergence = true;
   std::uint32_t migration_convergence_batch = 4;
+  // Finished migration records (done, failed, cancelled, rolled back) are deleted once older
+  // than keep_finished_ms, or beyond the newest keep_finished of them.
+  std::uint64_t migration_keep_finished_ms = 24ull * 3600 * 1000;
+  std::uint32_t migration_keep_finished = 1000;
   std::uint32_t migration_threads = 2;             ///< scans, digests and imports: never the read pool's
 
   // storage

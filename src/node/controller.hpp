@@ -3,6 +3,7 @@
 
 #include "node/actor.hpp"
 #include "node/control_plane.hpp"
+#include "shardd/cluster_plan.hpp"
 #include "shardd/migration.hpp"
 #include "shardd/peer_messages.hpp"
 #include "storage/store.hpp"
@@ -12,6 +13,7 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <set>
 #include <variant>
 
 namespace shardd {
@@ -52,14 +54,6 @@ struct members_msg {
 };
 struct tick_msg {};
 
-/// What `POST /v1/shards/{index}/{n}/migrate` asks for.
-struct migrate_request {
-  std::string index;
-  std::uint32_t shard = 0;
-  std::string target;
-  migration_priority priority = migration_priority::normal;
-  std::uint64_t max_bytes_per_sec = 0;
-};
 using migration_result = result<migration_record>;
 using migrations_result = result<std::vector<migration_record>>;
 
@@ -97,10 +91,29 @@ struct settings_msg {
   cluster_settings settings;
   reply_to<map_result> reply;
 };
+// Results of network calls the controller spawned: they come back through the mailbox, so no
+// message ever waits behind a peer that is slow to answer.
+struct start_done_msg {  ///< the source's answer to migrate_start
+  std::string id;
+  result<bool> outcome;
+};
+struct control_done_msg {  ///< the source's answer to migrate_control
+  std::string id;
+  std::string command;
+  result<bool> outcome;
+  reply_to<migration_result> reply;
+};
+struct median_done_msg {  ///< the owner's median key of a range shard to split
+  std::string index;
+  std::uint32_t index_id = 0;
+  std::uint32_t shard = 0;
+  result<std::string> median;
+  reply_to<map_result> reply;
+};
 using controller_message =
     std::variant<std::monostate, join_msg, heartbeat_msg, create_index_msg, drop_index_msg, set_weight_msg, members_msg,
                  tick_msg, migrate_msg, migrations_msg, migration_control_msg, migration_report_msg, migration_commit_msg,
-                 split_msg, decommission_msg, settings_msg>;
+                 split_msg, decommission_msg, settings_msg, start_done_msg, control_done_msg, median_done_msg>;
 
 class peers;
 
@@ -119,7 +132,17 @@ class peers;
 /// max_incoming) by marking the shard `migrating` and telling the source, applies the
 /// source's progress reports, commits the new owner when the source asks, and aborts the move
 /// in the map when a migration ends otherwise. Decommission and convergence queue
-/// migrations planned by sticky bounded-load placement.
+/// migrations planned by sticky bounded-load placement. Finished records are deleted after
+/// `migration.keep_finished_ms`, or beyond the newest `migration.keep_finished`.
+///
+/// Thin by design: every decision (which migrations start, convergence and drain plans,
+/// liveness, pruning, whether a move is allowed) is a pure function of
+/// `shardd/cluster_plan.hpp`; the handlers load the map, call the core and carry out the
+/// result. Calls to other nodes (migrate_start, migrate_control, a range shard's median) are
+/// spawned off the mailbox loop and their results come back as messages, so heartbeats and
+/// ticks never wait behind a slow peer. The map writes themselves go through the control
+/// plane's compare-and-set (the embedded plane pushes to the members that are up, a second at
+/// most, all at once).
 ///
 /// Strand: its own. Owned by the node.
 class controller final : public actor<controller_message> {
@@ -151,17 +174,46 @@ class controller final : public actor<controller_message> {
 
  private:
   asio::awaitable<void> handle(controller_message m) override;
-  asio::awaitable<map_result> change(const std::function<result<partition_map>(const cluster_snapshot&)>& f);
   asio::awaitable<void> tick_loop();
+
+  // One handler per message; `on(std::monostate)` ignores the empty message a closed
+  // mailbox delivers.
+  asio::awaitable<void> on(std::monostate&) { co_return; }
+  asio::awaitable<void> on(join_msg& m);
+  asio::awaitable<void> on(heartbeat_msg& m);
+  asio::awaitable<void> on(create_index_msg& m);
+  asio::awaitable<void> on(drop_index_msg& m);
+  asio::awaitable<void> on(set_weight_msg& m);
+  asio::awaitable<void> on(members_msg& m);
+  asio::awaitable<void> on(tick_msg& m);
+  asio::awaitable<void> on(migrate_msg& m);
+  asio::awaitable<void> on(migrations_msg& m);
+  asio::awaitable<void> on(migration_control_msg& m);
+  asio::awaitable<void> on(migration_report_msg& m);
+  asio::awaitable<void> on(migration_commit_msg& m);
+  asio::awaitable<void> on(split_msg& m);
+  asio::awaitable<void> on(decommission_msg& m);
+  asio::awaitable<void> on(settings_msg& m);
+  asio::awaitable<void> on(start_done_msg& m);
+  asio::awaitable<void> on(control_done_msg& m);
+  asio::awaitable<void> on(median_done_msg& m);
+
+  /// Load the map, compute the next one with `f` (pure), compare-and-set it.
+  asio::awaitable<map_result> change(const std::function<result<partition_map>(const cluster_snapshot&)>& f);
+  /// Runs `call` (a network call) apart from the mailbox loop; `done(result)` becomes the
+  /// message sent back when it completes.
+  template <class Call, class Done>
+  void spawn_call(Call call, Done done);
 
   asio::awaitable<void> load_migrations();
   asio::awaitable<void> save(const migration_record& r);
+  asio::awaitable<void> forget(const std::vector<std::string>& ids);
   asio::awaitable<migration_result> create(migrate_request r, std::string reason);
   asio::awaitable<void> schedule();
   asio::awaitable<void> converge();
   asio::awaitable<void> finish_decommissions();
   asio::awaitable<void> abort_in_map(const migration_record& r);
-  bool busy(const std::string& index, std::uint32_t shard) const;
+  asio::awaitable<void> after_phase_change();
 
   const node_config& cfg_;
   control_plane& plane_;
@@ -176,13 +228,14 @@ class controller final : public actor<controller_message> {
   std::atomic<bool> stopping_{false};
   storage::store* store_;
   peers* peers_;
-  std::map<std::string, migration_record, std::less<>> migrations_;
+  migration_table migrations_;
+  std::set<std::string> starting_;  ///< begun in the map, migrate_start not answered yet
   std::uint64_t next_migration_ = 1;
   bool migrations_loaded_ = false;
   // Convergence: the placement ring's members when moves were last planned, and the moves
   // planned for the latest change that are not queued yet.
   std::optional<std::vector<ring::member>> planned_for_;
-  std::deque<migrate_request> convergence_plan_;
+  std::deque<planned_move> convergence_plan_;
 };
 
 }  // namespace shardd

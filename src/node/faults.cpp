@@ -1,7 +1,7 @@
 #include "node/faults.hpp"
 
+#include <charconv>
 #include <cstdlib>
-#include <string>
 
 namespace shardd {
 
@@ -14,8 +14,12 @@ std::uint32_t test_fault(std::string_view name) {
     const auto item = s.substr(0, comma);
     s = comma == std::string_view::npos ? std::string_view() : s.substr(comma + 1);
     const auto eq = item.find('=');
-    if (eq != std::string_view::npos && item.substr(0, eq) == name)
-      return static_cast<std::uint32_t>(std::strtoul(std::string(item.substr(eq + 1)).c_str(), nullptr, 10));
+    if (eq != std::string_view::npos && item.substr(0, eq) == name) {
+      std::uint32_t v = 0;
+      const auto text = item.substr(eq + 1);
+      auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+      return ec == std::errc{} && p == text.data() + text.size() ? v : 0;
+    }
   }
   return 0;
 }

@@ -7,6 +7,8 @@
 //   map_delay_ms=N       maps the controller pushes or hands out with a heartbeat are installed
 //                        N ms late (a node that lags behind the cluster's map); a map this node
 //                        asks for itself is not delayed
+//   median_delay_ms=N    this node takes N ms longer to find a range shard's median key (a
+//                        large shard), so a split waits that long for it
 
 #include <cstdint>
 #include <string_view>

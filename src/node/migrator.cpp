@@ -667,7 +667,6 @@ awaitable<result<void>> migrator::apply_batch(std::string payload) {
     }
     if (!here) co_return make_error(errc::unavailable, "node " + cfg_.node_id + " is not importing that shard (yet); retry");
   }
-  std::string position = batch.kind == 0 ? "copy" : "tail " + std::to_string(batch.seq);
   if (batch.kind == 0) {
     // A copy batch holds sorted, distinct keys of one snapshot: it becomes an SST file that
     // is ingested whole — no log, no memtable, no compaction. The shard's exact stats come
@@ -678,21 +677,18 @@ awaitable<result<void>> migrator::apply_batch(std::string payload) {
     auto ingest = [&store = store_, &sorted] { return store.ingest(sorted); };
     auto r = co_await on_pool(pool_, std::move(ingest));
     if (!r) co_return r.error();
-    std::vector<storage::write_op> ops;
-    ops.push_back({storage::op_kind::meta_put, "migration/in/" + std::string(batch.migration), std::move(position)});
-    auto w = co_await async_write(store_, std::move(ops));
-    if (!w) co_return w.error();
     co_return result<void>{};
   }
+  // The target keeps no import position of its own: the source's persisted cursor (moved
+  // only by acknowledgments of durable batches) is where a resumed copy or tail continues.
+  if (batch.ops.empty()) co_return result<void>{};
   std::vector<storage::write_op> ops;
-  ops.reserve(batch.ops.size() + 1);
+  ops.reserve(batch.ops.size());
   for (const auto& op : batch.ops)
     ops.push_back({op.kind == 0 ? storage::op_kind::put : storage::op_kind::del, std::string(op.key), std::string(op.value)});
-  // Where the import stands, written atomically with the records.
-  ops.push_back({storage::op_kind::meta_put, "migration/in/" + std::string(batch.migration), std::move(position)});
   auto r = co_await async_write(store_, std::move(ops));
   if (!r) co_return r.error();
-  for (std::size_t i = 0; i + 1 < r->size(); ++i)
+  for (std::size_t i = 0; i < r->size(); ++i)
     if ((*r)[i] == storage::op_status::no_shard)
       co_return make_error(errc::unavailable, "node " + cfg_.node_id + " does not hold the importing shard yet; retry");
   co_return result<void>{};

@@ -3,6 +3,7 @@
 #include "net/http_server.hpp"
 #include "node/control_plane.hpp"
 #include "node/controller.hpp"
+#include "node/faults.hpp"
 #include "node/gather.hpp"
 #include "node/log.hpp"
 #include "node/migrator.hpp"
@@ -1445,6 +1446,11 @@ awaitable<result<peer::median_reply>> rest_api::local_median(peer::median_reques
     co_return make_error(errc::conflict, "shard " + std::to_string(q.shard) + " of '" + q.index + "' is not on this node");
   const auto range = shard_storage_range(*ix, *sh);
   const auto total = ctx_.store.stats(ix->id, sh->id).value_or(storage::shard_stats{}).records;
+  if (static const std::uint32_t delay_ms = test_fault("median_delay_ms"); delay_ms > 0) {
+    asio::steady_timer t(co_await asio::this_coro::executor);  // a shard slow to walk, for tests
+    t.expires_after(std::chrono::milliseconds(delay_ms));
+    (void)co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
   auto work = [&store = ctx_.store, range, total]() -> result<peer::median_reply> {
     peer::median_reply out;
     out.records = total;
@@ -1624,10 +1630,9 @@ http_response rest_api::ring_lookup(call& c) {
   const auto* n = c.snap->map->find_node(s.owner);
   o["owner_state"] = n ? to_string(n->state) : "unknown";
   if (!c.snap->placement->empty()) {
-    std::vector<std::uint32_t> ids;
-    for (const auto& sh : ix->shards) ids.push_back(sh.id);
-    auto desired = place_bounded(*c.snap->placement, ix->name, ids, ctx_.config.placement_epsilon);
-    o["desired_owner"] = c.snap->placement->nodes()[desired[rt.shard_pos]];
+    // Where the controller converges: sticky placement from the current owners.
+    auto desired = desired_owners(*ix, *c.snap->placement, ctx_.config.placement_epsilon);
+    o["desired_owner"] = desired[rt.shard_pos];
   }
   o["map_version"] = c.snap->map->version;
   return json_response(200, json::serialize(o));

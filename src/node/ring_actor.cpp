@@ -11,18 +11,8 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <future>
-#include <set>
 
 namespace shardd {
-
-std::vector<storage::shard_range> local_ranges(const partition_map& m, std::string_view node, bool owned_only) {
-  std::vector<storage::shard_range> out;
-  for (const auto& [name, ix] : m.indexes)
-    for (const auto& s : ix.shards)
-      if (s.owner == node || (!owned_only && s.state == shard_state::migrating && s.target == node))
-        out.push_back({ix.id, s.id, shard_storage_range(ix, s)});
-  return out;
-}
 
 ring_actor::ring_actor(asio::any_io_executor ex, const node_config& cfg, storage::store& store)
     : actor(std::move(ex), 64, "ring"), cfg_(cfg), store_(store) {
@@ -104,57 +94,6 @@ asio::awaitable<map_result> ring_actor::install_from_controller(partition_map m)
   co_return snapshot();
 }
 
-storage::layout_change ring_actor::layout_for(const partition_map& from, const partition_map& to) const {
-  storage::layout_change change;
-  const std::string& self = cfg_.node_id;
-  // Indexes gone from the map (by id: a name may come back with a new id) lose their data.
-  std::set<std::uint32_t> kept;
-  for (const auto& [name, ix] : to.indexes) kept.insert(ix.id);
-  for (const auto& [name, ix] : from.indexes)
-    if (!kept.contains(ix.id)) change.drop_indexes.push_back(ix.id);
-
-  for (const auto& [name, ix] : to.indexes) {
-    const auto* old_ix = from.find_index(name);
-    if (old_ix && old_ix->id != ix.id) old_ix = nullptr;
-    for (const auto& s : ix.shards) {
-      const shard_entry* old = old_ix ? old_ix->find_shard(s.id) : nullptr;
-      const bool here_now = s.owner == self || (s.state == shard_state::migrating && s.target == self);
-      const bool owned_before = old && old->owner == self;
-      const bool importing_before = old && old->state == shard_state::migrating && old->target == self;
-      const auto range = shard_storage_range(ix, s);
-      if (!old && old_ix && here_now) {
-        // A new shard of an existing index: a split of one of ours (its stats are divided
-        // exactly), or a brand new shard.
-        const shard_entry* parent = nullptr;
-        for (const auto& p : old_ix->shards)
-          if (p.owner == self && shard_storage_range(*old_ix, p).contains(range.begin)) parent = &p;
-        if (parent)
-          change.splits.push_back({ix.id, parent->id, s.id, range.begin});
-        else
-          change.add.push_back({ix.id, s.id, range});
-        continue;
-      }
-      if (here_now && !owned_before && !importing_before) {
-        change.add.push_back({ix.id, s.id, range});  // new index, or an import that starts
-        // An import starts from nothing: a copy this node kept after moving the shard away
-        // (its undo window) would otherwise mix stale records into the new one.
-        if (s.owner != self) change.drop_ranges.push_back(range);
-        continue;
-      }
-      if (!here_now && owned_before) {
-        change.remove.push_back({ix.id, s.id});  // moved away: the source's migrator retires the data
-        continue;
-      }
-      if (!here_now && importing_before) {
-        // The move here was called off: drop what was imported.
-        change.remove.push_back({ix.id, s.id});
-        change.drop_ranges.push_back(range);
-      }
-    }
-  }
-  return change;
-}
-
 asio::awaitable<void> ring_actor::handle(ring_message m) {
   auto* c = std::get_if<install_map_cmd>(&m);
   if (!c) co_return;
@@ -171,7 +110,13 @@ asio::awaitable<void> ring_actor::handle(ring_message m) {
     c->reply.send(make_error(errc::invalid_argument, "map of cluster '" + c->map.cluster_id + "'"));
     co_return;
   }
-  auto change = layout_for(*snap->map, c->map);
+  auto plan = plan_layout(*snap->map, c->map, cfg_.node_id);
+  storage::layout_change change;
+  change.add = std::move(plan.add);
+  change.drop_indexes = std::move(plan.drop_indexes);
+  change.splits = std::move(plan.splits);
+  change.remove = std::move(plan.remove);
+  change.drop_ranges = std::move(plan.drop_ranges);
   change.map_json = to_json(c->map);
   auto persisted = co_await async_layout(store_, std::move(change));
   if (!persisted) {

@@ -3,6 +3,7 @@
 
 #include "node/actor.hpp"
 #include "node/config.hpp"
+#include "shardd/cluster_plan.hpp"
 #include "shardd/partition_map.hpp"
 #include "shardd/ring.hpp"
 #include "storage/store.hpp"
@@ -61,16 +62,11 @@ class ring_actor final : public actor<ring_message> {
  private:
   asio::awaitable<void> handle(ring_message m) override;
   void publish(partition_map m);
-  storage::layout_change layout_for(const partition_map& from, const partition_map& to) const;
 
   const node_config& cfg_;
   storage::store& store_;
   std::atomic<snapshot_ptr> current_;
   std::vector<std::function<void(const snapshot_ptr&)>> listeners_;
 };
-
-/// The storage ranges of the shards `node` owns in `m`, and (unless `owned_only`) of those
-/// moving to it.
-std::vector<storage::shard_range> local_ranges(const partition_map& m, std::string_view node, bool owned_only = false);
 
 }  // namespace shardd

@@ -1,6 +1,7 @@
 #pragma once
 // The node's storage: one RocksDB with a records column family and a meta column family.
 
+#include "shardd/cluster_plan.hpp"
 #include "shardd/digest.hpp"
 #include "shardd/error.hpp"
 #include "shardd/key_codec.hpp"
@@ -76,21 +77,14 @@ struct shard_stats {
 };
 
 /// A shard's storage range, announced by the node when its partition map changes.
-struct shard_range {
-  std::uint32_t index_id = 0;
-  std::uint32_t shard_id = 0;
-  key_range range;
-};
+using shardd::shard_range;
 
 /// A change of layout, applied atomically with the new partition map.
 struct layout_change {
   std::optional<std::string> map_json;        ///< new partition map to persist
   std::vector<shard_range> add;                ///< new empty shards (a new index)
   std::vector<std::uint32_t> drop_indexes;     ///< delete all data and stats of these indexes
-  struct split {
-    std::uint32_t index_id, shard_id, new_shard_id;
-    std::string at;  ///< storage key where the upper half starts
-  };
+  using split = layout_split;
   std::vector<split> splits;
   /// Shards no longer held here: their stats slots go, their data stays (a migration's
   /// source deletes it after the undo window).

@@ -509,6 +509,51 @@ TEST_CASE("a hash shard splits at its middle token and a range shard at its medi
   CHECK(in_order == rexp);
 }
 
+TEST_CASE("while a range shard's median takes seconds, heartbeats and other controller work go on") {
+  // Given both nodes slow to find a median (3 s), when a range shard is split, then during
+  // the wait an index is created within a second and every member's lease stays fresh; the
+  // split itself answers once the median is in.
+  const std::vector<std::pair<std::string, std::string>> slow{{"SHARDD_TEST_FAULTS", "median_delay_ms=3000"}};
+  cluster cl(2, {{1, slow}, {2, slow}});
+  auto c1 = cl.node(1).client();
+  REQUIRE(c1->put("/v1/indexes/r", R"({"partitioning":"range"})").status == 201);
+  std::string nd;
+  for (int i = 0; i < 200; ++i) nd += R"({"op":"put","key":"k)" + std::to_string(1000 + i) + R"(","doc":{}})" "\n";
+  REQUIRE(body(c1->post("/v1/indexes/r/bulk", nd)).at("created").as_int64() == 200);
+
+  std::atomic<int> split_status{0};
+  std::atomic<long> split_ms{0};
+  std::thread splitter([&] {
+    auto c = cl.node(2).client();
+    const auto t0 = std::chrono::steady_clock::now();
+    split_status = c->post("/v1/shards/r/0/split", "").status;
+    split_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto created = c1->put("/v1/indexes/other", R"({"shards":2})");
+  const auto create_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  CHECK(created.status == 201);
+  CHECK(create_ms < 1000);
+  std::int64_t stalest = 0;
+  for (int i = 0; i < 10 && split_status == 0; ++i) {
+    const auto b = body(c1->get("/v1/cluster"));
+    for (const auto& n : b.at("nodes").as_array())
+      if (n.at("id") == "node-2" && n.at("last_heartbeat_ms").is_int64())
+        stalest = std::max(stalest, n.at("last_heartbeat_ms").as_int64());
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  }
+  CHECK(split_status == 0);  // still waiting for the median while the above went on
+  splitter.join();
+  CHECK(split_status == 200);
+  CHECK(split_ms >= 2500);
+  CHECK(stalest < 1000);  // heartbeats every 200 ms were heard throughout
+  CHECK(cl.states() == std::vector<std::string>{"up", "up"});
+  auto rshards = body(c1->get("/v1/shards?index=r")).at("shards").as_array();
+  REQUIRE(rshards.size() == 2);
+  CHECK(rshards[0].at("records").as_int64() + rshards[1].at("records").as_int64() == 200);
+}
+
 TEST_CASE("decommission under writes moves every shard off the node, then marks it left") {
   cluster cl(3);
   auto c1 = cl.node(1).client();

@@ -1,0 +1,173 @@
+#pragma once
+// The controller's decisions and a node's storage-layout plan, as pure functions: maps,
+// migration records and times in, decisions out. No I/O, no clocks (the caller passes `now`).
+// The controller actor (src/node/controller.*) only carries out what these return.
+
+#include "shardd/migration.hpp"
+#include "shardd/partition_map.hpp"
+#include "shardd/ring.hpp"
+#include "shardd/routing.hpp"
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace shardd {
+
+/// The controller's migration records by id.
+using migration_table = std::map<std::string, migration_record, std::less<>>;
+
+/// A shard move the controller plans: shard `shard` of `index` to node `target`.
+struct planned_move {
+  std::string index;
+  std::uint32_t shard = 0;
+  std::string target;
+  friend bool operator==(const planned_move&, const planned_move&) = default;
+};
+
+/// A migration that moves data (copying, catching up, verifying or cutting over): what the
+/// per-node limits max_outgoing / max_incoming count. A retiring one only waits.
+[[nodiscard]] bool transferring(const migration_record& r) noexcept;
+
+/// A migration that holds its shard: not final and not retiring (a move waiting out its undo
+/// window is over as far as the shard goes; it may move again, back for instance).
+[[nodiscard]] bool holds_shard(const migration_record& r) noexcept;
+
+/// Whether any record in `t` holds shard `shard` of `index`.
+[[nodiscard]] bool shard_busy(const migration_table& t, std::string_view index, std::uint32_t shard) noexcept;
+
+/// The numeric part of a migration id ("m12" -> 12); 0 for anything else. Ids sort by it.
+[[nodiscard]] std::uint64_t migration_number(std::string_view id) noexcept;
+
+/// Record ids in creation order (m2 before m10).
+[[nodiscard]] std::vector<std::string> ids_in_order(const migration_table& t);
+
+// --- placement -------------------------------------------------------------------------------
+
+/// The desired owner (node id) of every shard of `ix`, in shard order, by sticky bounded-load
+/// placement on `placement` starting from the current owners: where the controller converges.
+/// Empty when the ring is empty. The one place that calls place_bounded_sticky.
+[[nodiscard]] std::vector<std::string> desired_owners(const index_entry& ix, const ring& placement, double epsilon);
+
+/// Convergence after the placement ring changed from `before` to `after` (a join, a node back
+/// up, a weight change): every shard that sticky placement on `before` kept where it is and
+/// sticky placement on `after` moves. A shard that did not sit where `before` wanted it (an
+/// operator moved it) is left alone. Indexes by name, shards in order.
+[[nodiscard]] std::vector<planned_move> plan_convergence(const partition_map& m, const ring& before, const ring& after,
+                                                         double epsilon);
+
+/// Whether a planned convergence move still makes sense in `m`: the shard exists, is active,
+/// is not on the target already, its owner is up and no migration holds it.
+[[nodiscard]] bool convergence_still_valid(const planned_move& mv, const partition_map& m, const migration_table& t);
+
+/// Takes the moves to queue now from the front of `plan`: up to `batch` minus the convergence
+/// migrations already queued or transferring in `t`, dropping the ones no longer valid.
+/// Returns them; `plan` keeps the rest.
+[[nodiscard]] std::vector<planned_move> take_convergence(std::deque<planned_move>& plan, const partition_map& m,
+                                                         const migration_table& t, std::uint32_t batch);
+
+/// Decommission: where each shard of `node` goes (sticky placement on `placement`, a ring that
+/// no longer holds the draining node), leaving out shards a migration already holds.
+[[nodiscard]] std::vector<planned_move> plan_drain(const partition_map& m, const ring& placement, std::string_view node,
+                                                   const migration_table& t, double epsilon);
+
+/// Draining nodes that hold nothing any more (no shard owned or incoming, no open migration
+/// from them): they can be marked `left`.
+[[nodiscard]] std::vector<std::string> drained_nodes(const partition_map& m, const migration_table& t);
+
+// --- migrations ------------------------------------------------------------------------------
+
+/// What `POST /v1/shards/{index}/{n}/migrate` asks for.
+struct migrate_request {
+  std::string index;
+  std::uint32_t shard = 0;
+  std::string target;
+  migration_priority priority = migration_priority::normal;
+  std::uint64_t max_bytes_per_sec = 0;
+};
+
+/// Checks a move against the map and the records: the index and shard exist, the shard is
+/// active and not moving, the target is another member that is up and takes shards, the
+/// source is not down. The error says which (not_found, invalid_argument or conflict).
+[[nodiscard]] result<void> check_move(const partition_map& m, const migration_table& t, const migrate_request& q);
+
+/// Which queued migrations to start now, and which to fail.
+struct start_plan {
+  std::vector<std::string> start;  ///< in start order: highest priority first, then oldest
+  std::vector<std::pair<std::string, std::string>> fail;  ///< id, why
+  friend bool operator==(const start_plan&, const start_plan&) = default;
+};
+
+/// Plans starts: queued, unpaused records not in `starting` (those are being started and
+/// hold their slots), highest priority first, then the oldest, each started while its source
+/// sends fewer than `max_outgoing` and its target receives fewer than `max_incoming`. A record
+/// whose shard is gone, moved meanwhile, or whose target left fails; one whose target is not
+/// up or whose source is neither up nor draining waits.
+[[nodiscard]] start_plan plan_starts(const partition_map& m, const migration_table& t, const std::set<std::string>& starting);
+
+/// Finished records (done, failed, cancelled, rolled back) to delete: those last updated more
+/// than `keep_ms` before `now_ms`, and the oldest beyond the newest `keep_count`.
+[[nodiscard]] std::vector<std::string> prunable_migrations(const migration_table& t, std::uint64_t now_ms,
+                                                           std::uint64_t keep_ms, std::size_t keep_count);
+
+// --- liveness --------------------------------------------------------------------------------
+
+/// When the controller last heard from each member, in milliseconds of a steady clock.
+using lease_table = std::map<std::string, std::int64_t, std::less<>>;
+
+struct liveness_plan {
+  std::vector<std::string> down;       ///< up members whose lease ran out: mark them down
+  std::vector<std::string> new_lease;  ///< members without a lease yet: start one at `now`
+  friend bool operator==(const liveness_plan&, const liveness_plan&) = default;
+};
+
+/// Members of `m` other than `self` that are `up`: those with no lease get one; those last
+/// heard more than `limit_ms` before `now_ms` go down.
+[[nodiscard]] liveness_plan plan_liveness(const partition_map& m, const lease_table& leases, std::int64_t now_ms,
+                                          std::int64_t limit_ms, std::string_view self);
+
+/// Marks `nodes` down in one new version.
+[[nodiscard]] result<partition_map> mark_down(const partition_map& m, const std::vector<std::string>& nodes);
+
+// --- a node's storage layout -----------------------------------------------------------------
+
+/// A shard's storage range, as a node's store knows it.
+struct shard_range {
+  std::uint32_t index_id = 0;
+  std::uint32_t shard_id = 0;
+  key_range range;
+  friend bool operator==(const shard_range&, const shard_range&) = default;
+};
+
+/// A split of one of this node's shards: the upper half, from `at`, becomes `new_shard_id`.
+struct layout_split {
+  std::uint32_t index_id = 0, shard_id = 0, new_shard_id = 0;
+  std::string at;  ///< storage key where the upper half starts
+  friend bool operator==(const layout_split&, const layout_split&) = default;
+};
+
+/// What a node's store must do when its map goes from one version to another.
+struct layout_plan {
+  std::vector<shard_range> add;             ///< new empty stats slots (new shards, imports that start)
+  std::vector<std::uint32_t> drop_indexes;  ///< indexes gone from the map: all their data goes
+  std::vector<layout_split> splits;
+  /// Shards no longer held here: their stats slots go; the data stays (a migration's source
+  /// deletes it after the undo window).
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> remove;
+  std::vector<key_range> drop_ranges;  ///< data to delete: imports called off, stale copies under a new import
+  friend bool operator==(const layout_plan&, const layout_plan&) = default;
+};
+
+/// The layout change for node `self` from map `from` to map `to`.
+[[nodiscard]] layout_plan plan_layout(const partition_map& from, const partition_map& to, std::string_view self);
+
+/// The storage ranges of the shards `node` owns in `m`, and (unless `owned_only`) of those
+/// moving to it.
+[[nodiscard]] std::vector<shard_range> local_ranges(const partition_map& m, std::string_view node, bool owned_only = false);
+
+}  // namespace shardd
