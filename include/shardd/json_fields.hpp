@@ -70,4 +70,9 @@ class json_fields {
 /// position of the problem.
 result<boost::json::value> parse_json(std::string_view text, std::string_view what);
 
+/// Serialises `v` like boost::json::serialize, but writes doubles the way people read them:
+/// the shortest decimal that reads back the same ("0", "0.5", "12.25", "1e+21"), never "5E-1"
+/// as Boost.JSON 1.81 does; a non-finite double becomes null.
+std::string to_json_text(const boost::json::value& v);
+
 }  // namespace shardd

@@ -57,6 +57,11 @@ struct migration_record {
   friend bool operator==(const migration_record&, const migration_record&) = default;
 };
 std::string to_json(const migration_record& m);
+
+/// How far a migration got, from 0 to 1: bytes done over bytes total, and 1 once the data
+/// is across (verifying, cutover, retiring, done), also for an empty shard. A migration that
+/// stopped (failed, cancelled, rolled back) shows how far it got.
+[[nodiscard]] double migration_progress(const migration_record& m) noexcept;
 [[nodiscard]] result<migration_record> migration_from_json(std::string_view text);
 
 /// The source's state machine. Each event returns the actions to carry out, in order. The
@@ -152,5 +157,16 @@ std::string_view to_string(migration_fsm::action_kind k) noexcept;
 /// The fsm state as JSON (what the source persists) and back.
 std::string to_json(const migration_fsm::state& s);
 [[nodiscard]] result<migration_fsm::state> fsm_state_from_json(std::string_view text);
+
+/// What a migration's source persists (meta `migration/out/<id>`): its record and its state
+/// machine, as `{"record":{...},"fsm":{...}}`.
+struct outgoing_state {
+  migration_record record;
+  migration_fsm::state fsm;
+  friend bool operator==(const outgoing_state&, const outgoing_state&) = default;
+};
+std::string to_json(const outgoing_state& s);
+/// Never throws: text that is not such an object is an error naming what is wrong.
+[[nodiscard]] result<outgoing_state> outgoing_state_from_json(std::string_view text);
 
 }  // namespace shardd

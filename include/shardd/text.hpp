@@ -1,6 +1,8 @@
 #pragma once
 // Text helpers for the REST layer: opaque cursors, aligned tables, JSON string escaping.
 
+#include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -17,6 +19,11 @@ std::optional<std::string> base64url_decode(std::string_view text);
 /// An aligned text table with a header row, columns separated by two spaces, like
 /// Elasticsearch's _cat APIs. Numeric-looking cells are right-aligned.
 std::string render_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows);
+
+/// A decimal integer in [min, max] made of digits only, as std::from_chars reads it: a sign,
+/// a space, an empty string or anything after the digits is refused (nullopt).
+std::optional<std::uint64_t> parse_decimal(std::string_view s, std::uint64_t min = 0,
+                                           std::uint64_t max = std::numeric_limits<std::uint64_t>::max());
 
 /// Appends `s` as a JSON string literal (quotes included). `s` must be valid UTF-8.
 void append_json_string(std::string& out, std::string_view s);

@@ -1,7 +1,9 @@
 #include "shardd/json_fields.hpp"
 
 #include <boost/json/parser.hpp>
+#include <boost/json/serialize.hpp>
 
+#include <charconv>
 #include <cmath>
 
 namespace shardd {
@@ -122,6 +124,62 @@ result<json::value> parse_json(std::string_view text, std::string_view what) {
     return make_error(errc::invalid_argument, std::string(what) + " is not valid JSON (" + ec.message() +
                                                   " at byte " + std::to_string(n) + ")");
   return p.release();
+}
+
+namespace {
+
+void write_json(std::string& out, const boost::json::value& v) {
+  namespace json = boost::json;
+  switch (v.kind()) {
+    case json::kind::null: out += "null"; return;
+    case json::kind::bool_: out += v.get_bool() ? "true" : "false"; return;
+    case json::kind::int64: out += std::to_string(v.get_int64()); return;
+    case json::kind::uint64: out += std::to_string(v.get_uint64()); return;
+    case json::kind::double_: {
+      const double d = v.get_double();
+      if (!std::isfinite(d)) {
+        out += "null";
+        return;
+      }
+      char buf[32];
+      auto [p, ec] = std::to_chars(buf, buf + sizeof buf, d);
+      out.append(buf, ec == std::errc{} ? p : buf);
+      return;
+    }
+    case json::kind::string: out += json::serialize(v.get_string()); return;
+    case json::kind::array: {
+      out += '[';
+      bool first = true;
+      for (const auto& e : v.get_array()) {
+        if (!first) out += ',';
+        first = false;
+        write_json(out, e);
+      }
+      out += ']';
+      return;
+    }
+    case json::kind::object: {
+      out += '{';
+      bool first = true;
+      for (const auto& [k, e] : v.get_object()) {
+        if (!first) out += ',';
+        first = false;
+        out += json::serialize(json::string_view(k));
+        out += ':';
+        write_json(out, e);
+      }
+      out += '}';
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+std::string to_json_text(const boost::json::value& v) {
+  std::string out;
+  write_json(out, v);
+  return out;
 }
 
 }  // namespace shardd

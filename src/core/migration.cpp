@@ -1,5 +1,7 @@
 #include "shardd/migration.hpp"
 
+#include <algorithm>
+
 #include "shardd/json_fields.hpp"
 #include "shardd/text.hpp"
 
@@ -352,6 +354,41 @@ result<migration_fsm::state> fsm_state_from_json(std::string_view text) {
   SHARDD_READ_OPT_STRING(s.error, f, "error");
   if (auto fin = f.finish(); !fin) return fin.error();
   return s;
+}
+
+std::string to_json(const outgoing_state& s) {
+  return "{\"record\":" + to_json(s.record) + ",\"fsm\":" + to_json(s.fsm) + "}";
+}
+
+result<outgoing_state> outgoing_state_from_json(std::string_view text) {
+  auto parsed = parse_json(text, "migration source state");
+  if (!parsed) return parsed.error();
+  const auto* o = parsed->if_object();
+  if (!o) return make_error(errc::invalid_argument, "migration source state: expected an object");
+  const auto* rec = o->if_contains("record");
+  const auto* fsm = o->if_contains("fsm");
+  if (!rec || !rec->is_object()) return make_error(errc::invalid_argument, "migration source state: record: expected an object");
+  if (!fsm || !fsm->is_object()) return make_error(errc::invalid_argument, "migration source state: fsm: expected an object");
+  if (o->size() != 2) return make_error(errc::invalid_argument, "migration source state: unknown field");
+  auto r = migration_from_json(boost::json::serialize(*rec));
+  if (!r) return make_error(r.error().code, "migration source state: record: " + r.error().detail);
+  auto st = fsm_state_from_json(boost::json::serialize(*fsm));
+  if (!st) return make_error(st.error().code, "migration source state: fsm: " + st.error().detail);
+  return outgoing_state{std::move(*r), std::move(*st)};
+}
+
+double migration_progress(const migration_record& m) noexcept {
+  switch (m.phase) {
+    case migration_phase::verifying:
+    case migration_phase::cutover:
+    case migration_phase::retiring:
+    case migration_phase::done:
+      return 1.0;
+    default:
+      break;
+  }
+  if (m.bytes_total == 0) return 0.0;
+  return std::min(1.0, static_cast<double>(m.bytes_done) / static_cast<double>(m.bytes_total));
 }
 
 }  // namespace shardd

@@ -1,6 +1,7 @@
 #include "shardd/text.hpp"
 
 #include <algorithm>
+#include <charconv>
 
 namespace shardd {
 
@@ -120,6 +121,14 @@ void append_json_string(std::string& out, std::string_view s) {
     }
   }
   out.push_back('"');
+}
+
+std::optional<std::uint64_t> parse_decimal(std::string_view s, std::uint64_t min, std::uint64_t max) {
+  if (s.empty() || s.front() < '0' || s.front() > '9') return std::nullopt;
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc{} || p != s.data() + s.size() || v < min || v > max) return std::nullopt;
+  return v;
 }
 
 }  // namespace shardd

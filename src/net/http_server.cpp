@@ -2,7 +2,7 @@
 
 #include "net/listen.hpp"
 #include "net/tls_context.hpp"
-#include "node/log.hpp"
+#include "common/log.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

@@ -2,7 +2,7 @@
 // The HTTPS REST listener. Beast and Asio-SSL stay inside http_server.cpp.
 
 #include "net/http_types.hpp"
-#include "node/config.hpp"
+#include "common/config.hpp"
 
 #include <boost/asio/awaitable.hpp>
 

@@ -1,7 +1,7 @@
 #pragma once
 // Opening a listening socket from a HOST:PORT setting, shared by the REST and peer listeners.
 
-#include "node/config.hpp"
+#include "common/config.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 

@@ -2,7 +2,7 @@
 
 #include "net/listen.hpp"
 #include "net/tls_context.hpp"
-#include "node/log.hpp"
+#include "common/log.hpp"
 #include "shardd/peer_messages.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -415,10 +415,9 @@ awaitable<result<void>> peer_client::impl::connection::connect(std::chrono::stea
   auto self_ref = shared_from_this();
   // The old stream may still be referenced by a finishing reader; it is closed already.
   stream = std::make_shared<tls_stream>(strand, owner.ctx);
-  const auto colon = address.rfind(':');
-  if (colon == std::string::npos) co_return make_error(errc::invalid_argument, "bad peer address " + address);
-  std::string host = address.substr(0, colon), port = address.substr(colon + 1);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  auto hp = parse_host_port(address);
+  if (!hp) co_return make_error(errc::invalid_argument, "bad peer address " + address + ": " + hp.error().detail);
+  const std::string host = hp->host, port = std::to_string(hp->port);
 
   asio::steady_timer guard(strand);
   arm_deadline(guard, *stream, deadline);

@@ -2,7 +2,7 @@
 // The peer protocol's transport: mutual TLS, framing, handshake, request/reply multiplexing.
 // Asio-SSL stays inside peer_transport.cpp.
 
-#include "node/config.hpp"
+#include "common/config.hpp"
 #include "shardd/error.hpp"
 #include "shardd/frame.hpp"
 

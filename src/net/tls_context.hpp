@@ -2,7 +2,7 @@
 // TLS contexts for the REST listener and the peer protocol. Includes Asio-SSL: only for the
 // few src/net files that open TLS streams.
 
-#include "node/config.hpp"
+#include "common/config.hpp"
 
 #include <boost/asio/ssl/context.hpp>
 

@@ -1,7 +1,7 @@
 #pragma once
 // The actor building block (DESIGN §4): a strand, a bounded mailbox, a run() loop, ask/reply.
 
-#include "node/log.hpp"
+#include "common/log.hpp"
 #include "shardd/error.hpp"
 
 #include <boost/asio/as_tuple.hpp>

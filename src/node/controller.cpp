@@ -1,6 +1,6 @@
 #include "node/controller.hpp"
 
-#include "node/log.hpp"
+#include "common/log.hpp"
 #include "node/peers.hpp"
 #include "node/store_ops.hpp"
 #include "shardd/routing.hpp"

@@ -1,7 +1,7 @@
 #include "node/embedded_plane.hpp"
 
 #include "node/gather.hpp"
-#include "node/log.hpp"
+#include "common/log.hpp"
 #include "shardd/peer_messages.hpp"
 
 #include <boost/asio/co_spawn.hpp>

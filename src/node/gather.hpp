@@ -9,13 +9,17 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/log.hpp"
+#include "shardd/error.hpp"
+
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace shardd {
 
 /// Awaits every task, all running at once; results come back in the order of `tasks`.
-/// T must be default-constructible.
+/// T must be default-constructible and constructible from a `shardd::error` (a `result<...>`).
 template <class T>
 boost::asio::awaitable<std::vector<T>> gather(std::vector<boost::asio::awaitable<T>> tasks) {
   namespace asio = boost::asio;
@@ -26,7 +30,14 @@ boost::asio::awaitable<std::vector<T>> gather(std::vector<boost::asio::awaitable
   for (std::size_t i = 0; i < tasks.size(); ++i) {
     // `results` lives in this frame, which waits for every task below.
     auto run = [&results, i, done, t = std::move(tasks[i])]() mutable -> asio::awaitable<void> {
-      results[i] = co_await std::move(t);
+      // A task that throws still completes, with an `internal` error as its result: the
+      // gather must never wait forever for it.
+      try {
+        results[i] = co_await std::move(t);
+      } catch (const std::exception& e) {
+        SHARDD_LOG(err, "task_failed", "error", e.what());
+        results[i] = T(make_error(errc::internal, std::string("internal error: ") + e.what()));
+      }
       (void)done->try_send(boost::system::error_code{}, i);
     };
     asio::co_spawn(ex, std::move(run), asio::detached);

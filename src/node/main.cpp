@@ -1,7 +1,7 @@
 // shardd: the node process.
 
-#include "node/config.hpp"
-#include "node/log.hpp"
+#include "common/config.hpp"
+#include "common/log.hpp"
 #include "node/node.hpp"
 
 #include <boost/program_options.hpp>
@@ -99,7 +99,9 @@ int main(int argc, char** argv) {
   if (auto r = n.start(); !r) {
     SHARDD_LOG(critical, "start_failed", "error", r.error().detail);
     std::cerr << "shardd: " << r.error().detail << "\n";
-    return 1;
+    // A data dir that does not fit the config (another cluster or node id, no cluster and no
+    // --bootstrap) is a usage error like a bad flag; anything else (I/O, a port in use) is 1.
+    return r.error().code == shardd::errc::invalid_argument ? 2 : 1;
   }
   return n.run();
 }

@@ -1,7 +1,7 @@
 #include "node/migrator.hpp"
 
 #include "node/faults.hpp"
-#include "node/log.hpp"
+#include "common/log.hpp"
 #include "node/store_ops.hpp"
 #include "shardd/key_codec.hpp"
 #include "shardd/routing.hpp"
@@ -13,8 +13,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 
 #include <chrono>
 #include <cstdlib>
@@ -220,15 +218,15 @@ void migrator::recover() {
     return;
   }
   for (const auto& [key, value] : *stored) {
-    auto doc = boost::json::parse(value);
-    auto rec = migration_from_json(boost::json::serialize(doc.at("record")));
-    auto st = fsm_state_from_json(boost::json::serialize(doc.at("fsm")));
-    if (!rec || !st) {
-      SHARDD_LOG(err, "migration_state_unreadable", "key", key);
+    // A state that does not read back is skipped and logged, never fatal to start-up.
+    auto persisted = outgoing_state_from_json(value);
+    if (!persisted) {
+      SHARDD_LOG(err, "migration_state_unreadable", "key", key, "error", persisted.error().detail);
       continue;
     }
+    const auto* st = &persisted->fsm;
     auto m = std::make_shared<outgoing>(ex_);
-    m->rec = std::move(*rec);
+    m->rec = std::move(persisted->record);
     m->fsm = migration_fsm(*st, {});
     const auto snap = ring_.snapshot();
     const auto* ix = snap->map->find_index(m->rec.index);
@@ -267,7 +265,7 @@ awaitable<result<void>> migrator::persist(outgoing& m) {
   if (!st.error.empty()) m.rec.error = st.error;
   m.rec.updated_ms = wall_ms();
   std::vector<storage::write_op> ops;
-  ops.push_back({storage::op_kind::meta_put, out_prefix + m.rec.id, "{\"record\":" + to_json(m.rec) + ",\"fsm\":" + to_json(st) + "}"});
+  ops.push_back({storage::op_kind::meta_put, out_prefix + m.rec.id, to_json(outgoing_state{m.rec, st})});
   auto r = co_await async_write(store_, std::move(ops));
   if (!r) co_return r.error();
   co_return result<void>{};

@@ -1,7 +1,7 @@
 #pragma once
 // The migrator: moves shards this node owns to other nodes, and takes in shards moving here.
 
-#include "node/config.hpp"
+#include "common/config.hpp"
 #include "node/peers.hpp"
 #include "node/ring_actor.hpp"
 #include "shardd/migration.hpp"

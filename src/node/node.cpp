@@ -4,7 +4,7 @@
 #include "net/peer_transport.hpp"
 #include "node/controller.hpp"
 #include "node/embedded_plane.hpp"
-#include "node/log.hpp"
+#include "common/log.hpp"
 #include "node/migrator.hpp"
 #include "node/peer_service.hpp"
 #include "node/peers.hpp"
@@ -69,7 +69,7 @@ result<void> node::start() {
 
   storage::store_options so;
   so.path = (std::filesystem::path(m.cfg.data_dir) / "db").string();
-  so.mode = m.cfg.durability;
+  so.mode = m.cfg.durability == durability_mode::fsync ? storage::durability::fsync : storage::durability::async;
   so.block_cache_bytes = m.cfg.block_cache_mb << 20;
   auto st = storage::store::open(so);
   if (!st) return st.error();
@@ -144,7 +144,7 @@ result<void> node::start() {
   const auto snap = m.ring->snapshot();
   SHARDD_LOG(info, "node_started", "rest", m.cfg.rest_listen.to_string(), "peer", m.cfg.peer_listen.to_string(), "role",
              is_controller ? "controller" : "member", "map_version", snap->map->version, "durability",
-             m.cfg.durability == storage::durability::fsync ? "fsync" : "async", "threads", m.cfg.threads, "version",
+             m.cfg.durability == durability_mode::fsync ? "fsync" : "async", "threads", m.cfg.threads, "version",
              SHARDD_VERSION);
   return {};
 }

@@ -1,7 +1,7 @@
 #pragma once
 // The node process: wires storage, actors and listeners together and runs them.
 
-#include "node/config.hpp"
+#include "common/config.hpp"
 #include "shardd/error.hpp"
 
 #include <memory>

@@ -1,7 +1,7 @@
 #include "node/peer_service.hpp"
 
 #include "node/controller.hpp"
-#include "node/log.hpp"
+#include "common/log.hpp"
 #include "node/migrator.hpp"
 #include "node/peers.hpp"
 #include "node/store_ops.hpp"

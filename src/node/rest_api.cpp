@@ -5,7 +5,7 @@
 #include "node/controller.hpp"
 #include "node/faults.hpp"
 #include "node/gather.hpp"
-#include "node/log.hpp"
+#include "common/log.hpp"
 #include "node/migrator.hpp"
 #include "node/peers.hpp"
 #include "node/store_ops.hpp"
@@ -237,12 +237,10 @@ awaitable<http_response> rest_api::dispatch(call& c) {
     if (method != http_method::post) co_return not_allowed("POST");
     if (auto e = unknown_param({})) co_return *e;
     if (auto v = validate_index_name(s[2]); !v) co_return c.fail(v.error());
-    char* end = nullptr;
-    const unsigned long n = std::strtoul(s[3].c_str(), &end, 10);
-    if (s[3].empty() || *end != '\0' || n > UINT32_MAX)
-      co_return c.fail(400, "invalid-argument", "shard must be a shard number, not " + quoted(s[3]));
-    if (s[4] == "migrate") co_return co_await migrate_shard(c, s[2], static_cast<std::uint32_t>(n));
-    co_return co_await split_shard(c, s[2], static_cast<std::uint32_t>(n));
+    const auto n = parse_decimal(s[3], 0, UINT32_MAX);
+    if (!n) co_return c.fail(400, "invalid-argument", "shard must be a shard number, not " + quoted(s[3]));
+    if (s[4] == "migrate") co_return co_await migrate_shard(c, s[2], static_cast<std::uint32_t>(*n));
+    co_return co_await split_shard(c, s[2], static_cast<std::uint32_t>(*n));
   }
   if (s.size() >= 2 && s[1] == "migrations") {
     if (s.size() == 2) {
@@ -1116,11 +1114,9 @@ awaitable<result<peer::scan_reply>> rest_api::local_scan(peer::scan_request q) {
 awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
   std::size_t limit = default_scan_limit;
   if (auto l = c.param("limit")) {
-    char* end = nullptr;
-    unsigned long v = std::strtoul(l->c_str(), &end, 10);
-    if (l->empty() || *end != '\0' || v < 1 || v > max_scan_limit)
-      co_return c.fail(400, "invalid-argument", "limit must be an integer from 1 to " + std::to_string(max_scan_limit));
-    limit = v;
+    const auto v = parse_decimal(*l, 1, max_scan_limit);
+    if (!v) co_return c.fail(400, "invalid-argument", "limit must be an integer from 1 to " + std::to_string(max_scan_limit));
+    limit = static_cast<std::size_t>(*v);
   }
   const std::string* start = c.param("start");
   const std::string* end = c.param("end");
@@ -1279,10 +1275,7 @@ namespace {
 json::object migration_json(const migration_record& r) {
   auto v = json::parse(to_json(r)).as_object();
   // Progress and time left, from the bytes moved and the current rate.
-  if (r.bytes_total > 0)
-    v["progress"] = std::min(1.0, static_cast<double>(r.bytes_done) / static_cast<double>(r.bytes_total));
-  else
-    v["progress"] = is_final(r.phase) ? 1.0 : 0.0;
+  v["progress"] = migration_progress(r);
   if (r.rate_bytes_per_sec > 0 && r.bytes_total > r.bytes_done && !is_final(r.phase))
     v["eta_seconds"] = static_cast<double>(r.bytes_total - r.bytes_done) / static_cast<double>(r.rate_bytes_per_sec);
   else
@@ -1317,7 +1310,7 @@ awaitable<http_response> rest_api::migrate_shard(call& c, const std::string& ind
   if (!ctx_.ctl) co_return co_await to_controller(c);
   auto r = co_await ctx_.ctl->migrate(std::move(q));
   if (!r) co_return c.fail(r.error());
-  auto res = json_response(202, json::serialize(migration_json(*r)));
+  auto res = json_response(202, to_json_text(migration_json(*r)));
   res.set_header("Location", "/v1/migrations/" + r->id);
   co_return res;
 }
@@ -1349,7 +1342,7 @@ awaitable<http_response> rest_api::list_migrations(call& c, const std::string* i
   if (id) which = *id;
   auto r = co_await ctx_.ctl->migrations(std::move(which));
   if (!r) co_return c.fail(r.error());
-  if (id) co_return json_response(200, json::serialize(migration_json(r->front())));
+  if (id) co_return json_response(200, to_json_text(migration_json(r->front())));
   const std::string* state = c.param("state");
   if (state && *state != "active" && *state != "finished" && !parse_phase(*state))
     co_return c.fail(400, "invalid-argument", "state must be a phase, \"active\" or \"finished\"");
@@ -1362,7 +1355,7 @@ awaitable<http_response> rest_api::list_migrations(call& c, const std::string* i
       if (*state != "active" && *state != "finished" && to_string(m.phase) != *state) continue;
     }
     char pct[16];
-    std::snprintf(pct, sizeof pct, "%.0f%%", 100.0 * (m.bytes_total ? std::min(1.0, double(m.bytes_done) / double(m.bytes_total)) : (is_final(m.phase) ? 1.0 : 0.0)));
+    std::snprintf(pct, sizeof pct, "%.0f%%", 100.0 * migration_progress(m));
     rows.push_back({m.id, m.index, std::to_string(m.shard), m.source, m.target, std::string(to_string(m.phase)) + (m.paused ? " (paused)" : ""),
                     pct, std::to_string(m.records_done), std::to_string(m.bytes_done), std::to_string(m.rate_bytes_per_sec),
                     std::string(to_string(m.priority)), m.reason, m.error.empty() ? "-" : m.error});
@@ -1374,14 +1367,14 @@ awaitable<http_response> rest_api::list_migrations(call& c, const std::string* i
                                          rows));
   json::object o;
   o["migrations"] = std::move(list);
-  co_return json_response(200, json::serialize(o));
+  co_return json_response(200, to_json_text(o));
 }
 
 awaitable<http_response> rest_api::control_migration(call& c, const std::string& id, const std::string& command) {
   if (!ctx_.ctl) co_return co_await to_controller(c);
   auto r = co_await ctx_.ctl->control_migration(id, command);
   if (!r) co_return c.fail(r.error());
-  co_return json_response(202, json::serialize(migration_json(*r)));
+  co_return json_response(202, to_json_text(migration_json(*r)));
 }
 
 awaitable<http_response> rest_api::migration_settings(call& c) {

@@ -2,7 +2,7 @@
 // The REST API (DESIGN §10): routing of HTTP requests to handlers, in a cluster.
 
 #include "net/http_types.hpp"
-#include "node/config.hpp"
+#include "common/config.hpp"
 #include "node/ring_actor.hpp"
 #include "shardd/peer_messages.hpp"
 #include "shardd/sha256.hpp"

@@ -46,6 +46,11 @@ result<bool> ring_actor::load() {
   } else if (cfg_.join) {
     // A new member: it serves no map until the controller gives it one.
     return false;
+  } else if (!cfg_.bootstrap) {
+    // Never found a cluster by accident (a mistyped data dir, a lost --join).
+    return make_error(errc::invalid_argument, "cluster.bootstrap: the data dir " + cfg_.data_dir +
+                                                  " holds no cluster; start with --bootstrap to found a new one, or "
+                                                  "with --join HOST:PORT to join one");
   } else {
     // A new cluster: this node is its controller and only member.
     m.cluster_id = cfg_.cluster_id;

@@ -2,7 +2,7 @@
 // The ring actor: holds the partition map and the placement ring as one immutable snapshot.
 
 #include "node/actor.hpp"
-#include "node/config.hpp"
+#include "common/config.hpp"
 #include "shardd/cluster_plan.hpp"
 #include "shardd/partition_map.hpp"
 #include "shardd/ring.hpp"

@@ -554,6 +554,39 @@ TEST_CASE("while a range shard's median takes seconds, heartbeats and other cont
   CHECK(rshards[0].at("records").as_int64() + rshards[1].at("records").as_int64() == 200);
 }
 
+TEST_CASE("finished migrations are listed in creation order with readable progress, then pruned beyond the limit") {
+  // Given a controller that keeps one finished record, when three empty shards move one after
+  // the other, then each finished move shows progress 1 (also for an empty shard), and once
+  // all are done only the newest is listed; the older ids answer 404.
+  cluster cl(2, {}, R"({"cluster":{"heartbeat_interval_ms":200,"heartbeat_miss_limit":3},)"
+                    R"("migration":{"undo_window_ms":300,"keep_finished":1}})");
+  auto c1 = cl.node(1).client();
+  REQUIRE(c1->put("/v1/indexes/e", R"({"shards":6})").status == 201);
+  std::vector<std::string> ids;
+  for (const auto& [s, n] : owners(*c1, "e")) {
+    if (ids.size() == 3) break;
+    ids.push_back(start_migration(*c1, "e", s, n == "node-1" ? "node-2" : "node-1"));
+    auto m = wait_migration(*c1, ids.back(), [](const json::object& m) { return phase(m) == "done"; });
+    CHECK(m.at("bytes_total").as_int64() == 0);
+    CHECK(m.at("progress").to_number<double>() == 1.0);
+  }
+  REQUIRE(ids.size() == 3);
+  const auto raw = c1->get("/v1/migrations/" + ids.back());
+  CHECK(raw.body.find(R"("progress":1,)") != std::string::npos);  // not 1E0
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::vector<std::string> listed;
+  while (std::chrono::steady_clock::now() < until) {
+    listed.clear();
+    const auto b = body(c1->get("/v1/migrations"));
+    for (const auto& m : b.at("migrations").as_array()) listed.emplace_back(m.at("id").as_string());
+    if (listed.size() == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(listed == std::vector<std::string>{ids.back()});
+  CHECK(c1->get("/v1/migrations/" + ids[0]).status == 404);
+  CHECK(c1->get("/v1/migrations/" + ids[1]).status == 404);
+}
+
 TEST_CASE("decommission under writes moves every shard off the node, then marks it left") {
   cluster cl(3);
   auto c1 = cl.node(1).client();

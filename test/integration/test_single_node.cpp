@@ -453,6 +453,36 @@ TEST_CASE("a bad config or flag stops start-up with a message naming the field")
   fails_with(node_options{.config_json = R"({"rest": )"}, "not valid JSON");
   fails_with(node_options{.extra_args = {"--rest-listen", "127.0.0.1:99999"}}, "--rest-listen");
   fails_with(node_options{.extra_args = {"--no-such-flag"}}, "no-such-flag");
+  // An empty data dir and neither --bootstrap nor --join: refused, not a new cluster.
+  fails_with(node_options{.bootstrap = false}, "--bootstrap");
+}
+
+TEST_CASE("a node refuses to found a cluster unless told to bootstrap, then keeps its cluster without the flag") {
+  // Given an empty data dir, when started without --bootstrap or --join, then it exits 2 and
+  // the dir holds no cluster: a later start with --bootstrap founds one (map version 1), and a
+  // start after that without the flag resumes it.
+  temp_dir dir;
+  node_options o{.data_dir = dir.sub("n1"), .bootstrap = false};
+  {
+    shardd_process p(o);
+    CHECK(p.start_and_wait_exit(std::chrono::seconds(10)) == 2);
+    CHECK(p.log().find("holds no cluster") != std::string::npos);
+  }
+  o.bootstrap = true;
+  shardd_process p(o);
+  p.start();
+  auto c = p.client();
+  REQUIRE(c->put("/v1/indexes/kept", R"({"shards":2})").status == 201);
+  const auto version = body(c->get("/v1/partition-map")).at("version").as_int64();
+  CHECK(version == 2);  // founded (1), then the index (2): nothing before
+  REQUIRE(p.terminate() == 0);
+  shardd_process again(node_options{.data_dir = o.data_dir, .rest_port = p.rest_port(), .peer_port = p.peer_port(),
+                                    .bootstrap = false});
+  again.start();
+  auto c2 = again.client();
+  CHECK(body(c2->get("/v1/partition-map")).at("version").as_int64() == version);
+  CHECK(c2->get("/v1/indexes/kept").status == 200);
+  CHECK(again.terminate() == 0);
 }
 
 TEST_CASE("curl habits work: Expect 100-continue, --data-binary @file, keep-alive") {

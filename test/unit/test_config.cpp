@@ -1,4 +1,4 @@
-#include "node/config.hpp"
+#include "common/config.hpp"
 
 #include "support/catch_result.hpp"
 #include "support/temp_dir.hpp"
@@ -50,7 +50,7 @@ TEST_CASE("a full config parses into typed fields with relative paths resolved")
   CHECK(r->weight == 3);
   CHECK(r->vnodes_per_weight == 64);
   CHECK(r->placement_epsilon == 0.25);
-  CHECK(r->durability == storage::durability::async);
+  CHECK(r->durability == durability_mode::async);
   CHECK(r->max_body_bytes == 2048);
   CHECK(r->max_doc_bytes == 1024);
   CHECK(r->migration_undo_window_ms == 5000);

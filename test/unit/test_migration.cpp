@@ -328,3 +328,50 @@ TEST_CASE("priority shares give high four times low, and a lone class everything
   priority_shares unlimited(0);
   CHECK(unlimited.take(migration_priority::low, 1u << 30, t) == std::chrono::nanoseconds(0));
 }
+
+TEST_CASE("progress counts bytes while copying and is whole once the data is across, also for an empty shard") {
+  migration_record r;
+  r.phase = migration_phase::queued;
+  CHECK(migration_progress(r) == 0.0);
+  r.phase = migration_phase::copying;
+  r.bytes_total = 1000;
+  r.bytes_done = 500;
+  CHECK(migration_progress(r) == 0.5);
+  r.bytes_done = 1500;  // writes during the move add to what is sent
+  CHECK(migration_progress(r) == 1.0);
+  r.bytes_done = 250;
+  r.phase = migration_phase::cancelled;
+  CHECK(migration_progress(r) == 0.25);  // how far it got
+  migration_record empty;
+  for (auto p : {migration_phase::verifying, migration_phase::cutover, migration_phase::retiring, migration_phase::done}) {
+    empty.phase = p;
+    CHECK(migration_progress(empty) == 1.0);
+  }
+  empty.phase = migration_phase::rolled_back;
+  CHECK(migration_progress(empty) == 0.0);
+}
+
+TEST_CASE("a source's persisted state round-trips, and malformed state is an error, never an exception") {
+  outgoing_state s;
+  s.record.id = "m7";
+  s.record.index = "users";
+  s.record.source = "node-1";
+  s.record.target = "node-2";
+  s.record.phase = migration_phase::catching_up;
+  s.fsm.phase = migration_phase::catching_up;
+  s.fsm.cursor = std::string("\0\x01key", 5);
+  s.fsm.tail_seq = 99;
+  auto back = outgoing_state_from_json(to_json(s));
+  REQUIRE(back);
+  CHECK(*back == s);
+  const std::string rec = to_json(s.record), fsm = to_json(s.fsm);
+  for (const std::string& bad : {std::string("not json"), std::string(""), std::string("[]"), std::string("{}"),
+                                std::string("{\"record\":1,\"fsm\":") + fsm + "}",
+                                std::string("{\"record\":") + rec + "}",
+                                std::string("{\"record\":") + rec + ",\"fsm\":{\"phase\":\"sideways\"}}",
+                                std::string("{\"record\":") + rec + ",\"fsm\":" + fsm + ",\"x\":1}",
+                                std::string("{\"record\":") + rec + ",\"fsm\":" + fsm}) {
+    INFO(bad);
+    CHECK_FALSE(outgoing_state_from_json(bad));
+  }
+}

@@ -152,6 +152,24 @@ TEST_CASE("unknown paths, methods and query parameters are refused clearly") {
   CHECK(f.get("/v1/indexes/%zz").status == 400);  // not valid percent-encoding
 }
 
+TEST_CASE("numbers in paths and queries are digits only: no sign, no space, no overflow") {
+  api_fixture f;
+  REQUIRE(f.put("/v1/indexes/a", R"({"shards":4})").status == 201);
+  for (const std::string bad : {"%2B1", "%201", "1%20", "-1", "", "4294967296", "0x1", "1e2"}) {
+    INFO(bad);
+    auto r = f.call(net::http_method::post, "/v1/shards/a/" + bad + "/split", "");
+    CHECK(r.status == 400);
+    CHECK(body(r).at("detail").as_string().find("shard must be a shard number") != std::string::npos);
+  }
+  for (const std::string bad : {"%2B5", "%205", "5%20", "0", "-5", "5x", "99999999999999999999"}) {
+    INFO(bad);
+    auto r = f.get("/v1/indexes/a/records?limit=" + bad);
+    CHECK(r.status == 400);
+    CHECK(body(r).at("detail").as_string().find("limit must be an integer") != std::string::npos);
+  }
+  CHECK(f.get("/v1/indexes/a/records?limit=5").status == 200);
+}
+
 TEST_CASE("put then get returns the canonical document with its shard") {
   api_fixture f;
   REQUIRE(f.put("/v1/indexes/a", R"({"shards":4})").status == 201);

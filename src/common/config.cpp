@@ -1,4 +1,4 @@
-#include "node/config.hpp"
+#include "common/config.hpp"
 
 #include "shardd/json_fields.hpp"
 
@@ -6,37 +6,6 @@
 #include <filesystem>
 
 namespace shardd {
-
-std::string host_port::to_string() const {
-  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
-  return host + ":" + std::to_string(port);
-}
-
-result<host_port> parse_host_port(std::string_view text) {
-  host_port hp;
-  std::string_view port;
-  if (!text.empty() && text.front() == '[') {
-    auto close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
-      return make_error(errc::invalid_argument, "expected [IPV6]:PORT, got '" + std::string(text) + "'");
-    hp.host = std::string(text.substr(1, close - 1));
-    port = text.substr(close + 2);
-  } else {
-    auto colon = text.rfind(':');
-    if (colon == std::string_view::npos || colon == 0)
-      return make_error(errc::invalid_argument, "expected HOST:PORT, got '" + std::string(text) + "'");
-    hp.host = std::string(text.substr(0, colon));
-    if (hp.host.find(':') != std::string::npos)
-      return make_error(errc::invalid_argument, "IPv6 addresses need brackets: [" + hp.host + "]:PORT");
-    port = text.substr(colon + 1);
-  }
-  unsigned v = 0;
-  auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), v);
-  if (ec != std::errc() || p != port.data() + port.size() || v == 0 || v > 65535)
-    return make_error(errc::invalid_argument, "port must be 1-65535, got '" + std::string(port) + "'");
-  hp.port = static_cast<std::uint16_t>(v);
-  return hp;
-}
 
 namespace {
 
@@ -135,9 +104,9 @@ result<node_config> parse_config(std::string_view text, const std::string& base_
     if (!d) return d.error();
     if (*d) {
       if (**d == "fsync")
-        c.durability = storage::durability::fsync;
+        c.durability = durability_mode::fsync;
       else if (**d == "async")
-        c.durability = storage::durability::async;
+        c.durability = durability_mode::async;
       else
         return f.fail("durability", "must be \"fsync\" or \"async\"");
     }

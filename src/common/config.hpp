@@ -3,7 +3,7 @@
 // start. A bad value stops start-up with a message naming the field.
 
 #include "shardd/error.hpp"
-#include "storage/store.hpp"
+#include "shardd/host_port.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -12,14 +12,8 @@
 
 namespace shardd {
 
-/// host:port, split. IPv6 literals are written [::1]:port.
-struct host_port {
-  std::string host;
-  std::uint16_t port = 0;
-  std::string to_string() const;
-  friend bool operator==(const host_port&, const host_port&) = default;
-};
-[[nodiscard]] result<host_port> parse_host_port(std::string_view text);
+/// storage.durability: `fsync` (the WAL is fsynced before a write is acknowledged) or `async`.
+enum class durability_mode { fsync, async };
 
 struct tls_config {
   std::string cert;  ///< PEM certificate chain of this node (server and client use)
@@ -73,7 +67,7 @@ struct node_config {
   std::uint32_t migration_threads = 2;             ///< scans, digests and imports: never the read pool's
 
   // storage
-  storage::durability durability = storage::durability::fsync;
+  durability_mode durability = durability_mode::fsync;
   std::uint64_t block_cache_mb = 256;
   std::uint32_t read_threads = 2;
 
