@@ -20,6 +20,7 @@ enum class errc {
   unavailable = 5,       ///< the owner of a shard is down or unreachable
   too_large = 6,         ///< a body or document over its limit
   internal = 7,          ///< a bug or an I/O failure that is not the caller's fault
+  corrupt = 8,           ///< data failed its checksum on the way: nothing of it was applied; send it again
 };
 
 const std::error_category& shardd_category() noexcept;

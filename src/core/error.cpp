@@ -29,6 +29,7 @@ std::string_view to_string(errc e) noexcept {
     case errc::unavailable: return "unavailable";
     case errc::too_large: return "too_large";
     case errc::internal: return "internal";
+    case errc::corrupt: return "corrupt";
   }
   return "unknown";
 }

@@ -48,14 +48,6 @@ std::uint64_t wall_ms() {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
 }
 
-/// Runs a blocking function on the read pool and resumes on the caller's executor.
-template <class F>
-awaitable<std::invoke_result_t<F>> on_pool(asio::thread_pool& pool, F f) {
-  using R = std::invoke_result_t<F>;
-  auto task = [f = std::move(f)]() mutable -> awaitable<R> { co_return f(); };  // named: GCC 12 co_await trap
-  co_return co_await asio::co_spawn(pool, std::move(task), asio::use_awaitable);
-}
-
 awaitable<void> sleep_for(std::chrono::nanoseconds d) {
   if (d <= std::chrono::nanoseconds(0)) co_return;
   asio::steady_timer t(co_await asio::this_coro::executor);
@@ -334,7 +326,7 @@ awaitable<result<peer::frame>> migrator::send_batch(outgoing& m, std::string pay
 namespace {
 
 migration_fsm::event from_send_error(const error& e) {
-  if (e.detail.find("checksum") != std::string::npos) return failed(E::checksum_failed, e.detail);
+  if (e.code == errc::corrupt) return failed(E::checksum_failed, e.detail);
   return failed(E::peer_failed, e.detail);
 }
 

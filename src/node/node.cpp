@@ -96,7 +96,9 @@ result<void> node::start() {
   node_context ctx{m.cfg, *m.store, *m.ring, m.read_pool, m.stopping, m.peer_pool.get(), m.plane.get(), m.ctl.get(),
                    m.mig.get()};
   m.api = std::make_unique<rest_api>(ctx);
-  m.peer_svc = std::make_unique<peer_service>(ctx, *m.api);
+  m.peer_svc = std::make_unique<peer_service>(ctx, [api = m.api.get()](net::http_request req, std::uint64_t v) {
+    return api->handle_forwarded(std::move(req), v);
+  });
   try {
     m.peer_listener = std::make_unique<net::peer_server>(
         m.ioc, m.cfg.tls, net::peer_identity{m.cfg.cluster_id, m.cfg.node_id},

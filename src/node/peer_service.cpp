@@ -36,7 +36,7 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
   const auto version = [&] { return ctx_.ring.snapshot()->map->version; };
   if (f.corrupt) {
     SHARDD_LOG(warn, "peer_checksum_mismatch", "peer", from, "frame", peer::to_string(f.header.type));
-    co_return fail(make_error(errc::invalid_argument, "checksum mismatch in " + std::string(peer::to_string(f.header.type)) +
+    co_return fail(make_error(errc::corrupt, "checksum mismatch in " + std::string(peer::to_string(f.header.type)) +
                                                           " frame: nothing of it was applied"), version());
   }
   const auto ack = [&] { return reply(peer::frame_type::ack, {}, version()); };
@@ -86,7 +86,7 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
       req.content_type = std::move(fr->content_type);
       req.body = std::move(fr->body);
       req.remote = "peer:" + from;
-      auto res = co_await api_.handle_forwarded(std::move(req), f.header.map_version);
+      auto res = co_await forwarded_(std::move(req), f.header.map_version);
       if (res.status == rest_api::moved_status) co_return reply(peer::frame_type::moved, {}, version());
       peer::forward_response out{static_cast<std::uint16_t>(res.status), std::move(res.content_type), std::move(res.headers),
                                  std::move(res.body)};
@@ -101,7 +101,7 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
         ops.push_back({op.kind == 0 ? storage::op_kind::put : storage::op_kind::del, std::move(op.key), std::move(op.value)});
       // The store refuses keys outside the shards this node holds (no_shard), so a sender
       // with a stale map cannot write where it should not.
-      auto r = co_await async_write(ctx_.store, std::move(ops));
+      auto r = co_await shards_.write(std::move(ops));
       if (!r) co_return fail(r.error(), version());
       peer::write_reply out;
       for (auto st : *r) out.statuses.push_back(static_cast<std::uint8_t>(st));
@@ -110,12 +110,12 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
     case peer::frame_type::scan_shard: {
       auto q = peer::decode_scan_request(f.payload);
       if (!q) co_return fail(q.error(), version());
-      auto r = co_await api_.local_scan(std::move(*q));
+      auto r = co_await shards_.scan(std::move(*q));
       if (!r) co_return fail(r.error(), version());
       co_return reply(peer::frame_type::scan_reply, peer::encode(*r), version());
     }
     case peer::frame_type::node_stats: {
-      auto r = api_.local_stats();
+      auto r = shards_.stats();
       if (!r) co_return fail(r.error(), version());
       co_return reply(peer::frame_type::stats_reply, peer::encode(*r), version());
     }
@@ -177,7 +177,7 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
     case peer::frame_type::shard_median: {
       auto q = peer::decode_median_request(f.payload);
       if (!q) co_return fail(q.error(), version());
-      auto r = co_await api_.local_median(std::move(*q));
+      auto r = co_await shards_.median(std::move(*q));
       if (!r) co_return fail(r.error(), version());
       co_return reply(peer::frame_type::median_reply, peer::encode(*r), version());
     }

@@ -1,10 +1,14 @@
 #pragma once
 // Answers the peer protocol's requests on this node.
 
+#include "net/http_types.hpp"
 #include "node/rest_api.hpp"
+#include "node/shard_service.hpp"
 #include "shardd/frame.hpp"
 
 #include <boost/asio/awaitable.hpp>
+
+#include <functional>
 
 namespace shardd {
 
@@ -14,13 +18,20 @@ namespace shardd {
 /// connection's strand.
 class peer_service {
  public:
-  peer_service(node_context ctx, rest_api& api) : ctx_(ctx), api_(api) {}
+  /// Answers a forwarded HTTP request (the REST layer's `handle_forwarded`).
+  using forwarded_handler =
+      std::function<boost::asio::awaitable<net::http_response>(net::http_request, std::uint64_t sender_version)>;
+
+  peer_service(node_context ctx, forwarded_handler forwarded)
+      : ctx_(ctx), shards_(ctx.config, ctx.store, ctx.ring, ctx.read_pool, ctx.peer == nullptr),
+        forwarded_(std::move(forwarded)) {}
 
   boost::asio::awaitable<peer::frame> handle(peer::frame f, std::string from);
 
  private:
   node_context ctx_;
-  rest_api& api_;
+  shard_service shards_;  ///< local shard work: scans, stats, medians, writes
+  forwarded_handler forwarded_;
 };
 
 }  // namespace shardd

@@ -1,10 +1,11 @@
 #pragma once
-// The REST API (DESIGN §10): routing of HTTP requests to handlers, in a cluster.
+// The REST API (DESIGN §10): a route table from method and path to handlers, in a cluster.
 
-#include "net/http_types.hpp"
 #include "common/config.hpp"
+#include "net/http_types.hpp"
+#include "node/cluster_client.hpp"
 #include "node/ring_actor.hpp"
-#include "shardd/peer_messages.hpp"
+#include "node/shard_service.hpp"
 #include "shardd/sha256.hpp"
 #include "storage/store.hpp"
 
@@ -12,7 +13,8 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include <atomic>
-#include <map>
+#include <string_view>
+#include <vector>
 
 namespace shardd {
 
@@ -37,8 +39,14 @@ struct node_context {
 
 /// Turns HTTP requests into answers. Stateless between requests; safe to call from many
 /// strands at once. Each request reads one map snapshot; a record whose shard lives on
-/// another node is forwarded to its owner over the peer protocol and the owner's answer is
+/// another node is forwarded to its owner (through `cluster_client`) and the owner's answer is
 /// relayed; counts, listings, scans and bulks fan out to every owner involved.
+///
+/// The handlers live in one file per resource: `rest_indexes.cpp` (indexes, shards),
+/// `rest_records.cpp` (records, bulk, scans, counts), `rest_cluster.cpp` (health, cluster,
+/// nodes, ring, partition map), `rest_migrations.cpp` (moves, splits, migrations,
+/// decommission). `rest_api.cpp` holds the route table, authentication and the forwarding
+/// glue.
 class rest_api {
  public:
   explicit rest_api(node_context ctx);
@@ -53,58 +61,77 @@ class rest_api {
   /// shard in its newer map.
   static constexpr unsigned moved_status = 421;
 
-  // Shard-level operations, also used by the peer service for requests from other nodes.
-  boost::asio::awaitable<result<peer::scan_reply>> local_scan(peer::scan_request req);
-  result<peer::stats_reply> local_stats() const;
-  /// The median user key of a local range shard, for a split.
-  boost::asio::awaitable<result<peer::median_reply>> local_median(peer::median_request req);
+  struct call;
+
+  /// One entry of the route table: a method and a path pattern of literal segments,
+  /// `{name}` (one segment) and `{name*}` (the rest of the path, one segment or more), the
+  /// query parameters the endpoint takes, and its handler. Arguments named `index`, `shard`
+  /// and `key` are validated before the handler runs. A `controller` route changes the map
+  /// or reads what only the controller holds: a node that is not the controller relays it
+  /// there (one place for that, here, instead of in each handler).
+  struct route {
+    net::http_method method;
+    std::string_view pattern;
+    std::vector<std::string_view> params;
+    boost::asio::awaitable<net::http_response> (*handler)(rest_api&, call&);
+    bool controller = false;
+  };
+  /// Every route, in matching order (the first pattern that matches a path decides which
+  /// methods it allows).
+  static const std::vector<route>& routes();
 
  private:
-  struct call;
   boost::asio::awaitable<net::http_response> run(call& c);
   boost::asio::awaitable<net::http_response> dispatch(call& c);
 
-  // cluster-wide
+  // forwarding glue (rest_api.cpp)
   boost::asio::awaitable<net::http_response> to_controller(call& c);
   boost::asio::awaitable<net::http_response> forward(call& c, const std::string& node);
-  struct stats_view;
-  boost::asio::awaitable<stats_view> collect_stats(const partition_map& m, const std::string* only_index);
   std::optional<net::http_response> owner_unavailable(call& c, const index_entry& ix, const shard_entry& s);
+  boost::asio::awaitable<bool> await_newer_map(call& c, std::chrono::milliseconds limit);
+  /// await_newer_map, then, if none came in time, the controller's map (taken if newer). An
+  /// error only when the controller cannot be asked.
+  boost::asio::awaitable<result<void>> catch_up_map(call& c, std::chrono::milliseconds limit);
+  /// Runs `f` with the index named by the route's {index}, or answers 404.
+  boost::asio::awaitable<net::http_response> with_index(
+      call& c, boost::asio::awaitable<net::http_response> (rest_api::*f)(call&, const index_entry&));
+  bool authorized(const net::http_request& req) const;
 
+  // indexes and shards (rest_indexes.cpp)
   boost::asio::awaitable<net::http_response> put_index(call& c, const std::string& name);
   boost::asio::awaitable<net::http_response> get_index(call& c, const std::string& name, unsigned status = 200);
   boost::asio::awaitable<net::http_response> list_indexes(call& c);
   boost::asio::awaitable<net::http_response> delete_index(call& c, const std::string& name);
-  boost::asio::awaitable<net::http_response> record(call& c, const index_entry& ix, const std::string& key);
+  boost::asio::awaitable<net::http_response> list_shards(call& c);
+
+  // records (rest_records.cpp)
+  boost::asio::awaitable<net::http_response> record(call& c, const index_entry& ix);
   boost::asio::awaitable<net::http_response> put_record(call& c, const index_entry& ix, const std::string& key);
   boost::asio::awaitable<net::http_response> get_record(call& c, const index_entry& ix, const std::string& key);
   boost::asio::awaitable<net::http_response> delete_record(call& c, const index_entry& ix, const std::string& key);
   boost::asio::awaitable<net::http_response> bulk(call& c, const index_entry& ix);
   boost::asio::awaitable<net::http_response> scan(call& c, const index_entry& ix);
   boost::asio::awaitable<net::http_response> count(call& c, const index_entry& ix);
-  boost::asio::awaitable<net::http_response> list_shards(call& c);
+
+  // cluster, nodes, ring, partition map, health (rest_cluster.cpp)
   boost::asio::awaitable<net::http_response> get_cluster(call& c);
   boost::asio::awaitable<net::http_response> set_node(call& c, const std::string& id);
+  net::http_response get_ring(call& c);
+  net::http_response ring_lookup(call& c);
+  net::http_response get_partition_map(call& c);
+  net::http_response health(call& c);
+
+  // migrations (rest_migrations.cpp)
   boost::asio::awaitable<net::http_response> migrate_shard(call& c, const std::string& index, std::uint32_t shard);
   boost::asio::awaitable<net::http_response> split_shard(call& c, const std::string& index, std::uint32_t shard);
   boost::asio::awaitable<net::http_response> list_migrations(call& c, const std::string* id);
   boost::asio::awaitable<net::http_response> control_migration(call& c, const std::string& id, const std::string& command);
   boost::asio::awaitable<net::http_response> migration_settings(call& c);
   boost::asio::awaitable<net::http_response> decommission(call& c, const std::string& id);
-  boost::asio::awaitable<bool> await_newer_map(call& c, std::chrono::milliseconds limit);
-  /// await_newer_map, then, if none came in time, the controller's map (taken if newer). An
-  /// error only when the controller cannot be asked.
-  boost::asio::awaitable<result<void>> catch_up_map(call& c, std::chrono::milliseconds limit);
-  net::http_response get_ring(call& c);
-  net::http_response ring_lookup(call& c);
-  net::http_response get_partition_map(call& c);
-  net::http_response health(call& c);
-
-  boost::asio::awaitable<result<std::vector<storage::op_status>>> write_on(const std::string& node, std::uint32_t index_id,
-                                                                          std::vector<storage::write_op> ops);
-  bool authorized(const net::http_request& req) const;
 
   node_context ctx_;
+  shard_service shards_;
+  cluster_client cluster_;
   digest256 token_digest_;
 };
 

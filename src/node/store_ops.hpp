@@ -4,8 +4,12 @@
 
 #include "storage/store.hpp"
 
+#include <type_traits>
+
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -43,6 +47,16 @@ inline boost::asio::awaitable<result<void>> async_layout(storage::store& s, stor
         s.submit(std::move(change), detail::post_back(std::move(handler)));
       },
       boost::asio::use_awaitable, std::move(change));
+}
+
+/// Runs a blocking function on `pool` (reads, scans, digests: never on a network strand) and
+/// resumes the caller on its own executor.
+template <class F>
+boost::asio::awaitable<std::invoke_result_t<F>> on_pool(boost::asio::thread_pool& pool, F f) {
+  using R = std::invoke_result_t<F>;
+  // Named: GCC 12 destroys temporaries in a co_await operand twice.
+  auto task = [f = std::move(f)]() mutable -> boost::asio::awaitable<R> { co_return f(); };
+  co_return co_await boost::asio::co_spawn(pool, std::move(task), boost::asio::use_awaitable);
 }
 
 }  // namespace shardd

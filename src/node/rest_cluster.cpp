@@ -1,0 +1,203 @@
+// REST: health, the cluster and its nodes, the ring, the partition map.
+#include "node/control_plane.hpp"
+#include "node/controller.hpp"
+#include "node/rest_internal.hpp"
+#include "shardd/cluster_plan.hpp"
+#include "shardd/json_fields.hpp"
+#include "shardd/routing.hpp"
+#include "shardd/text.hpp"
+
+#include <boost/json/serialize.hpp>
+
+namespace shardd {
+
+// --- health ---------------------------------------------------------------------------------
+
+http_response rest_api::health(call& c) {
+  json::object o;
+  const bool stopping = ctx_.stopping.load();
+  o["status"] = stopping ? "stopping" : "ok";
+  o["node"] = ctx_.config.node_id;
+  o["cluster"] = ctx_.config.cluster_id;
+  o["role"] = ctx_.ctl ? "controller" : "member";
+  o["map_version"] = c.snap->map->version;
+  o["version"] = SHARDD_VERSION;
+  return json_response(stopping ? 503 : 200, json::serialize(o));
+}
+
+// --- cluster, ring, partition map ----------------------------------------------------------
+
+awaitable<http_response> rest_api::get_cluster(call& c) {
+  bool reachable = true;
+  if (!ctx_.ctl && ctx_.peer && ctx_.plane && !c.forwarded) {
+    // The controller knows the leases; ask it, and fall back to what this node knows.
+    const auto controller_id = ctx_.plane->elect_controller();
+    auto res = co_await forward(c, controller_id);
+    if (res.status == 200) co_return res;
+    reachable = false;
+  }
+  std::map<std::string, member_status> members;
+  std::map<std::string, std::uint32_t> moving_out, moving_in;
+  if (ctx_.ctl) {
+    auto m = co_await ctx_.ctl->members();
+    if (m)
+      for (auto& st : *m) members[st.node_id] = st;
+    if (auto ms = co_await ctx_.ctl->migrations(std::nullopt); ms)
+      for (const auto& mr : *ms)
+        if (!is_final(mr.phase)) {
+          ++moving_out[mr.source];
+          ++moving_in[mr.target];
+        }
+  }
+  const auto& map = *c.snap->map;
+  std::map<std::string, std::uint32_t> shard_counts;
+  for (const auto& [name, ix] : map.indexes)
+    for (const auto& s : ix.shards) ++shard_counts[s.owner];
+  std::uint64_t self_records = 0, self_bytes = 0;
+  if (auto st = shards_.stats(); st)
+    for (const auto& s : st->shards) {
+      self_records += s.records;
+      self_bytes += s.bytes;
+    }
+  json::array nodes;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& [id, n] : map.nodes) {
+    json::object o;
+    o["id"] = id;
+    o["rest_address"] = n.rest_address;
+    o["peer_address"] = n.peer_address;
+    o["state"] = to_string(n.state);
+    o["weight"] = n.weight;
+    o["shards"] = shard_counts[id];
+    o["controller"] = id == map.controller;
+    o["migrations_out"] = moving_out[id];  // shards queued or moving off this node (draining: what is left)
+    o["migrations_in"] = moving_in[id];
+    std::optional<std::uint64_t> records, bytes;
+    std::optional<std::int64_t> heartbeat;
+    if (id == ctx_.config.node_id) {
+      records = self_records;
+      bytes = self_bytes;
+      heartbeat = 0;
+    } else if (auto it = members.find(id); it != members.end()) {
+      if (it->second.since_heartbeat) {
+        records = it->second.records;
+        bytes = it->second.bytes;
+        heartbeat = it->second.since_heartbeat->count();
+      }
+    }
+    if (records) o["records"] = *records; else o["records"] = nullptr;
+    if (bytes) o["bytes"] = *bytes; else o["bytes"] = nullptr;
+    if (heartbeat) o["last_heartbeat_ms"] = *heartbeat; else o["last_heartbeat_ms"] = nullptr;
+    rows.push_back({id, std::string(to_string(n.state)), std::to_string(n.weight), std::to_string(shard_counts[id]),
+                    records ? std::to_string(*records) : "-", bytes ? std::to_string(*bytes) : "-",
+                    heartbeat ? std::to_string(*heartbeat) : "-", n.rest_address, n.peer_address,
+                    id == map.controller ? "*" : ""});
+    nodes.push_back(std::move(o));
+  }
+  if (c.text())
+    co_return text_response(render_table(
+        {"node", "state", "weight", "shards", "records", "bytes", "heartbeat_ms", "rest", "peer", "controller"}, rows));
+  json::object o;
+  o["cluster_id"] = map.cluster_id;
+  o["controller"] = map.controller;
+  o["controller_reachable"] = reachable;
+  o["map_version"] = map.version;
+  o["answered_by"] = ctx_.config.node_id;
+  o["nodes"] = std::move(nodes);
+  co_return json_response(200, json::serialize(o));
+}
+
+awaitable<http_response> rest_api::set_node(call& c, const std::string& id) {
+  auto parsed = parse_json(c.req.body, "request body");
+  if (!parsed) co_return c.fail(parsed.error());
+  if (!parsed->is_object()) co_return c.fail(400, "invalid-argument", "node settings must be a JSON object");
+  json_fields f(parsed->get_object(), "");
+  if (!f.find("weight")) co_return c.fail(400, "invalid-argument", "weight: is required");
+  auto weight = f.opt_u64("weight", 1, 0, ring::max_weight);
+  if (!weight) co_return c.fail(weight.error());
+  if (auto fin = f.finish(); !fin) co_return c.fail(fin.error());
+  auto r = co_await ctx_.ctl->set_weight(id, static_cast<std::uint32_t>(*weight));
+  if (!r) co_return c.fail(r.error());
+  c.snap = *r;
+  const auto* n = c.snap->map->find_node(id);
+  json::object o;
+  o["id"] = id;
+  o["weight"] = n->weight;
+  o["state"] = to_string(n->state);
+  o["map_version"] = c.snap->map->version;
+  co_return json_response(200, json::serialize(o));
+}
+
+http_response rest_api::get_ring(call& c) {
+  const auto& r = *c.snap->placement;
+  const auto shares = r.ownership();
+  json::array nodes;
+  std::vector<std::vector<std::string>> rows;
+  for (std::size_t o = 0; o < r.node_count(); ++o) {
+    json::object n;
+    n["id"] = r.nodes()[o];
+    n["weight"] = r.weights()[o];
+    n["vnodes"] = static_cast<std::uint64_t>(r.weights()[o]) * r.vnodes_per_weight();
+    n["ownership"] = shares[o];
+    char share[32];
+    std::snprintf(share, sizeof share, "%.4f", shares[o]);
+    rows.push_back({r.nodes()[o], std::to_string(r.weights()[o]),
+                    std::to_string(static_cast<std::uint64_t>(r.weights()[o]) * r.vnodes_per_weight()), share});
+    nodes.push_back(std::move(n));
+  }
+  if (c.text()) return text_response(render_table({"node", "weight", "vnodes", "ownership"}, rows));
+  json::object out;
+  out["vnodes_per_weight"] = r.vnodes_per_weight();
+  out["vnode_count"] = r.vnode_count();
+  out["memory_bytes"] = r.memory_bytes();
+  out["nodes"] = std::move(nodes);
+  out["map_version"] = c.snap->map->version;
+  return json_response(200, json::serialize(out));
+}
+
+http_response rest_api::ring_lookup(call& c) {
+  const auto* index = c.param("index");
+  const auto* key = c.param("key");
+  if (!index || !key) return c.fail(400, "invalid-argument", "index and key are required");
+  if (auto v = validate_index_name(*index); !v) return c.fail(v.error());
+  if (auto v = validate_key(*key); !v) return c.fail(v.error());
+  const auto* ix = c.snap->map->find_index(*index);
+  if (!ix) return c.fail(404, "not-found", "index " + quoted(*index) + " does not exist");
+  const auto rt = route_key(*ix, *key, c.routing());
+  const auto& s = ix->shards[rt.shard_pos];
+  json::object o;
+  o["index"] = ix->name;
+  o["key"] = *key;
+  o["partitioning"] = to_string(ix->strategy);
+  if (ix->strategy == partitioning::hash) {
+    o["token"] = to_hex(token_key(rt.token));
+    if (!c.snap->placement->empty()) o["ring_node"] = c.snap->placement->lookup(rt.token);
+  }
+  o["shard"] = s.id;
+  o["start"] = bound_to_text(ix->strategy, s.start);
+  if (s.end) o["end"] = bound_to_text(ix->strategy, *s.end); else o["end"] = nullptr;
+  o["owner"] = s.owner;
+  const auto* n = c.snap->map->find_node(s.owner);
+  o["owner_state"] = n ? to_string(n->state) : "unknown";
+  if (!c.snap->placement->empty()) {
+    // Where the controller converges: sticky placement from the current owners.
+    auto desired = desired_owners(*ix, *c.snap->placement, ctx_.config.placement_epsilon);
+    o["desired_owner"] = desired[rt.shard_pos];
+  }
+  o["map_version"] = c.snap->map->version;
+  return json_response(200, json::serialize(o));
+}
+
+http_response rest_api::get_partition_map(call& c) {
+  const std::string etag = "\"" + std::to_string(c.snap->map->version) + "\"";
+  http_response r;
+  if (c.req.if_none_match == etag) {
+    r.status = 304;
+  } else {
+    r.body = to_json(*c.snap->map);
+  }
+  r.set_header("ETag", etag);
+  return r;
+}
+
+}  // namespace shardd

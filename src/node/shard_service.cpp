@@ -1,0 +1,104 @@
+#include "node/shard_service.hpp"
+
+#include "node/faults.hpp"
+#include "node/store_ops.hpp"
+#include "shardd/routing.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <functional>
+
+namespace shardd {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+
+awaitable<result<peer::scan_reply>> shard_service::scan(peer::scan_request q) {
+  const auto snap = ring_.snapshot();
+  const auto* ix = snap->map->find_index(q.index);
+  if (!ix) co_return make_error(errc::not_found, "index '" + q.index + "' does not exist");
+  const auto* s = ix->find_shard(q.shard);
+  if (!s || (!standalone_ && s->owner != cfg_.node_id))
+    co_return make_error(errc::conflict, "shard " + std::to_string(q.shard) + " of '" + q.index + "' is not on node '" +
+                                             cfg_.node_id + "'");
+  const auto sr = shard_storage_range(*ix, *s);
+  if (q.begin < sr.begin || q.end > sr.end || !(q.begin < q.end))
+    co_return make_error(errc::invalid_argument, "scan range outside shard " + std::to_string(q.shard));
+  // Hash indexes store keys in token order: bounds and prefix are a filter on the user key.
+  std::function<bool(std::string_view)> keep;
+  if (ix->strategy == partitioning::hash && (q.key_start || q.key_end || q.key_prefix)) {
+    keep = [start = q.key_start, end = q.key_end, prefix = q.key_prefix](std::string_view k) {
+      auto user = k.substr(index_prefix_bytes + token_bytes);
+      if (start && user < *start) return false;
+      if (end && user >= *end) return false;
+      if (prefix && !user.starts_with(*prefix)) return false;
+      return true;
+    };
+  }
+  auto work = [&store = store_, q = std::move(q), keep = std::move(keep)]() -> result<peer::scan_reply> {
+    auto got = store.scan(key_range{q.begin, q.end}, q.after, q.limit, keep, std::max<std::size_t>(q.max_examined, 1),
+                          max_scan_bytes);
+    if (!got) return got.error();
+    peer::scan_reply out;
+    out.records.reserve(got->records.size());
+    for (auto& r : got->records) out.records.emplace_back(std::move(r.key), std::move(r.value));
+    out.resume_after = std::move(got->resume_after);
+    out.examined = static_cast<std::uint32_t>(got->examined);
+    return out;
+  };
+  co_return co_await on_pool(read_pool_, std::move(work));
+}
+
+result<peer::stats_reply> shard_service::stats() const {
+  peer::stats_reply out;
+  const auto snap = ring_.snapshot();
+  // Owned shards only: a shard being imported here is counted by its owner until the commit.
+  for (const auto& r : local_ranges(*snap->map, cfg_.node_id, true))
+    if (auto st = store_.stats(r.index_id, r.shard_id)) out.shards.push_back({r.index_id, r.shard_id, st->records, st->bytes});
+  return out;
+}
+
+awaitable<result<peer::median_reply>> shard_service::median(peer::median_request q) {
+  const auto snap = ring_.snapshot();
+  const auto* ix = snap->map->find_index(q.index);
+  const auto* sh = ix ? ix->find_shard(q.shard) : nullptr;
+  if (!sh || sh->owner != cfg_.node_id)
+    co_return make_error(errc::conflict, "shard " + std::to_string(q.shard) + " of '" + q.index + "' is not on this node");
+  const auto range = shard_storage_range(*ix, *sh);
+  const auto total = store_.stats(ix->id, sh->id).value_or(storage::shard_stats{}).records;
+  if (static const std::uint32_t delay_ms = test_fault("median_delay_ms"); delay_ms > 0) {
+    asio::steady_timer t(co_await asio::this_coro::executor);  // a shard slow to walk, for tests
+    t.expires_after(std::chrono::milliseconds(delay_ms));
+    (void)co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  auto work = [&store = store_, range, total]() -> result<peer::median_reply> {
+    peer::median_reply out;
+    out.records = total;
+    if (total < 2) return out;
+    // Walk to the middle record; its key starts the upper half.
+    std::uint64_t seen = 0;
+    std::optional<std::string> after;
+    while (seen <= total / 2) {
+      auto page = store.scan(range, after, std::min<std::uint64_t>(10000, total / 2 - seen + 1));
+      if (!page) return page.error();
+      if (page->records.empty()) break;
+      seen += page->records.size();
+      if (seen > total / 2) {
+        out.key = page->records.back().key.substr(index_prefix_bytes);
+        break;
+      }
+      after = page->records.back().key;
+    }
+    return out;
+  };
+  co_return co_await on_pool(read_pool_, std::move(work));
+}
+
+awaitable<result<std::vector<storage::op_status>>> shard_service::write(std::vector<storage::write_op> ops) {
+  co_return co_await async_write(store_, std::move(ops));
+}
+
+}  // namespace shardd
