@@ -7,6 +7,8 @@
 #include "shardd/routing.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/channel.hpp>
@@ -93,6 +95,9 @@ struct migrator::outgoing : std::enable_shared_from_this<migrator::outgoing> {
   token_bucket bucket;                    // the migration's own cap
   std::string control;                    // a command waiting for the next step: pause, resume, cancel
   bool driving = false;
+  /// Bound to the drive coroutine: stop() emits a terminal cancellation, which aborts the
+  /// timer, channel or peer call it waits on and unwinds it at its next step.
+  asio::cancellation_signal cancel;
   clock_type::time_point last_report{};
   migration_phase reported_phase = migration_phase::queued;
   clock_type::time_point rate_since = clock_type::now();
@@ -121,7 +126,44 @@ std::size_t migrator::running() const {
   return running_.size();
 }
 
-void migrator::stop() { stopping_ = true; }
+awaitable<void> migrator::stop(std::chrono::milliseconds limit) {
+  stopping_ = true;
+  std::vector<std::shared_ptr<outgoing>> all;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, m] : running_) all.push_back(m);
+  }
+  // Each drive is cancelled on its own strand (a cancellation_signal is not thread-safe).
+  for (auto& m : all) asio::post(m->strand, [m] { m->cancel.emit(asio::cancellation_type::terminal); });
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  const auto until = clock_type::now() + limit;
+  while (drives_ > 0 && clock_type::now() < until) {
+    t.expires_after(std::chrono::milliseconds(5));
+    (void)co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  if (drives_ > 0) SHARDD_LOG(warn, "migrations_not_stopped", "count", drives_.load());
+}
+
+void migrator::spawn_drive(std::shared_ptr<outgoing> m, std::vector<migration_fsm::action> actions) {
+  ++drives_;
+  auto done = [this, id = m->rec.id](std::exception_ptr e) {
+    --drives_;
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const boost::system::system_error& ex) {
+      if (ex.code() == asio::error::operation_aborted && stopping_) {
+        SHARDD_LOG(info, "migration_stopped", "migration", id);  // resumes from its persisted state after a restart
+        return;
+      }
+      SHARDD_LOG(err, "migration_crashed", "migration", id, "error", ex.what());
+    } catch (const std::exception& ex) {
+      SHARDD_LOG(err, "migration_crashed", "migration", id, "error", ex.what());
+    }
+  };
+  auto slot = m->cancel.slot();
+  asio::co_spawn(m->strand, drive(m, std::move(actions)), asio::bind_cancellation_slot(slot, std::move(done)));
+}
 
 void migrator::launch(std::shared_ptr<outgoing> m, std::vector<migration_fsm::action> actions) {
   {
@@ -132,14 +174,7 @@ void migrator::launch(std::shared_ptr<outgoing> m, std::vector<migration_fsm::ac
   m->bucket = token_bucket(m->rec.max_bytes_per_sec, std::max<std::uint64_t>(m->rec.max_bytes_per_sec / 4, 64 * 1024));
   if (!m->range.begin.empty()) store_.watch(m->range);
   m->driving = true;
-  asio::co_spawn(m->strand, drive(m, std::move(actions)), [id = m->rec.id](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      SHARDD_LOG(err, "migration_crashed", "migration", id, "error", ex.what());
-    }
-  });
+  asio::post(m->strand, [this, m, actions = std::move(actions)]() mutable { spawn_drive(std::move(m), std::move(actions)); });
 }
 
 void migrator::finish(const std::string& id) {
@@ -198,7 +233,7 @@ awaitable<result<void>> migrator::control(std::string id, std::string command) {
     auto actions = m->fsm.on(make_event(command == "resume" ? E::resume : command == "cancel" ? E::cancel : E::pause));
     if (actions.empty()) return;
     m->driving = true;
-    asio::co_spawn(m->strand, drive(m, std::move(actions)), asio::detached);
+    spawn_drive(m, std::move(actions));
   });
   co_return result<void>{};
 }

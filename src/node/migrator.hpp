@@ -13,6 +13,8 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include <chrono>
+
 #include <map>
 #include <memory>
 #include <mutex>
@@ -39,7 +41,10 @@ struct migration_faults {
 /// answers digests, drops a range for a copy that starts again. What the target holds of a
 /// shard it imports is created and removed by the map (see ring_actor).
 ///
-/// Thread-safe; owned by the node.
+/// Threads: each outgoing migration's state is touched on its own strand only (its drive
+/// coroutine, bound to a cancellation slot that `stop()` fires); the table of running
+/// migrations and the node's bandwidth shares are still guarded by a mutex, and the target side
+/// runs on the calling peer connection's strand. Owned by the node.
 class migrator {
  public:
   migrator(boost::asio::any_io_executor ex, const node_config& cfg, storage::store& store, ring_actor& ring, peers& p,
@@ -47,7 +52,10 @@ class migrator {
 
   /// Loads persisted outgoing migrations and resumes them. Call once the node serves.
   void recover();
-  void stop();
+  /// Stops every outgoing migration: no new step starts, and each drive is cancelled (the
+  /// sleep, timer or peer call it waits on ends at once). Waits at most `limit` for them to
+  /// end; their persisted state resumes them after a restart.
+  boost::asio::awaitable<void> stop(std::chrono::milliseconds limit);
 
   // Controller → source.
   boost::asio::awaitable<result<void>> start(migration_record rec);
@@ -80,6 +88,8 @@ class migrator {
   boost::asio::awaitable<migration_fsm::event> retire(outgoing& m);
   boost::asio::awaitable<result<void>> layout(storage::layout_change change);
   void launch(std::shared_ptr<outgoing> m, std::vector<migration_fsm::action> actions);
+  /// On m's strand: runs drive() with m's cancellation slot bound, counting it in drives_.
+  void spawn_drive(std::shared_ptr<outgoing> m, std::vector<migration_fsm::action> actions);
   void finish(const std::string& id);
 
   boost::asio::any_io_executor ex_;
@@ -92,6 +102,7 @@ class migrator {
   std::atomic<std::uint32_t> batches_sent_{0};
   std::atomic<std::uint32_t> digests_compared_{0};
   std::atomic<bool> stopping_{false};
+  std::atomic<int> drives_{0};  ///< drive coroutines running
 
   mutable std::mutex mutex_;  // guards running_, shares_ and node_rate_
   std::map<std::string, std::shared_ptr<outgoing>> running_;

@@ -156,7 +156,7 @@ asio::awaitable<void> node::impl::shutdown(int sig) {
   stopping = true;
   co_await http->shutdown(std::chrono::milliseconds(cfg.shutdown_timeout_ms));
   plane->stop();
-  mig->stop();
+  co_await mig->stop(std::chrono::milliseconds(500));
   if (ctl) ctl->end();
   peer_listener->stop();
   peer_pool->close_all();

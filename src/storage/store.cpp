@@ -13,10 +13,18 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <set>
 #include <unordered_map>
 #include <variant>
 
 namespace shardd::storage {
+
+struct store::snapshot_registry {
+  std::mutex mutex;
+  rocksdb::DB* db = nullptr;  ///< null once the store closed
+  std::set<const rocksdb::Snapshot*> live;
+};
+
 
 namespace {
 
@@ -107,6 +115,8 @@ result<std::unique_ptr<store>> store::open(const store_options& opts) {
   auto st = rocksdb::DB::Open(rocksdb::DBOptions(options), opts.path, families, &handles, &db);
   if (!st.ok()) return io_error("cannot open the store at " + opts.path, st);
   s->db_ = db;
+  s->snapshots_ = std::make_shared<snapshot_registry>();
+  s->snapshots_->db = db;
   s->records_ = handles[0];
   s->meta_ = handles[1];
   s->writer_ = std::thread([p = s.get()] { p->writer_loop(); });
@@ -123,6 +133,12 @@ void store::close() {
   }
   cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  if (snapshots_) {
+    std::lock_guard lock(snapshots_->mutex);
+    for (const auto* s : snapshots_->live) snapshots_->db->ReleaseSnapshot(s);
+    snapshots_->live.clear();
+    snapshots_->db = nullptr;
+  }
   if (db_) {
     (void)db_->FlushWAL(true);
     (void)db_->DestroyColumnFamilyHandle(records_);
@@ -509,8 +525,15 @@ result<snapshot> store::take_snapshot() const {
   if (!snap) return make_error(errc::internal, "cannot take a snapshot");
   snapshot out;
   out.seq = snap->GetSequenceNumber();
-  rocksdb::DB* db = db_;
-  out.handle = std::shared_ptr<const void>(snap, [db](const void* p) { db->ReleaseSnapshot(static_cast<const rocksdb::Snapshot*>(p)); });
+  {
+    std::lock_guard lock(snapshots_->mutex);
+    snapshots_->live.insert(snap);
+  }
+  out.handle = std::shared_ptr<const void>(snap, [reg = snapshots_](const void* p) {
+    const auto* s = static_cast<const rocksdb::Snapshot*>(p);
+    std::lock_guard lock(reg->mutex);
+    if (reg->db && reg->live.erase(s)) reg->db->ReleaseSnapshot(s);
+  });
   return out;
 }
 

@@ -245,6 +245,11 @@ class store {
 
   store_options opts_;
   rocksdb::DB* db_ = nullptr;
+  /// Snapshots handed out and not yet released. A snapshot may outlive the store (held by a
+  /// migration abandoned at shutdown): close() releases what is left, and a later release
+  /// does nothing.
+  struct snapshot_registry;
+  std::shared_ptr<snapshot_registry> snapshots_;
   rocksdb::ColumnFamilyHandle* records_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
   std::shared_ptr<rocksdb::Cache> cache_;

@@ -302,6 +302,34 @@ TEST_CASE("the target killed with SIGKILL mid-copy and restarted: the migration 
   verify(*cl.node(2).client(), "t", expected);
 }
 
+TEST_CASE("SIGTERM during a copy stops the source within a second, cleanly, and the move resumes after its restart") {
+  // Given a throttled copy under way from node 2, when node 2 gets SIGTERM, then it exits 0
+  // within a second (its migration is cancelled, not waited out) and logs the stop; after a
+  // restart the move resumes from its persisted cursor and ends with every record on node 3.
+  cluster cl(3);
+  auto c1 = cl.node(1).client();
+  REQUIRE(c1->put("/v1/indexes/s", R"({"shards":6})").status == 201);
+  const std::int64_t shard = shard_on(*c1, "s", "node-2");
+  std::map<std::string, std::int64_t> expected;
+  load(*c1, "s", "k", 16000, routing_for(*c1, "s", shard), 200, expected);  // ~4 MB at 1 MB/s
+  const auto id = start_migration(*c1, "s", shard, "node-3", 1'000'000);
+  wait_migration(*c1, id, [](const json::object& m) { return m.at("bytes_done").as_int64() > 600000; });
+  const auto t0 = std::chrono::steady_clock::now();
+  const int rc = cl.node(2).terminate();
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  const auto log = cl.node(2).log();
+  INFO(log.substr(log.size() > 3000 ? log.size() - 3000 : 0));
+  CHECK(rc == 0);
+  CHECK(took < 1000);
+  CHECK(cl.node(2).log().find("event=migration_stopped") != std::string::npos);
+  cl.node(2).start();
+  auto m = wait_migration(*c1, id, finished, std::chrono::seconds(90));
+  CHECK(phase(m) == "done");
+  CHECK(m.at("resumes").as_int64() >= 1);
+  CHECK(owners(*c1, "s")[shard] == "node-3");
+  verify(*cl.node(3).client(), "s", expected);
+}
+
 TEST_CASE("the source killed with SIGKILL mid-copy and restarted resumes from its persisted cursor") {
   cluster cl(3);
   auto c1 = cl.node(1).client();
