@@ -22,6 +22,14 @@ struct route {
 /// Needs an index that passed validate().
 std::size_t shard_position(const index_entry& ix, std::string_view partition_key) noexcept;
 
+/// Position of the shard of `ix` that holds a storage key, or nullopt if the key is not one of
+/// `ix`'s (another index id, or too short to hold the index prefix and, for hash indexes, a
+/// token). For keys that come from the network.
+std::optional<std::size_t> shard_of_storage_key(const index_entry& ix, std::string_view storage_key) noexcept;
+
+/// The user key inside a storage key of `ix` (empty if it is not one).
+std::string_view user_key_of(const index_entry& ix, std::string_view storage_key) noexcept;
+
 /// Routes a record key. Hash: the token of `routing` if given, else of `key`, picks the shard.
 /// Range: the key itself picks the shard (a routing value does not change key order; it is
 /// ignored for range indexes so that scans stay in key order).

@@ -14,6 +14,17 @@ std::size_t shard_position(const index_entry& ix, std::string_view partition_key
   return static_cast<std::size_t>(it - ix.shards.begin()) - 1;
 }
 
+std::optional<std::size_t> shard_of_storage_key(const index_entry& ix, std::string_view storage_key) noexcept {
+  auto d = decode_storage_key(storage_key, ix.strategy);
+  if (!d || d->index_id != ix.id) return std::nullopt;
+  return shard_position(ix, d->partition_key);
+}
+
+std::string_view user_key_of(const index_entry& ix, std::string_view storage_key) noexcept {
+  auto d = decode_storage_key(storage_key, ix.strategy);
+  return d ? d->user_key : std::string_view();
+}
+
 route route_key(const index_entry& ix, std::string_view key, std::optional<std::string_view> routing) {
   route r;
   if (ix.strategy == partitioning::hash) {

@@ -328,8 +328,8 @@ awaitable<http_response> rest_api::bulk(call& c, const index_entry& ix) {
     std::vector<std::pair<std::string, std::size_t>> where;  // new owner, position in its retry batch
     for (const auto& [o, i] : slots) {
       const auto& op = sent_ops[o][i];
-      const auto pos = shard_position(*now_ix, std::string_view(op.key).substr(index_prefix_bytes, now_ix->strategy == partitioning::hash ? token_bytes : std::string::npos));
-      const auto& owner = now_ix->shards[pos].owner;
+      const auto pos = shard_of_storage_key(*now_ix, op.key);  // keys this node built for this index
+      const auto& owner = now_ix->shards[pos.value_or(0)].owner;
       auto& b = retry[owner];
       where.emplace_back(owner, b.ops.size());
       b.ops.push_back(op);
@@ -489,10 +489,7 @@ awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
     }
   }
 
-  auto user_key = [&](std::string_view storage_key) {
-    return ix.strategy == partitioning::hash ? storage_key.substr(index_prefix_bytes + token_bytes)
-                                             : storage_key.substr(index_prefix_bytes);
-  };
+  auto user_key = [&](std::string_view storage_key) { return user_key_of(ix, storage_key); };
   if (c.text()) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& [k, v] : records) rows.push_back({std::string(user_key(k)), v});

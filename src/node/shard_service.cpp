@@ -30,8 +30,8 @@ awaitable<result<peer::scan_reply>> shard_service::scan(peer::scan_request q) {
   // Hash indexes store keys in token order: bounds and prefix are a filter on the user key.
   std::function<bool(std::string_view)> keep;
   if (ix->strategy == partitioning::hash && (q.key_start || q.key_end || q.key_prefix)) {
-    keep = [start = q.key_start, end = q.key_end, prefix = q.key_prefix](std::string_view k) {
-      auto user = k.substr(index_prefix_bytes + token_bytes);
+    keep = [ix, start = q.key_start, end = q.key_end, prefix = q.key_prefix](std::string_view k) {
+      const auto user = user_key_of(*ix, k);  // ix: in `snap`, alive until this coroutine ends
       if (start && user < *start) return false;
       if (end && user >= *end) return false;
       if (prefix && !user.starts_with(*prefix)) return false;
@@ -74,7 +74,7 @@ awaitable<result<peer::median_reply>> shard_service::median(peer::median_request
     t.expires_after(std::chrono::milliseconds(delay_ms));
     (void)co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
   }
-  auto work = [&store = store_, range, total]() -> result<peer::median_reply> {
+  auto work = [&store = store_, range, total, ix]() -> result<peer::median_reply> {
     peer::median_reply out;
     out.records = total;
     if (total < 2) return out;
@@ -87,7 +87,7 @@ awaitable<result<peer::median_reply>> shard_service::median(peer::median_request
       if (page->records.empty()) break;
       seen += page->records.size();
       if (seen > total / 2) {
-        out.key = page->records.back().key.substr(index_prefix_bytes);
+        out.key = user_key_of(*ix, page->records.back().key);
         break;
       }
       after = page->records.back().key;

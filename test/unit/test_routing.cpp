@@ -81,3 +81,32 @@ TEST_CASE("a routing value places different keys together") {
   for (int i = 0; i < 100; ++i) spread.insert(route_key(ix, "order-" + std::to_string(i)).shard_pos);
   CHECK(spread.size() > 10);
 }
+
+TEST_CASE("a storage key from the network maps to its shard only if it is a well-formed key of that index") {
+  auto m = cluster_with("h", {partitioning::hash, 8, {}});
+  const auto& ix = *m.find_index("h");
+  for (const std::string& key : {std::string("a"), std::string("user-17"), std::string(300, 'z')}) {
+    const auto rt = route_key(ix, key);
+    INFO(key);
+    CHECK(shard_of_storage_key(ix, rt.storage_key) == rt.shard_pos);
+    CHECK(user_key_of(ix, rt.storage_key) == key);
+  }
+  const auto good = route_key(ix, "k").storage_key;
+  // Index prefix but no whole token (4-11 bytes): refused, never a position past the end.
+  for (std::size_t n = 0; n < index_prefix_bytes + token_bytes; ++n) {
+    INFO(n);
+    CHECK_FALSE(shard_of_storage_key(ix, good.substr(0, n)));
+  }
+  CHECK(shard_of_storage_key(ix, good.substr(0, index_prefix_bytes + token_bytes)));  // empty user key, whole token
+  auto other = good;
+  other[3] = static_cast<char>(other[3] + 1);  // another index id
+  CHECK_FALSE(shard_of_storage_key(ix, other));
+  CHECK(user_key_of(ix, "ab").empty());
+
+  auto r = cluster_with("r", {partitioning::range, 0, {"m"}});
+  const auto& rix = *r.find_index("r");
+  CHECK(shard_of_storage_key(rix, storage_key_range(rix.id, "a")) == 0u);
+  CHECK(shard_of_storage_key(rix, storage_key_range(rix.id, "z")) == 1u);
+  CHECK(user_key_of(rix, storage_key_range(rix.id, "zed")) == "zed");
+  CHECK_FALSE(shard_of_storage_key(rix, "abc"));
+}
