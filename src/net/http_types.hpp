@@ -4,12 +4,25 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 namespace shardd::net {
 
 enum class http_method : std::uint8_t { get, head, put, post, delete_, other };
+
+/// The method's name as HTTP writes it; empty for `other`.
+inline std::string_view method_name(http_method m) {
+  switch (m) {
+    case http_method::get: return "GET";
+    case http_method::head: return "HEAD";
+    case http_method::put: return "PUT";
+    case http_method::post: return "POST";
+    case http_method::delete_: return "DELETE";
+    default: return "";
+  }
+}
 
 struct http_request {
   http_method method = http_method::get;

@@ -11,33 +11,16 @@ namespace shardd {
 namespace asio = boost::asio;
 using asio::awaitable;
 
-namespace {
-
-std::string_view method_text(net::http_method m) {
-  switch (m) {
-    case net::http_method::get: return "GET";
-    case net::http_method::head: return "HEAD";
-    case net::http_method::put: return "PUT";
-    case net::http_method::post: return "POST";
-    case net::http_method::delete_: return "DELETE";
-    default: return "";
-  }
-}
-
-}  // namespace
-
 awaitable<result<cluster_client::relayed>> cluster_client::forward(const std::string& node, const net::http_request& req,
                                                                    std::uint64_t map_version) {
-  peer::forward_request fr{std::string(method_text(req.method)), req.target, req.content_type, req.body};
+  peer::forward_request fr{std::string(net::method_name(req.method)), req.target, req.content_type, req.body};
   if (fr.method.empty()) fr.method = req.method_text;
   auto frame = make_frame(peer::frame_type::forward, peer::encode(fr), map_version);
   auto r = co_await peers_->call(node, std::move(frame), std::chrono::milliseconds(cfg_.request_timeout_ms));
   if (!r) co_return make_error(errc::unavailable, "node '" + node + "' did not answer: " + r.error().detail);
   relayed out;
-  if (r->header.type == peer::frame_type::moved) {
-    out.moved = true;
-    co_return out;
-  }
+  out.moved = r->header.type == peer::frame_type::moved;
+  if (out.moved) co_return out;
   auto fr2 = peer::decode_forward_response(r->payload);
   if (!fr2) co_return make_error(errc::internal, "unreadable answer from node '" + node + "'");
   out.response.status = fr2->status;

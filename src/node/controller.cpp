@@ -91,6 +91,14 @@ void controller::spawn_call(Call call, Done done) {
   });
 }
 
+template <class T>
+migration_record* controller::record_or_reply(const std::string& id, reply_to<T>& reply) {
+  auto it = migrations_.find(id);
+  if (it != migrations_.end()) return &it->second;
+  reply.send(no_such_migration(id));
+  return nullptr;
+}
+
 awaitable<void> controller::load_migrations() {
   migrations_loaded_ = true;
   if (!store_) co_return;
@@ -397,14 +405,17 @@ awaitable<void> controller::on(migrations_msg& q) {
 }
 
 awaitable<void> controller::on(migration_control_msg& mc) {
-  auto it = migrations_.find(mc.id);
-  if (it == migrations_.end()) {
-    mc.reply.send(no_such_migration(mc.id));
-    co_return;
-  }
-  auto& r = it->second;
+  auto* found = record_or_reply(mc.id, mc.reply);
+  if (!found) co_return;
+  auto& r = *found;
   if (is_final(r.phase)) {
     mc.reply.send(make_error(errc::conflict, "migration '" + r.id + "' is " + std::string(to_string(r.phase))));
+    co_return;
+  }
+  if (r.phase == migration_phase::queued && starting_.contains(r.id) && mc.command != "cancel") {
+    // migrate_start is on its way to the source: a pause noted here would be lost when the
+    // source starts unpaused, and the source cannot be told before it knows the migration.
+    mc.reply.send(make_error(errc::unavailable, "migration '" + r.id + "' is being started; retry in a moment"));
     co_return;
   }
   if (r.phase == migration_phase::queued) {
@@ -440,12 +451,9 @@ awaitable<void> controller::on(migration_control_msg& mc) {
 }
 
 awaitable<void> controller::on(control_done_msg& d) {
-  auto it = migrations_.find(d.id);
-  if (it == migrations_.end()) {
-    d.reply.send(no_such_migration(d.id));
-    co_return;
-  }
-  auto& r = it->second;
+  auto* found = record_or_reply(d.id, d.reply);
+  if (!found) co_return;
+  auto& r = *found;
   if (!d.outcome) {
     if (d.command == "cancel" && !is_final(r.phase) && r.phase != migration_phase::retiring) {
       // The source cannot be told now; it hears it when it reports again.
@@ -492,12 +500,9 @@ awaitable<void> controller::on(start_done_msg& d) {
 }
 
 awaitable<void> controller::on(migration_report_msg& rep) {
-  auto it = migrations_.find(rep.report.id);
-  if (it == migrations_.end()) {
-    rep.reply.send(no_such_migration(rep.report.id));
-    co_return;
-  }
-  auto& r = it->second;
+  auto* found = record_or_reply(rep.report.id, rep.reply);
+  if (!found) co_return;
+  auto& r = *found;
   if (r.phase == migration_phase::cancelled || r.phase == migration_phase::failed) {
     rep.reply.send(r);  // the source learns it was called off
     co_return;
@@ -527,12 +532,9 @@ awaitable<void> controller::on(migration_report_msg& rep) {
 }
 
 awaitable<void> controller::on(migration_commit_msg& cm) {
-  auto it = migrations_.find(cm.id);
-  if (it == migrations_.end()) {
-    cm.reply.send(no_such_migration(cm.id));
-    co_return;
-  }
-  auto& r = it->second;
+  auto* found = record_or_reply(cm.id, cm.reply);
+  if (!found) co_return;
+  auto& r = *found;
   if (r.phase == migration_phase::cancelled || r.phase == migration_phase::failed) {
     cm.reply.send(make_error(errc::conflict, "migration '" + r.id + "' was " + std::string(to_string(r.phase))));
     co_return;

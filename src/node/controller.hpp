@@ -205,6 +205,10 @@ class controller final : public actor<controller_message> {
   template <class Call, class Done>
   void spawn_call(Call call, Done done);
 
+  /// The record of migration `id`, or null after answering `reply` with not_found.
+  template <class T>
+  migration_record* record_or_reply(const std::string& id, reply_to<T>& reply);
+
   asio::awaitable<void> load_migrations();
   asio::awaitable<void> save(const migration_record& r);
   asio::awaitable<void> forget(const std::vector<std::string>& ids);

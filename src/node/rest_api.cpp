@@ -211,11 +211,7 @@ awaitable<http_response> rest_api::forward(call& c, const std::string& node) {
   auto r = co_await cluster_.forward(node, c.req, c.snap->map->version);
   if (!r) co_return c.fail(r.error().code == errc::unavailable ? 503 : 502,
                            r.error().code == errc::unavailable ? "unavailable" : "bad-gateway", r.error().detail);
-  if (r->moved) {
-    auto m = moved_response();
-    m.body = std::to_string(c.snap->map->version);
-    co_return m;
-  }
+  if (r->moved) co_return moved_response();
   co_return std::move(r->response);
 }
 

@@ -75,16 +75,7 @@ inline bool has_header(const http_response& r, std::string_view name) {
   return false;
 }
 
-inline std::string_view method_name(http_method m) {
-  switch (m) {
-    case http_method::get: return "GET";
-    case http_method::head: return "HEAD";
-    case http_method::put: return "PUT";
-    case http_method::post: return "POST";
-    case http_method::delete_: return "DELETE";
-    default: return "";
-  }
-}
+using net::method_name;
 
 /// One shard as the API shows it; `st` null when its owner did not answer.
 boost::json::object shard_json(const index_entry& ix, const shard_entry& s, const storage::shard_stats* st);

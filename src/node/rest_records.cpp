@@ -85,11 +85,7 @@ awaitable<http_response> rest_api::record(call& c, const index_entry& ix_in) {
     if (c.forwarded) {
       // The sender thinks we own this shard. If our map is newer, tell it who does; if it is
       // older, we cannot tell.
-      if (c.snap->map->version > c.sender_version) {
-        http_response moved;
-        moved.status = moved_status;
-        co_return moved;
-      }
+      if (c.snap->map->version > c.sender_version) co_return moved_response();
       co_return c.fail(503, "unavailable", "node " + quoted(ctx_.config.node_id) + " has map version " +
                                                std::to_string(c.snap->map->version) + ", older than the sender's; retry");
     }
@@ -119,11 +115,7 @@ awaitable<http_response> rest_api::put_record(call& c, const index_entry& ix, co
   switch ((*r)[0]) {
     case storage::op_status::created: co_return json_response(201, write_json(ix, shard_id, key, "created"));
     case storage::op_status::updated: co_return json_response(200, write_json(ix, shard_id, key, "updated"));
-    default: {
-      http_response moved;
-      moved.status = moved_status;  // fenced, or no longer here: the caller re-routes
-      co_return moved;
-    }
+    default: co_return moved_response();  // fenced, or no longer here: the caller re-routes
   }
 }
 
@@ -133,9 +125,7 @@ awaitable<http_response> rest_api::get_record(call& c, const index_entry& ix, co
   if (ctx_.store.is_fenced(rt.storage_key)) {
     // A cutover is moving this shard: the new owner may take writes before this node learns
     // of it, so reads wait for the new map too.
-    http_response moved;
-    moved.status = moved_status;
-    co_return moved;
+    co_return moved_response();
   }
   std::string value;
   auto st = ctx_.store.get_cached(rt.storage_key, value);
@@ -168,11 +158,7 @@ awaitable<http_response> rest_api::delete_record(call& c, const index_entry& ix,
     case storage::op_status::deleted: co_return json_response(200, write_json(ix, shard_id, key, "deleted"));
     case storage::op_status::not_found:
       co_return c.fail(404, "not-found", "record " + quoted(key) + " not found in index " + quoted(ix.name));
-    default: {
-      http_response moved;
-      moved.status = moved_status;
-      co_return moved;
-    }
+    default: co_return moved_response();
   }
 }
 
