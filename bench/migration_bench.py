@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD = os.path.join(REPO, "build-release")
+BUILD = os.environ.get("BENCH_BUILD", os.path.join(REPO, "build-release"))  # another build to compare with
 TOKEN = "bench-token-0123456789abcdef"
 
 
@@ -359,9 +359,10 @@ def main():
     quick = "--quick" in sys.argv
     parts = [a for i, a in enumerate(sys.argv[1:]) if sys.argv[i] == "--part"] or ["big", "fence", "redis"]
     subprocess.run([os.path.join(REPO, "scripts/setup.sh"), "--bench"], check=True)
-    if not os.path.exists(os.path.join(BUILD, "build.ninja")):
-        sh(f"meson setup {BUILD} -Dbuildtype=release -Db_ndebug=true")
-    sh(f"ninja -C {BUILD} src/node/shardd bench/bulk_bench bench/tls_floor")
+    if not os.environ.get("BENCH_PREBUILT"):  # set: BENCH_BUILD holds binaries built before (a copy to compare)
+        if not os.path.exists(os.path.join(BUILD, "build.ninja")):
+            sh(f"meson setup {BUILD} -Dbuildtype=release -Db_ndebug=true")
+        sh(f"ninja -C {BUILD} src/node/shardd bench/bulk_bench bench/tls_floor")
     with tempfile.TemporaryDirectory(prefix="shardd-mbench.", dir=os.environ.get("BENCH_DIR", "/tmp")) as work:
         sh(f"{REPO}/scripts/dev-certs.sh {work}/certs node-1 node-2 node-3 node-4")
         for part in parts:

@@ -12,6 +12,7 @@
 #include <deque>
 #include <map>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -169,5 +170,29 @@ struct layout_plan {
 /// The storage ranges of the shards `node` owns in `m`, and (unless `owned_only`) of those
 /// moving to it.
 [[nodiscard]] std::vector<shard_range> local_ranges(const partition_map& m, std::string_view node, bool owned_only = false);
+
+// --- a target's imports ---------------------------------------------------------------------
+
+/// A shard `node` imports: the map says it is moving there from `source`.
+struct import_grant {
+  std::uint32_t index_id = 0;
+  std::uint32_t shard_id = 0;
+  std::string source;
+  key_range range;  ///< the shard's storage range: the only keys the import may write or drop
+  friend bool operator==(const import_grant&, const import_grant&) = default;
+};
+
+/// Whether `node` takes data for shard `shard_id` of index `index_id` from `from`: the map
+/// must show that shard migrating to `node` with `from` as its owner. `unavailable` when the
+/// shard is not (yet) moving here (the sender's map may be newer: it retries), `forbidden`
+/// when it is but `from` is not its source.
+[[nodiscard]] result<import_grant> check_import(const partition_map& m, std::string_view node, std::string_view from,
+                                                std::uint32_t index_id, std::uint32_t shard_id);
+/// The same for the shard that holds `storage_key` (a data batch names its shard by its keys).
+[[nodiscard]] result<import_grant> check_import_key(const partition_map& m, std::string_view node, std::string_view from,
+                                                    std::string_view storage_key);
+/// Whether every key of a batch lies in `range`, and (for a copy batch, `sorted`) in strictly
+/// increasing order. `forbidden` names the first key that does not.
+[[nodiscard]] result<void> check_batch_keys(const key_range& range, std::span<const std::string_view> keys, bool sorted);
 
 }  // namespace shardd

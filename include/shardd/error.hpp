@@ -21,6 +21,7 @@ enum class errc {
   too_large = 6,         ///< a body or document over its limit
   internal = 7,          ///< a bug or an I/O failure that is not the caller's fault
   corrupt = 8,           ///< data failed its checksum on the way: nothing of it was applied; send it again
+  forbidden = 9,         ///< the sender may not do this: a peer outside its role, a key outside its shard
 };
 
 const std::error_category& shardd_category() noexcept;

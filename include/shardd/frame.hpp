@@ -77,6 +77,8 @@ struct frame {
   bool corrupt = false;
   /// Fault injection for tests: `encode` flips one payload byte after computing the checksum.
   bool corrupt_after_checksum = false;
+  /// Set by the transport on a reply: the node id (certificate CN) of the peer that sent it.
+  std::string sender;
 };
 
 /// Serialises a frame; sets the length, and appends the CRC32C when flag_checksummed is set.

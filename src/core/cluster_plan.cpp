@@ -1,6 +1,7 @@
 #include "shardd/cluster_plan.hpp"
 
 #include "shardd/placement.hpp"
+#include "shardd/sha256.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -311,6 +312,45 @@ std::vector<shard_range> local_ranges(const partition_map& m, std::string_view n
       if (s.owner == node || (!owned_only && s.state == shard_state::migrating && s.target == node))
         out.push_back({ix.id, s.id, shard_storage_range(ix, s)});
   return out;
+}
+
+// --- a target's imports ---------------------------------------------------------------------
+
+result<import_grant> check_import(const partition_map& m, std::string_view node, std::string_view from,
+                                  std::uint32_t index_id, std::uint32_t shard_id) {
+  const index_entry* ix = nullptr;
+  for (const auto& [name, e] : m.indexes)
+    if (e.id == index_id) ix = &e;
+  const auto* s = ix ? ix->find_shard(shard_id) : nullptr;
+  const auto which = [&] { return "shard " + std::to_string(shard_id) + " of index #" + std::to_string(index_id); };
+  if (!s || s->state != shard_state::migrating || s->target != node)
+    return make_error(errc::unavailable, "node " + std::string(node) + " is not importing " + which() + " (yet); retry");
+  if (s->owner != from)
+    return make_error(errc::forbidden, which() + " moves here from '" + s->owner + "', not from '" + std::string(from) + "'");
+  return import_grant{ix->id, s->id, s->owner, shard_storage_range(*ix, *s)};
+}
+
+result<import_grant> check_import_key(const partition_map& m, std::string_view node, std::string_view from,
+                                      std::string_view storage_key) {
+  const std::uint32_t index_id = storage_key.size() >= index_prefix_bytes ? read_u32be(storage_key) : 0;
+  for (const auto& [name, e] : m.indexes) {
+    if (e.id != index_id) continue;
+    const auto pos = shard_of_storage_key(e, storage_key);
+    if (!pos) break;
+    return check_import(m, node, from, e.id, e.shards[*pos].id);
+  }
+  return make_error(errc::unavailable, "node " + std::string(node) + " is not importing the shard of key " +
+                                           to_hex(storage_key.substr(0, 16)) + " (yet); retry");
+}
+
+result<void> check_batch_keys(const key_range& range, std::span<const std::string_view> keys, bool sorted) {
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (!range.contains(keys[i]))
+      return make_error(errc::forbidden, "key " + to_hex(keys[i].substr(0, 16)) + " is outside the importing shard");
+    if (sorted && i > 0 && !(keys[i - 1] < keys[i]))
+      return make_error(errc::invalid_argument, "copy batch keys are not sorted and distinct at record " + std::to_string(i));
+  }
+  return {};
 }
 
 }  // namespace shardd

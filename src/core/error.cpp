@@ -30,6 +30,7 @@ std::string_view to_string(errc e) noexcept {
     case errc::too_large: return "too_large";
     case errc::internal: return "internal";
     case errc::corrupt: return "corrupt";
+    case errc::forbidden: return "forbidden";
   }
   return "unknown";
 }

@@ -174,7 +174,9 @@ result<frame_header> decode_header(std::span<const std::uint8_t> b, std::size_t 
 
 result<frame> finish_frame(const frame_header& h, std::string body) {
   if (body.size() != h.length - header_bytes) return make_error(errc::invalid_argument, "frame body size mismatch");
-  frame f{h, std::move(body)};
+  frame f;
+  f.header = h;
+  f.payload = std::move(body);
   if (h.flags & flag_checksummed) {
     const std::size_t n = f.payload.size() - 4;
     const std::uint32_t want = read_u32be(std::string_view(f.payload).substr(n));

@@ -332,6 +332,7 @@ struct peer_client::impl : std::enable_shared_from_this<impl> {
     strand_type strand;
     std::string address;
     std::string expected_node;
+    std::string peer_cn;  ///< the certificate CN of the peer of the current connection
     // Shared: a reader or writer of an old connection keeps its stream alive until it ends.
     std::shared_ptr<tls_stream> stream;
     std::shared_ptr<frame_reader> reader;  // bytes already read belong to this connection
@@ -434,6 +435,7 @@ awaitable<result<void>> peer_client::impl::connection::connect(std::chrono::stea
   const std::string cn = peer_common_name(*stream);
   if (!expected_node.empty() && cn != expected_node)
     co_return make_error(errc::unavailable, "peer at " + address + " is '" + cn + "', expected '" + expected_node + "'");
+  peer_cn = cn;
 
   peer::frame hi;
   hi.header.type = peer::frame_type::hello;
@@ -527,6 +529,7 @@ awaitable<void> peer_client::impl::connection::read_loop(std::uint64_t gen, std:
     if (it == pending.end()) continue;  // its caller gave up already
     auto ch = it->second;
     pending.erase(it);
+    f->sender = peer_cn;
     (void)ch->try_send(boost::system::error_code{}, result<peer::frame>(std::move(*f)));
   }
 }

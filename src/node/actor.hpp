@@ -14,6 +14,7 @@
 
 #include <memory>
 #include <string>
+#include <type_traits>
 
 namespace shardd {
 
@@ -63,9 +64,10 @@ class actor {
   actor(const actor&) = delete;
   actor& operator=(const actor&) = delete;
 
-  /// Starts the run() loop on the strand.
-  void start() {
-    asio::co_spawn(strand_, run(), [name = name_](std::exception_ptr e) {
+  /// Starts the run() loop on the strand. `keep_alive` (the actor's own shared_ptr, for an
+  /// actor its owner may drop while a message is in hand) is held until the loop ends.
+  void start(std::shared_ptr<void> keep_alive = {}) {
+    asio::co_spawn(strand_, run(), [name = name_, keep = std::move(keep_alive)](std::exception_ptr e) {
       if (!e) return;
       try {
         std::rethrow_exception(e);
@@ -116,5 +118,14 @@ class actor {
   mailbox_type mailbox_;
   std::string name_;
 };
+
+/// Runs `f()` on `strand` and gives back its result: how a coroutine elsewhere reads or changes
+/// state that lives on an actor's strand without a lock.
+template <class Strand, class F>
+asio::awaitable<std::invoke_result_t<F&>> run_on(Strand strand, F f) {
+  using R = std::invoke_result_t<F&>;
+  auto call = [f = std::move(f)]() mutable -> asio::awaitable<R> { co_return f(); };  // named: see the GCC 12 note in controller_api.cpp
+  co_return co_await asio::co_spawn(strand, std::move(call), asio::use_awaitable);
+}
 
 }  // namespace shardd

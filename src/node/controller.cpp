@@ -503,8 +503,20 @@ awaitable<void> controller::on(migration_report_msg& rep) {
   auto* found = record_or_reply(rep.report.id, rep.reply);
   if (!found) co_return;
   auto& r = *found;
+  if (r.source != rep.from) {
+    rep.reply.send(make_error(errc::forbidden, "migration '" + r.id + "' is reported by its source '" + r.source + "', not by '" +
+                                                   rep.from + "'"));
+    co_return;
+  }
   if (r.phase == migration_phase::cancelled || r.phase == migration_phase::failed) {
     rep.reply.send(r);  // the source learns it was called off
+    co_return;
+  }
+  // A committed move stays committed: a source that lost the commit's answer and reports an
+  // earlier or a rolled-back phase learns from this answer that it committed.
+  const bool committed = r.phase == migration_phase::retiring || r.phase == migration_phase::done;
+  if (committed && rep.report.phase != migration_phase::retiring && rep.report.phase != migration_phase::done) {
+    rep.reply.send(r);
     co_return;
   }
   const auto before = r.phase;
@@ -535,8 +547,18 @@ awaitable<void> controller::on(migration_commit_msg& cm) {
   auto* found = record_or_reply(cm.id, cm.reply);
   if (!found) co_return;
   auto& r = *found;
-  if (r.phase == migration_phase::cancelled || r.phase == migration_phase::failed) {
-    cm.reply.send(make_error(errc::conflict, "migration '" + r.id + "' was " + std::string(to_string(r.phase))));
+  if (r.source != cm.from) {
+    cm.reply.send(make_error(errc::forbidden, "migration '" + r.id + "' is committed by its source '" + r.source + "', not by '" +
+                                                  cm.from + "'"));
+    co_return;
+  }
+  if (r.phase == migration_phase::retiring || r.phase == migration_phase::done) {
+    cm.reply.send(true);  // a repeated commit whose first answer was lost
+    co_return;
+  }
+  if (r.phase != migration_phase::cutover || r.paused) {
+    cm.reply.send(make_error(errc::conflict, "migration '" + r.id + "' is " + std::string(to_string(r.phase)) +
+                                                 (r.paused ? " (paused)" : "") + ", not in cutover: it cannot commit"));
     co_return;
   }
   auto res = co_await change([&](const cluster_snapshot& s) -> result<partition_map> {

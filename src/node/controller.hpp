@@ -72,10 +72,12 @@ struct migration_control_msg {
 };
 struct migration_report_msg {
   migration_record report;
+  std::string from;  ///< the sender (its certificate's CN): must be the record's source
   reply_to<migration_result> reply;
 };
 struct migration_commit_msg {
   std::string id;
+  std::string from;  ///< the sender: must be the record's source
   reply_to<result<bool>> reply;
 };
 struct split_msg {
@@ -166,8 +168,11 @@ class controller final : public actor<controller_message> {
   asio::awaitable<migration_result> migrate(migrate_request r);
   asio::awaitable<migrations_result> migrations(std::optional<std::string> id);
   asio::awaitable<migration_result> control_migration(std::string id, std::string command);
-  asio::awaitable<migration_result> report(migration_record r);
-  asio::awaitable<result<bool>> commit(std::string id);
+  /// A source's progress report; `from` is the sender, which must be the record's source.
+  asio::awaitable<migration_result> report(migration_record r, std::string from);
+  /// A source's request to commit: only its source, and only while the record is in
+  /// `cutover` (a record that is `retiring` already answers as committed).
+  asio::awaitable<result<bool>> commit(std::string id, std::string from);
   asio::awaitable<map_result> split(std::string index, std::uint32_t shard);
   asio::awaitable<migrations_result> decommission(std::string node);
   asio::awaitable<map_result> set_settings(cluster_settings s);

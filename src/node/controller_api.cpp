@@ -51,12 +51,16 @@ awaitable<migration_result> controller::control_migration(std::string id, std::s
   };
   co_return co_await ask<migration_result>(std::move(make));
 }
-awaitable<migration_result> controller::report(migration_record r) {
-  auto make = [&](reply_to<migration_result> reply) { return controller_message(migration_report_msg{std::move(r), std::move(reply)}); };
+awaitable<migration_result> controller::report(migration_record r, std::string from) {
+  auto make = [&](reply_to<migration_result> reply) {
+    return controller_message(migration_report_msg{std::move(r), std::move(from), std::move(reply)});
+  };
   co_return co_await ask<migration_result>(std::move(make));
 }
-awaitable<result<bool>> controller::commit(std::string id) {
-  auto make = [&](reply_to<result<bool>> reply) { return controller_message(migration_commit_msg{std::move(id), std::move(reply)}); };
+awaitable<result<bool>> controller::commit(std::string id, std::string from) {
+  auto make = [&](reply_to<result<bool>> reply) {
+    return controller_message(migration_commit_msg{std::move(id), std::move(from), std::move(reply)});
+  };
   co_return co_await ask<result<bool>>(std::move(make));
 }
 awaitable<map_result> controller::split(std::string index, std::uint32_t shard) {

@@ -40,12 +40,32 @@ std::string embedded_plane::controller_address() const {
   return cfg_.join ? cfg_.join->to_string() : std::string();
 }
 
+awaitable<result<peer::frame>> embedded_plane::call_controller(peer::frame f, std::chrono::milliseconds timeout) {
+  const auto snap = ring_.snapshot();
+  if (!snap->map->controller.empty() && snap->map->find_node(snap->map->controller))
+    co_return co_await peers_.call(snap->map->controller, std::move(f), timeout);
+  co_return co_await peers_.call_address(controller_address(), std::move(f), timeout);
+}
+
+namespace {
+
+/// A map that comes from the controller names its sender as controller.
+result<partition_map> map_from_controller(const peer::frame& reply) {
+  auto m = from_json(reply.payload);
+  if (!m) return m.error();
+  if (m->controller != reply.sender)
+    return make_error(errc::forbidden, "a map from '" + reply.sender + "' names '" + m->controller + "' as controller");
+  return m;
+}
+
+}  // namespace
+
 awaitable<result<snapshot_ptr>> embedded_plane::load() {
   if (is_controller(cfg_.node_id)) co_return ring_.snapshot();
   auto f = make_frame(peer::frame_type::map_get, {}, ring_.snapshot()->map->version);
-  auto r = co_await peers_.call_address(controller_address(), std::move(f), join_timeout);
+  auto r = co_await call_controller(std::move(f), join_timeout);
   if (!r) co_return r.error();
-  auto m = from_json(r->payload);
+  auto m = map_from_controller(*r);
   if (!m) co_return m.error();
   co_return co_await ring_.install(std::move(*m));
 }
@@ -84,12 +104,12 @@ awaitable<void> embedded_plane::push(snapshot_ptr snap) {
 awaitable<result<void>> embedded_plane::join_once(const node_entry& self) {
   peer::join_request j{self.id, self.rest_address, self.peer_address, self.weight};
   auto f = make_frame(peer::frame_type::join, peer::encode(j), ring_.snapshot()->map->version);
-  auto address = controller_address();
-  if (address.empty()) co_return make_error(errc::invalid_argument, "no controller address: start with --join HOST:PORT");
-  auto r = co_await peers_.call_address(address, std::move(f), join_timeout);
+  if (controller_address().empty())
+    co_return make_error(errc::invalid_argument, "no controller address: start with --join HOST:PORT");
+  auto r = co_await call_controller(std::move(f), join_timeout);
   if (!r) co_return r.error();
   if (r->header.type != peer::frame_type::join_ok) co_return make_error(errc::internal, "unexpected answer to join");
-  auto m = from_json(r->payload);
+  auto m = map_from_controller(*r);
   if (!m) co_return m.error();
   auto installed = co_await ring_.install(std::move(*m));
   if (!installed) co_return installed.error();
@@ -141,15 +161,14 @@ awaitable<void> embedded_plane::heartbeat_loop(node_entry self) {
           hb.bytes += st->bytes;
         }
       auto f = make_frame(peer::frame_type::heartbeat, peer::encode(hb), snap->map->version);
-      auto reply = co_await peers_.call_address(controller_address(), std::move(f),
-                                                std::chrono::milliseconds(cfg_.heartbeat_interval_ms * 2));
+      auto reply = co_await call_controller(std::move(f), std::chrono::milliseconds(cfg_.heartbeat_interval_ms * 2));
       if (reply) {
         if (failures > 0) SHARDD_LOG(info, "controller_reachable", "controller", controller_address());
         failures = 0;
         reachable_ = true;
         if (!reply->payload.empty()) {
           // The controller has a newer map than the one we announced.
-          if (auto m = from_json(reply->payload); m) (void)co_await ring_.install_from_controller(std::move(*m));
+          if (auto m = map_from_controller(*reply); m) (void)co_await ring_.install_from_controller(std::move(*m));
         }
       } else {
         if (reply.error().code == errc::not_found) need_join = true;  // forgotten: join again

@@ -47,6 +47,10 @@ class embedded_plane final : public control_plane {
   boost::asio::awaitable<result<void>> join_once(const node_entry& self);
   boost::asio::awaitable<void> heartbeat_loop(node_entry self);
   std::string controller_address() const;
+  /// Calls the controller. Once the map names it, by its id: the answering certificate must
+  /// be the controller's. Before (a first join), at the --join address; the answer says who
+  /// sent it, and the map it brings must name that node as controller.
+  boost::asio::awaitable<result<peer::frame>> call_controller(peer::frame f, std::chrono::milliseconds timeout);
 
   boost::asio::any_io_executor ex_;
   const node_config& cfg_;

@@ -9,6 +9,10 @@
 //                        asks for itself is not delayed
 //   median_delay_ms=N    this node takes N ms longer to find a range shard's median key (a
 //                        large shard), so a split waits that long for it
+//   lose_commit_answer=N the first N answers to this node's migrate_commit are dropped, as if
+//                        lost on the way (the controller did commit)
+//   kill_after_commit=N  this node SIGKILLs itself right after the answer to its N-th
+//                        migrate_commit, before it has the map that shows the new owner
 
 #include <cstdint>
 #include <string_view>

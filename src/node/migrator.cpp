@@ -1,5 +1,6 @@
 #include "node/migrator.hpp"
 
+#include "node/actor.hpp"
 #include "node/faults.hpp"
 #include "common/log.hpp"
 #include "node/store_ops.hpp"
@@ -17,8 +18,11 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <deque>
+
+#include <unistd.h>
 
 namespace shardd {
 
@@ -72,7 +76,8 @@ migration_fsm::event failed(E kind, std::string reason) {
 }  // namespace
 
 migration_faults migration_faults::from_env() {
-  return migration_faults{test_fault("corrupt_batch"), test_fault("digest_mismatch")};
+  return migration_faults{test_fault("corrupt_batch"), test_fault("digest_mismatch"), test_fault("lose_commit_answer"),
+                          test_fault("kill_after_commit")};
 }
 
 using send_channel = asio::experimental::channel<void(boost::system::error_code, result<peer::frame>)>;
@@ -100,6 +105,9 @@ struct migrator::outgoing : std::enable_shared_from_this<migrator::outgoing> {
   asio::cancellation_signal cancel;
   clock_type::time_point last_report{};
   migration_phase reported_phase = migration_phase::queued;
+  /// The phase of the controller's record in its answer to the last report; empty when that
+  /// report got no answer.
+  std::optional<migration_phase> controller_phase;
   clock_type::time_point rate_since = clock_type::now();
   std::uint64_t rate_bytes = 0;
   clock_type::time_point fence_started{};
@@ -108,31 +116,33 @@ struct migrator::outgoing : std::enable_shared_from_this<migrator::outgoing> {
 migrator::migrator(asio::any_io_executor ex, const node_config& cfg, storage::store& store, ring_actor& ring, peers& p,
                    asio::thread_pool& pool)
     : ex_(std::move(ex)), cfg_(cfg), store_(store), ring_(ring), peers_(p), pool_(pool),
-      faults_(migration_faults::from_env()) {
-  // The node's cap comes with the map: every node applies the cluster's setting.
-  ring_.on_install([this](const snapshot_ptr& snap) {
-    std::lock_guard lock(mutex_);
-    if (snap->map->settings.migration_bytes_per_sec != node_rate_) {
-      node_rate_ = snap->map->settings.migration_bytes_per_sec;
-      shares_.set_node_rate(node_rate_, clock_type::now());
-    }
-  });
+      faults_(migration_faults::from_env()), strand_(asio::make_strand(ex_)) {
   node_rate_ = ring_.snapshot()->map->settings.migration_bytes_per_sec;
   shares_.set_node_rate(node_rate_, clock_type::now());
+  // The node's cap comes with the map (every node applies the cluster's setting), and so do
+  // the imports it allows.
+  ring_.on_install([this](const snapshot_ptr& snap) {
+    asio::post(strand_, [this, snap] {
+      if (snap->map->settings.migration_bytes_per_sec != node_rate_) {
+        node_rate_ = snap->map->settings.migration_bytes_per_sec;
+        shares_.set_node_rate(node_rate_, clock_type::now());
+      }
+      prune_imports(snap);
+    });
+  });
 }
 
-std::size_t migrator::running() const {
-  std::lock_guard lock(mutex_);
-  return running_.size();
-}
+migrator::~migrator() = default;
 
 awaitable<void> migrator::stop(std::chrono::milliseconds limit) {
   stopping_ = true;
-  std::vector<std::shared_ptr<outgoing>> all;
-  {
-    std::lock_guard lock(mutex_);
-    for (const auto& [id, m] : running_) all.push_back(m);
-  }
+  auto take_all = [this] {
+    std::vector<std::shared_ptr<outgoing>> out;
+    for (const auto& [id, m] : running_) out.push_back(m);
+    prune_imports(nullptr, true);
+    return out;
+  };
+  auto all = co_await run_on(strand_, std::move(take_all));
   // Each drive is cancelled on its own strand (a cancellation_signal is not thread-safe).
   for (auto& m : all) asio::post(m->strand, [m] { m->cancel.emit(asio::cancellation_type::terminal); });
   asio::steady_timer t(co_await asio::this_coro::executor);
@@ -166,11 +176,8 @@ void migrator::spawn_drive(std::shared_ptr<outgoing> m, std::vector<migration_fs
 }
 
 void migrator::launch(std::shared_ptr<outgoing> m, std::vector<migration_fsm::action> actions) {
-  {
-    std::lock_guard lock(mutex_);
-    running_[m->rec.id] = m;
-    shares_.activate(m->rec.priority, clock_type::now());
-  }
+  running_[m->rec.id] = m;
+  shares_.activate(m->rec.priority, clock_type::now());
   m->bucket = token_bucket(m->rec.max_bytes_per_sec, std::max<std::uint64_t>(m->rec.max_bytes_per_sec / 4, 64 * 1024));
   if (!m->range.begin.empty()) store_.watch(m->range);
   m->driving = true;
@@ -178,25 +185,30 @@ void migrator::launch(std::shared_ptr<outgoing> m, std::vector<migration_fsm::ac
 }
 
 void migrator::finish(const std::string& id) {
-  std::lock_guard lock(mutex_);
-  auto it = running_.find(id);
-  if (it == running_.end()) return;
-  if (!it->second->range.begin.empty()) store_.unwatch(it->second->range);
-  shares_.deactivate(it->second->rec.priority, clock_type::now());
-  running_.erase(it);
+  asio::post(strand_, [this, id] {
+    auto it = running_.find(id);
+    if (it == running_.end()) return;
+    if (!it->second->range.begin.empty()) store_.unwatch(it->second->range);
+    shares_.deactivate(it->second->rec.priority, clock_type::now());
+    running_.erase(it);
+  });
 }
 
 awaitable<result<void>> migrator::start(migration_record rec) {
-  {
-    std::lock_guard lock(mutex_);
-    if (running_.contains(rec.id)) co_return result<void>{};  // a repeated start
-  }
+  // The check and the entry in the table happen in one step on the strand: a start repeated
+  // while the first is on its way launches one migration.
+  auto check_and_launch = [this, rec = std::move(rec)]() mutable { return begin(std::move(rec)); };
+  co_return co_await run_on(strand_, std::move(check_and_launch));
+}
+
+result<void> migrator::begin(migration_record rec) {
+  if (running_.contains(rec.id)) return {};  // a repeated start
   const auto snap = ring_.snapshot();
   const auto* ix = snap->map->find_index(rec.index);
   const auto* s = ix ? ix->find_shard(rec.shard) : nullptr;
-  if (!s) co_return make_error(errc::not_found, "shard " + std::to_string(rec.shard) + " of " + rec.index + " is gone");
+  if (!s) return make_error(errc::not_found, "shard " + std::to_string(rec.shard) + " of " + rec.index + " is gone");
   if (s->owner != cfg_.node_id)
-    co_return make_error(errc::conflict, "shard " + std::to_string(rec.shard) + " of " + rec.index + " is not on " + cfg_.node_id);
+    return make_error(errc::conflict, "shard " + std::to_string(rec.shard) + " of " + rec.index + " is not on " + cfg_.node_id);
   auto m = std::make_shared<outgoing>(ex_);
   m->rec = std::move(rec);
   m->range = shard_storage_range(*ix, *s);
@@ -211,16 +223,15 @@ awaitable<result<void>> migrator::start(migration_record rec) {
   SHARDD_LOG(info, "migration_started", "migration", m->rec.id, "index", m->rec.index, "shard", m->rec.shard, "target",
              m->rec.target, "priority", to_string(m->rec.priority));
   launch(std::move(m), std::move(actions));
-  co_return result<void>{};
+  return {};
 }
 
 awaitable<result<void>> migrator::control(std::string id, std::string command) {
-  std::shared_ptr<outgoing> m;
-  {
-    std::lock_guard lock(mutex_);
+  auto find = [this, &id] {
     auto it = running_.find(id);
-    if (it != running_.end()) m = it->second;
-  }
+    return it == running_.end() ? std::shared_ptr<outgoing>() : it->second;
+  };
+  auto m = co_await run_on(strand_, std::move(find));
   if (!m) co_return make_error(errc::not_found, "migration '" + id + "' does not run on " + cfg_.node_id);
   if (command != "pause" && command != "resume" && command != "cancel")
     co_return make_error(errc::invalid_argument, "unknown command '" + command + "'");
@@ -238,12 +249,14 @@ awaitable<result<void>> migrator::control(std::string id, std::string command) {
   co_return result<void>{};
 }
 
-void migrator::recover() {
+awaitable<void> migrator::prepare() {
   auto stored = store_.scan_meta(out_prefix);
   if (!stored) {
     SHARDD_LOG(err, "migration_recovery_failed", "error", stored.error().detail);
-    return;
+    co_return;
   }
+  const auto snap = ring_.snapshot();
+  storage::layout_change fence;
   for (const auto& [key, value] : *stored) {
     // A state that does not read back is skipped and logged, never fatal to start-up.
     auto persisted = outgoing_state_from_json(value);
@@ -251,9 +264,56 @@ void migrator::recover() {
       SHARDD_LOG(err, "migration_state_unreadable", "key", key, "error", persisted.error().detail);
       continue;
     }
-    const auto* st = &persisted->fsm;
+    // A move that was cutting over or had committed may have a new owner that this node's
+    // stored map does not show yet: its range takes no write until the map is current.
+    const auto phase = persisted->fsm.phase;
+    if (phase == migration_phase::cutover || phase == migration_phase::retiring) {
+      const auto* ix = snap->map->find_index(persisted->record.index);
+      const auto* s = ix ? ix->find_shard(persisted->record.shard) : nullptr;
+      if (s && s->owner == cfg_.node_id) {
+        fence.fence.push_back(shard_storage_range(*ix, *s));
+        SHARDD_LOG(info, "migration_fenced_until_map", "migration", persisted->record.id, "phase", to_string(phase));
+      }
+    }
+    recovered_.push_back(std::move(*persisted));
+  }
+  if (fence.fence.empty()) co_return;
+  unsettled_ = fence.fence;
+  if (auto r = co_await layout(std::move(fence)); !r) SHARDD_LOG(err, "migration_fence_failed", "error", r.error().detail);
+}
+
+void migrator::recover() {
+  auto run = [this]() -> awaitable<void> { co_await recover_all(); };
+  asio::co_spawn(strand_, std::move(run), asio::detached);
+}
+
+awaitable<void> migrator::recover_all() {
+  if (!unsettled_.empty()) {
+    // Decide from the controller's map, not the one on disk: fetch it (as long as it takes).
+    for (int i = 0; !stopping_; ++i) {
+      const auto snap = ring_.snapshot();
+      if (snap->map->controller == cfg_.node_id) break;  // this node's map is the cluster's
+      auto f = make_frame(peer::frame_type::map_get, {}, snap->map->version);
+      if (auto r = co_await peers_.call(snap->map->controller, std::move(f), peer_timeout); r) {
+        auto fetched = from_json(r->payload);
+        if (fetched && fetched->controller == r->sender) {
+          (void)co_await ring_.install(std::move(*fetched));  // or ours is as new already
+          break;
+        }
+      } else if (i == 0 || i % 30 == 0) {
+        SHARDD_LOG(warn, "migration_recovery_waits", "for", "the controller's map", "error", r.error().detail);
+      }
+      co_await sleep_for(std::chrono::seconds(1));
+    }
+    if (stopping_) co_return;
+    storage::layout_change u;
+    u.unfence = std::move(unsettled_);
+    (void)co_await layout(std::move(u));
+  }
+  for (auto& persisted : recovered_) {
+    const auto* st = &persisted.fsm;
     auto m = std::make_shared<outgoing>(ex_);
-    m->rec = std::move(persisted->record);
+    m->rec = std::move(persisted.record);
     m->fsm = migration_fsm(*st, {});
     const auto snap = ring_.snapshot();
     const auto* ix = snap->map->find_index(m->rec.index);
@@ -275,6 +335,7 @@ void migrator::recover() {
     }
     launch(std::move(m), std::move(actions));
   }
+  recovered_.clear();
 }
 
 awaitable<result<void>> migrator::layout(storage::layout_change change) {
@@ -309,6 +370,7 @@ awaitable<void> migrator::report(outgoing& m, bool force) {
     m.rate_since = now;
   }
   m.last_report = now;
+  m.controller_phase.reset();
   const auto snap = ring_.snapshot();
   auto f = make_frame(peer::frame_type::migrate_report, to_json(m.rec), snap->map->version);
   auto r = co_await peers_.call(snap->map->controller, std::move(f), peer_timeout);
@@ -318,29 +380,26 @@ awaitable<void> migrator::report(outgoing& m, bool force) {
   }
   m.reported_phase = m.rec.phase;
   // The controller's record is authoritative: an operator may have cancelled meanwhile.
-  if (auto theirs = migration_from_json(r->payload); theirs && theirs->phase == migration_phase::cancelled &&
-                                                      !is_final(m.fsm.current().phase))
-    m.control = "cancel";
+  auto theirs = migration_from_json(r->payload);
+  if (!theirs) co_return;
+  m.controller_phase = theirs->phase;
+  if (theirs->phase == migration_phase::cancelled && !is_final(m.fsm.current().phase)) m.control = "cancel";
 }
 
 awaitable<void> migrator::throttle(outgoing& m, std::uint64_t bytes) {
-  std::chrono::nanoseconds wait;
-  {
-    std::lock_guard lock(mutex_);
-    wait = shares_.take(m.rec.priority, bytes, clock_type::now());
-  }
+  auto take = [this, p = m.rec.priority, bytes] { return shares_.take(p, bytes, clock_type::now()); };
+  auto wait = co_await run_on(strand_, std::move(take));
   wait = std::max(wait, m.bucket.take(bytes, clock_type::now()));
   co_await sleep_for(wait);
 }
 
-std::size_t migrator::copy_batch_bytes(const outgoing& m) const {
+awaitable<std::size_t> migrator::copy_batch_bytes(const outgoing& m) {
   std::uint64_t rate = m.rec.max_bytes_per_sec;
-  {
-    std::lock_guard lock(mutex_);
-    if (node_rate_ > 0 && (rate == 0 || node_rate_ < rate)) rate = node_rate_;
-  }
-  if (rate == 0) return copy_batch_max;
-  return static_cast<std::size_t>(std::clamp<std::uint64_t>(rate / 8, copy_batch_min, copy_batch_max));
+  auto read = [this] { return node_rate_; };
+  const auto node_rate = co_await run_on(strand_, std::move(read));
+  if (node_rate > 0 && (rate == 0 || node_rate < rate)) rate = node_rate;
+  if (rate == 0) co_return copy_batch_max;
+  co_return static_cast<std::size_t>(std::clamp<std::uint64_t>(rate / 8, copy_batch_min, copy_batch_max));
 }
 
 awaitable<result<peer::frame>> migrator::send_batch(outgoing& m, std::string payload, std::uint64_t bytes) {
@@ -378,7 +437,8 @@ awaitable<migration_fsm::event> migrator::copy_step(outgoing& m) {
       std::string payload;
       storage::store::visit_result seen;
     };
-    auto read = [&store = store_, snap = *m.snap, range = m.range, after, limit = copy_batch_bytes(m),
+    const auto limit = co_await copy_batch_bytes(m);
+    auto read = [&store = store_, snap = *m.snap, range = m.range, after, limit,
                  id = m.rec.id]() -> result<page> {
       peer::data_batch_writer w(id, 0, limit + limit / 8);
       auto seen = store.scan_snapshot_visit(snap, range, after, batch_records, limit,
@@ -524,24 +584,85 @@ awaitable<migration_fsm::event> migrator::fence(outgoing& m) {
   co_return make_event(E::fence_ready);
 }
 
+namespace {
+
+bool committed_phase(std::optional<migration_phase> p) {
+  return p && (*p == migration_phase::retiring || *p == migration_phase::done);
+}
+
+}  // namespace
+
+awaitable<migrator::outcome> migrator::ask_outcome(outgoing& m) {
+  // A report's answer carries the controller's record: committed (retiring or done) or not.
+  // The controller handles messages one at a time, so once it has answered, a commit that is
+  // still on its way can no longer change what it said about the commit — unless the record is
+  // still in cutover, which the caller treats as "not committed yet" and asks again.
+  for (int i = 0; !stopping_; ++i) {
+    co_await report(m, true);
+    if (m.controller_phase) co_return committed_phase(m.controller_phase) ? outcome::committed : outcome::not_committed;
+    if (i == 0 || i % 30 == 0)
+      SHARDD_LOG(warn, "migration_outcome_unknown", "migration", m.rec.id, "waiting", "the controller's answer");
+    co_await sleep_for(std::chrono::seconds(1));
+  }
+  co_return outcome::stopping;
+}
+
+awaitable<bool> migrator::await_new_owner(outgoing& m) {
+  // The fence holds until this node has a map in which it no longer owns the shard: a write
+  // it took after lifting the fence with the old map would be deleted by retire().
+  for (int i = 1; !stopping_; ++i) {
+    const auto snap = ring_.snapshot();
+    const auto* ix = snap->map->find_index(m.rec.index);
+    const auto* s = ix ? ix->find_shard(m.rec.shard) : nullptr;
+    if (!s || s->owner != cfg_.node_id) co_return true;
+    if (i % 100 == 0) {
+      // The push did not come within a second: fetch the map from the controller.
+      if (i == 100) SHARDD_LOG(warn, "migration_map_late", "migration", m.rec.id, "fetching", snap->map->controller);
+      auto f = make_frame(peer::frame_type::map_get, {}, snap->map->version);
+      if (auto r = co_await peers_.call(snap->map->controller, std::move(f), peer_timeout); r) {
+        if (auto fetched = from_json(r->payload); fetched && fetched->controller == r->sender)
+          (void)co_await ring_.install(std::move(*fetched));  // asked for: never delayed by the map_delay_ms fault
+      }
+    }
+    co_await sleep_for(std::chrono::milliseconds(10));
+  }
+  co_return false;
+}
+
 awaitable<migration_fsm::event> migrator::commit(outgoing& m) {
+  // The controller commits only a record in cutover: tell it first. No answer, no commit.
+  m.rec.phase = m.fsm.current().phase;
+  co_await report(m, true);
+  if (m.reported_phase != migration_phase::cutover || !m.controller_phase)
+    co_return failed(E::peer_failed, "commit: the controller did not take the cutover report");
+  if (committed_phase(m.controller_phase)) co_return co_await committed(m);  // an earlier commit's answer was lost
   const auto snap = ring_.snapshot();
   peer::migrate_control c{m.rec.id, "commit"};
   auto f = make_frame(peer::frame_type::migrate_commit, peer::encode(c), snap->map->version);
   auto r = co_await peers_.call(snap->map->controller, std::move(f), peer_timeout);
+  if (r && faults_.lose_commit_answer > 0 && commits_lost_++ < faults_.lose_commit_answer) {
+    SHARDD_LOG(warn, "fault_injected", "migration", m.rec.id, "fault", "lose_commit_answer");
+    r = make_error(errc::unavailable, "the commit's answer was lost (injected)");
+  }
+  if (r && faults_.kill_after_commit > 0 && ++commits_answered_ == faults_.kill_after_commit) {
+    SHARDD_LOG(warn, "fault_injected", "migration", m.rec.id, "fault", "kill_after_commit");
+    ::kill(::getpid(), SIGKILL);
+  }
   if (!r) {
-    if (r.error().code == errc::conflict) co_return failed(E::commit_refused, r.error().detail);
-    co_return failed(E::peer_failed, "commit: " + r.error().detail);
+    if (r.error().code == errc::conflict || r.error().code == errc::forbidden)
+      co_return failed(E::commit_refused, r.error().detail);
+    // No answer: the controller may have committed or not. Ask it; never guess.
+    switch (co_await ask_outcome(m)) {
+      case outcome::committed: break;
+      case outcome::not_committed: co_return failed(E::peer_failed, "commit: " + r.error().detail);
+      case outcome::stopping: co_return failed(E::peer_failed, "stopping");
+    }
   }
-  // The controller pushed the new map before answering; wait for it here (briefly) so that
-  // the writes waiting on the fence go to the new owner.
-  for (int i = 0; i < 500; ++i) {
-    const auto now_snap = ring_.snapshot();
-    const auto* ix = now_snap->map->find_index(m.rec.index);
-    const auto* s = ix ? ix->find_shard(m.rec.shard) : nullptr;
-    if (!s || s->owner == m.rec.target) break;
-    co_await sleep_for(std::chrono::milliseconds(10));
-  }
+  co_return co_await committed(m);
+}
+
+awaitable<migration_fsm::event> migrator::committed(outgoing& m) {
+  if (!co_await await_new_owner(m)) co_return failed(E::peer_failed, "stopping");  // the fence goes with the process
   storage::layout_change u;
   u.unfence.push_back(m.range);
   (void)co_await layout(std::move(u));
@@ -626,6 +747,28 @@ awaitable<void> migrator::drive(std::shared_ptr<outgoing> m, std::vector<migrati
       case A::fence: ev = co_await fence(*m); break;
       case A::commit: ev = co_await commit(*m); break;
       case A::unfence: {
+        // Leaving a cutover without a commit (rolled back or cancelled): the fence stays until
+        // the controller has taken the final phase, after which no commit can happen. If it
+        // says the move committed after all, the move is retiring instead.
+        m->rec.phase = m->fsm.current().phase;
+        m->rec.error = m->fsm.current().error;
+        const auto settled = co_await ask_outcome(*m);
+        if (settled == outcome::stopping) {
+          todo.clear();  // the fence goes with the process; the restart decides from the map
+          break;
+        }
+        if (settled == outcome::committed) {
+          SHARDD_LOG(warn, "migration_committed_after_all", "migration", m->rec.id, "was", to_string(m->fsm.current().phase));
+          auto st = m->fsm.current();
+          st.phase = migration_phase::cutover;  // back to where the commit was asked for; `committed` moves it on
+          st.error.clear();
+          st.peer_failures = 0;
+          m->fsm = migration_fsm(st, {});
+          m->rec.error.clear();
+          todo.clear();  // no rollback
+          ev = co_await committed(*m);
+          break;
+        }
         storage::layout_change u;
         u.unfence.push_back(m->range);
         (void)co_await layout(std::move(u));

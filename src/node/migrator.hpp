@@ -4,6 +4,7 @@
 #include "common/config.hpp"
 #include "node/peers.hpp"
 #include "node/ring_actor.hpp"
+#include "shardd/cluster_plan.hpp"
 #include "shardd/migration.hpp"
 #include "shardd/peer_messages.hpp"
 #include "shardd/throttle.hpp"
@@ -11,13 +12,14 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include <chrono>
 
 #include <map>
 #include <memory>
-#include <mutex>
+#include <utility>
 
 namespace shardd {
 
@@ -26,6 +28,8 @@ namespace shardd {
 struct migration_faults {
   std::uint32_t corrupt_batch = 0;
   std::uint32_t digest_mismatch = 0;
+  std::uint32_t lose_commit_answer = 0;  ///< the first N commit answers are dropped, as if lost on the way
+  std::uint32_t kill_after_commit = 0;   ///< SIGKILL itself right after the N-th commit is answered
   static migration_faults from_env();
 };
 
@@ -37,60 +41,92 @@ struct migration_faults {
 /// the controller's answer can cancel. Sends are throttled by the node's cap (shared between
 /// priorities by weight) and the migration's own cap.
 ///
-/// Target side: applies data batches (records and the import position in one atomic write),
-/// answers digests, drops a range for a copy that starts again. What the target holds of a
-/// shard it imports is created and removed by the map (see ring_actor).
+/// Target side: one `import` actor per shard moving here, created when the map says the shard
+/// moves here from the sender and dropped when the map no longer does. It applies data batches
+/// (only keys of its shard), answers digests and drops the range for a copy that starts again,
+/// one request at a time, so a reset never races a batch of the copy it replaces. What the
+/// target holds of a shard it imports is created and removed by the map (see ring_actor).
 ///
-/// Threads: each outgoing migration's state is touched on its own strand only (its drive
-/// coroutine, bound to a cancellation slot that `stop()` fires); the table of running
-/// migrations and the node's bandwidth shares are still guarded by a mutex, and the target side
-/// runs on the calling peer connection's strand. Owned by the node.
+/// Threads: the migrator is a parent actor whose table of outgoing migrations, bandwidth
+/// shares, node cap and imports live on its strand (`strand_`); callers reach them through
+/// `run_on(strand_, ...)` or a post. Each outgoing migration's state is touched on its own
+/// strand only (its drive coroutine, bound to a cancellation slot that `stop()` fires); each
+/// import's on its own. No locks. Owned by the node.
 class migrator {
  public:
   migrator(boost::asio::any_io_executor ex, const node_config& cfg, storage::store& store, ring_actor& ring, peers& p,
            boost::asio::thread_pool& pool);
+  ~migrator();
 
-  /// Loads persisted outgoing migrations and resumes them. Call once the node serves.
+  /// Loads the persisted outgoing migrations and fences the range of each that was cutting
+  /// over or had committed (its new owner may be missing from the stored map). Call before
+  /// the node serves anything.
+  boost::asio::awaitable<void> prepare();
+  /// Resumes what prepare() loaded: if a range is fenced, first fetches the controller's map
+  /// (as long as it takes), lifts the fences, then decides each migration from that map.
   void recover();
   /// Stops every outgoing migration: no new step starts, and each drive is cancelled (the
   /// sleep, timer or peer call it waits on ends at once). Waits at most `limit` for them to
-  /// end; their persisted state resumes them after a restart.
+  /// end; their persisted state resumes them after a restart. Imports stop taking requests.
   boost::asio::awaitable<void> stop(std::chrono::milliseconds limit);
 
   // Controller → source.
   boost::asio::awaitable<result<void>> start(migration_record rec);
   boost::asio::awaitable<result<void>> control(std::string id, std::string command);
 
-  // Source → target.
+  // Source → target; `from` is the sender's node id (its certificate's CN).
   /// Applies a data_batch payload (decoded in place; the payload is kept for the ingest).
-  boost::asio::awaitable<result<void>> apply_batch(std::string payload);
-  boost::asio::awaitable<result<peer::digest_reply>> digest(peer::import_range r);
-  boost::asio::awaitable<result<void>> reset(peer::import_range r);
-
-  /// Number of outgoing migrations this node runs now.
-  std::size_t running() const;
+  boost::asio::awaitable<result<void>> apply_batch(std::string from, std::string payload);
+  boost::asio::awaitable<result<peer::digest_reply>> digest(std::string from, peer::import_range r);
+  boost::asio::awaitable<result<void>> reset(std::string from, peer::import_range r);
 
  private:
   struct outgoing;
+  class import;
+  friend class import;
+  boost::asio::awaitable<void> recover_all();
   boost::asio::awaitable<void> drive(std::shared_ptr<outgoing> m, std::vector<migration_fsm::action> actions);
   boost::asio::awaitable<result<void>> persist(outgoing& m);
   boost::asio::awaitable<void> report(outgoing& m, bool force);
   boost::asio::awaitable<result<peer::frame>> send_batch(outgoing& m, std::string payload, std::uint64_t bytes);
   boost::asio::awaitable<void> throttle(outgoing& m, std::uint64_t bytes);
   /// Bytes per copy batch: large when uncapped, an eighth of a second of the cap otherwise.
-  std::size_t copy_batch_bytes(const outgoing& m) const;
+  boost::asio::awaitable<std::size_t> copy_batch_bytes(const outgoing& m);
   boost::asio::awaitable<migration_fsm::event> copy_step(outgoing& m);
   boost::asio::awaitable<migration_fsm::event> tail_round(outgoing& m);
   boost::asio::awaitable<result<std::uint64_t>> ship_tail(outgoing& m, std::uint64_t until);
   boost::asio::awaitable<migration_fsm::event> verify(outgoing& m);
   boost::asio::awaitable<migration_fsm::event> fence(outgoing& m);
   boost::asio::awaitable<migration_fsm::event> commit(outgoing& m);
+  /// After the controller committed: waits for the map that shows the new owner, then lifts
+  /// the fence.
+  boost::asio::awaitable<migration_fsm::event> committed(outgoing& m);
+  enum class outcome { committed, not_committed, stopping };
+  /// Asks the controller (through a report) whether the move committed, until it answers.
+  boost::asio::awaitable<outcome> ask_outcome(outgoing& m);
+  /// Waits until this node's map no longer has it own the shard, fetching the map from the
+  /// controller when the push is late. False if the node stops first.
+  boost::asio::awaitable<bool> await_new_owner(outgoing& m);
   boost::asio::awaitable<migration_fsm::event> retire(outgoing& m);
   boost::asio::awaitable<result<void>> layout(storage::layout_change change);
+  /// On strand_: checks a start and launches it.
+  result<void> begin(migration_record rec);
+  /// On strand_: enters m in the table and starts its drive on m's strand.
   void launch(std::shared_ptr<outgoing> m, std::vector<migration_fsm::action> actions);
   /// On m's strand: runs drive() with m's cancellation slot bound, counting it in drives_.
   void spawn_drive(std::shared_ptr<outgoing> m, std::vector<migration_fsm::action> actions);
+  /// Takes a finished migration out of the table (posts to strand_).
   void finish(const std::string& id);
+
+  // Target side (migrator_target.cpp).
+  /// The import actor for a shard the map moves here from `from` (created on first use).
+  boost::asio::awaitable<result<std::shared_ptr<import>>> import_for(std::string from, std::uint32_t index_id,
+                                                                     std::uint32_t shard_id);
+  /// On strand_: stops the imports `snap` no longer grants (or every import).
+  void prune_imports(const snapshot_ptr& snap, bool all = false);
+  boost::asio::awaitable<result<void>> import_batch(const import_grant& g, std::string payload);
+  boost::asio::awaitable<result<peer::digest_reply>> import_digest(const import_grant& g);
+  boost::asio::awaitable<result<void>> import_reset(const import_grant& g);
 
   boost::asio::any_io_executor ex_;
   const node_config& cfg_;
@@ -101,13 +137,19 @@ class migrator {
   migration_faults faults_;
   std::atomic<std::uint32_t> batches_sent_{0};
   std::atomic<std::uint32_t> digests_compared_{0};
+  std::atomic<std::uint32_t> commits_lost_{0};
+  std::atomic<std::uint32_t> commits_answered_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<int> drives_{0};  ///< drive coroutines running
 
-  mutable std::mutex mutex_;  // guards running_, shares_ and node_rate_
+  boost::asio::strand<boost::asio::any_io_executor> strand_;
+  // On strand_ only:
   std::map<std::string, std::shared_ptr<outgoing>> running_;
   priority_shares shares_;
   std::uint64_t node_rate_ = 0;
+  std::map<std::pair<std::uint32_t, std::uint32_t>, std::shared_ptr<import>> imports_;  ///< by (index id, shard id)
+  std::vector<outgoing_state> recovered_;  ///< loaded by prepare(), resumed by recover()
+  std::vector<key_range> unsettled_;       ///< ranges prepare() fenced
 };
 
 }  // namespace shardd

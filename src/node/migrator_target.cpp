@@ -1,38 +1,159 @@
-// The migrator's target side: batches, digests and resets from a migration's source.
+// The migrator's target side: one import actor per shard moving here, which applies the
+// batches, answers the digests and carries out the resets its source sends, one at a time.
+#include "node/actor.hpp"
 #include "node/migrator.hpp"
-
 #include "node/store_ops.hpp"
 #include "shardd/digest.hpp"
 #include "shardd/key_codec.hpp"
-#include "shardd/routing.hpp"
+
+#include <variant>
 
 namespace shardd {
 
 using boost::asio::awaitable;
 
-// --- target side --------------------------------------------------------------------------------
+namespace {
 
-awaitable<result<void>> migrator::apply_batch(std::string payload) {
+struct batch_msg {
+  std::string payload;
+  reply_to<result<void>> reply;
+};
+struct digest_msg {
+  reply_to<result<peer::digest_reply>> reply;
+};
+struct reset_msg {
+  reply_to<result<void>> reply;
+};
+using import_msg = std::variant<std::monostate, batch_msg, digest_msg, reset_msg>;  // monostate: what a closed mailbox yields
+
+/// Requests waiting for one import: the source keeps at most a few batches in flight.
+constexpr std::size_t import_mailbox = 8;
+
+}  // namespace
+
+/// One shard moving here: what the map granted (source, range) and a mailbox that puts the
+/// source's requests in a line.
+class migrator::import final : public actor<import_msg>, public std::enable_shared_from_this<migrator::import> {
+ public:
+  import(asio::any_io_executor ex, migrator& parent, import_grant g)
+      : actor(std::move(ex), import_mailbox, "import " + std::to_string(g.index_id) + "/" + std::to_string(g.shard_id)),
+        parent_(parent), grant_(std::move(g)) {}
+  const import_grant& grant() const noexcept { return grant_; }
+
+ protected:
+  awaitable<void> handle(import_msg m) override {
+    co_await std::visit([this](auto& msg) { return on(msg); }, m);
+  }
+
+ private:
+  awaitable<void> on(std::monostate&) { co_return; }
+  awaitable<void> on(batch_msg& m) { m.reply.send(co_await parent_.import_batch(grant_, std::move(m.payload))); }
+  awaitable<void> on(digest_msg& m) { m.reply.send(co_await parent_.import_digest(grant_)); }
+  awaitable<void> on(reset_msg& m) { m.reply.send(co_await parent_.import_reset(grant_)); }
+
+  migrator& parent_;
+  import_grant grant_;
+};
+
+awaitable<result<std::shared_ptr<migrator::import>>> migrator::import_for(std::string from, std::uint32_t index_id,
+                                                                        std::uint32_t shard_id) {
+  // Checked on the strand against the newest map: an import is never created after the map
+  // that ends it has been seen (prune_imports runs on the same strand for every new map).
+  auto find = [this, from = std::move(from), index_id, shard_id]() -> result<std::shared_ptr<import>> {
+    if (stopping_) return make_error(errc::unavailable, "node " + cfg_.node_id + " is stopping");
+    auto g = check_import(*ring_.snapshot()->map, cfg_.node_id, from, index_id, shard_id);
+    if (!g) return g.error();
+    auto& slot = imports_[{g->index_id, g->shard_id}];
+    if (slot && slot->grant() == *g) return slot;
+    if (slot) slot->stop();  // the map moved the shard again: a new source or range
+    slot = std::make_shared<import>(ex_, *this, std::move(*g));
+    slot->start(slot);
+    return slot;
+  };
+  co_return co_await run_on(strand_, std::move(find));
+}
+
+void migrator::prune_imports(const snapshot_ptr& snap, bool all) {
+  for (auto it = imports_.begin(); it != imports_.end();) {
+    const auto& g = it->second->grant();
+    const bool keep = !all && snap && [&] {
+      auto now = check_import(*snap->map, cfg_.node_id, g.source, g.index_id, g.shard_id);
+      return now && *now == g;
+    }();
+    if (keep) {
+      ++it;
+      continue;
+    }
+    it->second->stop();  // requests still queued answer `unavailable`
+    it = imports_.erase(it);
+  }
+}
+
+awaitable<result<void>> migrator::apply_batch(std::string from, std::string payload) {
+  // The shard is named by the first key; the import checks every key against its range.
+  std::string first;
+  {
+    auto decoded = peer::decode_data_batch_view(payload);
+    if (!decoded) co_return decoded.error();
+    if (decoded->ops.empty()) co_return result<void>{};
+    first = decoded->ops.front().key;
+  }
+  const auto shard = check_import_key(*ring_.snapshot()->map, cfg_.node_id, from, first);
+  if (!shard) co_return shard.error();
+  auto imp = co_await import_for(std::move(from), shard->index_id, shard->shard_id);
+  if (!imp) co_return imp.error();
+  auto make = [&](reply_to<result<void>> r) {
+    batch_msg m{std::move(payload), std::move(r)};
+    return import_msg(std::move(m));
+  };
+  co_return co_await (*imp)->ask<result<void>>(std::move(make));
+}
+
+namespace {
+
+/// The range a digest or reset names must be the one the map gives the shard.
+result<void> same_range(const import_grant& g, const peer::import_range& r) {
+  if (r.begin != g.range.begin || r.end != g.range.end)
+    return make_error(errc::forbidden, "the range named is not that of shard " + std::to_string(g.shard_id));
+  return {};
+}
+
+}  // namespace
+
+awaitable<result<peer::digest_reply>> migrator::digest(std::string from, peer::import_range r) {
+  auto imp = co_await import_for(std::move(from), r.index_id, r.shard_id);
+  if (!imp) co_return imp.error();
+  if (auto ok = same_range((*imp)->grant(), r); !ok) co_return ok.error();
+  auto make = [](reply_to<result<peer::digest_reply>> reply) {
+    digest_msg m{std::move(reply)};
+    return import_msg(std::move(m));
+  };
+  co_return co_await (*imp)->ask<result<peer::digest_reply>>(std::move(make));
+}
+
+awaitable<result<void>> migrator::reset(std::string from, peer::import_range r) {
+  auto imp = co_await import_for(std::move(from), r.index_id, r.shard_id);
+  if (!imp) co_return imp.error();
+  if (auto ok = same_range((*imp)->grant(), r); !ok) co_return ok.error();
+  auto make = [](reply_to<result<void>> reply) {
+    reset_msg m{std::move(reply)};
+    return import_msg(std::move(m));
+  };
+  co_return co_await (*imp)->ask<result<void>>(std::move(make));
+}
+
+// --- the work, on the import's strand, one request at a time ------------------------------------
+
+awaitable<result<void>> migrator::import_batch(const import_grant& g, std::string payload) {
   auto decoded = peer::decode_data_batch_view(payload);  // views into `payload`, kept alive here
   if (!decoded) co_return decoded.error();
   auto& batch = *decoded;
   if (batch.ops.empty()) co_return result<void>{};
-  // Only a shard the map says is moving here takes imported data.
   {
-    const auto snap = ring_.snapshot();
-    const auto& key = batch.ops.front().key;
-    const std::uint32_t index_id = key.size() >= index_prefix_bytes ? read_u32be(key) : 0;
-    const index_entry* ix = nullptr;
-    for (const auto& [name, e] : snap->map->indexes)
-      if (e.id == index_id) ix = &e;
-    bool here = false;
-    if (ix) {
-      if (const auto pos = shard_of_storage_key(*ix, key)) {
-        const auto& sh = ix->shards[*pos];
-        here = sh.state == shard_state::migrating && sh.target == cfg_.node_id;
-      }
-    }
-    if (!here) co_return make_error(errc::unavailable, "node " + cfg_.node_id + " is not importing that shard (yet); retry");
+    std::vector<std::string_view> keys;
+    keys.reserve(batch.ops.size());
+    for (const auto& op : batch.ops) keys.push_back(op.key);
+    if (auto ok = check_batch_keys(g.range, keys, batch.kind == 0); !ok) co_return ok.error();
   }
   if (batch.kind == 0) {
     // A copy batch holds sorted, distinct keys of one snapshot: it becomes an SST file that
@@ -48,7 +169,6 @@ awaitable<result<void>> migrator::apply_batch(std::string payload) {
   }
   // The target keeps no import position of its own: the source's persisted cursor (moved
   // only by acknowledgments of durable batches) is where a resumed copy or tail continues.
-  if (batch.ops.empty()) co_return result<void>{};
   std::vector<storage::write_op> ops;
   ops.reserve(batch.ops.size());
   for (const auto& op : batch.ops)
@@ -61,12 +181,12 @@ awaitable<result<void>> migrator::apply_batch(std::string payload) {
   co_return result<void>{};
 }
 
-awaitable<result<peer::digest_reply>> migrator::digest(peer::import_range r) {
+awaitable<result<peer::digest_reply>> migrator::import_digest(const import_grant& g) {
   struct scanned {
     range_digest digest;
     std::uint64_t bytes = 0;
   };
-  auto work = [&store = store_, range = key_range{r.begin, r.end}]() -> result<scanned> {
+  auto work = [&store = store_, range = g.range]() -> result<scanned> {
     scanned out;
     auto d = store.digest(range, nullptr, &out.bytes);
     if (!d) return d.error();
@@ -79,7 +199,7 @@ awaitable<result<peer::digest_reply>> migrator::digest(peer::import_range r) {
   // The source sends nothing else while it waits for this answer, and later tail batches are
   // counted by the writer from here on.
   storage::layout_change stats;
-  stats.set_stats.push_back({r.index_id, r.shard_id, storage::shard_stats{d->digest.count(), d->bytes}});
+  stats.set_stats.push_back({g.index_id, g.shard_id, storage::shard_stats{d->digest.count(), d->bytes}});
   if (auto l = co_await layout(std::move(stats)); !l) co_return l.error();
   peer::digest_reply out;
   out.count = d->digest.count();
@@ -87,17 +207,16 @@ awaitable<result<peer::digest_reply>> migrator::digest(peer::import_range r) {
   co_return out;
 }
 
-awaitable<result<void>> migrator::reset(peer::import_range r) {
+awaitable<result<void>> migrator::import_reset(const import_grant& g) {
   storage::layout_change c;
-  key_range range{r.begin, r.end};
-  c.drop_ranges.push_back(range);
+  c.drop_ranges.push_back(g.range);
   // The shard's stats start again from zero with the range emptied.
-  c.add.push_back({r.index_id, r.shard_id, range});
+  c.add.push_back({g.index_id, g.shard_id, g.range});
   if (auto l = co_await layout(std::move(c)); !l) co_return l.error();
   // Files wholly inside the range went with the drop; compacting the rest of it away (what
   // shared files with neighbours, the deletion itself) lets the imported files be ingested at
   // the bottom level instead of on top of the deleted data, where compactions would redo them.
-  auto compact = [&store = store_, range] { return store.compact(range); };
+  auto compact = [&store = store_, range = g.range] { return store.compact(range); };
   co_return co_await on_pool(pool_, std::move(compact));
 }
 

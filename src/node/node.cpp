@@ -99,6 +99,12 @@ result<void> node::start() {
   m.peer_svc = std::make_unique<peer_service>(ctx, [api = m.api.get()](net::http_request req, std::uint64_t v) {
     return api->handle_forwarded(std::move(req), v);
   });
+  {
+    // Moves that were cutting over take no write until the map is current (see migrator).
+    auto prepared = asio::co_spawn(m.ioc, m.mig->prepare(), asio::use_future);
+    while (prepared.wait_for(std::chrono::milliseconds(0)) != std::future_status::ready) m.ioc.run_one_for(std::chrono::milliseconds(10));
+    prepared.get();
+  }
   try {
     m.peer_listener = std::make_unique<net::peer_server>(
         m.ioc, m.cfg.tls, net::peer_identity{m.cfg.cluster_id, m.cfg.node_id},

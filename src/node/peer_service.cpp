@@ -5,6 +5,7 @@
 #include "node/migrator.hpp"
 #include "node/peers.hpp"
 #include "node/store_ops.hpp"
+#include "shardd/peer_roles.hpp"
 #include "shardd/peer_messages.hpp"
 
 namespace shardd {
@@ -40,6 +41,12 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
                                                           " frame: nothing of it was applied"), version());
   }
   const auto ack = [&] { return reply(peer::frame_type::ack, {}, version()); };
+  // Who may send it (peer_roles.hpp): refused before anything is decoded or done.
+  if (auto allowed = check_sender(f.header.type, *ctx_.ring.snapshot()->map, ctx_.config.node_id, from); !allowed) {
+    if (allowed.error().code == errc::forbidden)
+      SHARDD_LOG(warn, "peer_frame_refused", "peer", from, "frame", peer::to_string(f.header.type), "reason", allowed.error().detail);
+    co_return fail(allowed.error(), version());
+  }
   switch (f.header.type) {
     case peer::frame_type::join: {
       auto j = peer::decode_join(f.payload);
@@ -67,7 +74,7 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
       auto m = from_json(f.payload);
       if (!m) co_return fail(m.error(), version());
       if (m->controller != from)
-        co_return fail(make_error(errc::invalid_argument, "map pushed by '" + from + "', not by its controller"), version());
+        co_return fail(make_error(errc::forbidden, "a map pushed by '" + from + "' must name it as controller: the controller does not change by a push"), version());
       auto r = co_await ctx_.ring.install_from_controller(std::move(*m));
       if (!r) co_return fail(r.error(), version());
       co_return reply(peer::frame_type::map_ack, {}, (*r)->map->version);
@@ -139,8 +146,7 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
       if (!ctx_.ctl) co_return fail(make_error(errc::conflict, "node '" + ctx_.config.node_id + "' is not the controller"), version());
       auto rec = migration_from_json(f.payload);
       if (!rec) co_return fail(rec.error(), version());
-      if (rec->source != from) co_return fail(make_error(errc::invalid_argument, "a report comes from the migration's source"), version());
-      auto r = co_await ctx_.ctl->report(std::move(*rec));
+      auto r = co_await ctx_.ctl->report(std::move(*rec), from);
       if (!r) co_return fail(r.error(), version());
       co_return reply(peer::frame_type::ack, to_json(*r), version());
     }
@@ -148,13 +154,13 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
       if (!ctx_.ctl) co_return fail(make_error(errc::conflict, "node '" + ctx_.config.node_id + "' is not the controller"), version());
       auto c = peer::decode_migrate_control(f.payload);
       if (!c) co_return fail(c.error(), version());
-      auto r = co_await ctx_.ctl->commit(std::move(c->migration));
+      auto r = co_await ctx_.ctl->commit(std::move(c->migration), from);
       if (!r) co_return fail(r.error(), version());
       co_return ack();
     }
     case peer::frame_type::data_batch: {
       if (!ctx_.mig) co_return fail(make_error(errc::unavailable, "no migrator"), version());
-      auto r = co_await ctx_.mig->apply_batch(std::move(f.payload));
+      auto r = co_await ctx_.mig->apply_batch(from, std::move(f.payload));
       if (!r) co_return fail(r.error(), version());
       co_return ack();
     }
@@ -162,7 +168,7 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
       auto q = peer::decode_import_range(f.payload);
       if (!q) co_return fail(q.error(), version());
       if (!ctx_.mig) co_return fail(make_error(errc::unavailable, "no migrator"), version());
-      auto r = co_await ctx_.mig->digest(std::move(*q));
+      auto r = co_await ctx_.mig->digest(from, std::move(*q));
       if (!r) co_return fail(r.error(), version());
       co_return reply(peer::frame_type::digest_reply, peer::encode(*r), version());
     }
@@ -170,7 +176,7 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
       auto q = peer::decode_import_range(f.payload);
       if (!q) co_return fail(q.error(), version());
       if (!ctx_.mig) co_return fail(make_error(errc::unavailable, "no migrator"), version());
-      auto r = co_await ctx_.mig->reset(std::move(*q));
+      auto r = co_await ctx_.mig->reset(from, std::move(*q));
       if (!r) co_return fail(r.error(), version());
       co_return ack();
     }

@@ -43,6 +43,7 @@ inline unsigned status_of(errc e) {
     case errc::unavailable: return 503;
     case errc::too_large: return 413;
     case errc::corrupt: return 502;
+    case errc::forbidden: return 403;
     default: return 500;
   }
 }

@@ -4,6 +4,7 @@
 #include "shardd/peer_messages.hpp"
 #include "support/catch_result.hpp"
 #include "support/json_body.hpp"
+#include "support/peer_call.hpp"
 #include "support/cluster.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -23,15 +24,9 @@ namespace {
 
 // One map_get to a peer address with the given identity; the refusal, if any.
 result<peer::frame> call_as(const tls_config& tls, const net::peer_identity& who, std::uint16_t port) {
-  boost::asio::io_context ioc;
-  net::peer_client client(ioc, tls, who);
   peer::frame f;
   f.header.type = peer::frame_type::map_get;
-  auto fut = boost::asio::co_spawn(ioc, client.call("", "127.0.0.1:" + std::to_string(port), f, std::chrono::seconds(3)),
-                                   boost::asio::use_future);
-  // Run only until the call completes: an open connection keeps its reader waiting forever.
-  while (fut.wait_for(std::chrono::seconds(0)) != std::future_status::ready) ioc.run_one_for(std::chrono::milliseconds(50));
-  return fut.get();
+  return call_peer(tls, who, port, std::move(f), std::chrono::seconds(3));
 }
 
 }  // namespace
@@ -186,8 +181,14 @@ TEST_CASE("peers without a certificate from the cluster CA, or from another clus
   REQUIRE(!r3);
   CHECK(r3.error().detail.find("common name") != std::string::npos);
 
-  // With the right certificate and identity the same call succeeds.
-  auto ok = call_as(good, net::peer_identity{"shardd", "node-5"}, peer_port);
+  // With the right certificate and identity the handshake succeeds, but node-5 is not a
+  // member: it may not read the map.
+  auto outsider = call_as(good, net::peer_identity{"shardd", "node-5"}, peer_port);
+  REQUIRE(outsider);
+  CHECK(refusal(outsider) == errc::forbidden);
+  // A member may.
+  tls_config member{test_certs().cert("node-1"), test_certs().key("node-1"), test_certs().ca()};
+  auto ok = call_as(member, net::peer_identity{"shardd", "node-1"}, peer_port);
   REQUIRE(ok);
   CHECK(ok->header.type == peer::frame_type::map_reply);
 

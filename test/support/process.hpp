@@ -69,6 +69,8 @@ class shardd_process {
   std::uint16_t rest_port() const noexcept { return opts_.rest_port; }
   std::uint16_t peer_port() const noexcept { return opts_.peer_port; }
   const node_options& options() const noexcept { return opts_; }
+  /// The environment of the next start (fault injection changed between restarts).
+  void set_env(std::vector<std::pair<std::string, std::string>> env) { opts_.env = std::move(env); }
   std::string log() const;
   std::string url() const { return "https://127.0.0.1:" + std::to_string(opts_.rest_port); }
 

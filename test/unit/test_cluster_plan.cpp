@@ -475,3 +475,52 @@ TEST_CASE("a node's layout plan follows its shards through create, import, move,
   CHECK(p.drop_indexes == std::vector<std::uint32_t>{ix.id});
   for (const auto& a : p.add) CHECK(a.index_id == m6.find_index("users")->id);
 }
+
+TEST_CASE("a target takes import data only for a shard moving to it, from its source, inside its range") {
+  auto m0 = with_index(with_nodes(3), "users", 4);
+  const auto& ix0 = *m0.find_index("users");
+  const auto& s0 = ix0.shards[0];
+  const std::string source = s0.owner;
+  const std::string target = source == "node-1" ? "node-2" : "node-1";
+  const std::string other = source != "node-0" && target != "node-0" ? "node-0" : "node-2";
+  // Not moving yet: unavailable, which the source retries.
+  auto before = check_import(m0, target, source, ix0.id, s0.id);
+  REQUIRE(!before);
+  CHECK(before.error().code == errc::unavailable);
+
+  auto m1 = *begin_migration(m0, "users", s0.id, target);
+  const auto& ix = *m1.find_index("users");
+  const auto& s = *ix.find_shard(s0.id);
+  auto g = check_import(m1, target, source, ix.id, s.id);
+  REQUIRE(g);
+  CHECK(g->source == source);
+  CHECK(g->range == shard_storage_range(ix, s));
+  // Another member may not send it; the source may not send it to a node that is not the target.
+  auto wrong_sender = check_import(m1, target, other, ix.id, s.id);
+  REQUIRE(!wrong_sender);
+  CHECK(wrong_sender.error().code == errc::forbidden);
+  CHECK(check_import(m1, other, source, ix.id, s.id).error().code == errc::unavailable);
+  // Unknown index or shard.
+  CHECK(check_import(m1, target, source, ix.id + 7, s.id).error().code == errc::unavailable);
+  CHECK(check_import(m1, target, source, ix.id, 999).error().code == errc::unavailable);
+
+  // By key: a key of the moving shard finds it; a key of another shard or index, or one too
+  // short to hold a token, does not.
+  const auto in_range = g->range.begin + std::string("\x01k", 2);
+  auto by_key = check_import_key(m1, target, source, in_range);
+  REQUIRE(by_key);
+  CHECK(*by_key == *g);
+  CHECK(check_import_key(m1, target, source, shard_storage_range(ix, ix.shards[1]).begin + "x").error().code ==
+        errc::unavailable);
+  CHECK(check_import_key(m1, target, source, std::string("\0\0", 2)).error().code == errc::unavailable);
+  CHECK(check_import_key(m1, target, source, g->range.begin.substr(0, 6)).error().code == errc::unavailable);
+
+  // Every key of a batch must be inside; a copy batch must also be strictly increasing.
+  const std::string a = g->range.begin + "a", b = g->range.begin + "b";
+  std::vector<std::string_view> ok{a, b}, unsorted{b, a}, repeated{a, a}, strays{a, g->range.end};
+  CHECK(check_batch_keys(g->range, ok, true));
+  CHECK(check_batch_keys(g->range, unsorted, false));
+  CHECK(check_batch_keys(g->range, unsorted, true).error().code == errc::invalid_argument);
+  CHECK(check_batch_keys(g->range, repeated, true).error().code == errc::invalid_argument);
+  CHECK(check_batch_keys(g->range, strays, false).error().code == errc::forbidden);
+}

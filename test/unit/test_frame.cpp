@@ -181,7 +181,7 @@ TEST_CASE("every peer message round-trips through its codec") {
   auto corrupt = decode_error(encode(error_reply{errc::corrupt, "checksum mismatch"}));
   REQUIRE(corrupt);
   CHECK(corrupt->code == errc::corrupt);  // a typed error: the sender re-sends without reading the text
-  CHECK(!decode_error(std::string("\x09\0\0\0\0", 5)));  // one past the last code
+  CHECK(!decode_error(std::string("\x0a\0\0\0\0", 5)));  // one past the last code (forbidden, 9)
 
   forward_response fr{404, "application/problem+json", {{"X-Shardd-Node", "n2"}, {"Allow", "GET"}}, "{}"};
   auto fr2 = decode_forward_response(encode(fr));

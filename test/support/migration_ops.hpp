@@ -1,0 +1,169 @@
+#pragma once
+// Migration helpers for integration tests: start and watch moves, load and check records.
+
+#include "support/cluster.hpp"
+#include "support/json_body.hpp"
+
+#include <boost/json/serialize.hpp>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace shardd::test {
+
+namespace json = boost::json;
+
+/// A routing value whose records land in `shard` of `index`.
+inline std::string routing_for(net::https_client& c, const std::string& index, std::int64_t shard) {
+  for (int i = 0; i < 5000; ++i) {
+    const auto r = "r" + std::to_string(i);
+    if (body(c.get("/v1/ring/lookup?index=" + index + "&key=" + r)).at("shard").as_int64() == shard) return r;
+  }
+  FAIL("no routing value found for shard " << shard);
+  return {};
+}
+
+/// A shard of `index` that `node` owns (the last one listed).
+inline std::int64_t shard_on(net::https_client& c, const std::string& index, const std::string& node) {
+  std::int64_t shard = -1;
+  for (const auto& [s, n] : owners(c, index))
+    if (n == node) shard = s;
+  REQUIRE(shard >= 0);
+  return shard;
+}
+
+inline json::object migration(net::https_client& c, const std::string& id) {
+  auto r = c.get("/v1/migrations/" + id);
+  REQUIRE(r.status == 200);
+  return body(r).as_object();
+}
+
+/// Polls a migration until `done(record)` or the limit; returns the last record.
+template <class Pred>
+inline json::object wait_migration(net::https_client& c, const std::string& id, Pred done,
+                            std::chrono::seconds limit = std::chrono::seconds(60)) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  json::object last;
+  while (std::chrono::steady_clock::now() < until) {
+    last = migration(c, id);
+    if (done(last)) return last;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  FAIL("migration " << id << " did not get there; last: " << json::serialize(last));
+  return last;
+}
+
+inline bool finished(const json::object& m) {
+  const std::string p(m.at("phase").as_string());
+  return p == "done" || p == "failed" || p == "cancelled" || p == "rolled_back";
+}
+
+inline std::string phase(const json::object& m) { return std::string(m.at("phase").as_string()); }
+
+inline std::string start_migration(net::https_client& c, const std::string& index, std::int64_t shard, const std::string& target,
+                            std::uint64_t max_bps = 0) {
+  std::string body_text = R"({"target":")" + target + "\"";
+  if (max_bps) body_text += R"(,"max_bytes_per_sec":)" + std::to_string(max_bps);
+  body_text += "}";
+  auto r = c.post("/v1/shards/" + index + "/" + std::to_string(shard) + "/migrate", body_text);
+  INFO(r.body);
+  REQUIRE(r.status == 202);
+  return std::string(body(r).at("id").as_string());
+}
+
+/// Every record of an index, key -> doc.n, read with a full scan.
+inline std::map<std::string, std::int64_t> scan_all(net::https_client& c, const std::string& index) {
+  std::map<std::string, std::int64_t> out;
+  std::string cursor;
+  for (int page = 0; page < 10000; ++page) {
+    auto b = body(c.get("/v1/indexes/" + index + "/records?limit=5000" + (cursor.empty() ? "" : "&cursor=" + cursor)));
+    for (const auto& rec : b.at("records").as_array()) {
+      const std::string key(rec.at("key").as_string());
+      REQUIRE(out.count(key) == 0);  // no duplicate
+      out[key] = rec.at("doc").at("n").as_int64();
+    }
+    if (b.at("next_cursor").is_null()) break;
+    cursor = std::string(b.at("next_cursor").as_string());
+  }
+  return out;
+}
+
+/// The full count and content check that ends every case.
+inline void verify(net::https_client& c, const std::string& index, const std::map<std::string, std::int64_t>& expected) {
+  CHECK(body(c.get("/v1/indexes/" + index + "/count")).at("count").as_int64() == static_cast<std::int64_t>(expected.size()));
+  const auto got = scan_all(c, index);
+  CHECK(got.size() == expected.size());
+  std::size_t wrong = 0;
+  for (const auto& [k, v] : expected) {
+    auto it = got.find(k);
+    if (it == got.end() || it->second != v) ++wrong;
+  }
+  CHECK(wrong == 0);
+}
+
+/// Loads `count` records under `routing` (all into one shard) and records them in `expected`.
+inline void load(net::https_client& c, const std::string& index, const std::string& prefix, int count, const std::string& routing,
+          std::size_t pad, std::map<std::string, std::int64_t>& expected) {
+  for (int from = 0; from < count; from += 5000) {
+    const int to = std::min(count, from + 5000);
+    auto r = c.post("/v1/indexes/" + index + "/bulk", ndjson_puts(from, to, prefix, routing, pad));
+    INFO(r.body.substr(0, 2000));
+    REQUIRE(r.status == 200);
+    REQUIRE(body(r).at("error_count").as_int64() == 0);
+    for (int i = from; i < to; ++i) expected[prefix + std::to_string(i)] = i;
+  }
+}
+
+/// A new index of `shards` shards with `count` records of `pad` bytes loaded into one shard
+/// that `node` owns: that shard, and the routing value that lands there.
+struct loaded_shard {
+  std::int64_t shard = -1;
+  std::string routing;
+};
+inline loaded_shard index_with_loaded_shard(net::https_client& c, const std::string& index, int shards, const std::string& node,
+                                            int count, std::size_t pad, std::map<std::string, std::int64_t>& expected) {
+  REQUIRE(c.put("/v1/indexes/" + index, R"({"shards":)" + std::to_string(shards) + "}").status == 201);
+  loaded_shard out;
+  out.shard = shard_on(c, index, node);
+  out.routing = routing_for(c, index, out.shard);
+  load(c, index, "k", count, out.routing, pad, expected);
+  return out;
+}
+
+/// Writes records through `c` until stopped, remembering each acknowledged one.
+struct writer {
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::map<std::string, std::int64_t> acked;
+  std::atomic<int> failures{0};
+  std::thread thread;
+
+  writer(std::unique_ptr<net::https_client> c, std::string index, std::string prefix, std::string routing = {})
+      : thread([this, c = std::move(c), index, prefix, routing]() mutable {
+          for (int i = 0; !stop; ++i) {
+            const auto key = prefix + std::to_string(i % 3000);  // updates as well as creates
+            const auto target = "/v1/indexes/" + index + "/records/" + key + (routing.empty() ? "" : "?routing=" + routing);
+            try {
+              auto r = c->put(target, R"({"n":)" + std::to_string(i) + "}");
+              if (r.status == 200 || r.status == 201) {
+                std::lock_guard lock(mu);
+                acked[key] = i;
+              } else {
+                ++failures;
+              }
+            } catch (const std::exception&) {
+              ++failures;
+            }
+          }
+        }) {}
+  void finish(std::map<std::string, std::int64_t>& expected) {
+    stop = true;
+    thread.join();
+    for (const auto& [k, v] : acked) expected[k] = v;
+  }
+};
+
+
+}  // namespace shardd::test
