@@ -171,6 +171,24 @@ struct layout_plan {
 /// moving to it.
 [[nodiscard]] std::vector<shard_range> local_ranges(const partition_map& m, std::string_view node, bool owned_only = false);
 
+/// What a controller that (re)starts must put right between the map and its migration records
+/// (the map change that starts a move and the record's new phase are two writes; the process
+/// can die between them).
+struct reconcile_plan {
+  /// Queued records whose move the map shows begun (source = owner, target = the map's): the
+  /// source may or may not have heard `migrate_start`, which it takes twice harmlessly.
+  std::vector<std::string> resend_start;
+  /// Shards the map shows moving that no live record moves: their move is aborted.
+  std::vector<planned_move> abort;
+  friend bool operator==(const reconcile_plan&, const reconcile_plan&) = default;
+};
+[[nodiscard]] reconcile_plan plan_reconcile(const partition_map& m, const migration_table& t);
+
+/// The entry of a node that joins: as it asks (addresses, weight, `up`) when it is new; a known
+/// member keeps the weight and the `draining` state the controller holds (a restart does not
+/// undo `PUT weight` or a decommission), and takes its new addresses. A `down` one is `up` again.
+[[nodiscard]] node_entry joining_entry(const node_entry* known, node_entry asked);
+
 // --- a target's imports ---------------------------------------------------------------------
 
 /// A shard `node` imports: the map says it is moving there from `source`.

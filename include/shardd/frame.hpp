@@ -101,6 +101,7 @@ class frame_decoder {
   /// A frame if one is complete, nullopt if more bytes are needed, or an error.
   [[nodiscard]] result<std::optional<frame>> next();
   std::size_t buffered() const noexcept { return buffer_.size() - pos_; }
+  std::size_t reserved() const noexcept { return buffer_.capacity(); }  ///< bytes held for frames to come
 
  private:
   std::size_t max_;

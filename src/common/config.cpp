@@ -48,12 +48,17 @@ result<node_config> parse_config(std::string_view text, const std::string& base_
     SHARDD_READ(c.max_body_bytes, f.opt_u64("max_body_bytes", c.max_body_bytes, 1024, 64ull << 20));
     SHARDD_READ(c.idle_timeout_ms, f.opt_u64("idle_timeout_ms", c.idle_timeout_ms, 100, 3600000));
     SHARDD_READ(c.request_timeout_ms, f.opt_u64("request_timeout_ms", c.request_timeout_ms, 100, 600000));
+    SHARDD_READ(c.header_timeout_ms, f.opt_u64("header_timeout_ms", c.header_timeout_ms, 100, 600000));
+    SHARDD_READ(c.max_connections, f.opt_u64("max_connections", c.max_connections, 1, 1000000));
     if (auto fin = f.finish(); !fin) return fin.error();
   }
   SHARDD_READ(obj, root.opt_object("peer"));
   if (obj) {
     json_fields f(*obj, "peer");
     SHARDD_READ(c.peer_listen, read_address(f, "listen", c.peer_listen));
+    SHARDD_READ(c.peer_max_in_flight, f.opt_u64("max_in_flight", c.peer_max_in_flight, 1, 65536));
+    SHARDD_READ(c.peer_write_timeout_ms, f.opt_u64("write_timeout_ms", c.peer_write_timeout_ms, 100, 3600000));
+    SHARDD_READ(c.peer_idle_timeout_ms, f.opt_u64("idle_timeout_ms", c.peer_idle_timeout_ms, 1000, 86400000));
     if (auto fin = f.finish(); !fin) return fin.error();
   }
   SHARDD_READ(obj, root.opt_object("tls"));
@@ -118,6 +123,7 @@ result<node_config> parse_config(std::string_view text, const std::string& base_
   if (obj) {
     json_fields f(*obj, "limits");
     SHARDD_READ(c.max_doc_bytes, f.opt_u64("max_doc_bytes", c.max_doc_bytes, 16, 64u << 20));
+    SHARDD_READ(c.max_scan_page_bytes, f.opt_u64("max_scan_page_bytes", c.max_scan_page_bytes, 64u << 10, 256u << 20));
     if (auto fin = f.finish(); !fin) return fin.error();
   }
   if (auto fin = root.finish(); !fin) return fin.error();

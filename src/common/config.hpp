@@ -36,9 +36,14 @@ struct node_config {
   std::uint64_t max_body_bytes = 8u << 20;
   std::uint32_t idle_timeout_ms = 60000;
   std::uint32_t request_timeout_ms = 10000;
+  std::uint32_t header_timeout_ms = 10000;  ///< from a request's first byte to the end of its header
+  std::uint32_t max_connections = 4096;     ///< open REST connections; beyond: 503 and close
 
   // peer
   host_port peer_listen{"127.0.0.1", 9443};
+  std::uint32_t peer_max_in_flight = 64;        ///< requests handled at once per peer connection
+  std::uint32_t peer_write_timeout_ms = 30000;  ///< a reply write that takes longer closes the connection
+  std::uint32_t peer_idle_timeout_ms = 600000;  ///< a peer connection with no frame this long is closed
 
   tls_config tls;
 
@@ -73,6 +78,7 @@ struct node_config {
 
   // limits
   std::uint64_t max_doc_bytes = 1u << 20;
+  std::uint64_t max_scan_page_bytes = 16u << 20;  ///< records of one scan page across shards (then a cursor)
 };
 
 /// Parses the JSON text of a config file. Relative paths (data_dir, tls files) are resolved

@@ -314,6 +314,34 @@ std::vector<shard_range> local_ranges(const partition_map& m, std::string_view n
   return out;
 }
 
+reconcile_plan plan_reconcile(const partition_map& m, const migration_table& t) {
+  reconcile_plan plan;
+  for (const auto& [name, ix] : m.indexes) {
+    for (const auto& sh : ix.shards) {
+      if (sh.state != shard_state::migrating) continue;
+      const migration_record* live = nullptr;
+      for (const auto& [id, r] : t)
+        if (holds_shard(r) && r.index == name && r.index_id == ix.id && r.shard == sh.id && r.target == sh.target &&
+            r.source == sh.owner)
+          live = &r;
+      if (!live) {
+        plan.abort.push_back({name, sh.id, sh.target});
+      } else if (live->phase == migration_phase::queued) {
+        plan.resend_start.push_back(live->id);
+      }
+    }
+  }
+  return plan;
+}
+
+node_entry joining_entry(const node_entry* known, node_entry asked) {
+  asked.state = node_state::up;
+  if (!known) return asked;
+  asked.weight = known->weight;
+  if (known->state == node_state::draining || known->state == node_state::left) asked.state = known->state;
+  return asked;
+}
+
 // --- a target's imports ---------------------------------------------------------------------
 
 result<import_grant> check_import(const partition_map& m, std::string_view node, std::string_view from,

@@ -2,6 +2,7 @@
 
 #include "shardd/key_codec.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -196,9 +197,12 @@ result<std::optional<frame>> frame_decoder::next() {
     return h.error();
   }
   if (avail < h->length) {
-    // Room for the whole frame at once: a large one then arrives without the buffer being
-    // copied each time it grows.
-    buffer_.reserve(pos_ + h->length);
+    // Grow ahead of the bytes, at most doubling (and 4 MiB at least): a large frame is copied
+    // a few times as it arrives, and a header that announces 96 MiB reserves nothing like it
+    // before its bytes come.
+    const std::size_t want = pos_ + h->length;
+    const std::size_t step = std::max<std::size_t>(buffer_.size(), 4u << 20);
+    if (buffer_.capacity() < want) buffer_.reserve(std::min(want, buffer_.size() + step));
     return std::optional<frame>{};
   }
   auto f = finish_frame(*h, buffer_.substr(pos_ + header_bytes, h->length - header_bytes));

@@ -75,8 +75,11 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   mutable std::mutex mutex;  // guards sessions only
   std::unordered_map<session*, std::weak_ptr<session>> sessions;
 
+  std::atomic<int> refusing{0};  // connections being answered 503 (over max_connections)
+
   awaitable<void> accept_loop();
   awaitable<void> run(std::shared_ptr<session> s);
+  awaitable<void> refuse(std::shared_ptr<session> s);
   awaitable<bool> write(session& s, http_response res, unsigned version, bool keep_alive);
   awaitable<void> linger(session& s);
 
@@ -132,6 +135,23 @@ awaitable<void> http_server::impl::accept_loop() {
     }
     boost::system::error_code opt_ec;
     (void)sock.set_option(tcp::no_delay(true), opt_ec);
+    std::size_t open = 0;
+    {
+      std::lock_guard lock(mutex);
+      open = sessions.size();
+    }
+    if (open >= opts.max_connections) {
+      // Over the limit: a short 503 for the first few at once, a plain close beyond that (a
+      // flood must not make us do a TLS handshake each).
+      if (refusing >= 16) {
+        (void)sock.close(opt_ec);
+        continue;
+      }
+      auto s = std::make_shared<session>(std::move(sock), ctx);
+      ++refusing;
+      asio::co_spawn(s->stream.get_executor(), refuse(s), [self](std::exception_ptr) { --self->refusing; });
+      continue;
+    }
     auto s = std::make_shared<session>(std::move(sock), ctx);
     {
       std::lock_guard lock(mutex);
@@ -180,6 +200,19 @@ awaitable<void> http_server::impl::linger(session& s) {
   }
 }
 
+awaitable<void> http_server::impl::refuse(std::shared_ptr<session> s) {
+  auto& lowest = beast::get_lowest_layer(s->stream);
+  lowest.expires_after(std::chrono::seconds(2));
+  if (auto [ec] = co_await s->stream.async_handshake(ssl::stream_base::server, as_tuple_awaitable); ec) co_return;
+  SHARDD_LOG(warn, "rest_connection_refused", "reason", "max_connections", "limit", opts.max_connections);
+  auto res = problem(503, "unavailable",
+                     "the node holds its maximum of " + std::to_string(opts.max_connections) + " connections; retry");
+  res.set_header("Retry-After", "1");
+  co_await write(*s, std::move(res), 11, false);
+  lowest.expires_after(std::chrono::milliseconds(500));
+  co_await s->stream.async_shutdown(as_tuple_awaitable);
+}
+
 awaitable<void> http_server::impl::run(std::shared_ptr<session> s) {
   auto self = shared_from_this();
   auto& lowest = beast::get_lowest_layer(s->stream);
@@ -202,7 +235,15 @@ awaitable<void> http_server::impl::run(std::shared_ptr<session> s) {
     parser.header_limit(opts.header_limit);
     parser.body_limit(opts.max_body_bytes);
     s->idle = true;
-    lowest.expires_after(opts.idle_timeout);
+    if (buffer.size() == 0) {
+      // Between requests the connection may idle; once a request starts, its header must be
+      // complete within header_timeout (a client sending a byte a second is cut then).
+      lowest.expires_after(opts.idle_timeout);
+      auto [iec, in] = co_await s->stream.async_read_some(buffer.prepare(4096), as_tuple_awaitable);
+      if (iec) break;
+      buffer.commit(in);
+    }
+    lowest.expires_after(opts.header_timeout);
     auto [ec, n] = co_await http::async_read_header(s->stream, buffer, parser, as_tuple_awaitable);
     s->idle = false;
     // Error answers are built as named locals before co_await: GCC 12 destroys temporaries
@@ -225,6 +266,20 @@ awaitable<void> http_server::impl::run(std::shared_ptr<session> s) {
       break;
     }
     const unsigned version = parser.get().version();
+    if (opts.check) {
+      // What the header alone decides (the token): before a byte of the body is read.
+      http_request head;
+      head.method = to_method(parser.get().method());
+      head.method_text = std::string(parser.get().method_string());
+      head.target = std::string(parser.get().target());
+      head.authorization = std::string(parser.get()[http::field::authorization]);
+      head.remote = remote;
+      if (auto refused = opts.check(head)) {
+        const bool body_pending = !parser.is_done();
+        if (co_await write(*s, std::move(*refused), version, false) && body_pending) co_await linger(*s);
+        break;
+      }
+    }
     if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
       // Answer at once so curl does not wait a second before sending the body.
       http::response<http::empty_body> cont{http::status::continue_, version};

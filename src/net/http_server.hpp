@@ -17,12 +17,19 @@ class io_context;
 
 namespace shardd::net {
 
+/// Checks a request from its header alone, before its body is read (the bearer token): an
+/// answer ends the request there, and the connection closes without reading the body.
+using header_check = std::function<std::optional<http_response>(const http_request&)>;
+
 struct http_server_options {
   std::uint64_t max_body_bytes = 8u << 20;
   std::uint32_t header_limit = 16 * 1024;
   std::chrono::milliseconds idle_timeout{60000};       ///< keep-alive connection with no request
   std::chrono::milliseconds handshake_timeout{10000};
+  std::chrono::milliseconds header_timeout{10000};     ///< from a request's first byte to the end of its header
   std::chrono::milliseconds io_timeout{30000};         ///< reading a body or writing a response
+  std::size_t max_connections = 4096;                  ///< beyond it a new connection gets 503 and is closed
+  header_check check;                                  ///< optional
 };
 
 /// Handles one request. Runs on the connection's strand; may co_await.

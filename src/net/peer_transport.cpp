@@ -39,6 +39,9 @@ constexpr auto tuple_awaitable = asio::as_tuple(use_awaitable);
 namespace {
 
 constexpr auto handshake_timeout = std::chrono::seconds(5);
+/// A client connection idle this long is reconnected before its next use: half the server's
+/// default idle timeout (peer_server_options), so the server never closes one in use.
+constexpr auto client_idle_limit = std::chrono::minutes(5);
 
 /// Common name of the certificate the other side presented, or "".
 std::string peer_common_name(tls_stream& s) {
@@ -116,16 +119,20 @@ struct write_queue {
 // --- server ---------------------------------------------------------------------------------
 
 struct peer_server::impl : std::enable_shared_from_this<impl> {
-  impl(asio::io_context& c, const tls_config& tls, peer_identity s, peer_handler h, std::size_t max)
+  impl(asio::io_context& c, const tls_config& tls, peer_identity s, peer_handler h, peer_server_options o)
       : ioc(c), ctx(make_peer_context(tls, true)), acceptor(asio::make_strand(c)), self(std::move(s)),
-        handler(std::move(h)), max_frame(max) {}
+        handler(std::move(h)), max_frame(o.max_frame_bytes), opts(o) {}
 
   struct connection {
-    connection(strand_type st, tcp::socket sock, ssl::context& ctx) : strand(st), stream(std::move(sock), ctx) {}
+    connection(strand_type st, tcp::socket sock, ssl::context& ctx)
+        : strand(st), stream(std::move(sock), ctx), slot_free(st), write_deadline(st) {}
     strand_type strand;
     tls_stream stream;
     write_queue out;
     std::string node;
+    std::size_t in_flight = 0;        ///< requests being handled
+    asio::steady_timer slot_free;     ///< cancelled when a request ends: the reader may go on
+    asio::steady_timer write_deadline;
   };
 
   asio::io_context& ioc;
@@ -134,6 +141,7 @@ struct peer_server::impl : std::enable_shared_from_this<impl> {
   peer_identity self;
   peer_handler handler;
   std::size_t max_frame;
+  peer_server_options opts;
   std::atomic<bool> stopping{false};
   std::mutex mutex;  // guards conns only
   std::unordered_map<connection*, std::weak_ptr<connection>> conns;
@@ -146,8 +154,8 @@ struct peer_server::impl : std::enable_shared_from_this<impl> {
 };
 
 peer_server::peer_server(asio::io_context& ioc, const tls_config& tls, peer_identity self, peer_handler handler,
-                         std::size_t max_frame_bytes)
-    : impl_(std::make_shared<impl>(ioc, tls, std::move(self), std::move(handler), max_frame_bytes)) {}
+                         peer_server_options opts)
+    : impl_(std::make_shared<impl>(ioc, tls, std::move(self), std::move(handler), opts)) {}
 
 peer_server::~peer_server() { stop(); }
 
@@ -221,7 +229,10 @@ void peer_server::impl::send(const std::shared_ptr<connection>& c, std::string b
 awaitable<void> peer_server::impl::write_loop(std::shared_ptr<connection> c) {
   while (!c->out.frames.empty()) {
     auto batch = coalesce(c->out.frames, [](std::string& f) -> std::string& { return f; });
+    // A peer that stops reading must not keep replies piling up here: the write has a deadline.
+    arm_deadline(c->write_deadline, c->stream, std::chrono::steady_clock::now() + opts.write_timeout);
     auto [ec, n] = co_await asio::async_write(c->stream, asio::buffer(batch), tuple_awaitable);
+    c->write_deadline.cancel();
     if (ec) {
       boost::system::error_code ignore;
       (void)c->stream.lowest_layer().close(ignore);
@@ -282,7 +293,16 @@ awaitable<void> peer_server::impl::serve(std::shared_ptr<connection> c) {
   SHARDD_LOG(debug, "peer_connected", "peer", hi.node_id, "remote", remote);
 
   for (;;) {
+    // At most max_in_flight requests at once: beyond, the next frame is not read (TCP pushes
+    // back on the sender) until one ends.
+    while (c->in_flight >= opts.max_in_flight) {
+      c->slot_free.expires_at(std::chrono::steady_clock::time_point::max());
+      co_await c->slot_free.async_wait(tuple_awaitable);
+    }
+    // A connection with nothing in flight and no frame for idle_timeout is closed.
+    if (c->in_flight == 0) arm_deadline(deadline, c->stream, std::chrono::steady_clock::now() + opts.idle_timeout);
     auto f = co_await reader.next(c->stream);
+    deadline.cancel();
     if (!f) {
       if (f.error().code != errc::unavailable)
         SHARDD_LOG(warn, "peer_protocol_error", "peer", c->node, "error", f.error().detail);
@@ -290,6 +310,7 @@ awaitable<void> peer_server::impl::serve(std::shared_ptr<connection> c) {
     }
     // Requests run on any network thread, concurrently; only the connection's writes are
     // serialised on its strand.
+    ++c->in_flight;
     asio::co_spawn(ioc, handle(c, std::move(*f)), asio::detached);
   }
   boost::system::error_code ignore;
@@ -306,7 +327,11 @@ awaitable<void> peer_server::impl::handle(std::shared_ptr<connection> c, peer::f
     reply = error_frame(errc::internal, e.what());
   }
   reply.header.request_id = id;
-  asio::post(c->strand, [self = shared_from_this(), c, bytes = peer::encode(reply)]() mutable { self->send(c, std::move(bytes)); });
+  asio::post(c->strand, [self = shared_from_this(), c, bytes = peer::encode(reply)]() mutable {
+    --c->in_flight;
+    c->slot_free.cancel();
+    self->send(c, std::move(bytes));
+  });
 }
 
 // --- client ---------------------------------------------------------------------------------
@@ -346,6 +371,7 @@ struct peer_client::impl : std::enable_shared_from_this<impl> {
     bool writing = false;
     std::uint64_t next_id = 1;
     std::uint64_t generation = 0;
+    std::chrono::steady_clock::time_point last_used{};
 
     awaitable<result<peer::frame>> call(peer::frame request, std::chrono::steady_clock::time_point deadline);
     awaitable<result<void>> connect(std::chrono::steady_clock::time_point deadline);
@@ -472,6 +498,11 @@ awaitable<result<peer::frame>> peer_client::impl::connection::call(peer::frame r
     if (std::chrono::steady_clock::now() >= deadline)
       co_return make_error(errc::unavailable, "timed out waiting for a connection to " + address);
   }
+  // A connection unused for half the server's idle timeout is replaced before use rather than
+  // risk the server closing it under this request.
+  if (st == state::ready && pending.empty() && std::chrono::steady_clock::now() - last_used > client_idle_limit)
+    fail_all("idle");
+  last_used = std::chrono::steady_clock::now();
   if (st == state::idle) {
     st = state::connecting;
     auto r = co_await connect(deadline);

@@ -28,6 +28,14 @@ struct peer_identity {
 /// transport sets its request id). Runs on any network thread, many at once; may co_await.
 using peer_handler = std::function<boost::asio::awaitable<peer::frame>(peer::frame request, std::string from_node)>;
 
+/// What one peer connection may make the server hold.
+struct peer_server_options {
+  std::size_t max_frame_bytes = peer::default_max_frame_bytes;
+  std::size_t max_in_flight = 64;                 ///< requests handled at once per connection; reading waits beyond
+  std::chrono::milliseconds write_timeout{30000};  ///< a reply write that takes longer closes the connection
+  std::chrono::milliseconds idle_timeout{600000};  ///< no frame for this long (and none in flight): closed
+};
+
 /// Accepts peer connections. Each connection: TLS handshake requiring a client certificate
 /// signed by the cluster CA → a `hello` frame within 5 s whose protocol version and cluster
 /// id match ours and whose node id equals the certificate's common name → `hello_ok` →
@@ -36,7 +44,7 @@ using peer_handler = std::function<boost::asio::awaitable<peer::frame>(peer::fra
 class peer_server {
  public:
   peer_server(boost::asio::io_context& ioc, const tls_config& tls, peer_identity self, peer_handler handler,
-              std::size_t max_frame_bytes = peer::default_max_frame_bytes);
+              peer_server_options opts = {});
   ~peer_server();
   peer_server(const peer_server&) = delete;
   peer_server& operator=(const peer_server&) = delete;

@@ -1,12 +1,16 @@
 #include "node/controller.hpp"
 
 #include "common/log.hpp"
+#include "node/faults.hpp"
 #include "node/peers.hpp"
 #include "node/store_ops.hpp"
 #include "shardd/routing.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <chrono>
+#include <csignal>
+
+#include <unistd.h>
 
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -18,7 +22,7 @@ using asio::awaitable;
 controller::controller(asio::any_io_executor ex, const node_config& cfg, control_plane& plane, storage::store* store,
                        peers* p)
     : actor(ex, 1024, "controller"), cfg_(cfg), plane_(plane), ticker_(std::make_shared<asio::steady_timer>(ex)),
-      store_(store), peers_(p) {}
+      store_(store), peers_(p), faults_kill_after_begin_(test_fault("kill_after_begin") > 0) {}
 
 void controller::begin() {
   start();
@@ -200,16 +204,42 @@ awaitable<void> controller::schedule() {
       co_await save(r);
       continue;
     }
-    starting_.insert(id);
-    auto record = r;  // what the source is told: a copy, the table may change meanwhile
-    const auto version = (*begun)->map->version;
-    auto call = [p = peers_, record = std::move(record), version]() -> awaitable<result<bool>> {
-      auto f = make_frame(peer::frame_type::migrate_start, to_json(record), version);
-      auto sent = co_await p->call(record.source, std::move(f), control_timeout);
-      if (!sent) co_return sent.error();
-      co_return true;
-    };
-    spawn_call(std::move(call), [id](result<bool> r) { return controller_message(start_done_msg{id, std::move(r)}); });
+    if (faults_kill_after_begin_) {
+      SHARDD_LOG(warn, "fault_injected", "migration", id, "fault", "kill_after_begin");
+      ::kill(::getpid(), SIGKILL);
+    }
+    send_start(r, (*begun)->map->version);
+  }
+}
+
+void controller::send_start(const migration_record& r, std::uint64_t version) {
+  starting_.insert(r.id);
+  auto call = [p = peers_, record = r, version]() -> awaitable<result<bool>> {  // a copy: the table may change meanwhile
+    auto f = make_frame(peer::frame_type::migrate_start, to_json(record), version);
+    auto sent = co_await p->call(record.source, std::move(f), control_timeout);
+    if (!sent) co_return sent.error();
+    co_return true;
+  };
+  spawn_call(std::move(call), [id = r.id](result<bool> res) { return controller_message(start_done_msg{id, std::move(res)}); });
+}
+
+awaitable<void> controller::reconcile() {
+  if (!peers_) co_return;
+  auto snap = co_await plane_.load();
+  if (!snap) co_return;
+  const auto plan = plan_reconcile(*(*snap)->map, migrations_);
+  for (const auto& mv : plan.abort) {
+    migration_record r;
+    r.id = "(none)";
+    r.index = mv.index;
+    r.shard = mv.shard;
+    r.target = mv.target;
+    SHARDD_LOG(warn, "migration_orphan_aborted", "index", mv.index, "shard", mv.shard, "target", mv.target);
+    co_await abort_in_map(r);
+  }
+  for (const auto& id : plan.resend_start) {
+    SHARDD_LOG(info, "migration_start_resent", "migration", id);
+    send_start(migrations_[id], (*snap)->map->version);
   }
 }
 
@@ -275,21 +305,24 @@ awaitable<void> controller::handle(controller_message m) {
     if (snap)
       for (const auto& [id, n] : (*snap)->map->nodes) leases_[id].last_seen = now;
   }
-  if (!migrations_loaded_) co_await load_migrations();
+  if (!migrations_loaded_) {
+    co_await load_migrations();
+    co_await reconcile();
+  }
   co_await std::visit([this](auto& msg) { return on(msg); }, m);
 }
 
 awaitable<void> controller::on(join_msg& j) {
   const auto& r = j.request;
-  node_entry entry{r.node_id, r.rest_address, r.peer_address, r.weight, node_state::up};
   auto& l = leases_[r.node_id];
   l.last_seen = std::chrono::steady_clock::now();
   l.heard = true;
   auto res = co_await change([&](const cluster_snapshot& s) -> result<partition_map> {
     const auto* known = s.map->find_node(r.node_id);
-    if (known && *known == entry) return make_error(errc::already_exists, "unchanged");
     if (known && known->state == node_state::left)
       return make_error(errc::conflict, "node '" + r.node_id + "' left the cluster; use a new node id");
+    const auto entry = joining_entry(known, node_entry{r.node_id, r.rest_address, r.peer_address, r.weight, node_state::up});
+    if (known && *known == entry) return make_error(errc::already_exists, "unchanged");
     return upsert_node(*s.map, entry);
   });
   if (!res && res.error().code == errc::already_exists) res = co_await plane_.load();  // nothing to change

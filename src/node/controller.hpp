@@ -195,6 +195,11 @@ class controller final : public actor<controller_message> {
   asio::awaitable<void> on(migrations_msg& m);
   asio::awaitable<void> on(migration_control_msg& m);
   asio::awaitable<void> on(migration_report_msg& m);
+  /// Sends migrate_start for a record the map shows begun; the answer comes back as start_done.
+  void send_start(const migration_record& r, std::uint64_t version);
+  /// After a (re)start: puts right what a death between a map change and a record write left
+  /// (plan_reconcile): starts sent again, orphaned moves aborted.
+  asio::awaitable<void> reconcile();
   asio::awaitable<void> on(migration_commit_msg& m);
   asio::awaitable<void> on(split_msg& m);
   asio::awaitable<void> on(decommission_msg& m);
@@ -239,6 +244,8 @@ class controller final : public actor<controller_message> {
   peers* peers_;
   migration_table migrations_;
   std::set<std::string> starting_;  ///< begun in the map, migrate_start not answered yet
+  /// Test fault kill_after_begin (node/faults.hpp): SIGKILL right after a move is begun in the map.
+  bool faults_kill_after_begin_ = false;
   std::uint64_t next_migration_ = 1;
   bool migrations_loaded_ = false;
   // Convergence: the placement ring's members when moves were last planned, and the moves

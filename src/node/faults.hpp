@@ -13,6 +13,8 @@
 //                        lost on the way (the controller did commit)
 //   kill_after_commit=N  this node SIGKILLs itself right after the answer to its N-th
 //                        migrate_commit, before it has the map that shows the new owner
+//   kill_after_begin=1   the controller SIGKILLs itself right after it has begun a move in
+//                        the map, before the record says so
 
 #include <cstdint>
 #include <string_view>

@@ -23,9 +23,25 @@
 #include <filesystem>
 #include <thread>
 
+#include <sys/resource.h>
+
 namespace shardd {
 
 namespace asio = boost::asio;
+
+namespace {
+
+/// Every REST connection and peer connection is a descriptor: take what the hard limit allows.
+void raise_open_file_limit() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max) return;
+  const auto before = lim.rlim_cur;
+  lim.rlim_cur = lim.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &lim) == 0)
+    SHARDD_LOG(debug, "open_file_limit_raised", "from", before, "to", lim.rlim_cur);
+}
+
+}  // namespace
 
 struct node::impl {
   explicit impl(node_config c)
@@ -106,9 +122,13 @@ result<void> node::start() {
     prepared.get();
   }
   try {
+    net::peer_server_options po;
+    po.max_in_flight = m.cfg.peer_max_in_flight;
+    po.write_timeout = std::chrono::milliseconds(m.cfg.peer_write_timeout_ms);
+    po.idle_timeout = std::chrono::milliseconds(m.cfg.peer_idle_timeout_ms);
     m.peer_listener = std::make_unique<net::peer_server>(
         m.ioc, m.cfg.tls, net::peer_identity{m.cfg.cluster_id, m.cfg.node_id},
-        [svc = m.peer_svc.get()](peer::frame f, std::string from) { return svc->handle(std::move(f), std::move(from)); });
+        [svc = m.peer_svc.get()](peer::frame f, std::string from) { return svc->handle(std::move(f), std::move(from)); }, po);
     m.peer_listener->start(m.cfg.peer_listen);
   } catch (const std::exception& e) {
     return make_error(errc::invalid_argument, e.what());
@@ -136,6 +156,10 @@ result<void> node::start() {
   ho.max_body_bytes = m.cfg.max_body_bytes;
   ho.idle_timeout = std::chrono::milliseconds(m.cfg.idle_timeout_ms);
   ho.io_timeout = std::chrono::milliseconds(m.cfg.request_timeout_ms);
+  ho.header_timeout = std::chrono::milliseconds(m.cfg.header_timeout_ms);
+  ho.max_connections = m.cfg.max_connections;
+  ho.check = [api = m.api.get()](const net::http_request& head) { return api->check_header(head); };
+  raise_open_file_limit();
   try {
     m.http = std::make_unique<net::http_server>(
         m.ioc, m.cfg.tls, [api = m.api.get()](net::http_request req) { return api->handle(std::move(req)); }, ho);

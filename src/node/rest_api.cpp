@@ -33,6 +33,18 @@ bool rest_api::authorized(const net::http_request& req) const {
   return CRYPTO_memcmp(given.data(), token_digest_.data(), given.size()) == 0;
 }
 
+std::optional<http_response> rest_api::check_header(const net::http_request& head) const {
+  // /v1/health answers without a token; everything else needs one, checked before the body.
+  const std::string_view t = head.target;
+  constexpr std::string_view health = "/v1/health";
+  if (t.starts_with(health) && (t.size() == health.size() || t[health.size()] == '?')) return std::nullopt;
+  if (authorized(head)) return std::nullopt;
+  auto res = net::problem(401, "unauthorized",
+                          head.authorization.empty() ? "missing Authorization: Bearer <token> header" : "invalid bearer token");
+  res.set_header("WWW-Authenticate", "Bearer realm=\"shardd\"");
+  return res;
+}
+
 awaitable<http_response> rest_api::handle(net::http_request req) {
   call c{req, {}, {}, ctx_.ring.snapshot(), {}, {}, false, 0, {}, 0};
   co_return co_await run(c);

@@ -97,6 +97,12 @@ class rest_api {
       call& c, boost::asio::awaitable<net::http_response> (rest_api::*f)(call&, const index_entry&));
   bool authorized(const net::http_request& req) const;
 
+ public:
+  /// What the header alone decides, before the body is read: a missing or wrong token (401).
+  std::optional<net::http_response> check_header(const net::http_request& head) const;
+
+ private:
+
   // indexes and shards (rest_indexes.cpp)
   boost::asio::awaitable<net::http_response> put_index(call& c, const std::string& name);
   boost::asio::awaitable<net::http_response> get_index(call& c, const std::string& name, unsigned status = 200);

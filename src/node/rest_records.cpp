@@ -425,6 +425,7 @@ awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
   std::vector<std::pair<std::string, std::string>> records;
   std::optional<std::string> resume;
   std::size_t budget = max_scan_examined;
+  std::size_t page_bytes = 0;  // across shards: the page ends early (with a cursor) past the cap
   std::size_t pos = 0;
   const index_entry* cur = &ix;
   int refreshes = 0;
@@ -456,12 +457,19 @@ awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
     }
     if (!page) co_return c.fail(page.error());
     budget -= std::min<std::size_t>(budget, page->examined);
-    for (auto& rec : page->records) records.push_back(std::move(rec));
+    for (auto& rec : page->records) {
+      page_bytes += rec.first.size() + rec.second.size();
+      records.push_back(std::move(rec));
+    }
     if (page->resume_after) {
       resume = std::move(page->resume_after);
       break;
     }
     if (records.size() >= limit) break;
+    if (page_bytes >= ctx_.config.max_scan_page_bytes && !records.empty()) {
+      resume = records.back().first;  // the next page goes on from here, in this shard or the next
+      break;
+    }
   }
   if (!resume && records.size() >= limit && !records.empty()) {
     // Full at a shard's end: offer a cursor if a later shard can hold more. (The next page

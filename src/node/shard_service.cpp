@@ -27,6 +27,11 @@ awaitable<result<peer::scan_reply>> shard_service::scan(peer::scan_request q) {
   const auto sr = shard_storage_range(*ix, *s);
   if (q.begin < sr.begin || q.end > sr.end || !(q.begin < q.end))
     co_return make_error(errc::invalid_argument, "scan range outside shard " + std::to_string(q.shard));
+  // A cutover is moving the shard: the new owner may take writes before this node learns of
+  // it, so a scan waits for the new map like a point read (the caller retries with it).
+  if (store_.is_fenced(sr.begin))
+    co_return make_error(errc::conflict, "shard " + std::to_string(q.shard) + " of '" + q.index + "' is being cut over on '" +
+                                             cfg_.node_id + "'; retry with the next map");
   // Hash indexes store keys in token order: bounds and prefix are a filter on the user key.
   std::function<bool(std::string_view)> keep;
   if (ix->strategy == partitioning::hash && (q.key_start || q.key_end || q.key_prefix)) {

@@ -83,3 +83,46 @@ TEST_CASE("the source killed right after the commit, before it has the new map, 
   // Every write node-2 acknowledged is on the new owner, with its last value.
   verify(*cl.node(3).client(), "y", expected);
 }
+
+TEST_CASE("a scan on the old owner after the commit, before it has the new map, sees the new owner's writes") {
+  // node-2 installs pushed maps 5 s late: after the commit its fence holds until it fetches
+  // the map itself (a second). A record written on the new owner meanwhile must be in a scan
+  // through node-2.
+  cluster cl(3, {{2, {{"SHARDD_TEST_FAULTS", "map_delay_ms=5000"}}}});
+  auto c1 = cl.node(1).client();
+  REQUIRE(c1->put("/v1/indexes/z", R"({"shards":6})").status == 201);
+  wait_in_sync(cl, cl.node(2));
+  std::map<std::string, std::int64_t> expected;
+  const auto shard = shard_on(*c1, "z", "node-2");
+  const auto routing = routing_for(*c1, "z", shard);
+  load(*c1, "z", "k", 2000, routing, 100, expected);
+  const auto id = start_migration(*c1, "z", shard, "node-3");
+  wait_migration(*c1, id, [](const json::object& m) { return phase(m) == "retiring" || finished(m); }, std::chrono::seconds(90));
+  auto c3 = cl.node(3).client();
+  REQUIRE(c3->put("/v1/indexes/z/records/after-commit?routing=" + routing, R"({"n":42})").status == 201);
+  expected["after-commit"] = 42;
+  const auto through2 = scan_all(*cl.node(2).client(), "z");
+  CHECK(through2.count("after-commit") == 1);
+  CHECK(through2.size() == expected.size());
+  CHECK(phase(wait_migration(*c1, id, finished, std::chrono::seconds(60))) == "done");
+}
+
+TEST_CASE("a controller killed between beginning a move in the map and recording it finishes the move after its restart") {
+  cluster cl(3, {{1, {{"SHARDD_TEST_FAULTS", "kill_after_begin=1"}}}});
+  auto c1 = cl.node(1).client();
+  std::map<std::string, std::int64_t> expected;
+  const auto shard = index_with_loaded_shard(*c1, "b", 6, "node-2", 2000, 100, expected).shard;
+  // The controller dies inside the request (after the map change, before the answer).
+  CHECK_THROWS(c1->post("/v1/shards/b/" + std::to_string(shard) + "/migrate", R"({"target":"node-3"})"));
+  for (int i = 0; i < 100 && cl.node(1).log().find("fault=kill_after_begin") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  cl.node(1).kill9();
+  cl.node(1).set_env({});
+  cl.node(1).start();
+  c1 = cl.node(1).client();
+  auto m = wait_migration(*c1, "m1", finished, std::chrono::seconds(60));
+  CHECK(phase(m) == "done");
+  CHECK(owners(*c1, "b")[shard] == "node-3");
+  CHECK(cl.node(1).log().find("event=migration_start_resent") != std::string::npos);
+  verify(*c1, "b", expected);
+}

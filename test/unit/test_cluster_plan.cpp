@@ -524,3 +524,44 @@ TEST_CASE("a target takes import data only for a shard moving to it, from its so
   CHECK(check_batch_keys(g->range, repeated, true).error().code == errc::invalid_argument);
   CHECK(check_batch_keys(g->range, strays, false).error().code == errc::forbidden);
 }
+
+TEST_CASE("a member that joins again keeps the weight and the draining state the controller holds") {
+  const node_entry asked{"node-1", "127.0.0.1:10", "127.0.0.1:20", 1, node_state::up};
+  // New: as asked.
+  CHECK(joining_entry(nullptr, asked) == asked);
+  // Known with weight 5 (PUT weight), draining: keeps both, takes the new addresses.
+  const node_entry known{"node-1", "127.0.0.1:1", "127.0.0.1:2", 5, node_state::draining};
+  const auto e = joining_entry(&known, asked);
+  CHECK(e.weight == 5);
+  CHECK(e.state == node_state::draining);
+  CHECK(e.rest_address == "127.0.0.1:10");
+  CHECK(e.peer_address == "127.0.0.1:20");
+  // Down: up again.
+  const node_entry down{"node-1", "127.0.0.1:1", "127.0.0.1:2", 3, node_state::down};
+  CHECK(joining_entry(&down, asked).state == node_state::up);
+  CHECK(joining_entry(&down, asked).weight == 3);
+}
+
+TEST_CASE("a restarted controller resends the start of a begun move and aborts a move no record holds") {
+  auto m0 = with_index(with_nodes(3), "users", 4);
+  const auto& ix = *m0.find_index("users");
+  const auto s0 = ix.shards[0], s1 = ix.shards[1], s2 = ix.shards[2];
+  const auto other = [](const std::string& n) { return n == "node-1" ? std::string("node-2") : std::string("node-1"); };
+  auto m = *begin_migration(m0, "users", s0.id, other(s0.owner));
+  m = *begin_migration(m, "users", s1.id, other(s1.owner));
+  m = *begin_migration(m, "users", s2.id, other(s2.owner));
+  auto queued = record("m1", "users", s0.id, s0.owner, other(s0.owner));
+  queued.index_id = ix.id;
+  auto copying = record("m2", "users", s1.id, s1.owner, other(s1.owner), migration_phase::copying);
+  copying.index_id = ix.id;
+  // s2 is migrating with no record (the record was never written): aborted. A final record of
+  // s2 does not hold it.
+  auto old = record("m3", "users", s2.id, s2.owner, other(s2.owner), migration_phase::rolled_back);
+  old.index_id = ix.id;
+  const auto plan = plan_reconcile(m, table({queued, copying, old}));
+  CHECK(plan.resend_start == std::vector<std::string>{"m1"});
+  REQUIRE(plan.abort.size() == 1);
+  CHECK(plan.abort[0] == planned_move{"users", s2.id, other(s2.owner)});
+  // Nothing migrating: nothing to do.
+  CHECK(plan_reconcile(m0, table({queued, copying})) == reconcile_plan{});
+}

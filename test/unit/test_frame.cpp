@@ -89,6 +89,32 @@ TEST_CASE("a flipped bit in a checksummed payload marks the frame corrupt and th
   CHECK(!(*good)->corrupt);
 }
 
+TEST_CASE("a header that announces a large frame reserves memory only as its bytes arrive") {
+  // A 40 MiB frame, fed in 64 KiB pieces as a socket would.
+  const std::string payload(40u << 20, 'p');
+  const auto bytes = encode(make(frame_type::data_batch, payload));
+  frame_decoder d;
+  d.feed(std::string_view(bytes).substr(0, header_bytes));
+  REQUIRE(d.next());
+  CHECK(d.reserved() < (8u << 20));  // not the 40 MiB the header announces
+  std::size_t fed = header_bytes;
+  bool bounded = true;
+  std::optional<frame> got;
+  while (fed < bytes.size()) {
+    const auto n = std::min<std::size_t>(64 * 1024, bytes.size() - fed);
+    d.feed(std::string_view(bytes).substr(fed, n));
+    fed += n;
+    auto r = d.next();
+    REQUIRE(r);
+    if (*r) got = std::move(**r);
+    // While the frame arrives, what is held stays within a small multiple of what came.
+    if (!got && d.reserved() > 4 * fed + (8u << 20)) bounded = false;
+  }
+  REQUIRE(got);
+  CHECK(got->payload == payload);
+  CHECK(bounded);
+}
+
 TEST_CASE("bad headers are refused with a reason and poison the stream") {
   auto good = encode(make(frame_type::hello, "x"));
   auto refuse = [](std::string bytes, std::size_t max, const std::string& needle) {
