@@ -8,9 +8,6 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <chrono>
-#include <csignal>
-
-#include <unistd.h>
 
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -22,7 +19,8 @@ using asio::awaitable;
 controller::controller(asio::any_io_executor ex, const node_config& cfg, control_plane& plane, storage::store* store,
                        peers* p)
     : actor(ex, 1024, "controller"), cfg_(cfg), plane_(plane), ticker_(std::make_shared<asio::steady_timer>(ex)),
-      store_(store), peers_(p), faults_kill_after_begin_(test_fault("kill_after_begin") > 0) {}
+      store_(store), peers_(p), faults_kill_after_begin_(test_fault("kill_after_begin") > 0),
+      faults_kill_in_phase_(test_fault_text("kill_in_phase")) {}
 
 void controller::begin() {
   start();
@@ -204,10 +202,7 @@ awaitable<void> controller::schedule() {
       co_await save(r);
       continue;
     }
-    if (faults_kill_after_begin_) {
-      SHARDD_LOG(warn, "fault_injected", "migration", id, "fault", "kill_after_begin");
-      ::kill(::getpid(), SIGKILL);
-    }
+    if (faults_kill_after_begin_) kill_for_fault("kill_after_begin", "controller");
     send_start(r, (*begun)->map->version);
   }
 }
@@ -530,6 +525,7 @@ awaitable<void> controller::on(start_done_msg& d) {
   r.error.clear();
   r.updated_ms = wall_ms();
   co_await save(r);
+  if (faults_kill_in_phase_ == "copying") kill_for_fault("kill_in_phase", "controller");
 }
 
 awaitable<void> controller::on(migration_report_msg& rep) {
@@ -570,6 +566,7 @@ awaitable<void> controller::on(migration_report_msg& rep) {
   if (r.phase != before) {
     co_await save(r);
     SHARDD_LOG(info, "migration_phase", "migration", r.id, "phase", to_string(r.phase), "bytes", r.bytes_done);
+    if (faults_kill_in_phase_ == to_string(r.phase)) kill_for_fault("kill_in_phase", "controller");
   }
   auto copy = r;
   rep.reply.send(std::move(copy));
@@ -610,6 +607,7 @@ awaitable<void> controller::on(migration_commit_msg& cm) {
   r.phase = migration_phase::retiring;
   r.updated_ms = wall_ms();
   co_await save(r);
+  if (faults_kill_in_phase_ == "retiring") kill_for_fault("kill_in_phase", "controller");
   cm.reply.send(true);
   co_await after_phase_change();
 }

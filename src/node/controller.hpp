@@ -246,6 +246,7 @@ class controller final : public actor<controller_message> {
   std::set<std::string> starting_;  ///< begun in the map, migrate_start not answered yet
   /// Test fault kill_after_begin (node/faults.hpp): SIGKILL right after a move is begun in the map.
   bool faults_kill_after_begin_ = false;
+  std::string faults_kill_in_phase_;  ///< kill_in_phase: SIGKILL as a report records this phase
   std::uint64_t next_migration_ = 1;
   bool migrations_loaded_ = false;
   // Convergence: the placement ring's members when moves were last planned, and the moves

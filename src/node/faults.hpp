@@ -15,13 +15,24 @@
 //                        migrate_commit, before it has the map that shows the new owner
 //   kill_after_begin=1   the controller SIGKILLs itself right after it has begun a move in
 //                        the map, before the record says so
+//   kill_in_phase=P      SIGKILL this node when a move it takes part in reaches phase P
+//                        (copying, catching_up, verifying, cutover, retiring): the source as
+//                        it records the phase, the target on the first request of the phase
+//                        (a copy batch, a tail batch, the digest, a tail batch after the
+//                        digest, the map that makes it the owner), the controller as it
+//                        records the phase a report brings (retiring: the commit)
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace shardd {
 
 /// The value of fault `name` in SHARDD_TEST_FAULTS, or 0.
 std::uint32_t test_fault(std::string_view name);
+/// The text of fault `name` (for `kill_in_phase=catching_up`), or "".
+std::string test_fault_text(std::string_view name);
+/// Logs the fault and SIGKILLs this process.
+[[noreturn]] void kill_for_fault(std::string_view fault, std::string_view where);
 
 }  // namespace shardd

@@ -18,11 +18,8 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
-#include <csignal>
 #include <cstdlib>
 #include <deque>
-
-#include <unistd.h>
 
 namespace shardd {
 
@@ -77,7 +74,7 @@ migration_fsm::event failed(E kind, std::string reason) {
 
 migration_faults migration_faults::from_env() {
   return migration_faults{test_fault("corrupt_batch"), test_fault("digest_mismatch"), test_fault("lose_commit_answer"),
-                          test_fault("kill_after_commit")};
+                          test_fault("kill_after_commit"), test_fault_text("kill_in_phase")};
 }
 
 using send_channel = asio::experimental::channel<void(boost::system::error_code, result<peer::frame>)>;
@@ -356,6 +353,7 @@ awaitable<result<void>> migrator::persist(outgoing& m) {
   ops.push_back({storage::op_kind::meta_put, out_prefix + m.rec.id, to_json(outgoing_state{m.rec, st})});
   auto r = co_await async_write(store_, std::move(ops));
   if (!r) co_return r.error();
+  if (!faults_.kill_in_phase.empty() && faults_.kill_in_phase == to_string(st.phase)) kill_for_fault("kill_in_phase", "source");
   co_return result<void>{};
 }
 
@@ -645,8 +643,7 @@ awaitable<migration_fsm::event> migrator::commit(outgoing& m) {
     r = make_error(errc::unavailable, "the commit's answer was lost (injected)");
   }
   if (r && faults_.kill_after_commit > 0 && ++commits_answered_ == faults_.kill_after_commit) {
-    SHARDD_LOG(warn, "fault_injected", "migration", m.rec.id, "fault", "kill_after_commit");
-    ::kill(::getpid(), SIGKILL);
+    kill_for_fault("kill_after_commit", "source");
   }
   if (!r) {
     if (r.error().code == errc::conflict || r.error().code == errc::forbidden)

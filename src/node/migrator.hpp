@@ -30,6 +30,7 @@ struct migration_faults {
   std::uint32_t digest_mismatch = 0;
   std::uint32_t lose_commit_answer = 0;  ///< the first N commit answers are dropped, as if lost on the way
   std::uint32_t kill_after_commit = 0;   ///< SIGKILL itself right after the N-th commit is answered
+  std::string kill_in_phase;             ///< SIGKILL itself when a move reaches this phase
   static migration_faults from_env();
 };
 
@@ -127,6 +128,8 @@ class migrator {
   boost::asio::awaitable<result<void>> import_batch(const import_grant& g, std::string payload);
   boost::asio::awaitable<result<peer::digest_reply>> import_digest(const import_grant& g);
   boost::asio::awaitable<result<void>> import_reset(const import_grant& g);
+  /// The fault kill_in_phase (node/faults.hpp) on the target side.
+  void fault_in_phase(std::string_view phase) const;
 
   boost::asio::any_io_executor ex_;
   const node_config& cfg_;

@@ -1,6 +1,7 @@
 // The migrator's target side: one import actor per shard moving here, which applies the
 // batches, answers the digests and carries out the resets its source sends, one at a time.
 #include "node/actor.hpp"
+#include "node/faults.hpp"
 #include "node/migrator.hpp"
 #include "node/store_ops.hpp"
 #include "shardd/digest.hpp"
@@ -47,13 +48,29 @@ class migrator::import final : public actor<import_msg>, public std::enable_shar
 
  private:
   awaitable<void> on(std::monostate&) { co_return; }
-  awaitable<void> on(batch_msg& m) { m.reply.send(co_await parent_.import_batch(grant_, std::move(m.payload))); }
-  awaitable<void> on(digest_msg& m) { m.reply.send(co_await parent_.import_digest(grant_)); }
+  awaitable<void> on(batch_msg& m) {
+    if (!parent_.faults_.kill_in_phase.empty()) {
+      // A copy batch, a tail batch before the digest (catch-up) or after it (the cutover's).
+      const auto view = peer::decode_data_batch_view(m.payload);
+      parent_.fault_in_phase(view && view->kind == 0 ? "copying" : digested_ ? "cutover" : "catching_up");
+    }
+    m.reply.send(co_await parent_.import_batch(grant_, std::move(m.payload)));
+  }
+  awaitable<void> on(digest_msg& m) {
+    parent_.fault_in_phase("verifying");
+    digested_ = true;
+    m.reply.send(co_await parent_.import_digest(grant_));
+  }
   awaitable<void> on(reset_msg& m) { m.reply.send(co_await parent_.import_reset(grant_)); }
 
   migrator& parent_;
   import_grant grant_;
+  bool digested_ = false;  ///< for the fault kill_in_phase only
 };
+
+void migrator::fault_in_phase(std::string_view phase) const {
+  if (!faults_.kill_in_phase.empty() && faults_.kill_in_phase == phase) kill_for_fault("kill_in_phase", "target");
+}
 
 awaitable<result<std::shared_ptr<migrator::import>>> migrator::import_for(std::string from, std::uint32_t index_id,
                                                                         std::uint32_t shard_id) {
@@ -83,6 +100,14 @@ void migrator::prune_imports(const snapshot_ptr& snap, bool all) {
     if (keep) {
       ++it;
       continue;
+    }
+    if (snap) {
+      // The move committed: this node owns the shard now.
+      const index_entry* ix = nullptr;
+      for (const auto& [name, e] : snap->map->indexes)
+        if (e.id == g.index_id) ix = &e;
+      const auto* s = ix ? ix->find_shard(g.shard_id) : nullptr;
+      if (s && s->owner == cfg_.node_id) fault_in_phase("retiring");
     }
     it->second->stop();  // requests still queued answer `unavailable`
     it = imports_.erase(it);
