@@ -41,22 +41,27 @@ if [[ "${SHARDD_TEST_QUICK:-0}" != 1 ]]; then
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
   run_suite build-asan "$@"
 
-  # The peer protocol decoder under libFuzzer (clang, ASan+UBSan) for a minute, from the
-  # seed corpus in test/fuzz/corpus (copied: the fuzzer adds to its corpus folder).
+  # The peer protocol decoder and the REST layer under libFuzzer (clang, ASan+UBSan), each for
+  # SHARDD_FUZZ_SECONDS (default 60), from the seed corpora in test/fuzz (copied: the fuzzer
+  # adds to its corpus folder).
   CXX="ccache clang++" configure build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
     -Dcpp_args=-fno-sanitize=function
-  echo "== fuzz build-fuzz/test/fuzz/fuzz_frame for ${SHARDD_FUZZ_SECONDS:-60} s"
-  ninja -C build-fuzz -j "$jobs"
-  corpus=$(mktemp -d)
-  cp test/fuzz/corpus/* "$corpus/"
-  status=0
-  build-fuzz/test/fuzz/fuzz_frame -max_total_time="${SHARDD_FUZZ_SECONDS:-60}" -print_final_stats=1 \
-    -artifact_prefix=build-fuzz/ "$corpus" > build-fuzz/fuzz.log 2>&1 || status=$?
-  grep -E "^stat::number_of_executed_units|ERROR|SUMMARY" build-fuzz/fuzz.log || true
-  rm -rf "$corpus"
-  if [[ $status -ne 0 ]]; then
-    echo "fuzz_frame found a failing input (see build-fuzz/crash-*)" >&2
-    exit 1
-  fi
+  ninja -C build-fuzz -j "$jobs" test/fuzz/fuzz_frame test/fuzz/fuzz_rest
+  for target in frame:corpus rest:rest_corpus; do
+    name=${target%%:*}
+    seeds=${target#*:}
+    echo "== fuzz build-fuzz/test/fuzz/fuzz_$name for ${SHARDD_FUZZ_SECONDS:-60} s"
+    corpus=$(mktemp -d)
+    cp "test/fuzz/$seeds"/* "$corpus/"
+    status=0
+    build-fuzz/test/fuzz/fuzz_$name -max_total_time="${SHARDD_FUZZ_SECONDS:-60}" -print_final_stats=1 \
+      -rss_limit_mb=4096 -artifact_prefix=build-fuzz/ "$corpus" > "build-fuzz/fuzz_$name.log" 2>&1 || status=$?
+    grep -E "^stat::number_of_executed_units|ERROR|SUMMARY" "build-fuzz/fuzz_$name.log" || true
+    rm -rf "$corpus"
+    if [[ $status -ne 0 ]]; then
+      echo "fuzz_$name found a failing input (see build-fuzz/crash-* and build-fuzz/fuzz_$name.log)" >&2
+      exit 1
+    fi
+  done
 fi
 echo "== all tests passed in $(( $(date +%s) - start )) s"

@@ -1,5 +1,7 @@
 #include "shardd/text.hpp"
 
+#include "shardd/key_codec.hpp"
+
 #include <algorithm>
 #include <charconv>
 
@@ -94,6 +96,25 @@ std::string render_table(const std::vector<std::string>& header, const std::vect
   std::string out;
   line(header, out);
   for (const auto& r : rows) line(r, out);
+  return out;
+}
+
+std::string to_valid_utf8(std::string_view s) {
+  if (is_valid_utf8(s)) return std::string(s);
+  std::string out;
+  out.reserve(s.size() + 16);
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const std::size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+    if (n > 0 && i + n <= s.size() && is_valid_utf8(s.substr(i, n))) {
+      out.append(s.substr(i, n));
+      i += n;
+    } else {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    }
+  }
   return out;
 }
 

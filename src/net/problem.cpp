@@ -1,6 +1,8 @@
 // problem+json bodies. Kept apart from http_server.cpp so handler code links without Beast.
 #include "net/http_server.hpp"
 
+#include "shardd/text.hpp"
+
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
@@ -38,8 +40,9 @@ std::string problem_body(unsigned status, std::string_view slug, std::string_vie
   o["type"] = "urn:shardd:problem:" + std::string(slug);
   o["title"] = status_title(status);
   o["status"] = status;
-  o["detail"] = detail;
-  if (!instance.empty()) o["instance"] = instance;
+  // Details and instances echo what the client sent, which need not be UTF-8.
+  o["detail"] = to_valid_utf8(detail);
+  if (!instance.empty()) o["instance"] = to_valid_utf8(instance);
   return boost::json::serialize(o);
 }
 

@@ -4,8 +4,8 @@
 #include "node/controller.hpp"
 #include "node/rest_api.hpp"
 
+#include "support/api_fixture.hpp"
 #include "support/catch_result.hpp"
-#include "support/temp_dir.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -21,80 +21,8 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr const char* token = "unit-test-token-0123456789";
-
-/// A control plane that keeps the map in this node only: the controller's changes are
-/// installed in the ring actor and go nowhere else.
-class local_plane final : public control_plane {
- public:
-  explicit local_plane(ring_actor& r) : ring_(r) {}
-  asio::awaitable<result<snapshot_ptr>> load() override { co_return ring_.snapshot(); }
-  asio::awaitable<result<snapshot_ptr>> compare_and_set(std::uint64_t expected, partition_map next) override {
-    if (ring_.snapshot()->map->version != expected) co_return make_error(errc::conflict, "stale");
-    co_return co_await ring_.install(std::move(next));
-  }
-  void watch(std::function<void(const snapshot_ptr&)> f) override { ring_.on_install(std::move(f)); }
-  asio::awaitable<result<void>> register_node(node_entry) override { co_return result<void>{}; }
-  std::string elect_controller() override { return "n1"; }
-
- private:
-  ring_actor& ring_;
-};
-
-struct api_fixture {
-  temp_dir dir;
-  node_config cfg;
-  asio::io_context ioc;
-  asio::executor_work_guard<asio::io_context::executor_type> work{ioc.get_executor()};
-  asio::thread_pool pool{1};
-  std::atomic<bool> stopping{false};
-  std::unique_ptr<storage::store> store;
-  std::unique_ptr<ring_actor> ring;
-  std::unique_ptr<local_plane> plane;
-  std::unique_ptr<controller> ctl;
-  std::unique_ptr<rest_api> api;
-  std::thread runner;
-
-  api_fixture() {
-    cfg.node_id = "n1";
-    cfg.token = token;
-    cfg.bootstrap = true;
-    cfg.default_shards = 4;
-    cfg.max_doc_bytes = 1000;
-    auto s = storage::store::open(storage::store_options{dir.sub("db")});
-    REQUIRE(s);
-    store = std::move(*s);
-    ring = std::make_unique<ring_actor>(ioc.get_executor(), cfg, *store);
-    REQUIRE(ring->load());
-    ring->start();
-    plane = std::make_unique<local_plane>(*ring);
-    ctl = std::make_unique<controller>(ioc.get_executor(), cfg, *plane);
-    ctl->begin();
-    api = std::make_unique<rest_api>(node_context{cfg, *store, *ring, pool, stopping, nullptr, plane.get(), ctl.get()});
-    runner = std::thread([this] { ioc.run(); });
-  }
-  ~api_fixture() {
-    ctl->end();
-    ring->stop();
-    work.reset();
-    ioc.stop();
-    runner.join();
-    pool.join();
-    store->close();
-  }
-
-  net::http_response call(net::http_method m, std::string target, std::string body = {}, bool auth = true) {
-    net::http_request req;
-    req.method = m;
-    req.method_text = m == net::http_method::get ? "GET" : m == net::http_method::put ? "PUT" : m == net::http_method::post ? "POST" : m == net::http_method::delete_ ? "DELETE" : "PATCH";
-    req.target = std::move(target);
-    req.body = std::move(body);
-    if (auth) req.authorization = std::string("Bearer ") + token;
-    return asio::co_spawn(ioc, api->handle(std::move(req)), asio::use_future).get();
-  }
-  net::http_response get(std::string t) { return call(net::http_method::get, std::move(t)); }
-  net::http_response put(std::string t, std::string b) { return call(net::http_method::put, std::move(t), std::move(b)); }
-};
+using test::token;
+using test::api_fixture;
 
 std::string header(const net::http_response& r, const std::string& name) {
   for (const auto& [n, v] : r.headers)
@@ -253,4 +181,12 @@ TEST_CASE("health reports stopping with 503 once shutdown began") {
   auto r = f.call(net::http_method::get, "/v1/health", {}, false);
   CHECK(r.status == 503);
   CHECK(body(r).at("status") == "stopping");
+}
+
+TEST_CASE("a request target that is not UTF-8 gets a problem+json answer that is valid JSON") {
+  api_fixture f;
+  auto r = f.get("/\xff\xfe/v1/indexes");
+  CHECK(r.status == 400);
+  auto b = body(r);  // parses
+  CHECK(std::string(b.at("detail").as_string()).find("\xEF\xBF\xBD") != std::string::npos);
 }

@@ -1,6 +1,7 @@
 #include "shardd/text.hpp"
 
 #include "shardd/json_fields.hpp"
+#include "shardd/key_codec.hpp"
 
 #include "support/catch_result.hpp"
 
@@ -85,4 +86,13 @@ TEST_CASE("JSON text writes doubles as people read them and everything else as B
   CHECK(back.at("list") == o.at("list"));
   CHECK(back.at("nested") == o.at("nested"));
   CHECK(text.find('E') == std::string::npos);
+}
+
+TEST_CASE("to_valid_utf8 keeps valid text and replaces each stray byte with U+FFFD") {
+  CHECK(to_valid_utf8("plain") == "plain");
+  CHECK(to_valid_utf8("caf\xc3\xa9") == "caf\xc3\xa9");
+  CHECK(to_valid_utf8("a\xff" "b") == "a\xEF\xBF\xBD" "b");
+  CHECK(to_valid_utf8("\xc3") == "\xEF\xBF\xBD");              // truncated sequence
+  CHECK(to_valid_utf8("\xed\xa0\x80") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // a surrogate, byte by byte
+  CHECK(is_valid_utf8(to_valid_utf8("\x80\x81\xfe\xff\xf0\x9f\x98")));
 }
