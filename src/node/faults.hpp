@@ -13,6 +13,10 @@
 //                        lost on the way (the controller did commit)
 //   kill_after_commit=N  this node SIGKILLs itself right after the answer to its N-th
 //                        migrate_commit, before it has the map that shows the new owner
+//   partition_after_commit=N  as this node sends its migrate_commit, the network between it and
+//                        the controller is cut for N ms: the commit and its answer get
+//                        through, every other call and frame either way fails (the new map
+//                        the controller pushes meanwhile is refused)
 //   kill_after_begin=1   the controller SIGKILLs itself right after it has begun a move in
 //                        the map, before the record says so
 //   kill_in_phase=P      SIGKILL this node when a move it takes part in reaches phase P
@@ -22,6 +26,7 @@
 //                        digest, the map that makes it the owner), the controller as it
 //                        records the phase a report brings (retiring: the commit)
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -34,5 +39,11 @@ std::uint32_t test_fault(std::string_view name);
 std::string test_fault_text(std::string_view name);
 /// Logs the fault and SIGKILLs this process.
 [[noreturn]] void kill_for_fault(std::string_view fault, std::string_view where);
+/// The fault partition_after_commit: peer traffic with `peer` is dropped for `length` from
+/// now, except the next `let_through` calls to it.
+void partition_from(std::string peer, std::chrono::milliseconds length, int let_through = 0);
+/// True while partition_from() cuts this node off from `peer` (one atomic load otherwise).
+/// `outgoing`: a call this node makes (which may be one let through).
+bool partitioned_from(std::string_view peer, bool outgoing = false);
 
 }  // namespace shardd

@@ -1,4 +1,5 @@
 #include "node/migrator.hpp"
+#include "node/migrator_outgoing.hpp"
 
 #include "node/actor.hpp"
 #include "node/faults.hpp"
@@ -23,92 +24,14 @@
 
 namespace shardd {
 
-namespace asio = boost::asio;
-using asio::awaitable;
-using clock_type = std::chrono::steady_clock;
-using A = migration_fsm::action_kind;
-using E = migration_fsm::event_kind;
-
-namespace {
-
-// A copy batch becomes one SST file on the target, and each ingest has a fixed cost (a file,
-// an fsync, a manifest write), so uncapped copies send large batches (1 MiB -> 4 MiB took a
-// 400 MiB copy from 1.6 s to 1.0 s). Under a bandwidth cap a batch is an eighth of a second
-// of the cap, so progress and the cap stay smooth. Tail batches stay at 1 MiB.
-constexpr std::size_t batch_records = 32768;
-constexpr std::size_t batch_bytes = 1u << 20;
-constexpr std::size_t copy_batch_max = 4u << 20;
-constexpr std::size_t copy_batch_min = 64u << 10;
-// Copy batches in flight at once. They hold disjoint keys of one snapshot, so they may apply
-// in any order and be applied twice after a retry. (Tail batches go one at a time, in order.)
-constexpr std::size_t copy_window = 4;
-constexpr auto peer_timeout = std::chrono::seconds(10);
-constexpr auto report_every = std::chrono::milliseconds(500);
-const std::string out_prefix = "migration/out/";
-
-std::uint64_t wall_ms() {
-  return static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
-
-awaitable<void> sleep_for(std::chrono::nanoseconds d) {
-  if (d <= std::chrono::nanoseconds(0)) co_return;
-  asio::steady_timer t(co_await asio::this_coro::executor);
-  t.expires_after(d);
-  co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
-}
-
-migration_fsm::event make_event(E kind) {
-  migration_fsm::event e;
-  e.kind = kind;
-  return e;
-}
-
-migration_fsm::event failed(E kind, std::string reason) {
-  auto e = make_event(kind);
-  e.reason = std::move(reason);
-  return e;
-}
-
-}  // namespace
+using namespace migrator_detail;
 
 migration_faults migration_faults::from_env() {
   return migration_faults{test_fault("corrupt_batch"), test_fault("digest_mismatch"), test_fault("lose_commit_answer"),
-                          test_fault("kill_after_commit"), test_fault_text("kill_in_phase")};
+                          test_fault("kill_after_commit"), test_fault_text("kill_in_phase"),
+                          test_fault("partition_after_commit")};
 }
 
-using send_channel = asio::experimental::channel<void(boost::system::error_code, result<peer::frame>)>;
-
-struct migrator::outgoing : std::enable_shared_from_this<migrator::outgoing> {
-  explicit outgoing(asio::any_io_executor ex) : strand(asio::make_strand(ex)) {}
-  struct flight {
-    std::shared_ptr<send_channel> done;
-    std::string cursor;
-    std::uint64_t bytes = 0, records = 0;
-  };
-  asio::strand<asio::any_io_executor> strand;
-  migration_record rec;
-  migration_fsm fsm;
-  key_range range;
-  std::optional<storage::snapshot> snap;  // the copy's snapshot
-  std::string read_cursor;                // last key read for sending (ahead of the acknowledged one)
-  bool read_done = false;
-  std::deque<flight> inflight;            // copy batches sent, oldest first
-  token_bucket bucket;                    // the migration's own cap
-  std::string control;                    // a command waiting for the next step: pause, resume, cancel
-  bool driving = false;
-  /// Bound to the drive coroutine: stop() emits a terminal cancellation, which aborts the
-  /// timer, channel or peer call it waits on and unwinds it at its next step.
-  asio::cancellation_signal cancel;
-  clock_type::time_point last_report{};
-  migration_phase reported_phase = migration_phase::queued;
-  /// The phase of the controller's record in its answer to the last report; empty when that
-  /// report got no answer.
-  std::optional<migration_phase> controller_phase;
-  clock_type::time_point rate_since = clock_type::now();
-  std::uint64_t rate_bytes = 0;
-  clock_type::time_point fence_started{};
-};
 
 migrator::migrator(asio::any_io_executor ex, const node_config& cfg, storage::store& store, ring_actor& ring, peers& p,
                    asio::thread_pool& pool)
@@ -415,15 +338,6 @@ awaitable<result<peer::frame>> migrator::send_batch(outgoing& m, std::string pay
   co_return r;
 }
 
-namespace {
-
-migration_fsm::event from_send_error(const error& e) {
-  if (e.code == errc::corrupt) return failed(E::checksum_failed, e.detail);
-  return failed(E::peer_failed, e.detail);
-}
-
-}  // namespace
-
 awaitable<migration_fsm::event> migrator::copy_step(outgoing& m) {
   if (!m.snap) co_return failed(E::peer_failed, "no snapshot");
   // Keep the window full: read ahead of the acknowledged cursor and send.
@@ -567,124 +481,6 @@ awaitable<migration_fsm::event> migrator::verify(outgoing& m) {
   migration_fsm::event e = make_event(E::verified);
   e.match = match;
   co_return e;
-}
-
-awaitable<migration_fsm::event> migrator::fence(outgoing& m) {
-  // From here writes to the range are refused (and retried by their senders with the next
-  // map); the writer applied every write queued before the fence, so one last tail is all
-  // the target lacks.
-  m.fence_started = clock_type::now();
-  storage::layout_change f;
-  f.fence.push_back(m.range);
-  if (auto r = co_await layout(std::move(f)); !r) co_return failed(E::peer_failed, "fence: " + r.error().detail);
-  auto shipped = co_await ship_tail(m, store_.latest_sequence());
-  if (!shipped) co_return from_send_error(shipped.error());
-  co_return make_event(E::fence_ready);
-}
-
-namespace {
-
-bool committed_phase(std::optional<migration_phase> p) {
-  return p && (*p == migration_phase::retiring || *p == migration_phase::done);
-}
-
-}  // namespace
-
-awaitable<migrator::outcome> migrator::ask_outcome(outgoing& m) {
-  // A report's answer carries the controller's record: committed (retiring or done) or not.
-  // The controller handles messages one at a time, so once it has answered, a commit that is
-  // still on its way can no longer change what it said about the commit — unless the record is
-  // still in cutover, which the caller treats as "not committed yet" and asks again.
-  for (int i = 0; !stopping_; ++i) {
-    co_await report(m, true);
-    if (m.controller_phase) co_return committed_phase(m.controller_phase) ? outcome::committed : outcome::not_committed;
-    if (i == 0 || i % 30 == 0)
-      SHARDD_LOG(warn, "migration_outcome_unknown", "migration", m.rec.id, "waiting", "the controller's answer");
-    co_await sleep_for(std::chrono::seconds(1));
-  }
-  co_return outcome::stopping;
-}
-
-awaitable<bool> migrator::await_new_owner(outgoing& m) {
-  // The fence holds until this node has a map in which it no longer owns the shard: a write
-  // it took after lifting the fence with the old map would be deleted by retire().
-  for (int i = 1; !stopping_; ++i) {
-    const auto snap = ring_.snapshot();
-    const auto* ix = snap->map->find_index(m.rec.index);
-    const auto* s = ix ? ix->find_shard(m.rec.shard) : nullptr;
-    if (!s || s->owner != cfg_.node_id) co_return true;
-    if (i % 100 == 0) {
-      // The push did not come within a second: fetch the map from the controller.
-      if (i == 100) SHARDD_LOG(warn, "migration_map_late", "migration", m.rec.id, "fetching", snap->map->controller);
-      auto f = make_frame(peer::frame_type::map_get, {}, snap->map->version);
-      if (auto r = co_await peers_.call(snap->map->controller, std::move(f), peer_timeout); r) {
-        if (auto fetched = from_json(r->payload); fetched && fetched->controller == r->sender)
-          (void)co_await ring_.install(std::move(*fetched));  // asked for: never delayed by the map_delay_ms fault
-      }
-    }
-    co_await sleep_for(std::chrono::milliseconds(10));
-  }
-  co_return false;
-}
-
-awaitable<migration_fsm::event> migrator::commit(outgoing& m) {
-  // The controller commits only a record in cutover: tell it first. No answer, no commit.
-  m.rec.phase = m.fsm.current().phase;
-  co_await report(m, true);
-  if (m.reported_phase != migration_phase::cutover || !m.controller_phase)
-    co_return failed(E::peer_failed, "commit: the controller did not take the cutover report");
-  if (committed_phase(m.controller_phase)) co_return co_await committed(m);  // an earlier commit's answer was lost
-  const auto snap = ring_.snapshot();
-  peer::migrate_control c{m.rec.id, "commit"};
-  auto f = make_frame(peer::frame_type::migrate_commit, peer::encode(c), snap->map->version);
-  auto r = co_await peers_.call(snap->map->controller, std::move(f), peer_timeout);
-  if (r && faults_.lose_commit_answer > 0 && commits_lost_++ < faults_.lose_commit_answer) {
-    SHARDD_LOG(warn, "fault_injected", "migration", m.rec.id, "fault", "lose_commit_answer");
-    r = make_error(errc::unavailable, "the commit's answer was lost (injected)");
-  }
-  if (r && faults_.kill_after_commit > 0 && ++commits_answered_ == faults_.kill_after_commit) {
-    kill_for_fault("kill_after_commit", "source");
-  }
-  if (!r) {
-    if (r.error().code == errc::conflict || r.error().code == errc::forbidden)
-      co_return failed(E::commit_refused, r.error().detail);
-    // No answer: the controller may have committed or not. Ask it; never guess.
-    switch (co_await ask_outcome(m)) {
-      case outcome::committed: break;
-      case outcome::not_committed: co_return failed(E::peer_failed, "commit: " + r.error().detail);
-      case outcome::stopping: co_return failed(E::peer_failed, "stopping");
-    }
-  }
-  co_return co_await committed(m);
-}
-
-awaitable<migration_fsm::event> migrator::committed(outgoing& m) {
-  if (!co_await await_new_owner(m)) co_return failed(E::peer_failed, "stopping");  // the fence goes with the process
-  storage::layout_change u;
-  u.unfence.push_back(m.range);
-  (void)co_await layout(std::move(u));
-  m.rec.fence_ms = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - m.fence_started).count());
-  SHARDD_LOG(info, "migration_committed", "migration", m.rec.id, "index", m.rec.index, "shard", m.rec.shard, "owner",
-             m.rec.target, "fence_ms", m.rec.fence_ms);
-  co_return make_event(E::committed);
-}
-
-awaitable<migration_fsm::event> migrator::retire(outgoing& m) {
-  // The source keeps its copy for the undo window, then deletes the range once — unless the
-  // shard came back here meanwhile.
-  const auto until = clock_type::now() + std::chrono::milliseconds(cfg_.migration_undo_window_ms);
-  while (clock_type::now() < until && !stopping_) co_await sleep_for(std::min<clock_type::duration>(until - clock_type::now(), std::chrono::milliseconds(200)));
-  if (stopping_) co_return failed(E::peer_failed, "stopping");
-  const auto snap = ring_.snapshot();
-  const auto* ix = snap->map->find_index(m.rec.index);
-  const auto* s = ix ? ix->find_shard(m.rec.shard) : nullptr;
-  if (s && s->owner != cfg_.node_id && !(s->state == shard_state::migrating && s->target == cfg_.node_id)) {
-    storage::layout_change d;
-    d.drop_ranges.push_back(m.range);
-    if (auto r = co_await layout(std::move(d)); !r) co_return failed(E::peer_failed, "retire: " + r.error().detail);
-  }
-  co_return make_event(E::retired);
 }
 
 awaitable<void> migrator::drive(std::shared_ptr<outgoing> m, std::vector<migration_fsm::action> first) {

@@ -1,6 +1,7 @@
 #include "node/peer_service.hpp"
 
 #include "node/controller.hpp"
+#include "node/faults.hpp"
 #include "common/log.hpp"
 #include "node/migrator.hpp"
 #include "node/peers.hpp"
@@ -41,6 +42,7 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
                                                           " frame: nothing of it was applied"), version());
   }
   const auto ack = [&] { return reply(peer::frame_type::ack, {}, version()); };
+  if (partitioned_from(from)) co_return fail(make_error(errc::unavailable, "partitioned from '" + from + "' (injected)"), version());
   // Who may send it (peer_roles.hpp): refused before anything is decoded or done.
   if (auto allowed = check_sender(f.header.type, *ctx_.ring.snapshot()->map, ctx_.config.node_id, from); !allowed) {
     if (allowed.error().code == errc::forbidden)

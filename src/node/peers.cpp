@@ -1,5 +1,6 @@
 #include "node/peers.hpp"
 
+#include "node/faults.hpp"
 #include "shardd/peer_messages.hpp"
 
 namespace shardd {
@@ -30,6 +31,7 @@ boost::asio::awaitable<result<peer::frame>> peers::call(std::string node_id, pee
   const auto snap = ring_.snapshot();
   const auto* n = snap->map->find_node(node_id);
   if (!n) co_return make_error(errc::not_found, "node '" + node_id + "' is not a member");
+  if (partitioned_from(node_id, true)) co_return make_error(errc::unavailable, "node '" + node_id + "' did not answer (partitioned: injected)");
   auto r = co_await client_.call(node_id, n->peer_address, std::move(f), timeout, lane);
   co_return check_reply(std::move(r));
 }

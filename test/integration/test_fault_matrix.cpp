@@ -1,7 +1,8 @@
 // The fault matrix: for each phase of a move and each node in it (controller, source, target),
 // SIGKILL that node as the move reaches the phase, restart it, and check under a running
-// writer that every acknowledged write reads back with its last value. docs/reliability.md
-// lists the outcomes.
+// writer that every acknowledged write reads back with its last value, and under a reader that
+// no read returns a value older than one acknowledged before it. docs/reliability.md lists
+// the outcomes.
 
 #include "support/catch_result.hpp"
 #include "support/cluster.hpp"
@@ -44,6 +45,7 @@ TEST_CASE("a node SIGKILLed as a move reaches a phase, then restarted: no acknow
   std::map<std::string, std::set<std::int64_t>> failed;
   {
     writer w(cl.node(via).client(), "f", "w", routing);
+    clock_check clock(cl.node(via).client(), cl.node(via).client(), "f", routing);
     const auto id = start_migration(*c1, "f", shard, "node-3");
     auto& v = cl.node(victim);
     bool killed = false;
@@ -66,11 +68,14 @@ TEST_CASE("a node SIGKILLed as a move reaches a phase, then restarted: no acknow
     std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a few writes after the end
     w.finish(acked);
     failed = w.failed;
+    clock.finish(acked, failed);
     const auto outcome = shardd::test::phase(m);
     CHECK((outcome == "done" || outcome == "rolled_back"));
-    std::printf("fault-matrix victim=%s phase=%s outcome=%s resumes=%lld acked_writes=%zu writer_failures=%d\n", role(victim),
-                phase.c_str(), outcome.c_str(), static_cast<long long>(m.at("resumes").as_int64()), acked.size(),
-                w.failures.load());
+    std::printf("fault-matrix victim=%s phase=%s outcome=%s resumes=%lld acked_writes=%zu writer_failures=%d reads=%d "
+                "regressions=%d\n", role(victim), phase.c_str(), outcome.c_str(), static_cast<long long>(m.at("resumes").as_int64()),
+                acked.size(), w.failures.load(), clock.reads.load(), clock.regressions.load());
+    CHECK(clock.regressions == 0);
+    CHECK(clock.reads > 10);
     if (outcome == "done") CHECK(owners(*cl.node(1).client(), "f")[shard] == "node-3");
   }
   for (const auto& [k, v] : acked) expected[k] = v;

@@ -173,6 +173,72 @@ struct writer {
 };
 
 
+/// One key written with rising values and read back at the same time: a read counts as a
+/// regression when it returns a value older than one acknowledged before the read began, or
+/// older than one read before. A write that failed may still land late (its outcome is
+/// unknown), so its value never counts. Threads other than the test's own only count: Catch's
+/// checks are not thread-safe.
+struct clock_check {
+  std::atomic<bool> stop{false};
+  std::atomic<std::int64_t> acked{-1};
+  std::atomic<int> regressions{0}, reads{0};
+  std::mutex mu;
+  std::set<std::int64_t> failed;  ///< under mu
+  std::thread writer_thread, reader_thread;
+
+  clock_check(std::unique_ptr<net::https_client> wc, std::unique_ptr<net::https_client> rc, const std::string& index,
+              const std::string& routing, std::string key = "clock") {
+    const auto target = "/v1/indexes/" + index + "/records/" + key + "?routing=" + routing;
+    writer_thread = std::thread([this, c = std::move(wc), target] {
+      for (std::int64_t v = 0; !stop; ++v) {
+        bool ok = false;
+        try {
+          ok = c->put(target, R"({"n":)" + std::to_string(v) + "}").status < 300;
+        } catch (const std::exception&) {
+        }
+        if (ok) {
+          acked = v;
+        } else {
+          std::lock_guard lock(mu);
+          failed.insert(v);
+        }
+      }
+    });
+    reader_thread = std::thread([this, c = std::move(rc), target] {
+      std::int64_t last = -1;
+      while (!stop) {
+        const auto floor = acked.load();
+        try {
+          auto r = c->get(target);
+          if (r.status != 200) continue;
+          const auto v = json::parse(r.body).at("doc").at("n").as_int64();
+          ++reads;
+          if (v < floor || v < last) {
+            std::lock_guard lock(mu);
+            if (!failed.count(v)) ++regressions;
+          }
+          last = std::max(last, v);
+        } catch (const std::exception&) {
+        }
+      }
+    });
+  }
+  /// Stops both threads; the key's last acknowledged value goes to `expected`, its failed
+  /// writes to `unknown`.
+  void finish(std::map<std::string, std::int64_t>& expected, std::map<std::string, std::set<std::int64_t>>& unknown,
+              const std::string& key = "clock") {
+    join();
+    if (acked >= 0) expected[key] = acked;
+    unknown[key].insert(failed.begin(), failed.end());
+  }
+  void join() {
+    stop = true;
+    if (writer_thread.joinable()) writer_thread.join();
+    if (reader_thread.joinable()) reader_thread.join();
+  }
+  ~clock_check() { join(); }
+};
+
 /// The check that ends a case with writes of unknown outcome: every record in `expected` (the
 /// loaded and the acknowledged ones) reads back with its value, or with the value of a write to
 /// it that failed (which may have been applied, even after a later acknowledged one); any other
