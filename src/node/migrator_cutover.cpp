@@ -15,6 +15,9 @@ awaitable<migration_fsm::event> migrator::fence(outgoing& m) {
   // map); the writer applied every write queued before the fence, so one last tail is all
   // the target lacks.
   m.fence_started = clock_type::now();
+  // The report that entered cutover went out just before (the persist step): if the
+  // controller took it, the commit need not ask again inside the fence.
+  m.cutover_reported = m.reported_phase == migration_phase::cutover && m.controller_phase == migration_phase::cutover;
   storage::layout_change f;
   f.fence.push_back(m.range);
   if (auto r = co_await layout(std::move(f)); !r) co_return failed(E::peer_failed, "fence: " + r.error().detail);
@@ -69,9 +72,11 @@ awaitable<bool> migrator::await_new_owner(outgoing& m) {
 }
 
 awaitable<migration_fsm::event> migrator::commit(outgoing& m) {
-  // The controller commits only a record in cutover: tell it first. No answer, no commit.
+  // The controller commits only a record in cutover: tell it first, unless the report made as
+  // the fence went up was taken (a commit the controller refuses after all, say because an
+  // operator cancelled meanwhile, fails as commit_refused below). No answer, no commit.
   m.rec.phase = m.fsm.current().phase;
-  co_await report(m, true);
+  if (!std::exchange(m.cutover_reported, false) || m.controller_phase != migration_phase::cutover) co_await report(m, true);
   if (m.reported_phase != migration_phase::cutover || !m.controller_phase)
     co_return failed(E::peer_failed, "commit: the controller did not take the cutover report");
   if (committed_phase(m.controller_phase)) co_return co_await committed(m);  // an earlier commit's answer was lost

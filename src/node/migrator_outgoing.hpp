@@ -102,6 +102,9 @@ struct migrator::outgoing : std::enable_shared_from_this<migrator::outgoing> {
   migrator_detail::clock_type::time_point rate_since = migrator_detail::clock_type::now();
   std::uint64_t rate_bytes = 0;
   migrator_detail::clock_type::time_point fence_started{};
+  /// Set as the fence goes up when the controller took the report that entered cutover; the
+  /// commit then does not report again (one round trip less inside the fence).
+  bool cutover_reported = false;
 };
 
 }  // namespace shardd
