@@ -1,0 +1,32 @@
+#pragma once
+// Trends for the monitor's forecasts: a least-squares line through a window of samples, with
+// its fit quality, and when it reaches a limit. Pure.
+
+#include <optional>
+#include <span>
+
+namespace shardd {
+
+struct trend_point {
+  double t = 0;  ///< time, any unit (the monitor uses seconds)
+  double y = 0;
+};
+
+/// y = intercept + slope * t, fitted by least squares.
+struct trend {
+  double slope = 0;
+  double intercept = 0;
+  double r2 = 0;   ///< coefficient of determination: 1 a perfect line, near 0 no linear trend
+  std::size_t points = 0;
+
+  double at(double t) const noexcept { return intercept + slope * t; }
+  /// How long from `now` until the line rises to `limit`: zero when it is there already, empty
+  /// when it does not rise.
+  std::optional<double> time_to(double limit, double now) const noexcept;
+};
+
+/// The least-squares line through `pts`; empty with fewer than two points or when every t is
+/// the same.
+[[nodiscard]] std::optional<trend> fit_trend(std::span<const trend_point> pts) noexcept;
+
+}  // namespace shardd
