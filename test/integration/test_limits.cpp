@@ -88,3 +88,43 @@ TEST_CASE("a 64 MiB body without a token is refused from its header, before a by
   auto c = cl.node(1).client();
   CHECK(c->put("/v1/indexes/big", "{not json").status == 400);
 }
+
+namespace {
+
+std::string raw_peer(const std::string& mode, shardd_process& n, const std::string& extra = {}) {
+  const char* root = std::getenv("SHARDD_SOURCE_ROOT");
+  REQUIRE(root);
+  const auto& certs = test_certs();
+  auto [rc, out] = run_command("python3 " + std::string(root) + "/test/integration/clients/raw_peer.py " + mode + " " +
+                               std::to_string(n.peer_port()) + " " + certs.ca() + " " + certs.cert("node-2") + " " +
+                               certs.key("node-2") + " node-2 " + extra);
+  INFO(out);
+  REQUIRE(rc == 0);
+  return out;
+}
+
+constexpr const char* peer_limits_config =
+    R"({"cluster":{"heartbeat_interval_ms":200,"heartbeat_miss_limit":3},)"
+    R"("peer":{"idle_timeout_ms":1000,"write_timeout_ms":1000}})";
+
+}  // namespace
+
+TEST_CASE("a peer connection that says hello and then nothing is closed at peer.idle_timeout_ms") {
+  cluster cl(2, {}, peer_limits_config);
+  const double seconds = std::stod(raw_peer("idle", cl.node(1)));
+  CHECK(seconds >= 0.8);
+  CHECK(seconds < 5.0);
+  // The members' own connections come back as needed: the cluster still works.
+  auto c2 = cl.node(2).client();
+  REQUIRE(c2->put("/v1/indexes/after", R"({"shards":4})").status == 201);
+  for (int i = 0; i < 20; ++i) CHECK(c2->put("/v1/indexes/after/records/k" + std::to_string(i), R"({"n":1})").status == 201);
+  CHECK(body(cl.node(1).client()->get("/v1/indexes/after/count")).at("count").as_int64() == 20);
+}
+
+TEST_CASE("a peer that sends requests and never reads the replies is cut at peer.write_timeout_ms, and the node serves on") {
+  cluster cl(2, {}, peer_limits_config);
+  // 20,000 map_get requests: their replies (the map, each time) far exceed the socket buffers.
+  CHECK(raw_peer("noread", cl.node(1), "20000").rfind("closed", 0) == 0);
+  CHECK(cl.node(1).client()->get("/v1/health").status == 200);
+  CHECK(cl.node(2).client()->put("/v1/indexes/still", R"({"shards":2})").status == 201);
+}
