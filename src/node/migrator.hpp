@@ -31,7 +31,7 @@ struct migration_faults {
   std::uint32_t lose_commit_answer = 0;  ///< the first N commit answers are dropped, as if lost on the way
   std::uint32_t kill_after_commit = 0;   ///< SIGKILL itself right after the N-th commit is answered
   std::string kill_in_phase;             ///< SIGKILL itself when a move reaches this phase
-  std::uint32_t partition_after_commit = 0;  ///< ms without peer traffic to the controller after a commit's answer
+  std::uint32_t partition_after_commit = 0;  ///< ms without peer traffic to the controller once the commit and its answer have passed
   static migration_faults from_env();
 };
 

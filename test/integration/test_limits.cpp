@@ -14,14 +14,17 @@ using namespace shardd::test;
 
 namespace {
 
-std::string raw_http(const std::string& args) {
+/// Runs one of the misbehaving clients in test/integration/clients and returns what it prints.
+std::string run_client(const std::string& script, const std::string& args) {
   const char* root = std::getenv("SHARDD_SOURCE_ROOT");
   REQUIRE(root);
-  auto [rc, out] = run_command("python3 " + std::string(root) + "/test/integration/clients/raw_http.py " + args);
+  auto [rc, out] = run_command("python3 " + std::string(root) + "/test/integration/clients/" + script + " " + args);
   INFO(out);
   REQUIRE(rc == 0);
   return out;
 }
+
+std::string raw_http(const std::string& args) { return run_client("raw_http.py", args); }
 
 std::uint64_t rss_kib(int pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -92,15 +95,9 @@ TEST_CASE("a 64 MiB body without a token is refused from its header, before a by
 namespace {
 
 std::string raw_peer(const std::string& mode, shardd_process& n, const std::string& extra = {}) {
-  const char* root = std::getenv("SHARDD_SOURCE_ROOT");
-  REQUIRE(root);
   const auto& certs = test_certs();
-  auto [rc, out] = run_command("python3 " + std::string(root) + "/test/integration/clients/raw_peer.py " + mode + " " +
-                               std::to_string(n.peer_port()) + " " + certs.ca() + " " + certs.cert("node-2") + " " +
-                               certs.key("node-2") + " node-2 " + extra);
-  INFO(out);
-  REQUIRE(rc == 0);
-  return out;
+  return run_client("raw_peer.py", mode + " " + std::to_string(n.peer_port()) + " " + certs.ca() + " " + certs.cert("node-2") +
+                                       " " + certs.key("node-2") + " node-2 " + extra);
 }
 
 constexpr const char* peer_limits_config =
