@@ -213,4 +213,17 @@ struct import_grant {
 /// increasing order. `forbidden` names the first key that does not.
 [[nodiscard]] result<void> check_batch_keys(const key_range& range, std::span<const std::string_view> keys, bool sorted);
 
+// --- cluster health -------------------------------------------------------------------------
+
+/// The cluster's colour, as Elasticsearch shows it: `red` when some shard's owner is not up
+/// (its records cannot be read or written), `yellow` when all are served but the cluster is
+/// changing or something is wrong (migrations running, a node draining or down without
+/// shards, an anomaly open), `green` otherwise. `reasons` says why, one line each.
+struct cluster_health {
+  std::string status = "green";
+  std::vector<std::string> reasons;
+};
+[[nodiscard]] cluster_health assess_health(const partition_map& m, std::size_t migrations_running,
+                                           std::size_t anomalies_open);
+
 }  // namespace shardd

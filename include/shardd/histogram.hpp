@@ -39,8 +39,12 @@ class histogram {
   /// Adds `o`'s counts (the maximum is the larger of the two).
   void merge(const histogram& o) noexcept;
   /// This minus an earlier snapshot of the same cumulative series (counts never go below 0;
-  /// the maximum stays this one's, an upper bound for the window).
+  /// the maximum is the upper bound of the window's highest bucket, never above this one's).
   [[nodiscard]] histogram since(const histogram& earlier) const;
+
+  /// Rebuilding a stored histogram: `n` values in bucket `i`, then the sum and maximum of all.
+  void add_bucket(std::size_t i, std::uint64_t n) noexcept;
+  void add_totals(std::uint64_t sum, std::uint64_t max) noexcept;
 
   std::uint64_t count() const noexcept { return total_; }
   std::uint64_t max() const noexcept { return max_; }

@@ -40,13 +40,30 @@ struct join_request {
 std::string encode(const join_request& m);
 [[nodiscard]] result<join_request> decode_join(std::string_view p);
 
-/// Liveness and the sender's totals, every heartbeat interval.
+/// One shard's load as its owner's monitor measured it over its last interval.
+struct shard_load {
+  std::uint32_t index_id = 0;
+  std::uint32_t shard_id = 0;
+  std::uint64_t records = 0;
+  std::uint64_t bytes = 0;
+  double reads_per_sec = 0;   ///< point reads and scanned records
+  double writes_per_sec = 0;  ///< puts and deletes
+  double bytes_in_per_sec = 0;
+  double bytes_out_per_sec = 0;
+  friend bool operator==(const shard_load&, const shard_load&) = default;
+};
+/// Shard loads one heartbeat may carry at most (a node holds at most this many shards).
+constexpr std::uint32_t max_heartbeat_loads = 1u << 20;
+
+/// Liveness and the sender's totals, every heartbeat interval, with the load of each shard it
+/// owns (empty while its monitor is off or has not sampled yet).
 struct heartbeat {
   std::string node_id;
   std::uint64_t map_version = 0;
   std::uint32_t shards = 0;
   std::uint64_t records = 0;
   std::uint64_t bytes = 0;
+  std::vector<shard_load> load;
 };
 std::string encode(const heartbeat& m);
 [[nodiscard]] result<heartbeat> decode_heartbeat(std::string_view p);

@@ -381,4 +381,43 @@ result<void> check_batch_keys(const key_range& range, std::span<const std::strin
   return {};
 }
 
+// --- cluster health -------------------------------------------------------------------------
+
+cluster_health assess_health(const partition_map& m, std::size_t migrations_running, std::size_t anomalies_open) {
+  cluster_health h;
+  std::map<std::string, std::size_t, std::less<>> unserved;  // owner not up -> shards
+  for (const auto& [name, ix] : m.indexes)
+    for (const auto& s : ix.shards) {
+      const auto* n = m.find_node(s.owner);
+      if (!n || n->state == node_state::down || n->state == node_state::left) ++unserved[s.owner];
+    }
+  for (const auto& [owner, count] : unserved) {
+    const auto* n = m.find_node(owner);
+    h.reasons.push_back(std::to_string(count) + (count == 1 ? " shard is" : " shards are") + " on node '" + owner +
+                        "', which is " + (n ? std::string(to_string(n->state)) : std::string("unknown")));
+  }
+  if (!unserved.empty()) h.status = "red";
+  bool changing = false;
+  if (migrations_running > 0) {
+    h.reasons.push_back(std::to_string(migrations_running) + (migrations_running == 1 ? " migration is" : " migrations are") +
+                        " running");
+    changing = true;
+  }
+  for (const auto& [id, n] : m.nodes) {
+    if (n.state == node_state::draining) {
+      h.reasons.push_back("node '" + id + "' is draining");
+      changing = true;
+    } else if (n.state == node_state::down && !unserved.count(id)) {
+      h.reasons.push_back("node '" + id + "' is down");
+      changing = true;
+    }
+  }
+  if (anomalies_open > 0) {
+    h.reasons.push_back(std::to_string(anomalies_open) + (anomalies_open == 1 ? " anomaly is" : " anomalies are") + " open");
+    changing = true;
+  }
+  if (changing && h.status == "green") h.status = "yellow";
+  return h;
+}
+
 }  // namespace shardd

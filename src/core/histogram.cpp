@@ -50,8 +50,24 @@ histogram histogram::since(const histogram& earlier) const {
     out.total_ += out.counts_[i];
   }
   out.sum_ = sum_ >= earlier.sum_ ? sum_ - earlier.sum_ : 0;
-  out.max_ = out.total_ ? max_ : 0;
+  out.max_ = 0;
+  for (std::size_t i = out.counts_.size(); i-- > 0;)
+    if (out.counts_[i]) {
+      out.max_ = std::min(max_, L::upper_bound(i));
+      break;
+    }
   return out;
+}
+
+void histogram::add_bucket(std::size_t i, std::uint64_t n) noexcept {
+  if (i >= counts_.size() || n == 0) return;
+  counts_[i] += n;
+  total_ += n;
+}
+
+void histogram::add_totals(std::uint64_t sum, std::uint64_t max) noexcept {
+  sum_ += sum;
+  max_ = std::max(max_, max);
 }
 
 std::uint64_t histogram::quantile(double q) const noexcept {

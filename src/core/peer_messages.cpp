@@ -1,5 +1,7 @@
 #include "shardd/peer_messages.hpp"
 
+#include <cmath>
+
 namespace shardd::peer {
 
 namespace {
@@ -76,6 +78,12 @@ result<join_request> decode_join(std::string_view p) {
 std::string encode(const heartbeat& m) {
   payload_writer w;
   w.bytes(m.node_id).u64(m.map_version).u32(m.shards).u64(m.records).u64(m.bytes);
+  w.u32(static_cast<std::uint32_t>(m.load.size()));
+  // Rates travel as thousandths (a rate is never negative; NaN and below zero become 0).
+  auto milli = [](double v) { return v > 0 && v < 1.8e16 ? static_cast<std::uint64_t>(std::llround(v * 1000)) : 0; };
+  for (const auto& l : m.load)
+    w.u32(l.index_id).u32(l.shard_id).u64(l.records).u64(l.bytes).u64(milli(l.reads_per_sec)).u64(milli(l.writes_per_sec))
+        .u64(milli(l.bytes_in_per_sec)).u64(milli(l.bytes_out_per_sec));
   return w.take();
 }
 result<heartbeat> decode_heartbeat(std::string_view p) {
@@ -86,6 +94,24 @@ result<heartbeat> decode_heartbeat(std::string_view p) {
   m.shards = r.u32();
   m.records = r.u64();
   m.bytes = r.u64();
+  if (r.ok() && r.remaining() > 0) {  // a sender without a monitor stops here
+    constexpr std::size_t entry_bytes = 4 + 4 + 8 * 6;
+    const auto n = r.u32();
+    if (n > max_heartbeat_loads || !plausible(r, n, entry_bytes)) return malformed("heartbeat");
+    m.load.reserve(n);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      shard_load l;
+      l.index_id = r.u32();
+      l.shard_id = r.u32();
+      l.records = r.u64();
+      l.bytes = r.u64();
+      l.reads_per_sec = static_cast<double>(r.u64()) / 1000;
+      l.writes_per_sec = static_cast<double>(r.u64()) / 1000;
+      l.bytes_in_per_sec = static_cast<double>(r.u64()) / 1000;
+      l.bytes_out_per_sec = static_cast<double>(r.u64()) / 1000;
+      m.load.push_back(l);
+    }
+  }
   if (!r.done()) return malformed("heartbeat");
   return m;
 }

@@ -565,3 +565,38 @@ TEST_CASE("a restarted controller resends the start of a begun move and aborts a
   // Nothing migrating: nothing to do.
   CHECK(plan_reconcile(m0, table({queued, copying})) == reconcile_plan{});
 }
+
+TEST_CASE("the cluster is green when all is served and still, yellow while it changes, red when a shard's owner is down") {
+  auto m = with_index(with_nodes(3), "a", 9);
+  auto h = assess_health(m, 0, 0);
+  CHECK(h.status == "green");
+  CHECK(h.reasons.empty());
+
+  h = assess_health(m, 2, 0);
+  CHECK(h.status == "yellow");
+  REQUIRE(h.reasons.size() == 1);
+  CHECK(h.reasons[0] == "2 migrations are running");
+  CHECK(assess_health(m, 0, 1).status == "yellow");
+
+  auto draining = m;
+  draining.nodes["node-1"].state = node_state::draining;
+  CHECK(assess_health(draining, 0, 0).status == "yellow");
+
+  // A down node that owns shards: red, with how many and where.
+  auto down = m;
+  down.nodes["node-2"].state = node_state::down;
+  std::size_t owned = 0;
+  for (const auto& s : down.indexes.at("a").shards) owned += s.owner == "node-2";
+  REQUIRE(owned > 0);
+  h = assess_health(down, 1, 0);
+  CHECK(h.status == "red");
+  REQUIRE(h.reasons.size() == 2);
+  CHECK(h.reasons[0] == std::to_string(owned) + (owned == 1 ? " shard is" : " shards are") + " on node 'node-2', which is down");
+
+  // A down node that owns nothing: the data is all served, but the cluster is not whole.
+  auto idle = add_node(m, "node-9");
+  idle.nodes["node-9"].state = node_state::down;
+  h = assess_health(idle, 0, 0);
+  CHECK(h.status == "yellow");
+  CHECK(h.reasons == std::vector<std::string>{"node 'node-9' is down"});
+}

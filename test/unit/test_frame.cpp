@@ -2,6 +2,7 @@
 
 #include "support/catch_result.hpp"
 
+#include <cmath>
 #include <random>
 
 using namespace shardd;
@@ -246,12 +247,40 @@ TEST_CASE("every peer message round-trips through its codec") {
   REQUIRE(st2);
   CHECK(st2->shards[1].bytes == 8);
 
-  auto hb = decode_heartbeat(encode(heartbeat{"n", 5, 6, 7, 8}));
+  auto hb = decode_heartbeat(encode(heartbeat{"n", 5, 6, 7, 8, {}}));
   REQUIRE(hb);
   CHECK(hb->records == 7);
+  CHECK(hb->load.empty());
   auto j = decode_join(encode(join_request{"n", "a:1", "b:2", 3}));
   REQUIRE(j);
   CHECK(j->weight == 3);
+}
+
+TEST_CASE("a heartbeat carries each shard's load; a count that the payload cannot hold is refused") {
+  heartbeat h{"n2", 9, 2, 30, 4000, {}};
+  h.load.push_back(shard_load{1, 3, 20, 3000, 12.5, 0.25, 1024.0, 99.001});
+  h.load.push_back(shard_load{2, 0, 10, 1000, 0, 1500, 0, 0});
+  auto back = decode_heartbeat(encode(h));
+  REQUIRE(back);
+  REQUIRE(back->load.size() == 2);
+  CHECK(back->load[0] == h.load[0]);
+  CHECK(back->load[1].writes_per_sec == 1500);
+  // A payload from a sender that carries no load (an older node) still decodes.
+  payload_writer w;
+  w.bytes("n3").u64(1).u32(0).u64(0).u64(0);
+  auto old = decode_heartbeat(w.take());
+  REQUIRE(old);
+  CHECK(old->load.empty());
+  // A count of a million entries in a payload that holds none: refused before any allocation.
+  payload_writer big;
+  big.bytes("n3").u64(1).u32(0).u64(0).u64(0).u32(1000000);
+  CHECK_FALSE(decode_heartbeat(big.take()));
+  // Rates that are not numbers or below zero travel as zero.
+  heartbeat odd{"n4", 1, 1, 1, 1, {shard_load{1, 1, 1, 1, -5, std::nan(""), 0, 0}}};
+  auto odd_back = decode_heartbeat(encode(odd));
+  REQUIRE(odd_back);
+  CHECK(odd_back->load[0].reads_per_sec == 0);
+  CHECK(odd_back->load[0].writes_per_sec == 0);
 }
 
 TEST_CASE("a data batch written record by record decodes in place and re-encodes to the same bytes") {

@@ -68,6 +68,20 @@ TEST_CASE("histograms merge bucket by bucket, and a window is the difference of 
   CHECK(window.count() == 1001);
   CHECK(window.quantile(0.0) >= 5000);
   CHECK(window.sum() == b.sum());
+  CHECK(window.max() == 6000);
+  // A window of small values does not report the series' lifetime maximum.
+  histogram later = both;
+  later.record(10);
+  const auto small = later.since(both);
+  CHECK(small.max() == 10);
+  CHECK(small.quantile(1.0) == 10);
+  // Rebuilt from its buckets, a histogram answers the same quantiles.
+  histogram rebuilt;
+  for (std::size_t i = 0; i < window.counts().size(); ++i) rebuilt.add_bucket(i, window.counts()[i]);
+  rebuilt.add_totals(window.sum(), window.max());
+  CHECK(rebuilt.count() == window.count());
+  CHECK(rebuilt.quantile(0.99) == window.quantile(0.99));
+  CHECK(rebuilt.max() == window.max());
   CHECK(a.since(a).count() == 0);
   CHECK(a.since(a).max() == 0);
 }
