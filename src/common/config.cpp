@@ -102,6 +102,16 @@ result<node_config> parse_config(std::string_view text, const std::string& base_
     SHARDD_READ(c.migration_keep_finished, f.opt_u64("keep_finished", c.migration_keep_finished, 0, 1000000));
     if (auto fin = f.finish(); !fin) return fin.error();
   }
+  SHARDD_READ(obj, root.opt_object("monitor"));
+  if (obj) {
+    json_fields f(*obj, "monitor");
+    SHARDD_READ(c.monitor_interval_ms, f.opt_u64("interval_ms", c.monitor_interval_ms, 0, monitor_max_interval_ms));
+    SHARDD_READ(c.monitor_history_ms, f.opt_u64("history_ms", c.monitor_history_ms, monitor_min_history_ms, monitor_max_history_ms));
+    if (auto fin = f.finish(); !fin) return fin.error();
+    if (c.monitor_interval_ms != 0 && c.monitor_interval_ms < monitor_min_interval_ms)
+      return make_error(errc::invalid_argument, "monitor.interval_ms: must be 0 (off) or at least " +
+                                                    std::to_string(monitor_min_interval_ms));
+  }
   SHARDD_READ(obj, root.opt_object("storage"));
   if (obj) {
     json_fields f(*obj, "storage");

@@ -21,6 +21,12 @@ struct tls_config {
   std::string ca;    ///< PEM cluster CA: verifies peers
 };
 
+/// Bounds of the monitor's settings (the config file and the API check the same ones).
+constexpr std::uint32_t monitor_min_interval_ms = 100;  ///< or 0: off
+constexpr std::uint32_t monitor_max_interval_ms = 3600 * 1000;
+constexpr std::uint64_t monitor_min_history_ms = 1000;
+constexpr std::uint64_t monitor_max_history_ms = 7 * 24 * 3600 * 1000ull;
+
 struct node_config {
   std::string node_id;
   std::string cluster_id = "shardd";
@@ -70,6 +76,10 @@ struct node_config {
   std::uint64_t migration_keep_finished_ms = 24ull * 3600 * 1000;
   std::uint32_t migration_keep_finished = 1000;
   std::uint32_t migration_threads = 2;             ///< scans, digests and imports: never the read pool's
+
+  // monitor
+  std::uint32_t monitor_interval_ms = 5000;      ///< sampling period; 0: off
+  std::uint64_t monitor_history_ms = 3600 * 1000;  ///< samples kept in memory
 
   // storage
   durability_mode durability = durability_mode::fsync;

@@ -185,6 +185,11 @@ void peer_server::stop() {
     });
 }
 
+std::size_t peer_server::open_connections() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->conns.size();
+}
+
 awaitable<void> peer_server::impl::accept_loop() {
   auto keep = shared_from_this();
   while (!stopping) {

@@ -53,6 +53,8 @@ class peer_server {
   void start(const host_port& listen);
   /// Stops accepting and closes every connection.
   void stop();
+  /// Incoming peer connections open now.
+  std::size_t open_connections() const;
 
  private:
   struct impl;

@@ -16,6 +16,7 @@ awaitable<result<cluster_client::relayed>> cluster_client::forward(const std::st
   peer::forward_request fr{std::string(net::method_name(req.method)), req.target, req.content_type, req.body};
   if (fr.method.empty()) fr.method = req.method_text;
   auto frame = make_frame(peer::frame_type::forward, peer::encode(fr), map_version);
+  ring_.loads().node().forwarded.fetch_add(1, std::memory_order_relaxed);
   auto r = co_await peers_->call(node, std::move(frame), std::chrono::milliseconds(cfg_.request_timeout_ms));
   if (!r) co_return make_error(errc::unavailable, "node '" + node + "' did not answer: " + r.error().detail);
   relayed out;

@@ -4,11 +4,15 @@
 
 #include "node/ring_actor.hpp"
 #include "shardd/partition_map.hpp"
+#include "shardd/peer_messages.hpp"
 
 #include <boost/asio/awaitable.hpp>
 
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace shardd {
 
@@ -33,6 +37,16 @@ class control_plane {
 
   /// Id of the node that runs the controller (embedded: the bootstrap node).
   virtual std::string elect_controller() = 0;
+
+  /// Whether this node reached the controller lately (its last heartbeat was answered).
+  virtual bool controller_reachable() const noexcept = 0;
+
+  /// What heartbeats tell the controller about this node's shards: the monitor's latest
+  /// per-shard load (null: none yet).
+  using load_source = std::function<std::shared_ptr<const std::vector<peer::shard_load>>()>;
+  virtual void set_load_source(load_source f) = 0;
+  /// The last heartbeat's round trip to the controller, in microseconds (members).
+  virtual std::optional<std::uint64_t> heartbeat_rtt_us() const noexcept = 0;
 
   /// Whether this node is the controller.
   bool is_controller(const std::string& self) { return elect_controller() == self; }

@@ -343,6 +343,19 @@ awaitable<void> controller::on(heartbeat_msg& h) {
   l.shards = h.beat.shards;
   l.records = h.beat.records;
   l.bytes = h.beat.bytes;
+  if (!h.beat.load.empty()) {
+    // A member speaks for its own shards only: entries for shards the map gives another node
+    // are dropped, not stored.
+    l.load.clear();
+    for (const auto& e : h.beat.load) {
+      const index_entry* ix = nullptr;
+      for (const auto& [name, cand] : (*snap)->map->indexes)
+        if (cand.id == e.index_id) ix = &cand;
+      const auto* sh = ix ? ix->find_shard(e.shard_id) : nullptr;
+      if (sh && sh->owner == h.beat.node_id) l.load.push_back(e);
+    }
+    l.load_at = l.last_seen;
+  }
   if (n->state == node_state::down) {
     auto res = co_await change([&](const cluster_snapshot& s) { return set_node_state(*s.map, h.beat.node_id, node_state::up); });
     if (res) SHARDD_LOG(info, "node_up", "peer", h.beat.node_id, "map_version", (*res)->map->version);
@@ -378,9 +391,23 @@ awaitable<void> controller::on(members_msg& q) {
   const auto now = std::chrono::steady_clock::now();
   std::vector<member_status> out;
   for (const auto& [id, l] : leases_) {
-    member_status st{id, std::nullopt, l.shards, l.records, l.bytes};
+    member_status st{id, std::nullopt, l.shards, l.records, l.bytes, l.load, std::nullopt};
     if (l.heard) st.since_heartbeat = std::chrono::duration_cast<std::chrono::milliseconds>(now - l.last_seen);
+    if (l.load_at) st.load_age = std::chrono::duration_cast<std::chrono::milliseconds>(now - *l.load_at);
+    if (id == cfg_.node_id && local_load_)
+      if (auto mine = local_load_()) {
+        st.load = *mine;
+        st.load_age = std::chrono::milliseconds(0);
+      }
     out.push_back(std::move(st));
+  }
+  if (!leases_.count(cfg_.node_id) && local_load_) {
+    member_status self{cfg_.node_id, std::chrono::milliseconds(0), 0, 0, 0, {}, std::nullopt};
+    if (auto mine = local_load_()) {
+      self.load = *mine;
+      self.load_age = std::chrono::milliseconds(0);
+    }
+    out.push_back(std::move(self));
   }
   q.reply.send(std::move(out));
   co_return;

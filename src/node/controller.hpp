@@ -25,6 +25,10 @@ struct member_status {
   std::uint32_t shards = 0;
   std::uint64_t records = 0;
   std::uint64_t bytes = 0;
+  /// The load of each shard the member owns, as its last heartbeat carried it (only shards
+  /// the map gives it); `load_age` since then. The rebalancer reads this table.
+  std::vector<peer::shard_load> load;
+  std::optional<std::chrono::milliseconds> load_age;
 };
 
 struct join_msg {
@@ -164,6 +168,8 @@ class controller final : public actor<controller_message> {
   asio::awaitable<map_result> drop_index(std::string name);
   asio::awaitable<map_result> set_weight(std::string node, std::uint32_t weight);
   asio::awaitable<result<std::vector<member_status>>> members();
+  /// Where the controller's own node's load comes from (its monitor); it sends no heartbeat.
+  void set_local_load(control_plane::load_source f) { local_load_ = std::move(f); }
 
   asio::awaitable<migration_result> migrate(migrate_request r);
   asio::awaitable<migrations_result> migrations(std::optional<std::string> id);
@@ -236,8 +242,11 @@ class controller final : public actor<controller_message> {
     bool heard = false;  // a heartbeat arrived since the controller started
     std::uint32_t shards = 0;
     std::uint64_t records = 0, bytes = 0;
+    std::vector<peer::shard_load> load;
+    std::optional<std::chrono::steady_clock::time_point> load_at;
   };
   std::map<std::string, lease, std::less<>> leases_;
+  control_plane::load_source local_load_;
   std::shared_ptr<asio::steady_timer> ticker_;
   std::atomic<bool> stopping_{false};
   storage::store* store_;

@@ -160,9 +160,14 @@ awaitable<void> embedded_plane::heartbeat_loop(node_entry self) {
           hb.records += st->records;
           hb.bytes += st->bytes;
         }
+      if (load_source_)
+        if (auto load = load_source_()) hb.load = *load;
       auto f = make_frame(peer::frame_type::heartbeat, peer::encode(hb), snap->map->version);
+      const auto sent = std::chrono::steady_clock::now();
       auto reply = co_await call_controller(std::move(f), std::chrono::milliseconds(cfg_.heartbeat_interval_ms * 2));
       if (reply) {
+        const auto rtt = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - sent).count();
+        rtt_us_.store(static_cast<std::uint64_t>(std::max<std::int64_t>(rtt, 1)), std::memory_order_relaxed);
         if (failures > 0) SHARDD_LOG(info, "controller_reachable", "controller", controller_address());
         failures = 0;
         reachable_ = true;

@@ -40,7 +40,12 @@ class embedded_plane final : public control_plane {
   /// Stops heartbeats.
   void stop();
   /// Whether the last heartbeat reached the controller (members); always true on it.
-  bool controller_reachable() const noexcept { return reachable_.load(); }
+  bool controller_reachable() const noexcept override { return reachable_.load(); }
+  void set_load_source(load_source f) override { load_source_ = std::move(f); }
+  std::optional<std::uint64_t> heartbeat_rtt_us() const noexcept override {
+    const auto v = rtt_us_.load(std::memory_order_relaxed);
+    return v ? std::optional<std::uint64_t>(v) : std::nullopt;
+  }
 
  private:
   boost::asio::awaitable<void> push(snapshot_ptr snap);
@@ -59,6 +64,8 @@ class embedded_plane final : public control_plane {
   peers& peers_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> reachable_{true};
+  std::atomic<std::uint64_t> rtt_us_{0};  ///< 0: no heartbeat answered yet
+  load_source load_source_;              ///< set before the heartbeats start
   std::shared_ptr<boost::asio::steady_timer> timer_;
 };
 

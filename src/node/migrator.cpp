@@ -334,6 +334,7 @@ awaitable<result<peer::frame>> migrator::send_batch(outgoing& m, std::string pay
   auto r = co_await peers_.call(m.rec.target, std::move(f), peer_timeout, net::peer_lane::bulk);
   if (r) {
     m.rate_bytes += bytes;
+    ring_.loads().node().migration_bytes_out.fetch_add(bytes, std::memory_order_relaxed);
   }
   co_return r;
 }

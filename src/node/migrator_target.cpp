@@ -170,6 +170,7 @@ awaitable<result<void>> migrator::reset(std::string from, peer::import_range r) 
 // --- the work, on the import's strand, one request at a time ------------------------------------
 
 awaitable<result<void>> migrator::import_batch(const import_grant& g, std::string payload) {
+  ring_.loads().node().migration_bytes_in.fetch_add(payload.size(), std::memory_order_relaxed);
   auto decoded = peer::decode_data_batch_view(payload);  // views into `payload`, kept alive here
   if (!decoded) co_return decoded.error();
   auto& batch = *decoded;

@@ -6,6 +6,7 @@
 #include "node/embedded_plane.hpp"
 #include "common/log.hpp"
 #include "node/migrator.hpp"
+#include "node/monitor.hpp"
 #include "node/peer_service.hpp"
 #include "node/peers.hpp"
 #include "node/rest_api.hpp"
@@ -59,6 +60,7 @@ struct node::impl {
   std::unique_ptr<embedded_plane> plane;
   std::unique_ptr<controller> ctl;
   std::unique_ptr<migrator> mig;
+  std::unique_ptr<monitor> mon;
   std::unique_ptr<rest_api> api;
   std::unique_ptr<peer_service> peer_svc;
   std::unique_ptr<net::peer_server> peer_listener;
@@ -102,15 +104,19 @@ result<void> node::start() {
     return make_error(errc::invalid_argument, e.what());
   }
   m.plane = std::make_unique<embedded_plane>(asio::make_strand(m.ioc), m.cfg, *m.ring, *m.store, *m.peer_pool);
+  m.mon = std::make_unique<monitor>(m.ioc.get_executor(), m.cfg, *m.store, *m.ring);
+  auto latest_load = [mon = m.mon.get()] { return mon->latest_load(); };
+  m.plane->set_load_source(latest_load);
   const bool is_controller = m.plane->is_controller(m.cfg.node_id);
   if (is_controller) {
     m.ctl = std::make_unique<controller>(m.ioc.get_executor(), m.cfg, *m.plane, m.store.get(), m.peer_pool.get());
+    m.ctl->set_local_load(latest_load);
     m.ctl->begin();
   }
   m.mig = std::make_unique<migrator>(m.ioc.get_executor(), m.cfg, *m.store, *m.ring, *m.peer_pool, m.migration_pool);
 
   node_context ctx{m.cfg, *m.store, *m.ring, m.read_pool, m.stopping, m.peer_pool.get(), m.plane.get(), m.ctl.get(),
-                   m.mig.get()};
+                   m.mig.get(), m.mon.get()};
   m.api = std::make_unique<rest_api>(ctx);
   m.peer_svc = std::make_unique<peer_service>(ctx, [api = m.api.get()](net::http_request req, std::uint64_t v) {
     return api->handle_forwarded(std::move(req), v);
@@ -169,6 +175,12 @@ result<void> node::start() {
   }
   // Outgoing migrations that were running when the node stopped continue (or roll back).
   m.mig->recover();
+  monitor_sources sources;
+  sources.rest_connections = [http = m.http.get()] { return http->open_connections(); };
+  sources.peer_connections = [p = m.peer_listener.get()] { return p->open_connections(); };
+  sources.heartbeat_rtt_us = [plane = m.plane.get()] { return plane->heartbeat_rtt_us(); };
+  m.mon->set_sources(std::move(sources));
+  m.mon->start();
   m.signals.async_wait([&m](boost::system::error_code e, int sig) {
     if (e) return;
     asio::co_spawn(m.ioc, m.shutdown(sig), asio::detached);
@@ -186,6 +198,7 @@ asio::awaitable<void> node::impl::shutdown(int sig) {
   stopping = true;
   co_await http->shutdown(std::chrono::milliseconds(cfg.shutdown_timeout_ms));
   plane->stop();
+  mon->stop();
   co_await mig->stop(std::chrono::milliseconds(500));
   if (ctl) ctl->end();
   peer_listener->stop();

@@ -21,6 +21,17 @@ rest_api::rest_api(node_context ctx)
     : ctx_(ctx), shards_(ctx.config, ctx.store, ctx.ring, ctx.read_pool, ctx.peer == nullptr),
       cluster_(ctx.config, ctx.ring, ctx.peer, shards_), token_digest_(sha256(ctx.config.token)) {}
 
+namespace {
+
+/// A liveness or readiness probe: answered without a token.
+bool is_probe(std::string_view target) {
+  const auto q = target.find('?');
+  const auto path = target.substr(0, q);
+  return path == "/v1/health" || path == "/v1/health/ready";
+}
+
+}  // namespace
+
 bool rest_api::authorized(const net::http_request& req) const {
   constexpr std::string_view scheme = "Bearer ";
   std::string_view h = req.authorization;
@@ -34,10 +45,9 @@ bool rest_api::authorized(const net::http_request& req) const {
 }
 
 std::optional<http_response> rest_api::check_header(const net::http_request& head) const {
-  // /v1/health answers without a token; everything else needs one, checked before the body.
-  const std::string_view t = head.target;
-  constexpr std::string_view health = "/v1/health";
-  if (t.starts_with(health) && (t.size() == health.size() || t[health.size()] == '?')) return std::nullopt;
+  // /v1/health and /v1/health/ready answer without a token (probes); everything else needs
+  // one, checked before the body.
+  if (is_probe(head.target)) return std::nullopt;
   if (authorized(head)) return std::nullopt;
   auto res = net::problem(401, "unauthorized",
                           head.authorization.empty() ? "missing Authorization: Bearer <token> header" : "invalid bearer token");
@@ -66,14 +76,16 @@ awaitable<http_response> rest_api::run(call& c) {
   for (auto p : url->params()) c.params.emplace_back(p.key, p.value);
 
   http_response res;
-  const bool is_health = c.segments.size() == 2 && c.segments[0] == "v1" && c.segments[1] == "health";
-  if (!c.forwarded && !is_health && !authorized(c.req)) {
+  if (!c.forwarded && !is_probe(c.req.target) && !authorized(c.req)) {
     res = c.fail(401, "unauthorized",
                  c.req.authorization.empty() ? "missing Authorization: Bearer <token> header" : "invalid bearer token");
     res.set_header("WWW-Authenticate", "Bearer realm=\"shardd\"");
   } else {
     res = co_await dispatch(c);
   }
+  auto& counted = ctx_.ring.loads().node();
+  counted.rest_requests.fetch_add(1, std::memory_order_relaxed);
+  if (res.status >= 500) counted.rest_errors.fetch_add(1, std::memory_order_relaxed);
   // A relayed answer keeps the owner's node and map version.
   if (!has_header(res, "X-Shardd-Node")) res.set_header("X-Shardd-Node", ctx_.config.node_id);
   if (!has_header(res, "X-Shardd-Map-Version")) res.set_header("X-Shardd-Map-Version", std::to_string(c.snap->map->version));
@@ -127,7 +139,14 @@ const std::vector<rest_api::route>& rest_api::routes() {
   using M = http_method;
   static const std::vector<route> table = {
       {M::get, "/v1/health", {}, [](rest_api& a, call& c) { return ready(a.health(c)); }},
+      {M::get, "/v1/health/ready", {}, [](rest_api& a, call& c) { return a.health_ready(c); }},
       {M::get, "/v1/cluster", {"format"}, [](rest_api& a, call& c) { return a.get_cluster(c); }},
+      {M::get, "/v1/cluster/health", {"format"}, [](rest_api& a, call& c) { return a.cluster_health(c); }},
+      {M::get, "/v1/cluster/load", {"format"}, [](rest_api& a, call& c) { return a.cluster_load(c); }, true},
+      {M::get, "/v1/stats", {"window", "scope", "format"}, [](rest_api& a, call& c) { return a.stats(c); }},
+      {M::get, "/v1/monitor/settings", {}, [](rest_api& a, call& c) { return a.monitor_settings_endpoint(c); }},
+      {M::put, "/v1/monitor/settings", {}, [](rest_api& a, call& c) { return a.monitor_settings_endpoint(c); }},
+      {M::get, "/metrics", {}, [](rest_api& a, call& c) { return a.metrics(c); }},
       {M::put, "/v1/cluster/nodes/{node}", {}, [](rest_api& a, call& c) { return a.set_node(c, c.arg("node")); }, true},
       {M::post, "/v1/cluster/nodes/{node}/decommission", {},
        [](rest_api& a, call& c) { return a.decommission(c, c.arg("node")); }, true},

@@ -22,6 +22,7 @@ class peers;
 class control_plane;
 class controller;
 class migrator;
+class monitor;
 
 /// What handlers may use. Everything here is owned by the node and outlives the API. Without
 /// `peer` (unit tests) every shard is served locally.
@@ -35,6 +36,7 @@ struct node_context {
   control_plane* plane = nullptr;
   controller* ctl = nullptr;  ///< set on the controller node only
   migrator* mig = nullptr;
+  monitor* mon = nullptr;  ///< the node's monitor (null in unit tests that need none)
 };
 
 /// Turns HTTP requests into answers. Stateless between requests; safe to call from many
@@ -126,6 +128,14 @@ class rest_api {
   net::http_response ring_lookup(call& c);
   net::http_response get_partition_map(call& c);
   net::http_response health(call& c);
+  boost::asio::awaitable<net::http_response> health_ready(call& c);
+  boost::asio::awaitable<net::http_response> cluster_health(call& c);
+
+  // monitoring (rest_monitor.cpp)
+  boost::asio::awaitable<net::http_response> stats(call& c);
+  boost::asio::awaitable<net::http_response> metrics(call& c);
+  boost::asio::awaitable<net::http_response> monitor_settings_endpoint(call& c);
+  boost::asio::awaitable<net::http_response> cluster_load(call& c);
 
   // migrations (rest_migrations.cpp)
   boost::asio::awaitable<net::http_response> migrate_shard(call& c, const std::string& index, std::uint32_t shard);

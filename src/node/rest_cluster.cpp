@@ -25,6 +25,60 @@ http_response rest_api::health(call& c) {
   return json_response(stopping ? 503 : 200, json::serialize(o));
 }
 
+awaitable<http_response> rest_api::health_ready(call& c) {
+  // Whether a load balancer should send this node requests: each check that fails is a reason.
+  json::array reasons;
+  const auto& map = *c.snap->map;
+  const auto* self = map.find_node(ctx_.config.node_id);
+  if (map.version == 0 || !self) reasons.push_back("no partition map loaded yet");
+  if (auto meta = ctx_.store.get_meta(storage::meta_partition_map); !meta)
+    reasons.push_back(json::value("storage is not readable: " + meta.error().detail));
+  if (ctx_.stopping.load()) reasons.push_back("the node is stopping");
+  if (self && self->state == node_state::draining) reasons.push_back("the node is draining");
+  if (self && (self->state == node_state::down || self->state == node_state::left))
+    reasons.push_back(json::value("the map says this node is " + std::string(to_string(self->state))));
+  if (!ctx_.ctl && ctx_.plane && !ctx_.plane->controller_reachable())
+    reasons.push_back(json::value("the controller '" + map.controller + "' is unreachable"));
+  json::object o;
+  o["ready"] = reasons.empty();
+  o["node"] = ctx_.config.node_id;
+  o["map_version"] = map.version;
+  o["reasons"] = std::move(reasons);
+  co_return json_response(o["ready"].as_bool() ? 200 : 503, json::serialize(o));
+}
+
+awaitable<http_response> rest_api::cluster_health(call& c) {
+  if (!ctx_.ctl && ctx_.peer && ctx_.plane && !c.forwarded) {
+    // Migrations are the controller's: ask it; fall back to what this node's map shows.
+    auto res = co_await forward(c, ctx_.plane->elect_controller());
+    if (res.status == 200) co_return res;
+  }
+  std::size_t running = 0;
+  if (ctx_.ctl) {
+    if (auto ms = co_await ctx_.ctl->migrations(std::nullopt); ms)
+      for (const auto& mr : *ms) running += is_final(mr.phase) ? 0 : 1;
+  } else {
+    for (const auto& [name, ix] : c.snap->map->indexes)
+      for (const auto& s : ix.shards) running += s.state == shard_state::migrating ? 1 : 0;
+  }
+  const auto h = assess_health(*c.snap->map, running, 0);
+  if (c.text()) {
+    std::vector<std::vector<std::string>> rows;
+    if (h.reasons.empty()) rows.push_back({h.status, "-"});
+    for (const auto& r : h.reasons) rows.push_back({h.status, r});
+    co_return text_response(render_table({"status", "reason"}, rows));
+  }
+  json::object o;
+  o["status"] = h.status;
+  json::array reasons;
+  for (const auto& r : h.reasons) reasons.push_back(json::value(r));
+  o["reasons"] = std::move(reasons);
+  o["nodes"] = c.snap->map->nodes.size();
+  o["migrations_running"] = running;
+  o["map_version"] = c.snap->map->version;
+  co_return json_response(200, json::serialize(o));
+}
+
 // --- cluster, ring, partition map ----------------------------------------------------------
 
 awaitable<http_response> rest_api::get_cluster(call& c) {
@@ -99,6 +153,13 @@ awaitable<http_response> rest_api::get_cluster(call& c) {
         {"node", "state", "weight", "shards", "records", "bytes", "heartbeat_ms", "rest", "peer", "controller"}, rows));
   json::object o;
   o["cluster_id"] = map.cluster_id;
+  std::size_t running = 0;
+  for (const auto& [id, n] : moving_out) running += n;
+  const auto h = assess_health(map, running, 0);
+  o["status"] = h.status;
+  json::array reasons;
+  for (const auto& r : h.reasons) reasons.push_back(json::value(r));
+  o["status_reasons"] = std::move(reasons);
   o["controller"] = map.controller;
   o["controller_reachable"] = reachable;
   o["map_version"] = map.version;

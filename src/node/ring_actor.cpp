@@ -15,7 +15,7 @@
 namespace shardd {
 
 ring_actor::ring_actor(asio::any_io_executor ex, const node_config& cfg, storage::store& store)
-    : actor(std::move(ex), 64, "ring"), cfg_(cfg), store_(store) {
+    : actor(std::move(ex), 64, "ring"), cfg_(cfg), store_(store), loads_(cfg.node_id) {
   publish(partition_map{});
 }
 
@@ -23,6 +23,7 @@ void ring_actor::publish(partition_map m) {
   auto snap = std::make_shared<cluster_snapshot>();
   auto map = std::make_shared<const partition_map>(std::move(m));
   snap->placement = std::make_shared<const ring>(build_ring(*map, cfg_.vnodes_per_weight));
+  snap->load = loads_.table_for(*map);
   snap->map = std::move(map);
   snapshot_ptr published = std::move(snap);
   current_.store(published, std::memory_order_release);

@@ -2,6 +2,7 @@
 // The ring actor: holds the partition map and the placement ring as one immutable snapshot.
 
 #include "node/actor.hpp"
+#include "node/shard_load.hpp"
 #include "common/config.hpp"
 #include "shardd/cluster_plan.hpp"
 #include "shardd/partition_map.hpp"
@@ -19,6 +20,9 @@ namespace shardd {
 struct cluster_snapshot {
   std::shared_ptr<const partition_map> map;
   std::shared_ptr<const ring> placement;  ///< ring of the nodes that accept shards
+  /// Counters of the shards this map gives this node (the monitor reads them; a request that
+  /// holds the snapshot counts into them).
+  std::shared_ptr<const load_table> load;
 };
 using snapshot_ptr = std::shared_ptr<const cluster_snapshot>;
 using map_result = result<snapshot_ptr>;
@@ -56,6 +60,9 @@ class ring_actor final : public actor<ring_message> {
   /// and the answer is the current map.
   asio::awaitable<map_result> install_from_controller(partition_map m);
 
+  /// Per-shard counters, carried from one published map to the next.
+  load_registry& loads() noexcept { return loads_; }
+
   /// Called (on the ring strand) after every installed version.
   void on_install(std::function<void(const snapshot_ptr&)> f) { listeners_.push_back(std::move(f)); }
 
@@ -65,6 +72,7 @@ class ring_actor final : public actor<ring_message> {
 
   const node_config& cfg_;
   storage::store& store_;
+  load_registry loads_;
   std::atomic<snapshot_ptr> current_;
   std::vector<std::function<void(const snapshot_ptr&)>> listeners_;
 };

@@ -2,6 +2,7 @@
 
 #include "node/faults.hpp"
 #include "node/store_ops.hpp"
+#include "shardd/key_codec.hpp"
 #include "shardd/routing.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -9,6 +10,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <chrono>
 #include <functional>
 
 namespace shardd {
@@ -43,6 +45,8 @@ awaitable<result<peer::scan_reply>> shard_service::scan(peer::scan_request q) {
       return true;
     };
   }
+  auto* counters = snap->load ? snap->load->find(ix->id, s->id) : nullptr;  // alive while `snap` is
+  const auto started = std::chrono::steady_clock::now();
   auto work = [&store = store_, q = std::move(q), keep = std::move(keep)]() -> result<peer::scan_reply> {
     auto got = store.scan(key_range{q.begin, q.end}, q.after, q.limit, keep, std::max<std::size_t>(q.max_examined, 1),
                           max_scan_bytes);
@@ -54,7 +58,20 @@ awaitable<result<peer::scan_reply>> shard_service::scan(peer::scan_request q) {
     out.examined = static_cast<std::uint32_t>(got->examined);
     return out;
   };
-  co_return co_await on_pool(read_pool_, std::move(work));
+  auto page = co_await on_pool(read_pool_, std::move(work));
+  if (counters) {
+    counters->add(counters->scans);
+    if (page) {
+      std::uint64_t bytes = 0;
+      for (const auto& [k, v] : page->records) bytes += k.size() + v.size();
+      counters->add(counters->scanned, page->records.size());
+      counters->add(counters->bytes_out, bytes);
+    } else if (page.error().code == errc::internal || page.error().code == errc::corrupt) {
+      counters->add(counters->errors);
+    }
+    counters->time(load_op::scan, std::chrono::steady_clock::now() - started);
+  }
+  co_return page;
 }
 
 result<peer::stats_reply> shard_service::stats() const {
@@ -103,7 +120,49 @@ awaitable<result<peer::median_reply>> shard_service::median(peer::median_request
 }
 
 awaitable<result<std::vector<storage::op_status>>> shard_service::write(std::vector<storage::write_op> ops) {
-  co_return co_await async_write(store_, std::move(ops));
+  // Which shard each op writes, for the monitor: ops of a bulk come from one index, in runs
+  // of the same shard more often than not.
+  const auto snap = ring_.snapshot();
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<std::pair<shard_counters*, std::uint64_t>> target(ops.size(), {nullptr, 0});  // counters, bytes
+  if (snap->load) {
+    const index_entry* ix = nullptr;
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      const auto& op = ops[i];
+      if ((op.kind != storage::op_kind::put && op.kind != storage::op_kind::del) || op.key.size() < 4) continue;
+      const auto id = read_u32be(op.key);
+      if (!ix || ix->id != id) {
+        ix = nullptr;
+        for (const auto& [name, e] : snap->map->indexes)
+          if (e.id == id) ix = &e;
+        if (!ix) continue;
+      }
+      const auto pos = shard_of_storage_key(*ix, op.key);
+      if (!pos) continue;
+      target[i] = {snap->load->find(id, ix->shards[*pos].id), op.key.size() + op.value.size()};
+    }
+  }
+  auto r = co_await async_write(store_, std::move(ops));
+  shard_counters* last = nullptr;
+  const auto took = std::chrono::steady_clock::now() - started;
+  for (std::size_t i = 0; i < target.size(); ++i) {
+    auto* sc = target[i].first;
+    if (!sc) continue;
+    if (!r) {
+      sc->add(sc->errors);
+      continue;
+    }
+    const auto st = (*r)[i];
+    if (st == storage::op_status::created || st == storage::op_status::updated) {
+      sc->add(sc->writes);
+      sc->add(sc->bytes_in, target[i].second);
+    } else if (st == storage::op_status::deleted) {
+      sc->add(sc->deletes);
+    }
+    if (sc != last) sc->time(load_op::bulk, took);  // once per run of one shard's ops
+    last = sc;
+  }
+  co_return r;
 }
 
 }  // namespace shardd

@@ -12,6 +12,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 #include <unordered_map>
@@ -460,6 +461,24 @@ std::optional<shard_stats> store::stats(std::uint32_t index_id, std::uint32_t sh
   for (const auto& s : slots_)
     if (s.index_id == index_id && s.shard_id == shard_id) return s.stats;
   return std::nullopt;
+}
+
+store::engine_figures store::figures() const {
+  engine_figures f;
+  if (!db_) return f;
+  auto both = [&](const std::string& name) {
+    std::uint64_t a = 0, b = 0;
+    (void)db_->GetIntProperty(records_, name, &a);
+    (void)db_->GetIntProperty(meta_, name, &b);
+    return a + b;
+  };
+  f.pending_compaction_bytes = both(rocksdb::DB::Properties::kEstimatePendingCompactionBytes);
+  f.memtable_bytes = both(rocksdb::DB::Properties::kCurSizeAllMemTables);
+  f.sst_bytes = both(rocksdb::DB::Properties::kLiveSstFilesSize);
+  std::string l0;
+  if (db_->GetProperty(records_, rocksdb::DB::Properties::kNumFilesAtLevelPrefix + std::string("0"), &l0))
+    f.l0_files = std::strtoull(l0.c_str(), nullptr, 10);
+  return f;
 }
 
 store::read_status store::get_cached(std::string_view key, std::string& value) const {

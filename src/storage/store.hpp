@@ -230,6 +230,15 @@ class store {
 
   durability mode() const noexcept { return opts_.mode; }
 
+  /// What RocksDB reports about itself, for the monitor. Thread-safe; zeros once closed.
+  struct engine_figures {
+    std::uint64_t pending_compaction_bytes = 0;  ///< estimate of bytes compaction must rewrite
+    std::uint64_t l0_files = 0;                  ///< level-0 files of the records family
+    std::uint64_t memtable_bytes = 0;            ///< memtables of every family
+    std::uint64_t sst_bytes = 0;                 ///< live table files of every family
+  };
+  engine_figures figures() const;
+
   /// Group commits done and ops written (for metrics and benchmarks).
   std::uint64_t commits() const noexcept { return commits_.load(std::memory_order_relaxed); }
 

@@ -3,6 +3,7 @@
 // io_context, requests handed straight to rest_api::handle. For unit tests and the REST fuzzer.
 
 #include "node/controller.hpp"
+#include "node/monitor.hpp"
 #include "node/rest_api.hpp"
 
 #include "support/temp_dir.hpp"
@@ -37,6 +38,9 @@ class local_plane final : public control_plane {
   void watch(std::function<void(const snapshot_ptr&)> f) override { ring_.on_install(std::move(f)); }
   asio::awaitable<result<void>> register_node(node_entry) override { co_return result<void>{}; }
   std::string elect_controller() override { return "n1"; }
+  bool controller_reachable() const noexcept override { return true; }
+  void set_load_source(load_source) override {}
+  std::optional<std::uint64_t> heartbeat_rtt_us() const noexcept override { return std::nullopt; }
 
  private:
   ring_actor& ring_;
@@ -53,10 +57,12 @@ struct api_fixture {
   std::unique_ptr<ring_actor> ring;
   std::unique_ptr<local_plane> plane;
   std::unique_ptr<controller> ctl;
+  std::unique_ptr<monitor> mon;
   std::unique_ptr<rest_api> api;
   std::thread runner;
 
-  api_fixture() {
+  explicit api_fixture(std::uint32_t monitor_interval_ms = 5000) {
+    cfg.monitor_interval_ms = monitor_interval_ms;
     cfg.node_id = "n1";
     cfg.token = token;
     cfg.bootstrap = true;
@@ -71,10 +77,14 @@ struct api_fixture {
     plane = std::make_unique<local_plane>(*ring);
     ctl = std::make_unique<controller>(ioc.get_executor(), cfg, *plane);
     ctl->begin();
-    api = std::make_unique<rest_api>(node_context{cfg, *store, *ring, pool, stopping, nullptr, plane.get(), ctl.get()});
+    mon = std::make_unique<monitor>(ioc.get_executor(), cfg, *store, *ring);
+    mon->start();
+    api = std::make_unique<rest_api>(
+        node_context{cfg, *store, *ring, pool, stopping, nullptr, plane.get(), ctl.get(), nullptr, mon.get()});
     runner = std::thread([this] { ioc.run(); });
   }
   ~api_fixture() {
+    mon->stop();
     ctl->end();
     ring->stop();
     work.reset();

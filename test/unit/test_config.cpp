@@ -83,6 +83,13 @@ TEST_CASE("config errors name the field") {
   CHECK(error_of(R"({"tls":[]})").starts_with("tls:"));
   CHECK(error_of(R"({"migration":{"threads":0}})").starts_with("migration.threads:"));
   CHECK(error_of(R"({"migration":{"convergence":"no"}})").starts_with("migration.convergence:"));
+  CHECK(error_of(R"({"monitor":{"interval_ms":50}})").starts_with("monitor.interval_ms:"));
+  CHECK(error_of(R"({"monitor":{"history_ms":0}})").starts_with("monitor.history_ms:"));
+  CHECK(error_of(R"({"monitor":{"every":5}})") == "monitor.every: unknown field");
+  auto off = parse_config(R"({"monitor":{"interval_ms":0,"history_ms":600000}})", "/etc/shardd");
+  REQUIRE(off);
+  CHECK(off->monitor_interval_ms == 0);
+  CHECK(off->monitor_history_ms == 600000);
 }
 
 TEST_CASE("validation demands what a node cannot run without") {

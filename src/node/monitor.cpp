@@ -1,0 +1,274 @@
+#include "node/monitor.hpp"
+
+#include "node/ring_actor.hpp"
+#include "storage/store.hpp"
+#include "shardd/text.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+namespace shardd {
+
+namespace {
+
+constexpr std::size_t counter_count = 8;
+
+std::array<std::uint64_t, counter_count> read_counters(const shard_counters& c) {
+  auto l = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  return {l(c.reads), l(c.writes), l(c.deletes), l(c.scans), l(c.scanned), l(c.bytes_in), l(c.bytes_out), l(c.errors)};
+}
+
+std::uint64_t delta(std::uint64_t now, std::uint64_t before) { return now >= before ? now - before : now; }
+
+std::uint64_t rss_bytes() {
+  std::ifstream f("/proc/self/statm");
+  std::uint64_t size = 0, resident = 0;
+  if (!(f >> size >> resident)) return 0;
+  return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+}  // namespace
+
+latency_summary latency_summary::of(const histogram& h) {
+  return {h.count(), h.quantile(0.5), h.quantile(0.9), h.quantile(0.99), h.max()};
+}
+
+void monitor::sparse_histogram::add_to(histogram& h) const {
+  for (const auto& [i, n] : buckets) h.add_bucket(i, n);
+  h.add_totals(sum, max);
+}
+
+monitor::monitor(asio::any_io_executor ex, const node_config& cfg, storage::store& store, ring_actor& ring)
+    : cfg_(cfg), store_(store), ring_(ring), strand_(asio::make_strand(ex)), timer_(strand_),
+      epoch_(std::chrono::steady_clock::now()), interval_ms_(cfg.monitor_interval_ms), history_ms_(cfg.monitor_history_ms) {}
+
+monitor::~monitor() = default;
+
+std::int64_t monitor::now_ms() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - epoch_).count();
+}
+
+monitor_settings monitor::settings() const {
+  return {interval_ms_.load(std::memory_order_relaxed), history_ms_.load(std::memory_order_relaxed)};
+}
+
+void monitor::start() {
+  ring_.loads().set_counting(interval_ms_.load() != 0);
+  asio::post(strand_, [this] {
+    if (stopped_) return;
+    const auto gen = ++generation_;
+    asio::co_spawn(strand_, loop(gen), asio::detached);
+  });
+}
+
+void monitor::stop() {
+  asio::post(strand_, [this] {
+    stopped_ = true;
+    ++generation_;
+    timer_.cancel();
+  });
+}
+
+asio::awaitable<void> monitor::apply(monitor_settings s) {
+  auto change = [this, s] {
+    interval_ms_ = s.interval_ms;
+    history_ms_ = s.history_ms;
+    ring_.loads().set_counting(s.interval_ms != 0);
+    if (stopped_) return;
+    // A new loop takes the new interval now; the old one wakes, sees the generation and ends.
+    const auto gen = ++generation_;
+    timer_.cancel();
+    asio::co_spawn(strand_, loop(gen), asio::detached);
+  };
+  co_await run_on(strand_, std::move(change));
+}
+
+asio::awaitable<void> monitor::loop(std::uint64_t gen) {
+  while (!stopped_ && gen == generation_) {
+    const auto interval = interval_ms_.load(std::memory_order_relaxed);
+    if (interval == 0) co_return;  // off: apply() starts a loop again
+    sample();
+    timer_.expires_after(std::chrono::milliseconds(interval));
+    (void)co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
+node_figures monitor::figures_now() const {
+  node_figures f;
+  struct statvfs vfs {};
+  if (::statvfs(cfg_.data_dir.c_str(), &vfs) == 0) {
+    f.disk_total = std::uint64_t(vfs.f_blocks) * vfs.f_frsize;
+    f.disk_free = std::uint64_t(vfs.f_bavail) * vfs.f_frsize;
+    f.disk_used = (std::uint64_t(vfs.f_blocks) - vfs.f_bfree) * vfs.f_frsize;
+  }
+  const auto e = store_.figures();
+  f.data_bytes = e.sst_bytes;
+  f.pending_compaction_bytes = e.pending_compaction_bytes;
+  f.l0_files = e.l0_files;
+  f.memtable_bytes = e.memtable_bytes;
+  f.rss_bytes = rss_bytes();
+  if (sources_.rest_connections) f.rest_connections = sources_.rest_connections();
+  if (sources_.peer_connections) f.peer_connections = sources_.peer_connections();
+  if (sources_.heartbeat_rtt_us) f.heartbeat_rtt_us = sources_.heartbeat_rtt_us();
+  const auto& n = ring_.loads().node();
+  auto l = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  f.rest_requests = l(n.rest_requests);
+  f.rest_errors = l(n.rest_errors);
+  f.forwarded = l(n.forwarded);
+  f.migration_bytes_in = l(n.migration_bytes_in);
+  f.migration_bytes_out = l(n.migration_bytes_out);
+  return f;
+}
+
+void monitor::sample() {
+  const auto t = now_ms();
+  const auto snap = ring_.snapshot();
+  std::vector<peer::shard_load> load;
+  std::map<std::uint64_t, shard_series> next;
+  bool have_rates = false;
+  if (snap->load) {
+    for (const auto& c : snap->load->all()) {
+      const auto key = load_key(c->index_id, c->shard_id);
+      auto it = shards_.find(key);
+      shard_series ser = it != shards_.end() ? std::move(it->second) : shard_series{};
+      if (ser.samples.empty() && !node_.empty()) {
+        // A shard new here: its counters started at zero when the map gave it this node,
+        // after the last sample; counting from that sample keeps what came in between.
+        shard_sample zero;
+        zero.t_ms = node_.back().t_ms;
+        ser.samples.push_back(std::move(zero));
+      }
+      shard_sample s;
+      s.t_ms = t;
+      s.counters = read_counters(*c);
+      if (auto st = store_.stats(c->index_id, c->shard_id)) {
+        s.records = st->records;
+        s.bytes = st->bytes;
+      }
+      for (std::size_t op = 0; op < load_op_count; ++op) {
+        auto cum = c->latency_us[op].snapshot();
+        const auto d = cum.since(ser.last[op]);
+        if (d.count() > 0) {
+          auto& sp = s.interval[op];
+          const auto& counts = d.counts();
+          for (std::size_t i = 0; i < counts.size(); ++i)
+            if (counts[i]) sp.buckets.emplace_back(static_cast<std::uint16_t>(i), static_cast<std::uint32_t>(std::min<std::uint64_t>(counts[i], UINT32_MAX)));
+          sp.sum = d.sum();
+          sp.max = d.max();
+        }
+        ser.last[op] = std::move(cum);
+      }
+      peer::shard_load l{c->index_id, c->shard_id, s.records, s.bytes, 0, 0, 0, 0};
+      if (!ser.samples.empty()) {
+        const auto& prev = ser.samples.back();
+        const double secs = std::max<double>(1, static_cast<double>(t - prev.t_ms)) / 1000.0;
+        auto rate = [&](std::size_t i) { return static_cast<double>(delta(s.counters[i], prev.counters[i])) / secs; };
+        l.reads_per_sec = rate(0) + rate(4);  // point reads and scanned records
+        l.writes_per_sec = rate(1) + rate(2);
+        l.bytes_in_per_sec = rate(5);
+        l.bytes_out_per_sec = rate(6);
+        have_rates = true;
+      }
+      load.push_back(l);
+      ser.samples.push_back(std::move(s));
+      next.emplace(key, std::move(ser));
+    }
+  }
+  shards_ = std::move(next);  // shards no longer here are forgotten
+  node_.push_back(node_sample{t, figures_now()});
+  trim(t);
+  if (have_rates || load.empty())
+    latest_.store(std::make_shared<const std::vector<peer::shard_load>>(std::move(load)), std::memory_order_release);
+}
+
+void monitor::trim(std::int64_t now) {
+  const auto keep = static_cast<std::int64_t>(history_ms_.load(std::memory_order_relaxed));
+  // Keep one sample older than the history so a window of the whole history has a start.
+  auto trim_one = [&](auto& dq) {
+    while (dq.size() > 2 && now - dq[1].t_ms > keep) dq.pop_front();
+  };
+  trim_one(node_);
+  for (auto& [k, ser] : shards_) trim_one(ser.samples);
+}
+
+asio::awaitable<stats_view> monitor::window(std::chrono::milliseconds w) {
+  auto compute = [this, w] {
+    stats_view v;
+    v.settings = settings();
+    if (node_.empty()) return v;
+    const auto end = node_.back().t_ms;
+    const auto from = end - std::max<std::int64_t>(w.count(), 1);
+    v.age_ms = now_ms() - end;
+    // The start of the window: the newest sample at or before `from` (or the oldest there is).
+    auto start_of = [from](const auto& dq) {
+      std::size_t i = dq.size() - 1;
+      while (i > 0 && dq[i].t_ms > from) --i;
+      if (i == dq.size() - 1 && i > 0) --i;  // a window is at least one interval
+      return i;
+    };
+    const auto nb = start_of(node_);
+    const auto& base = node_[nb].f;
+    const auto& last = node_.back().f;
+    v.seconds = static_cast<double>(end - node_[nb].t_ms) / 1000.0;
+    v.samples = node_.size() - nb;
+    v.node.now = last;
+    v.node.rest_requests = delta(last.rest_requests, base.rest_requests);
+    v.node.rest_errors = delta(last.rest_errors, base.rest_errors);
+    v.node.forwarded = delta(last.forwarded, base.forwarded);
+    v.node.migration_bytes_in = delta(last.migration_bytes_in, base.migration_bytes_in);
+    v.node.migration_bytes_out = delta(last.migration_bytes_out, base.migration_bytes_out);
+    v.node.disk_used_change = static_cast<std::int64_t>(last.disk_used) - static_cast<std::int64_t>(base.disk_used);
+    std::array<histogram, load_op_count> node_lat;
+    for (const auto& [key, ser] : shards_) {
+      if (ser.samples.empty()) continue;
+      const auto sb = start_of(ser.samples);
+      const auto& a = ser.samples[sb];
+      const auto& b = ser.samples.back();
+      shard_window sw;
+      sw.index_id = static_cast<std::uint32_t>(key >> 32);
+      sw.shard_id = static_cast<std::uint32_t>(key);
+      sw.records = b.records;
+      sw.bytes = b.bytes;
+      std::array<std::uint64_t, counter_count> d{};
+      for (std::size_t i = 0; i < counter_count; ++i) d[i] = sb + 1 < ser.samples.size() ? delta(b.counters[i], a.counters[i]) : 0;
+      sw.reads = d[0], sw.writes = d[1], sw.deletes = d[2], sw.scans = d[3], sw.scanned = d[4];
+      sw.bytes_in = d[5], sw.bytes_out = d[6], sw.errors = d[7];
+      for (std::size_t op = 0; op < load_op_count; ++op) {
+        histogram h;
+        for (std::size_t j = sb + 1; j < ser.samples.size(); ++j) ser.samples[j].interval[op].add_to(h);
+        sw.latency[op] = latency_summary::of(h);
+        node_lat[op].merge(h);
+      }
+      v.shards.push_back(std::move(sw));
+    }
+    for (std::size_t op = 0; op < load_op_count; ++op) v.node.latency[op] = latency_summary::of(node_lat[op]);
+    return v;
+  };
+  co_return co_await run_on(strand_, std::move(compute));
+}
+
+result<std::chrono::milliseconds> parse_window(std::string_view text) {
+  std::size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  const auto unit = text.substr(digits);
+  std::uint64_t scale = 0;
+  if (unit.empty() || unit == "s") scale = 1000;
+  else if (unit == "ms") scale = 1;
+  else if (unit == "m") scale = 60 * 1000;
+  else if (unit == "h") scale = 3600 * 1000;
+  const auto n = digits ? parse_decimal(text.substr(0, digits), 1, 1000000) : std::nullopt;
+  if (!n || scale == 0)
+    return make_error(errc::invalid_argument, "window must be a whole number with a unit ms, s, m or h (e.g. 30s, 5m), not '" +
+                                                  std::string(text) + "'");
+  return std::chrono::milliseconds(*n * scale);
+}
+
+}  // namespace shardd

@@ -1,0 +1,456 @@
+// REST: the monitor's surface — windows of per-shard and per-node statistics, Prometheus
+// metrics, the monitor's settings and the controller's cluster-wide load table.
+#include "node/controller.hpp"
+#include "node/gather.hpp"
+#include "node/monitor.hpp"
+#include "node/rest_internal.hpp"
+#include "shardd/json_fields.hpp"
+#include "shardd/text.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+
+namespace shardd {
+
+namespace {
+
+constexpr std::string_view default_window = "5m";
+
+std::map<std::uint32_t, std::string> index_names(const partition_map& m) {
+  std::map<std::uint32_t, std::string> out;
+  for (const auto& [name, ix] : m.indexes) out.emplace(ix.id, name);
+  return out;
+}
+
+double per_sec(std::uint64_t n, double secs) { return secs > 0 ? static_cast<double>(n) / secs : 0.0; }
+
+/// Rates print with three decimals at most.
+double round3(double v) { return std::round(v * 1000) / 1000; }
+
+json::object latency_json(const std::array<latency_summary, load_op_count>& lat) {
+  json::object o;
+  for (std::size_t op = 0; op < load_op_count; ++op) {
+    const auto& l = lat[op];
+    if (l.count == 0) continue;
+    json::object e;
+    e["count"] = l.count;
+    e["p50"] = l.p50;
+    e["p90"] = l.p90;
+    e["p99"] = l.p99;
+    e["max"] = l.max;
+    o[load_op_names[op]] = std::move(e);
+  }
+  return o;
+}
+
+json::object view_json(const stats_view& v, const std::string& node, const partition_map& m) {
+  const auto names = index_names(m);
+  const double s = v.seconds;
+  json::object o;
+  o["node"] = node;
+  o["window_seconds"] = round3(s);
+  o["samples"] = v.samples;
+  o["age_ms"] = v.age_ms;
+  o["interval_ms"] = v.settings.interval_ms;
+  o["history_ms"] = v.settings.history_ms;
+  const auto& f = v.node.now;
+  json::object n;
+  n["disk_used_bytes"] = f.disk_used;
+  n["disk_free_bytes"] = f.disk_free;
+  n["disk_total_bytes"] = f.disk_total;
+  n["disk_used_change_bytes"] = v.node.disk_used_change;
+  n["data_bytes"] = f.data_bytes;
+  n["pending_compaction_bytes"] = f.pending_compaction_bytes;
+  n["l0_files"] = f.l0_files;
+  n["memtable_bytes"] = f.memtable_bytes;
+  n["rss_bytes"] = f.rss_bytes;
+  n["rest_connections"] = f.rest_connections;
+  n["peer_connections"] = f.peer_connections;
+  if (f.heartbeat_rtt_us) n["heartbeat_rtt_us"] = *f.heartbeat_rtt_us; else n["heartbeat_rtt_us"] = nullptr;
+  n["requests"] = v.node.rest_requests;
+  n["requests_per_sec"] = round3(per_sec(v.node.rest_requests, s));
+  n["errors"] = v.node.rest_errors;
+  n["forwarded"] = v.node.forwarded;
+  n["forwarded_per_sec"] = round3(per_sec(v.node.forwarded, s));
+  n["migration_in_bytes_per_sec"] = round3(per_sec(v.node.migration_bytes_in, s));
+  n["migration_out_bytes_per_sec"] = round3(per_sec(v.node.migration_bytes_out, s));
+  n["latency_us"] = latency_json(v.node.latency);
+  o["totals"] = std::move(n);
+  json::array shards;
+  for (const auto& sw : v.shards) {
+    json::object e;
+    auto it = names.find(sw.index_id);
+    e["index"] = it != names.end() ? it->second : std::to_string(sw.index_id);
+    e["shard"] = sw.shard_id;
+    e["records"] = sw.records;
+    e["bytes"] = sw.bytes;
+    e["reads"] = sw.reads;
+    e["writes"] = sw.writes;
+    e["deletes"] = sw.deletes;
+    e["scans"] = sw.scans;
+    e["scanned"] = sw.scanned;
+    e["bytes_in"] = sw.bytes_in;
+    e["bytes_out"] = sw.bytes_out;
+    e["errors"] = sw.errors;
+    e["reads_per_sec"] = round3(per_sec(sw.reads, s));
+    e["writes_per_sec"] = round3(per_sec(sw.writes, s));
+    e["deletes_per_sec"] = round3(per_sec(sw.deletes, s));
+    e["scans_per_sec"] = round3(per_sec(sw.scans, s));
+    e["bytes_in_per_sec"] = round3(per_sec(sw.bytes_in, s));
+    e["bytes_out_per_sec"] = round3(per_sec(sw.bytes_out, s));
+    e["latency_us"] = latency_json(sw.latency);
+    shards.push_back(std::move(e));
+  }
+  o["shards"] = std::move(shards);
+  return o;
+}
+
+std::string num(const json::value& v) {
+  if (v.is_int64()) return std::to_string(v.get_int64());
+  if (v.is_uint64()) return std::to_string(v.get_uint64());
+  if (v.is_double()) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.1f", v.get_double());
+    return buf;
+  }
+  if (v.is_string()) return std::string(v.get_string());
+  return "-";
+}
+
+std::string p99_of(const json::object& shard, const char* op) {
+  const auto* lat = shard.if_contains("latency_us");
+  const auto* e = lat && lat->is_object() ? lat->get_object().if_contains(op) : nullptr;
+  const auto* p = e && e->is_object() ? e->get_object().if_contains("p99") : nullptr;
+  return p ? num(*p) : "-";
+}
+
+/// One row per shard of every node answer (`nodes`: objects as view_json makes them).
+std::string stats_text(const json::array& nodes) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& nv : nodes) {
+    if (!nv.is_object()) continue;
+    const auto& n = nv.get_object();
+    const std::string node = n.contains("node") ? num(n.at("node")) : "-";
+    const auto* shards = n.if_contains("shards");
+    if (!shards || !shards->is_array()) {
+      rows.push_back({node, "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-"});
+      continue;
+    }
+    for (const auto& sv : shards->get_array()) {
+      const auto& s = sv.get_object();
+      auto g = [&](const char* k) { return s.contains(k) ? num(s.at(k)) : "-"; };
+      rows.push_back({node, g("index"), g("shard"), g("records"), g("bytes"), g("reads_per_sec"), g("writes_per_sec"),
+                      g("deletes_per_sec"), g("scans_per_sec"), g("bytes_in_per_sec"), g("bytes_out_per_sec"), g("errors"),
+                      p99_of(s, "read"), p99_of(s, "write")});
+    }
+  }
+  return render_table({"node", "index", "shard", "records", "bytes", "read/s", "write/s", "delete/s", "scan/s", "in_B/s",
+                       "out_B/s", "errors", "read_p99_us", "write_p99_us"},
+                      rows);
+}
+
+// --- Prometheus text exposition (format 0.0.4) ---------------------------------------------
+
+std::string label_value(std::string_view v) {
+  std::string out;
+  for (char ch : v) {
+    if (ch == '\\') out += "\\\\";
+    else if (ch == '"') out += "\\\"";
+    else if (ch == '\n') out += "\\n";
+    else out += ch;
+  }
+  return out;
+}
+
+/// Latency bucket bounds in seconds (the `le` labels), as microseconds.
+constexpr std::array<std::uint64_t, 16> latency_bounds_us = {100,    250,    500,     1000,    2500,    5000,    10000,   25000,
+                                                             50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
+
+class exposition {
+ public:
+  void family(std::string_view name, std::string_view type, std::string_view help) {
+    out_.append("# HELP ").append(name).append(" ").append(help).append("\n");
+    out_.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+  }
+  void sample(std::string_view name, std::string_view labels, double v) {
+    out_.append(name);
+    if (!labels.empty()) out_.append("{").append(labels).append("}");
+    char buf[64];
+    if (v == static_cast<double>(static_cast<std::uint64_t>(v)) && v >= 0 && v < 1e18)
+      std::snprintf(buf, sizeof buf, " %" PRIu64 "\n", static_cast<std::uint64_t>(v));
+    else
+      std::snprintf(buf, sizeof buf, " %.9g\n", v);
+    out_.append(buf);
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+std::string format_le(std::uint64_t us) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", static_cast<double>(us) / 1e6);
+  return buf;
+}
+
+}  // namespace
+
+awaitable<http_response> rest_api::stats(call& c) {
+  if (!ctx_.mon) co_return c.fail(503, "unavailable", "this node runs no monitor");
+  const std::string wtext = c.param("window") ? *c.param("window") : std::string(default_window);
+  auto w = parse_window(wtext);
+  if (!w) co_return c.fail(w.error());
+  if (static_cast<std::uint64_t>(w->count()) > monitor_max_history_ms)
+    co_return c.fail(400, "invalid-argument", "window must not exceed the longest history, " +
+                                                  std::to_string(monitor_max_history_ms / 3600000) + "h");
+  const std::string scope = c.param("scope") ? *c.param("scope") : std::string("node");
+  if (scope != "node" && scope != "cluster") co_return c.fail(400, "invalid-argument", "scope must be node or cluster");
+
+  auto view = co_await ctx_.mon->window(*w);
+  auto mine = view_json(view, ctx_.config.node_id, *c.snap->map);
+  if (scope == "node" || c.forwarded || !ctx_.peer) {
+    if (c.text()) {
+      json::array one;
+      one.push_back(std::move(mine));
+      co_return text_response(stats_text(one));
+    }
+    co_return json_response(200, json::serialize(mine));
+  }
+  // The cluster: every other node that is up answers for itself (its own window), at once.
+  std::vector<std::string> asked;
+  std::vector<net::http_request> reqs;
+  for (const auto& [id, n] : c.snap->map->nodes)
+    if (id != ctx_.config.node_id && n.state == node_state::up) asked.push_back(id);
+  reqs.reserve(asked.size());
+  std::vector<awaitable<result<cluster_client::relayed>>> calls;
+  for (const auto& id : asked) {
+    net::http_request r;
+    r.method = http_method::get;
+    r.method_text = "GET";
+    r.target = "/v1/stats?window=" + wtext;
+    reqs.push_back(std::move(r));
+    calls.push_back(cluster_.forward(id, reqs.back(), c.snap->map->version));
+  }
+  auto answers = co_await gather(std::move(calls));
+  json::array nodes;
+  nodes.push_back(std::move(mine));
+  for (std::size_t i = 0; i < answers.size(); ++i) {
+    std::string why;
+    if (!answers[i]) {
+      why = answers[i].error().detail;
+    } else if (answers[i]->response.status != 200) {
+      why = "answered " + std::to_string(answers[i]->response.status);
+    } else {
+      boost::system::error_code ec;
+      auto v = json::parse(answers[i]->response.body, ec);
+      if (!ec && v.is_object()) {
+        nodes.push_back(std::move(v));
+        continue;
+      }
+      why = "an unreadable answer";
+    }
+    json::object e;
+    e["node"] = asked[i];
+    e["error"] = why;
+    nodes.push_back(std::move(e));
+  }
+  for (const auto& [id, n] : c.snap->map->nodes)
+    if (id != ctx_.config.node_id && n.state != node_state::up && n.state != node_state::left) {
+      json::object e;
+      e["node"] = id;
+      e["error"] = std::string("the node is ") + std::string(to_string(n.state));
+      nodes.push_back(std::move(e));
+    }
+  if (c.text()) co_return text_response(stats_text(nodes));
+  json::object o;
+  o["window"] = wtext;
+  o["nodes"] = std::move(nodes);
+  co_return json_response(200, json::serialize(o));
+}
+
+awaitable<http_response> rest_api::metrics(call& c) {
+  exposition x;
+  const auto& self = ctx_.config.node_id;
+  const std::string node_label = "node=\"" + label_value(self) + "\"";
+  const auto snap = c.snap;
+  const auto names = index_names(*snap->map);
+
+  x.family("shardd_map_version", "gauge", "Version of the partition map this node holds.");
+  x.sample("shardd_map_version", node_label, static_cast<double>(snap->map->version));
+
+  if (ctx_.mon) {
+    const auto f = ctx_.mon->figures_now();
+    const auto settings = ctx_.mon->settings();
+    auto gauge = [&](const char* name, const char* help, double v) {
+      x.family(name, "gauge", help);
+      x.sample(name, node_label, v);
+    };
+    auto counter = [&](const char* name, const char* help, double v) {
+      x.family(name, "counter", help);
+      x.sample(name, node_label, v);
+    };
+    gauge("shardd_monitor_interval_seconds", "The monitor's sampling interval (0: sampling off).", settings.interval_ms / 1000.0);
+    gauge("shardd_disk_used_bytes", "Bytes in use on the file system of the data directory.", static_cast<double>(f.disk_used));
+    gauge("shardd_disk_free_bytes", "Bytes available to shardd on the file system of the data directory.", static_cast<double>(f.disk_free));
+    gauge("shardd_disk_total_bytes", "Size of the file system of the data directory.", static_cast<double>(f.disk_total));
+    gauge("shardd_data_bytes", "Bytes of RocksDB's live table files.", static_cast<double>(f.data_bytes));
+    gauge("shardd_rocksdb_pending_compaction_bytes", "RocksDB's estimate of the bytes compaction must rewrite.",
+          static_cast<double>(f.pending_compaction_bytes));
+    gauge("shardd_rocksdb_l0_files", "Level-0 table files of the records column family.", static_cast<double>(f.l0_files));
+    gauge("shardd_rocksdb_memtable_bytes", "Bytes in RocksDB memtables.", static_cast<double>(f.memtable_bytes));
+    gauge("shardd_resident_memory_bytes", "Resident set size of the process.", static_cast<double>(f.rss_bytes));
+    gauge("shardd_rest_connections", "Open REST connections.", static_cast<double>(f.rest_connections));
+    gauge("shardd_peer_connections", "Open incoming peer connections.", static_cast<double>(f.peer_connections));
+    if (f.heartbeat_rtt_us)
+      gauge("shardd_heartbeat_rtt_seconds", "Round trip of the last heartbeat to the controller.", *f.heartbeat_rtt_us / 1e6);
+    counter("shardd_rest_requests_total", "REST requests answered, forwarded ones included.", static_cast<double>(f.rest_requests));
+    counter("shardd_rest_errors_total", "REST requests answered with a 5xx status.", static_cast<double>(f.rest_errors));
+    counter("shardd_forwarded_requests_total", "Requests relayed to the node that owns their shard.", static_cast<double>(f.forwarded));
+    counter("shardd_migration_received_bytes_total", "Shard data received by moves to this node.", static_cast<double>(f.migration_bytes_in));
+    counter("shardd_migration_sent_bytes_total", "Shard data sent by moves from this node.", static_cast<double>(f.migration_bytes_out));
+  }
+
+  // Per shard: every shard this node owns in its map.
+  struct shard_row {
+    std::string labels;
+    const shard_counters* c;
+    std::optional<storage::shard_stats> st;
+  };
+  std::vector<shard_row> rows;
+  if (snap->load)
+    for (const auto& sc : snap->load->all()) {
+      auto it = names.find(sc->index_id);
+      std::string labels = "index=\"" + label_value(it != names.end() ? it->second : std::to_string(sc->index_id)) +
+                           "\",shard=\"" + std::to_string(sc->shard_id) + "\"," + node_label;
+      rows.push_back({std::move(labels), sc.get(), ctx_.store.stats(sc->index_id, sc->shard_id)});
+    }
+  auto per_shard = [&](const char* name, const char* type, const char* help, auto value) {
+    x.family(name, type, help);
+    for (const auto& r : rows) x.sample(name, r.labels, static_cast<double>(value(r)));
+  };
+  auto ld = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  per_shard("shardd_shard_records", "gauge", "Records in the shard.", [](const shard_row& r) { return r.st ? r.st->records : 0; });
+  per_shard("shardd_shard_bytes", "gauge", "Bytes of keys and documents in the shard.",
+            [](const shard_row& r) { return r.st ? r.st->bytes : 0; });
+  per_shard("shardd_shard_reads_total", "counter", "Point reads of the shard.", [&](const shard_row& r) { return ld(r.c->reads); });
+  per_shard("shardd_shard_writes_total", "counter", "Records put into the shard.", [&](const shard_row& r) { return ld(r.c->writes); });
+  per_shard("shardd_shard_deletes_total", "counter", "Records deleted from the shard.", [&](const shard_row& r) { return ld(r.c->deletes); });
+  per_shard("shardd_shard_scans_total", "counter", "Scan requests that read the shard.", [&](const shard_row& r) { return ld(r.c->scans); });
+  per_shard("shardd_shard_scanned_records_total", "counter", "Records scans returned from the shard.",
+            [&](const shard_row& r) { return ld(r.c->scanned); });
+  per_shard("shardd_shard_written_bytes_total", "counter", "Bytes of keys and documents written to the shard.",
+            [&](const shard_row& r) { return ld(r.c->bytes_in); });
+  per_shard("shardd_shard_read_bytes_total", "counter", "Bytes of keys and documents read from the shard.",
+            [&](const shard_row& r) { return ld(r.c->bytes_out); });
+  per_shard("shardd_shard_errors_total", "counter", "Requests on the shard that failed on the server side.",
+            [&](const shard_row& r) { return ld(r.c->errors); });
+
+  x.family("shardd_shard_request_duration_seconds", "histogram",
+           "Time to serve a request on the shard, by operation (only operations seen).");
+  for (const auto& r : rows)
+    for (std::size_t op = 0; op < load_op_count; ++op) {
+      const auto h = r.c->latency_us[op].snapshot();
+      if (h.count() == 0) continue;
+      const std::string base = r.labels + ",op=\"" + load_op_names[op] + "\"";
+      for (auto b : latency_bounds_us)
+        x.sample("shardd_shard_request_duration_seconds_bucket", base + ",le=\"" + format_le(b) + "\"",
+                 static_cast<double>(h.count_at_most(b)));
+      x.sample("shardd_shard_request_duration_seconds_bucket", base + ",le=\"+Inf\"", static_cast<double>(h.count()));
+      x.sample("shardd_shard_request_duration_seconds_sum", base, static_cast<double>(h.sum()) / 1e6);
+      x.sample("shardd_shard_request_duration_seconds_count", base, static_cast<double>(h.count()));
+    }
+  http_response res;
+  res.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  res.body = x.take();
+  co_return res;
+}
+
+awaitable<http_response> rest_api::monitor_settings_endpoint(call& c) {
+  if (!ctx_.mon) co_return c.fail(503, "unavailable", "this node runs no monitor");
+  auto s = ctx_.mon->settings();
+  if (c.req.method == http_method::put) {
+    auto parsed = parse_json(c.req.body, "request body");
+    if (!parsed) co_return c.fail(parsed.error());
+    if (!parsed->is_object()) co_return c.fail(400, "invalid-argument", "monitor settings must be a JSON object");
+    json_fields f(parsed->get_object(), "");
+    auto interval = f.opt_u64("interval_ms", s.interval_ms, 0, monitor_max_interval_ms);
+    if (!interval) co_return c.fail(interval.error());
+    auto history = f.opt_u64("history_ms", s.history_ms, monitor_min_history_ms, monitor_max_history_ms);
+    if (!history) co_return c.fail(history.error());
+    if (auto fin = f.finish(); !fin) co_return c.fail(fin.error());
+    if (*interval != 0 && *interval < monitor_min_interval_ms)
+      co_return c.fail(400, "invalid-argument",
+                       "interval_ms: must be 0 (off) or at least " + std::to_string(monitor_min_interval_ms));
+    s.interval_ms = static_cast<std::uint32_t>(*interval);
+    s.history_ms = *history;
+    co_await ctx_.mon->apply(s);
+    SHARDD_LOG(info, "monitor_settings_changed", "interval_ms", s.interval_ms, "history_ms", s.history_ms);
+  }
+  json::object o;
+  o["node"] = ctx_.config.node_id;
+  o["interval_ms"] = s.interval_ms;
+  o["history_ms"] = s.history_ms;
+  o["sampling"] = s.interval_ms != 0;
+  co_return json_response(200, json::serialize(o));
+}
+
+awaitable<http_response> rest_api::cluster_load(call& c) {
+  auto members = co_await ctx_.ctl->members();
+  if (!members) co_return c.fail(members.error());
+  const auto names = index_names(*c.snap->map);
+  json::array nodes;
+  std::vector<std::vector<std::string>> rows;
+  std::sort(members->begin(), members->end(), [](const member_status& a, const member_status& b) { return a.node_id < b.node_id; });
+  for (const auto& m : *members) {
+    const auto* n = c.snap->map->find_node(m.node_id);
+    if (!n || n->state == node_state::left) continue;
+    json::object o;
+    o["node"] = m.node_id;
+    if (m.load_age) o["age_ms"] = m.load_age->count(); else o["age_ms"] = nullptr;
+    double reads = 0, writes = 0, in = 0, out = 0;
+    std::uint64_t records = 0, bytes = 0;
+    json::array shards;
+    for (const auto& l : m.load) {
+      json::object e;
+      auto it = names.find(l.index_id);
+      const std::string ix = it != names.end() ? it->second : std::to_string(l.index_id);
+      e["index"] = ix;
+      e["shard"] = l.shard_id;
+      e["records"] = l.records;
+      e["bytes"] = l.bytes;
+      e["reads_per_sec"] = round3(l.reads_per_sec);
+      e["writes_per_sec"] = round3(l.writes_per_sec);
+      e["bytes_in_per_sec"] = round3(l.bytes_in_per_sec);
+      e["bytes_out_per_sec"] = round3(l.bytes_out_per_sec);
+      shards.push_back(std::move(e));
+      reads += l.reads_per_sec, writes += l.writes_per_sec, in += l.bytes_in_per_sec, out += l.bytes_out_per_sec;
+      records += l.records, bytes += l.bytes;
+      rows.push_back({m.node_id, ix, std::to_string(l.shard_id), std::to_string(l.records), std::to_string(l.bytes),
+                      num(json::value(round3(l.reads_per_sec))), num(json::value(round3(l.writes_per_sec))),
+                      num(json::value(round3(l.bytes_in_per_sec))), num(json::value(round3(l.bytes_out_per_sec))),
+                      m.load_age ? std::to_string(m.load_age->count()) : "-"});
+    }
+    o["records"] = records;
+    o["bytes"] = bytes;
+    o["reads_per_sec"] = round3(reads);
+    o["writes_per_sec"] = round3(writes);
+    o["bytes_in_per_sec"] = round3(in);
+    o["bytes_out_per_sec"] = round3(out);
+    o["shards"] = std::move(shards);
+    nodes.push_back(std::move(o));
+  }
+  if (c.text())
+    co_return text_response(render_table(
+        {"node", "index", "shard", "records", "bytes", "read/s", "write/s", "in_B/s", "out_B/s", "age_ms"}, rows));
+  json::object o;
+  o["map_version"] = c.snap->map->version;
+  o["nodes"] = std::move(nodes);
+  co_return json_response(200, json::serialize(o));
+}
+
+}  // namespace shardd

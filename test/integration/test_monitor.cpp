@@ -1,0 +1,263 @@
+// Integration tests of the monitor: real shardd processes under load, their statistics,
+// Prometheus metrics, the controller's load table, readiness and the cluster's colour.
+
+#include "support/cluster.hpp"
+#include "support/json_body.hpp"
+
+#include <boost/json/parse.hpp>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+using namespace shardd;
+using namespace shardd::test;
+namespace json = boost::json;
+
+namespace {
+
+constexpr int interval_ms = 300;
+
+/// Fast heartbeats and a fast monitor.
+const std::string monitor_config =
+    R"({"cluster":{"heartbeat_interval_ms":200,"heartbeat_miss_limit":3},"migration":{"undo_window_ms":300},)"
+    R"("monitor":{"interval_ms":300}})";
+
+double number(const json::value& v) { return v.to_number<double>(); }
+
+/// The shard entry of `index`/`shard` in a node's /v1/stats answer, or null.
+const json::object* shard_in(const json::value& node_stats, const std::string& index, std::int64_t shard) {
+  const auto* shards = node_stats.as_object().if_contains("shards");
+  if (!shards) return nullptr;
+  for (const auto& s : shards->as_array())
+    if (s.at("index").as_string() == index && s.at("shard").as_int64() == shard) return &s.as_object();
+  return nullptr;
+}
+
+/// Waits until `pred` holds, polling every 50 ms; returns how long it took, or nullopt.
+template <class Pred>
+std::optional<std::chrono::milliseconds> within(std::chrono::milliseconds limit, Pred pred) {
+  const auto start = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - start < limit) {
+    if (pred()) return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return std::nullopt;
+}
+
+/// Feeds `text` to `promtool check metrics`; returns its exit code and what it said.
+std::pair<int, std::string> promtool_check(const std::string& text, const temp_dir& dir) {
+  const auto file = dir.sub("metrics.txt");
+  std::ofstream(file) << text;
+  return run_command("promtool check metrics < " + file + " 2>&1");
+}
+
+}  // namespace
+
+TEST_CASE("a load aimed at one shard shows in /v1/stats, in /metrics and in the controller's load table within three "
+          "intervals") {
+  cluster cl(2, {}, monitor_config);
+  auto n1 = cl.node(1).client(), n2 = cl.node(2).client();
+  REQUIRE(n1->put("/v1/indexes/hot", R"({"shards":6})").status == 201);
+  // A key whose shard node-2 owns: requests to node-1 are forwarded there.
+  std::string key;
+  std::int64_t shard = -1;
+  for (int i = 0; i < 200 && shard < 0; ++i) {
+    const auto k = "key-" + std::to_string(i);
+    auto r = body(n1->get("/v1/ring/lookup?index=hot&key=" + k));
+    if (r.at("owner").as_string() == "node-2") {
+      key = k;
+      shard = r.at("shard").as_int64();
+    }
+  }
+  REQUIRE(shard >= 0);
+  REQUIRE(n1->put("/v1/indexes/hot/records/" + key, R"({"v":1})").status == 201);
+  constexpr int reads = 400;
+  for (int i = 0; i < reads; ++i) REQUIRE(n1->get("/v1/indexes/hot/records/" + key).status == 200);
+  const auto load_done = std::chrono::steady_clock::now();
+
+  // /v1/stats on node-1 over the cluster: node-2's row for that shard holds every read, and it
+  // is the busiest shard of the cluster.
+  std::string last;
+  auto seen_in_stats = within(std::chrono::milliseconds(3 * interval_ms + 1000), [&] {
+    auto r = n1->get("/v1/stats?window=1m&scope=cluster");
+    if (r.status != 200) return false;
+    last = r.body;
+    const auto b = body(r);
+    for (const auto& n : b.at("nodes").as_array()) {
+      if (n.at("node").as_string() != "node-2") continue;
+      const auto* s = shard_in(n, "hot", shard);
+      return s && s->at("reads").as_int64() >= reads;
+    }
+    return false;
+  });
+  INFO(last);
+  REQUIRE(seen_in_stats);
+  {
+    const auto b = body(n1->get("/v1/stats?window=1m&scope=cluster"));
+    double busiest = 0;
+    std::string busiest_at;
+    for (const auto& n : b.at("nodes").as_array())
+      for (const auto& s : n.at("shards").as_array())
+        if (number(s.at("reads_per_sec")) > busiest) {
+          busiest = number(s.at("reads_per_sec"));
+          busiest_at = std::string(n.at("node").as_string()) + "/" + std::string(s.at("index").as_string()) + "/" +
+                       std::to_string(s.at("shard").as_int64());
+        }
+    CHECK(busiest_at == "node-2/hot/" + std::to_string(shard));
+    // node-1 forwarded them; its own totals say so.
+    const auto& mine = b.at("nodes").as_array()[0];
+    CHECK(mine.at("node").as_string() == "node-1");
+    CHECK(mine.at("totals").at("forwarded").as_int64() >= reads);
+    // node-2 timed them: a read latency with quantiles in order.
+    const auto* s = shard_in(b.at("nodes").as_array()[1], "hot", shard);
+    REQUIRE(s);
+    const auto& lat = s->at("latency_us").at("read");
+    CHECK(lat.at("count").as_int64() >= reads);
+    CHECK(lat.at("p50").as_int64() <= lat.at("p99").as_int64());
+    CHECK(lat.at("p99").as_int64() <= lat.at("max").as_int64());
+  }
+  const auto stats_after = std::chrono::steady_clock::now() - load_done;
+  CHECK(stats_after < std::chrono::milliseconds(3 * interval_ms + 1000));
+
+  // /metrics on node-2: the shard's read counter and histogram, in a format promtool accepts.
+  auto m = n2->get("/metrics");
+  REQUIRE(m.status == 200);
+  CHECK(m.header("content-type").find("text/plain; version=0.0.4") == 0);
+  const std::string series = "shardd_shard_reads_total{index=\"hot\",shard=\"" + std::to_string(shard) + "\",node=\"node-2\"} ";
+  const auto at = m.body.find(series);
+  REQUIRE(at != std::string::npos);
+  CHECK(std::stoll(m.body.substr(at + series.size())) >= reads);
+  CHECK(m.body.find("shardd_shard_request_duration_seconds_bucket{index=\"hot\",shard=\"" + std::to_string(shard) +
+                    "\",node=\"node-2\",op=\"read\",le=\"+Inf\"}") != std::string::npos);
+  auto [rc, said] = promtool_check(m.body, cl.dir);
+  INFO(said);
+  CHECK(rc == 0);
+  auto [rc1, said1] = promtool_check(n1->get("/metrics").body, cl.dir);
+  INFO(said1);
+  CHECK(rc1 == 0);
+
+  // The controller's load table (node-1) learned it from node-2's heartbeats.
+  auto in_table = within(std::chrono::milliseconds(3 * interval_ms + 1000), [&] {
+    auto r = n2->get("/v1/cluster/load");  // relayed to the controller
+    if (r.status != 200) return false;
+    last = r.body;
+    const auto b = body(r);  // named: a range-for over a member of a temporary outlives it
+    for (const auto& n : b.at("nodes").as_array()) {
+      if (n.at("node").as_string() != "node-2") continue;
+      for (const auto& s : n.at("shards").as_array())
+        if (s.at("index").as_string() == "hot" && s.at("shard").as_int64() == shard) return true;
+    }
+    return false;
+  });
+  INFO(last);
+  CHECK(in_table);
+  // While reads go on, the table shows their rate on that shard.
+  std::atomic<bool> stop{false};
+  std::thread loader([&] {
+    auto c = cl.node(2).client();
+    while (!stop) (void)c->get("/v1/indexes/hot/records/" + key);
+  });
+  auto rate_seen = within(std::chrono::milliseconds(3 * interval_ms + 2000), [&] {
+    auto r = n1->get("/v1/cluster/load");
+    last = r.body;
+    const auto b = body(r);
+    for (const auto& n : b.at("nodes").as_array())
+      for (const auto& s : n.at("shards").as_array())
+        if (n.at("node").as_string() == "node-2" && s.at("shard").as_int64() == shard && s.at("index").as_string() == "hot")
+          return number(s.at("reads_per_sec")) > 10;
+    return false;
+  });
+  stop = true;
+  loader.join();
+  INFO(last);
+  CHECK(rate_seen);
+  auto text = n1->get("/v1/cluster/load?format=text");
+  CHECK(text.status == 200);
+  CHECK(text.body.find("node-2") != std::string::npos);
+}
+
+TEST_CASE("the monitor's settings change at run time, 0 turns sampling off, and bad values are refused") {
+  cluster cl(1, {}, monitor_config);
+  auto c = cl.node(1).client();
+  auto samples = [&] { return body(c->get("/v1/stats?window=1h")).at("samples").as_int64(); };
+  auto s = body(c->get("/v1/monitor/settings"));
+  CHECK(s.at("interval_ms").as_int64() == interval_ms);
+  CHECK(s.at("history_ms").as_int64() == 3600000);
+
+  REQUIRE(c->put("/v1/monitor/settings", R"({"interval_ms":0})").status == 200);
+  const auto off = samples();
+  std::this_thread::sleep_for(std::chrono::milliseconds(4 * interval_ms));
+  CHECK(samples() == off);  // off: no sample taken
+  CHECK(body(c->get("/v1/monitor/settings")).at("sampling") == false);
+
+  REQUIRE(c->put("/v1/monitor/settings", R"({"interval_ms":100})").status == 200);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  CHECK(samples() >= off + 5);  // on again, at the new pace
+
+  // The history bounds what is kept: a window of the whole history covers at most it.
+  REQUIRE(c->put("/v1/monitor/settings", R"({"history_ms":1000})").status == 200);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  CHECK(number(body(c->get("/v1/stats?window=1h")).at("window_seconds")) <= 1.3);
+
+  for (const char* bad : {R"({"interval_ms":50})", R"({"interval_ms":"fast"})", R"({"interval_ms":-1})",
+                          R"({"history_ms":10})", R"({"colour":"blue"})", R"([1])", "{not json"}) {
+    auto r = c->put("/v1/monitor/settings", bad);
+    INFO(bad);
+    CHECK(r.status == 400);
+    CHECK(r.header("content-type") == "application/problem+json");
+  }
+  for (const char* bad : {"/v1/stats?window=abc", "/v1/stats?window=0s", "/v1/stats?window=5d", "/v1/stats?window=9000h",
+                          "/v1/stats?scope=planet", "/v1/stats?colour=blue"}) {
+    INFO(bad);
+    CHECK(c->get(bad).status == 400);
+  }
+  // Every monitor endpoint wants the token, except the probes.
+  c->set_token("");
+  CHECK(c->get("/v1/stats").status == 401);
+  CHECK(c->get("/metrics").status == 401);
+  CHECK(c->put("/v1/monitor/settings", R"({"interval_ms":0})").status == 401);
+  CHECK(c->get("/v1/health/ready").status == 200);
+}
+
+TEST_CASE("readiness and the cluster's colour: 503 with the reason when the controller is gone, red when a shard's "
+          "owner is down") {
+  cluster cl(3, {}, monitor_config);
+  auto n1 = cl.node(1).client(), n2 = cl.node(2).client();
+  REQUIRE(n1->put("/v1/indexes/colours", R"({"shards":9})").status == 201);
+  auto health = body(n1->get("/v1/cluster/health"));
+  CHECK(health.at("status") == "green");
+  CHECK(body(n1->get("/v1/cluster")).at("status") == "green");
+  auto probe = cl.node(2).client();
+  probe->set_token("");
+  auto ready = probe->get("/v1/health/ready");
+  CHECK(ready.status == 200);
+  CHECK(body(ready).at("ready") == true);
+
+  // node-3 dies: its shards are unserved, so the cluster is red, and says why.
+  cl.node(3).kill9();
+  cl.wait_states({"up", "up", "down"});
+  auto red = body(n2->get("/v1/cluster/health"));  // relayed to the controller
+  CHECK(red.at("status") == "red");
+  REQUIRE(!red.at("reasons").as_array().empty());
+  CHECK(std::string(red.at("reasons").as_array()[0].as_string()).find("node-3") != std::string::npos);
+  CHECK(body(n1->get("/v1/cluster")).at("status") == "red");
+  auto text = n1->get("/v1/cluster/health?format=text");
+  CHECK(text.body.find("red") != std::string::npos);
+
+  // The controller dies: node-2 serves what it owns but is not ready, and says why.
+  cl.node(1).kill9();
+  std::string last;
+  auto not_ready = within(std::chrono::seconds(5), [&] {
+    auto r = probe->get("/v1/health/ready");
+    last = r.body;
+    return r.status == 503;
+  });
+  INFO(last);
+  REQUIRE(not_ready);
+  const auto why = body(probe->get("/v1/health/ready"));
+  CHECK(why.at("ready") == false);
+  CHECK(std::string(why.at("reasons").as_array()[0].as_string()).find("controller") != std::string::npos);
+  // Liveness is another matter: the process is fine.
+  CHECK(probe->get("/v1/health").status == 200);
+}
