@@ -3,6 +3,7 @@
 # connections (wrk), and bulk NDJSON of 100-byte documents (bench/bulk_bench). Client and
 # server share this machine. Prints one RESULT line per measurement.
 #   bench/http-bench.sh [SECONDS]
+# Ends with the monitor on and off side by side (RESULT monitor_get, monitor_put: on/off ratio).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-10}
@@ -37,3 +38,30 @@ echo "# GET single record, 64 connections, ${secs}s"
 BENCH_INDEX=bench BENCH_KEYS=100000 BENCH_PREFIX=b wrk -t1 -c64 -d"${secs}s" --latency -s "$repo/bench/wrk-get.lua" "$url" | grep -E "RESULT|Requests/sec|Non-2xx"
 echo "# durable PUT (fsync, group commit), 64 connections, ${secs}s"
 BENCH_INDEX=bench wrk -t1 -c64 -d"${secs}s" --latency -s "$repo/bench/wrk-put.lua" "$url" | grep -E "RESULT|Requests/sec|Non-2xx"
+
+# The monitor's cost, side by side in this run: rounds alternate between the monitor off
+# (interval 0: no per-shard counting, no sampling) and on at 1 s (five times the default rate),
+# three rounds each; the ratio is on/off of the median rounds.
+settings() { curl -fsS --cacert "$work/certs/ca.pem" "${auth[@]}" -X PUT "$url/v1/monitor/settings" -d "{\"interval_ms\":$1}" >/dev/null; }
+round_secs=$(( secs / 2 > 2 ? secs / 2 : 2 ))
+median() { sort -n | sed -n 2p; }
+for kind in GET PUT; do
+  off=() on=()
+  for r in 1 2 3; do
+    for mode in off on; do
+      if [[ $mode == off ]]; then settings 0; else settings 1000; fi
+      if [[ $kind == GET ]]; then
+        line=$(BENCH_INDEX=bench BENCH_KEYS=100000 BENCH_PREFIX=b wrk -t1 -c64 -d"${round_secs}s" -s "$repo/bench/wrk-get.lua" "$url" | grep RESULT)
+      else
+        line=$(BENCH_INDEX=bench wrk -t1 -c64 -d"${round_secs}s" -s "$repo/bench/wrk-put.lua" "$url" | grep RESULT)
+      fi
+      rps=$(sed -E 's/.*req_per_s=([0-9]+).*/\1/' <<<"$line")
+      echo "# monitor $mode, $kind round $r: $line"
+      if [[ $mode == off ]]; then off+=("$rps"); else on+=("$rps"); fi
+    done
+  done
+  m_off=$(printf '%s\n' "${off[@]}" | median)
+  m_on=$(printf '%s\n' "${on[@]}" | median)
+  echo "RESULT monitor_${kind,,} off_req_per_s=$m_off on_req_per_s=$m_on ratio_on_off=$(awk -v a="$m_on" -v b="$m_off" 'BEGIN{printf "%.3f", a/b}')"
+done
+settings 5000

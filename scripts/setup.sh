@@ -11,6 +11,7 @@ packages=(
   libssl-dev librocksdb-dev libspdlog-dev catch2
   clang libclang-rt-14-dev
   openssl curl ca-certificates procps
+  prometheus
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk redis-server redis-tools python3)
