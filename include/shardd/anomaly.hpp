@@ -20,8 +20,10 @@ struct anomaly_settings {
 /// A robust score of each sample against the series' own recent history: (x - mean) / sigma,
 /// with mean and variance kept as exponentially weighted moving averages. While a possible
 /// anomaly is being confirmed (over the threshold, not yet open), the baseline is frozen, so a
-/// step is not absorbed before `k` samples have seen it; once open, the baseline follows the
-/// series again, so a lasting change becomes the new normal and the anomaly closes.
+/// step is not absorbed before `k` samples have seen it; once open, the mean follows the series
+/// again (the deviation stays as it was), so a lasting change becomes the new normal and the
+/// anomaly closes once the mean is within the threshold of it: about
+/// ln(threshold * sigma / step) / ln(1 - alpha) samples later.
 class anomaly_detector {
  public:
   enum class change : std::uint8_t { none, opened, closed };

@@ -55,8 +55,15 @@ struct shard_load {
 /// Shard loads one heartbeat may carry at most (a node holds at most this many shards).
 constexpr std::uint32_t max_heartbeat_loads = 1u << 20;
 
+/// What a node's monitor tells the controller: each local shard's load over the last interval
+/// and how many anomalies it has open.
+struct load_report {
+  std::vector<shard_load> shards;
+  std::uint32_t anomalies_open = 0;
+};
+
 /// Liveness and the sender's totals, every heartbeat interval, with the load of each shard it
-/// owns (empty while its monitor is off or has not sampled yet).
+/// owns (empty while its monitor is off or has not sampled yet) and its open anomalies.
 struct heartbeat {
   std::string node_id;
   std::uint64_t map_version = 0;
@@ -64,6 +71,7 @@ struct heartbeat {
   std::uint64_t records = 0;
   std::uint64_t bytes = 0;
   std::vector<shard_load> load;
+  std::uint32_t anomalies_open = 0;
 };
 std::string encode(const heartbeat& m);
 [[nodiscard]] result<heartbeat> decode_heartbeat(std::string_view p);

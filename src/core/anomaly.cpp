@@ -38,12 +38,15 @@ anomaly_detector::step anomaly_detector::add(double x) noexcept {
   out.open = open_;
   // The baseline: frozen while a possible anomaly is being confirmed; otherwise an EWMA of
   // mean and variance whose weight starts as a plain average (1/n) until it reaches alpha.
+  // While open only the mean follows: the spread stays the series' usual one, so the anomaly
+  // lasts until the mean has caught up with the new level (the step itself would otherwise
+  // inflate the variance and close it after k samples, however large the change).
   if (!(over && !was_open)) {
     const double a = std::max(s_.alpha, 1.0 / static_cast<double>(n_));
     const double diff = x - mean_;
     const double incr = a * diff;
     mean_ += incr;
-    var_ = (1 - a) * (var_ + diff * incr);
+    if (!was_open) var_ = (1 - a) * (var_ + diff * incr);
   }
   return out;
 }

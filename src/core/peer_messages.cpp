@@ -78,7 +78,7 @@ result<join_request> decode_join(std::string_view p) {
 std::string encode(const heartbeat& m) {
   payload_writer w;
   w.bytes(m.node_id).u64(m.map_version).u32(m.shards).u64(m.records).u64(m.bytes);
-  w.u32(static_cast<std::uint32_t>(m.load.size()));
+  w.u32(m.anomalies_open).u32(static_cast<std::uint32_t>(m.load.size()));
   // Rates travel as thousandths (a rate is never negative; NaN and below zero become 0).
   auto milli = [](double v) { return v > 0 && v < 1.8e16 ? static_cast<std::uint64_t>(std::llround(v * 1000)) : 0; };
   for (const auto& l : m.load)
@@ -96,6 +96,7 @@ result<heartbeat> decode_heartbeat(std::string_view p) {
   m.bytes = r.u64();
   if (r.ok() && r.remaining() > 0) {  // a sender without a monitor stops here
     constexpr std::size_t entry_bytes = 4 + 4 + 8 * 6;
+    m.anomalies_open = r.u32();
     const auto n = r.u32();
     if (n > max_heartbeat_loads || !plausible(r, n, entry_bytes)) return malformed("heartbeat");
     m.load.reserve(n);

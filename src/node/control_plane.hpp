@@ -43,7 +43,7 @@ class control_plane {
 
   /// What heartbeats tell the controller about this node's shards: the monitor's latest
   /// per-shard load (null: none yet).
-  using load_source = std::function<std::shared_ptr<const std::vector<peer::shard_load>>()>;
+  using load_source = std::function<std::shared_ptr<const peer::load_report>()>;
   virtual void set_load_source(load_source f) = 0;
   /// The last heartbeat's round trip to the controller, in microseconds (members).
   virtual std::optional<std::uint64_t> heartbeat_rtt_us() const noexcept = 0;

@@ -343,6 +343,7 @@ awaitable<void> controller::on(heartbeat_msg& h) {
   l.shards = h.beat.shards;
   l.records = h.beat.records;
   l.bytes = h.beat.bytes;
+  l.anomalies_open = h.beat.anomalies_open;
   if (!h.beat.load.empty()) {
     // A member speaks for its own shards only: entries for shards the map gives another node
     // are dropped, not stored.
@@ -391,21 +392,23 @@ awaitable<void> controller::on(members_msg& q) {
   const auto now = std::chrono::steady_clock::now();
   std::vector<member_status> out;
   for (const auto& [id, l] : leases_) {
-    member_status st{id, std::nullopt, l.shards, l.records, l.bytes, l.load, std::nullopt};
+    member_status st{id, std::nullopt, l.shards, l.records, l.bytes, l.load, std::nullopt, l.anomalies_open};
     if (l.heard) st.since_heartbeat = std::chrono::duration_cast<std::chrono::milliseconds>(now - l.last_seen);
     if (l.load_at) st.load_age = std::chrono::duration_cast<std::chrono::milliseconds>(now - *l.load_at);
     if (id == cfg_.node_id && local_load_)
       if (auto mine = local_load_()) {
-        st.load = *mine;
+        st.load = mine->shards;
         st.load_age = std::chrono::milliseconds(0);
+        st.anomalies_open = mine->anomalies_open;
       }
     out.push_back(std::move(st));
   }
   if (!leases_.count(cfg_.node_id) && local_load_) {
-    member_status self{cfg_.node_id, std::chrono::milliseconds(0), 0, 0, 0, {}, std::nullopt};
+    member_status self{cfg_.node_id, std::chrono::milliseconds(0), 0, 0, 0, {}, std::nullopt, 0};
     if (auto mine = local_load_()) {
-      self.load = *mine;
+      self.load = mine->shards;
       self.load_age = std::chrono::milliseconds(0);
+      self.anomalies_open = mine->anomalies_open;
     }
     out.push_back(std::move(self));
   }

@@ -29,6 +29,7 @@ struct member_status {
   /// the map gives it); `load_age` since then. The rebalancer reads this table.
   std::vector<peer::shard_load> load;
   std::optional<std::chrono::milliseconds> load_age;
+  std::uint32_t anomalies_open = 0;  ///< on the member, as its last heartbeat said
 };
 
 struct join_msg {
@@ -244,6 +245,7 @@ class controller final : public actor<controller_message> {
     std::uint64_t records = 0, bytes = 0;
     std::vector<peer::shard_load> load;
     std::optional<std::chrono::steady_clock::time_point> load_at;
+    std::uint32_t anomalies_open = 0;
   };
   std::map<std::string, lease, std::less<>> leases_;
   control_plane::load_source local_load_;

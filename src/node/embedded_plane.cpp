@@ -161,7 +161,10 @@ awaitable<void> embedded_plane::heartbeat_loop(node_entry self) {
           hb.bytes += st->bytes;
         }
       if (load_source_)
-        if (auto load = load_source_()) hb.load = *load;
+        if (auto load = load_source_()) {
+          hb.load = load->shards;
+          hb.anomalies_open = load->anomalies_open;
+        }
       auto f = make_frame(peer::frame_type::heartbeat, peer::encode(hb), snap->map->version);
       const auto sent = std::chrono::steady_clock::now();
       auto reply = co_await call_controller(std::move(f), std::chrono::milliseconds(cfg_.heartbeat_interval_ms * 2));

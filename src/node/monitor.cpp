@@ -1,6 +1,7 @@
 #include "node/monitor.hpp"
 
 #include "node/ring_actor.hpp"
+#include "common/log.hpp"
 #include "storage/store.hpp"
 #include "shardd/text.hpp"
 
@@ -28,6 +29,27 @@ std::array<std::uint64_t, counter_count> read_counters(const shard_counters& c) 
 
 std::uint64_t delta(std::uint64_t now, std::uint64_t before) { return now >= before ? now - before : now; }
 
+/// A p99 needs this many requests in an interval to be watched (fewer: the interval is skipped).
+constexpr std::uint64_t min_latency_samples = 20;
+
+/// The detector of each series. Rates: a change of a few requests per second on an idle shard
+/// is not news (min_sigma 2/s). Latency: p99 moves by a quarter without meaning much.
+anomaly_settings settings_for(anomaly_series s) {
+  anomaly_settings a;
+  switch (s) {
+    case anomaly_series::read_rate:
+    case anomaly_series::write_rate: a.min_sigma = 2.0; a.rel_sigma = 0.05; break;
+    case anomaly_series::p99_latency: a.min_sigma = 500.0; a.rel_sigma = 0.25; break;
+    case anomaly_series::error_rate: a.min_sigma = 0.5; a.rel_sigma = 0.05; break;
+    case anomaly_series::disk_growth: a.min_sigma = 1024.0 * 1024; a.rel_sigma = 0.1; break;
+  }
+  return a;
+}
+
+std::int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 std::uint64_t rss_bytes() {
   std::ifstream f("/proc/self/statm");
   std::uint64_t size = 0, resident = 0;
@@ -48,7 +70,63 @@ void monitor::sparse_histogram::add_to(histogram& h) const {
 
 monitor::monitor(asio::any_io_executor ex, const node_config& cfg, storage::store& store, ring_actor& ring)
     : cfg_(cfg), store_(store), ring_(ring), strand_(asio::make_strand(ex)), timer_(strand_),
-      epoch_(std::chrono::steady_clock::now()), interval_ms_(cfg.monitor_interval_ms), history_ms_(cfg.monitor_history_ms) {}
+      epoch_(std::chrono::steady_clock::now()), interval_ms_(cfg.monitor_interval_ms), history_ms_(cfg.monitor_history_ms),
+      disk_growth_{anomaly_detector(settings_for(anomaly_series::disk_growth))} {}
+
+monitor::shard_series monitor::fresh_series() {
+  shard_series s;
+  for (std::size_t i = 0; i < shard_anomaly_series; ++i) s.watch[i].detector = anomaly_detector(settings_for(anomaly_series(i)));
+  return s;
+}
+
+void monitor::observe(watched& w, anomaly_series series, bool per_shard, std::uint64_t key, double value) {
+  const double mean = w.detector.mean();
+  const double sigma = w.detector.sigma();
+  const auto st = w.detector.add(value);
+  if (st.changed == anomaly_detector::change::opened) {
+    anomaly a;
+    a.id = next_anomaly_id_++;
+    a.series = series;
+    a.per_shard = per_shard;
+    a.index_id = static_cast<std::uint32_t>(key >> 32);
+    a.shard_id = static_cast<std::uint32_t>(key);
+    a.opened_unix_ms = unix_ms();
+    a.value = a.last_value = value;
+    a.baseline = mean;
+    a.sigma = sigma;
+    a.score = a.peak_score = st.score;
+    w.open_id = a.id;
+    SHARDD_LOG(warn, "anomaly_opened", "id", a.id, "series", anomaly_series_names[std::size_t(series)], "index_id",
+               a.index_id, "shard", a.shard_id, "value", value, "baseline", mean, "score", st.score);
+    open_.emplace(a.id, std::move(a));
+    return;
+  }
+  if (w.open_id == 0) return;
+  auto it = open_.find(w.open_id);
+  if (it == open_.end()) {
+    w.open_id = 0;
+    return;
+  }
+  it->second.last_value = value;
+  if (std::abs(st.score) > std::abs(it->second.peak_score)) it->second.peak_score = st.score;
+  if (st.changed == anomaly_detector::change::closed) close_anomaly(w, "back within its baseline");
+}
+
+void monitor::close_anomaly(watched& w, std::string because) {
+  auto it = open_.find(w.open_id);
+  w.open_id = 0;
+  if (it == open_.end()) return;
+  auto a = std::move(it->second);
+  open_.erase(it);
+  a.closed_unix_ms = unix_ms();
+  a.closed_because = std::move(because);
+  SHARDD_LOG(info, "anomaly_closed", "id", a.id, "series", anomaly_series_names[std::size_t(a.series)], "because",
+             a.closed_because);
+  closed_.push_back(std::move(a));
+  while (closed_.size() > anomalies_kept) closed_.pop_front();
+}
+
+void monitor::publish_open_count() { open_count_.store(static_cast<std::uint32_t>(open_.size()), std::memory_order_relaxed); }
 
 monitor::~monitor() = default;
 
@@ -82,6 +160,18 @@ asio::awaitable<void> monitor::apply(monitor_settings s) {
     interval_ms_ = s.interval_ms;
     history_ms_ = s.history_ms;
     ring_.loads().set_counting(s.interval_ms != 0);
+    if (s.interval_ms == 0) {
+      // Nothing is measured while off: what is open cannot close by itself, and the baselines
+      // would meet a gap when sampling resumes; start them again.
+      for (auto& [k, ser] : shards_)
+        for (std::size_t i = 0; i < shard_anomaly_series; ++i) {
+          if (ser.watch[i].open_id) close_anomaly(ser.watch[i], "sampling was turned off");
+          ser.watch[i].detector = anomaly_detector(settings_for(anomaly_series(i)));
+        }
+      if (disk_growth_.open_id) close_anomaly(disk_growth_, "sampling was turned off");
+      disk_growth_.detector = anomaly_detector(settings_for(anomaly_series::disk_growth));
+      publish_open_count();
+    }
     if (stopped_) return;
     // A new loop takes the new interval now; the old one wakes, sees the generation and ends.
     const auto gen = ++generation_;
@@ -133,22 +223,33 @@ void monitor::sample() {
   const auto snap = ring_.snapshot();
   std::vector<peer::shard_load> load;
   std::map<std::uint64_t, shard_series> next;
+  // Shards no longer here: what is open on them closes.
+  if (snap->load)
+    for (auto& [key, ser] : shards_) {
+      if (snap->load->find(static_cast<std::uint32_t>(key >> 32), static_cast<std::uint32_t>(key)) ||
+          !ring_.loads().counting())
+        continue;
+      for (auto& w : ser.watch)
+        if (w.open_id) close_anomaly(w, "the shard left this node");
+    }
   bool have_rates = false;
   if (snap->load) {
     for (const auto& c : snap->load->all()) {
       const auto key = load_key(c->index_id, c->shard_id);
       auto it = shards_.find(key);
-      shard_series ser = it != shards_.end() ? std::move(it->second) : shard_series{};
+      shard_series ser = it != shards_.end() ? std::move(it->second) : fresh_series();
       if (ser.samples.empty() && !node_.empty()) {
         // A shard new here: its counters started at zero when the map gave it this node,
         // after the last sample; counting from that sample keeps what came in between.
         shard_sample zero;
         zero.t_ms = node_.back().t_ms;
+        zero.counters_only = true;
         ser.samples.push_back(std::move(zero));
       }
       shard_sample s;
       s.t_ms = t;
       s.counters = read_counters(*c);
+      c->hot.rotate(std::chrono::steady_clock::now());
       if (auto st = store_.stats(c->index_id, c->shard_id)) {
         s.records = st->records;
         s.bytes = st->bytes;
@@ -176,6 +277,13 @@ void monitor::sample() {
         l.bytes_in_per_sec = rate(5);
         l.bytes_out_per_sec = rate(6);
         have_rates = true;
+        observe(ser.watch[0], anomaly_series::read_rate, true, key, rate(0) + rate(3));
+        observe(ser.watch[1], anomaly_series::write_rate, true, key, rate(1) + rate(2));
+        histogram all;
+        for (const auto& sp : s.interval) sp.add_to(all);
+        if (all.count() >= min_latency_samples)
+          observe(ser.watch[2], anomaly_series::p99_latency, true, key, static_cast<double>(all.quantile(0.99)));
+        observe(ser.watch[3], anomaly_series::error_rate, true, key, rate(7));
       }
       load.push_back(l);
       ser.samples.push_back(std::move(s));
@@ -184,9 +292,21 @@ void monitor::sample() {
   }
   shards_ = std::move(next);  // shards no longer here are forgotten
   node_.push_back(node_sample{t, figures_now()});
+  if (node_.size() >= 2) {
+    const auto& a = node_[node_.size() - 2];
+    const auto& b = node_.back();
+    const double secs = std::max<double>(1, static_cast<double>(b.t_ms - a.t_ms)) / 1000.0;
+    observe(disk_growth_, anomaly_series::disk_growth, false, 0,
+            (static_cast<double>(b.f.disk_used) - static_cast<double>(a.f.disk_used)) / secs);
+  }
+  publish_open_count();
   trim(t);
-  if (have_rates || load.empty())
-    latest_.store(std::make_shared<const std::vector<peer::shard_load>>(std::move(load)), std::memory_order_release);
+  if (have_rates || load.empty()) {
+    auto report = std::make_shared<peer::load_report>();
+    report->shards = std::move(load);
+    report->anomalies_open = anomalies_open();
+    latest_.store(std::move(report), std::memory_order_release);
+  }
 }
 
 void monitor::trim(std::int64_t now) {
@@ -250,6 +370,81 @@ asio::awaitable<stats_view> monitor::window(std::chrono::milliseconds w) {
       v.shards.push_back(std::move(sw));
     }
     for (std::size_t op = 0; op < load_op_count; ++op) v.node.latency[op] = latency_summary::of(node_lat[op]);
+    return v;
+  };
+  co_return co_await run_on(strand_, std::move(compute));
+}
+
+asio::awaitable<std::vector<anomaly>> monitor::anomalies(std::size_t closed_max) {
+  auto list = [this, closed_max] {
+    std::vector<anomaly> out;
+    for (auto it = open_.rbegin(); it != open_.rend(); ++it) out.push_back(it->second);
+    std::size_t n = 0;
+    for (auto it = closed_.rbegin(); it != closed_.rend() && n < closed_max; ++it, ++n) out.push_back(*it);
+    return out;
+  };
+  co_return co_await run_on(strand_, std::move(list));
+}
+
+namespace {
+
+series_forecast fit(const std::vector<trend_point>& pts, std::optional<double> limit) {
+  series_forecast f;
+  f.limit = limit;
+  if (pts.empty()) return f;
+  f.now = pts.back().y;
+  f.points = pts.size();
+  const auto tr = fit_trend(pts);
+  if (!tr) return f;
+  f.slope_per_hour = tr->slope * 3600;
+  f.r2 = tr->r2;
+  if (limit) f.seconds_to_limit = tr->time_to(*limit, pts.back().t);
+  return f;
+}
+
+}  // namespace
+
+asio::awaitable<forecast_view> monitor::forecast(std::chrono::milliseconds w, forecast_limits lim) {
+  auto compute = [this, w, lim] {
+    forecast_view v;
+    if (node_.empty()) return v;
+    const auto end = node_.back().t_ms;
+    const auto from = end - std::max<std::int64_t>(w.count(), 1);
+    auto secs = [](std::int64_t t_ms) { return static_cast<double>(t_ms) / 1000.0; };
+    std::vector<trend_point> disk;
+    std::int64_t first = end;
+    for (const auto& n : node_)
+      if (n.t_ms >= from) {
+        disk.push_back({secs(n.t_ms), static_cast<double>(n.f.disk_used)});
+        first = std::min(first, n.t_ms);
+      }
+    v.seconds = secs(end - first);
+    v.disk_total = node_.back().f.disk_total;
+    std::optional<double> watermark;
+    if (v.disk_total > 0) watermark = lim.disk_watermark * static_cast<double>(v.disk_total);
+    v.disk_used = fit(disk, watermark);
+    for (const auto& [key, ser] : shards_) {
+      std::vector<trend_point> bytes, records, writes;
+      const shard_sample* prev = nullptr;
+      for (const auto& s : ser.samples) {
+        if (s.t_ms >= from && !s.counters_only) {
+          bytes.push_back({secs(s.t_ms), static_cast<double>(s.bytes)});
+          records.push_back({secs(s.t_ms), static_cast<double>(s.records)});
+        }
+        if (prev && s.t_ms >= from && s.t_ms > prev->t_ms) {
+          const double n = static_cast<double>(delta(s.counters[1], prev->counters[1]) + delta(s.counters[2], prev->counters[2]));
+          writes.push_back({secs(s.t_ms), n / secs(s.t_ms - prev->t_ms)});
+        }
+        prev = &s;
+      }
+      shard_forecast f;
+      f.index_id = static_cast<std::uint32_t>(key >> 32);
+      f.shard_id = static_cast<std::uint32_t>(key);
+      f.bytes = fit(bytes, lim.shard_bytes);
+      f.records = fit(records, lim.shard_records);
+      f.write_rate = fit(writes, std::nullopt);
+      v.shards.push_back(std::move(f));
+    }
     return v;
   };
   co_return co_await run_on(strand_, std::move(compute));

@@ -5,6 +5,8 @@
 #include "common/config.hpp"
 #include "node/actor.hpp"
 #include "node/shard_load.hpp"
+#include "shardd/anomaly.hpp"
+#include "shardd/forecast.hpp"
 #include "shardd/histogram.hpp"
 #include "shardd/peer_messages.hpp"
 
@@ -87,6 +89,61 @@ struct node_window {
   std::array<latency_summary, load_op_count> latency;  ///< every local shard's requests together
 };
 
+/// The series the monitor watches for anomalies: four per shard, one per node.
+enum class anomaly_series : std::uint8_t { read_rate, write_rate, p99_latency, error_rate, disk_growth };
+inline constexpr std::size_t shard_anomaly_series = 4;  ///< the first four are per shard
+inline constexpr std::array<const char*, 5> anomaly_series_names = {"read_rate", "write_rate", "p99_latency_us", "error_rate",
+                                                                    "disk_growth_bytes_per_sec"};
+/// Closed anomalies the monitor remembers (the newest).
+inline constexpr std::size_t anomalies_kept = 256;
+
+/// A stretch of samples a series spent away from its own recent history.
+struct anomaly {
+  std::uint64_t id = 0;  ///< per node, increasing from 1 since the node started
+  anomaly_series series = anomaly_series::read_rate;
+  bool per_shard = true;
+  std::uint32_t index_id = 0, shard_id = 0;  ///< when per shard
+  std::int64_t opened_unix_ms = 0;
+  std::int64_t closed_unix_ms = 0;  ///< 0 while open
+  double value = 0;     ///< the sample that opened it
+  double baseline = 0;  ///< the series' mean before it
+  double sigma = 0;     ///< ... and its deviation
+  double score = 0;     ///< of the opening sample, signed (below zero: a drop)
+  double peak_score = 0;  ///< the largest |score| while open, signed
+  double last_value = 0;  ///< the latest sample while open
+  std::string closed_because;
+};
+
+/// One series' least-squares trend over a window, with when it reaches its limit.
+struct series_forecast {
+  double now = 0;          ///< the last sample's value
+  double slope_per_hour = 0;
+  double r2 = 0;
+  std::size_t points = 0;
+  std::optional<double> limit;               ///< what it is forecast against
+  std::optional<double> seconds_to_limit;    ///< empty: not rising, or no limit, or too few points
+};
+
+struct shard_forecast {
+  std::uint32_t index_id = 0, shard_id = 0;
+  series_forecast bytes, records, write_rate;
+};
+
+/// What `GET /v1/forecast` shows of one node.
+struct forecast_view {
+  double seconds = 0;  ///< the window the trends were fitted over
+  series_forecast disk_used;  ///< against the disk watermark
+  std::uint64_t disk_total = 0;
+  std::vector<shard_forecast> shards;
+};
+
+/// The limits forecasts are measured against.
+struct forecast_limits {
+  std::optional<double> shard_bytes;
+  std::optional<double> shard_records;
+  double disk_watermark = 0.85;  ///< share of the data directory's file system
+};
+
 /// What `GET /v1/stats` shows of one node.
 struct stats_view {
   double seconds = 0;         ///< the window actually covered (shorter while history builds up)
@@ -121,10 +178,17 @@ class monitor {
 
   /// The load of every local shard over the last interval, for heartbeats and the controller's
   /// load table; null until two samples were taken. Lock-free; any thread.
-  std::shared_ptr<const std::vector<peer::shard_load>> latest_load() const { return latest_.load(std::memory_order_acquire); }
+  std::shared_ptr<const peer::load_report> latest_load() const { return latest_.load(std::memory_order_acquire); }
 
   /// The node's figures now (for `/metrics`, which reads the counters themselves).
   node_figures figures_now() const;
+
+  /// Open anomalies and the newest closed ones (at most `closed_max`), newest first.
+  asio::awaitable<std::vector<anomaly>> anomalies(std::size_t closed_max);
+  /// Anomalies open now. Lock-free; any thread.
+  std::uint32_t anomalies_open() const noexcept { return open_count_.load(std::memory_order_relaxed); }
+  /// Trends over the last `window` of every local shard and of the node's disk.
+  asio::awaitable<forecast_view> forecast(std::chrono::milliseconds window, forecast_limits limits);
 
  private:
   struct sparse_histogram {
@@ -137,10 +201,16 @@ class monitor {
     std::array<std::uint64_t, 8> counters{};  ///< cumulative, in shard_counters' order
     std::uint64_t records = 0, bytes = 0;
     std::array<sparse_histogram, load_op_count> interval;  ///< since the previous sample
+    bool counters_only = false;  ///< the zero a new shard's counters start from (no records, bytes)
+  };
+  struct watched {
+    anomaly_detector detector;
+    std::uint64_t open_id = 0;  ///< the anomaly open on it, 0: none
   };
   struct shard_series {
     std::deque<shard_sample> samples;
     std::array<histogram, load_op_count> last;  ///< cumulative at the last sample
+    std::array<watched, shard_anomaly_series> watch;
   };
   struct node_sample {
     std::int64_t t_ms = 0;
@@ -150,6 +220,10 @@ class monitor {
   asio::awaitable<void> loop(std::uint64_t generation);
   void sample();
   void trim(std::int64_t now_ms);
+  void observe(watched& w, anomaly_series s, bool per_shard, std::uint64_t key, double value);
+  void close_anomaly(watched& w, std::string because);
+  void publish_open_count();
+  static shard_series fresh_series();
   std::int64_t now_ms() const;
 
   const node_config& cfg_;
@@ -165,7 +239,12 @@ class monitor {
   bool stopped_ = false;
   std::map<std::uint64_t, shard_series> shards_;
   std::deque<node_sample> node_;
-  std::atomic<std::shared_ptr<const std::vector<peer::shard_load>>> latest_;
+  std::atomic<std::shared_ptr<const peer::load_report>> latest_;
+  watched disk_growth_;
+  std::map<std::uint64_t, anomaly> open_;  ///< by id
+  std::deque<anomaly> closed_;             ///< oldest first, at most anomalies_kept
+  std::uint64_t next_anomaly_id_ = 1;
+  std::atomic<std::uint32_t> open_count_{0};
 };
 
 /// Parses a window: "90s", "5m", "1h", "500ms" (a bare number is seconds).

@@ -13,8 +13,14 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include <atomic>
+#include <optional>
 #include <string_view>
 #include <vector>
+
+namespace boost::json {
+class array;
+class object;
+}  // namespace boost::json
 
 namespace shardd {
 
@@ -133,6 +139,14 @@ class rest_api {
 
   // monitoring (rest_monitor.cpp)
   boost::asio::awaitable<net::http_response> stats(call& c);
+  boost::asio::awaitable<net::http_response> anomalies(call& c);
+  boost::asio::awaitable<net::http_response> forecast(call& c);
+  boost::asio::awaitable<net::http_response> hot_keys(call& c, const std::string& index, std::uint32_t shard);
+  /// `mine` and the same GET of `target` answered by every other node that is up (the rest
+  /// listed with why not), for the views with `?scope=cluster`.
+  boost::asio::awaitable<boost::json::array> fan_out(call& c, std::string target, boost::json::object mine);
+  /// `?scope=node|cluster`: sets `cluster` (never for a forwarded request); an error text if bad.
+  std::optional<std::string> parse_scope(call& c, bool& cluster);
   boost::asio::awaitable<net::http_response> metrics(call& c);
   boost::asio::awaitable<net::http_response> monitor_settings_endpoint(call& c);
   boost::asio::awaitable<net::http_response> cluster_load(call& c);

@@ -1,6 +1,7 @@
 // REST: health, the cluster and its nodes, the ring, the partition map.
 #include "node/control_plane.hpp"
 #include "node/controller.hpp"
+#include "node/monitor.hpp"
 #include "node/rest_internal.hpp"
 #include "shardd/cluster_plan.hpp"
 #include "shardd/json_fields.hpp"
@@ -54,14 +55,18 @@ awaitable<http_response> rest_api::cluster_health(call& c) {
     if (res.status == 200) co_return res;
   }
   std::size_t running = 0;
+  std::size_t anomalies = 0;
   if (ctx_.ctl) {
     if (auto ms = co_await ctx_.ctl->migrations(std::nullopt); ms)
       for (const auto& mr : *ms) running += is_final(mr.phase) ? 0 : 1;
+    if (auto m = co_await ctx_.ctl->members(); m)
+      for (const auto& st : *m) anomalies += st.anomalies_open;
   } else {
+    anomalies = ctx_.mon ? ctx_.mon->anomalies_open() : 0;
     for (const auto& [name, ix] : c.snap->map->indexes)
       for (const auto& s : ix.shards) running += s.state == shard_state::migrating ? 1 : 0;
   }
-  const auto h = assess_health(*c.snap->map, running, 0);
+  const auto h = assess_health(*c.snap->map, running, anomalies);
   if (c.text()) {
     std::vector<std::vector<std::string>> rows;
     if (h.reasons.empty()) rows.push_back({h.status, "-"});
@@ -128,6 +133,9 @@ awaitable<http_response> rest_api::get_cluster(call& c) {
     o["migrations_in"] = moving_in[id];
     std::optional<std::uint64_t> records, bytes;
     std::optional<std::int64_t> heartbeat;
+    if (auto it = members.find(id); it != members.end()) o["anomalies_open"] = it->second.anomalies_open;
+    else if (id == ctx_.config.node_id && ctx_.mon) o["anomalies_open"] = ctx_.mon->anomalies_open();
+    else o["anomalies_open"] = nullptr;
     if (id == ctx_.config.node_id) {
       records = self_records;
       bytes = self_bytes;
@@ -155,7 +163,12 @@ awaitable<http_response> rest_api::get_cluster(call& c) {
   o["cluster_id"] = map.cluster_id;
   std::size_t running = 0;
   for (const auto& [id, n] : moving_out) running += n;
-  const auto h = assess_health(map, running, 0);
+  std::size_t anomalies = 0;
+  if (ctx_.ctl)
+    for (const auto& [id, st] : members) anomalies += st.anomalies_open;
+  else if (ctx_.mon)
+    anomalies = ctx_.mon->anomalies_open();
+  const auto h = assess_health(map, running, anomalies);
   o["status"] = h.status;
   json::array reasons;
   for (const auto& r : h.reasons) reasons.push_back(json::value(r));

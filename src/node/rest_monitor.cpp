@@ -200,28 +200,9 @@ std::string format_le(std::uint64_t us) {
 
 }  // namespace
 
-awaitable<http_response> rest_api::stats(call& c) {
-  if (!ctx_.mon) co_return c.fail(503, "unavailable", "this node runs no monitor");
-  const std::string wtext = c.param("window") ? *c.param("window") : std::string(default_window);
-  auto w = parse_window(wtext);
-  if (!w) co_return c.fail(w.error());
-  if (static_cast<std::uint64_t>(w->count()) > monitor_max_history_ms)
-    co_return c.fail(400, "invalid-argument", "window must not exceed the longest history, " +
-                                                  std::to_string(monitor_max_history_ms / 3600000) + "h");
-  const std::string scope = c.param("scope") ? *c.param("scope") : std::string("node");
-  if (scope != "node" && scope != "cluster") co_return c.fail(400, "invalid-argument", "scope must be node or cluster");
-
-  auto view = co_await ctx_.mon->window(*w);
-  auto mine = view_json(view, ctx_.config.node_id, *c.snap->map);
-  if (scope == "node" || c.forwarded || !ctx_.peer) {
-    if (c.text()) {
-      json::array one;
-      one.push_back(std::move(mine));
-      co_return text_response(stats_text(one));
-    }
-    co_return json_response(200, json::serialize(mine));
-  }
-  // The cluster: every other node that is up answers for itself (its own window), at once.
+awaitable<json::array> rest_api::fan_out(call& c, std::string target, json::object mine) {
+  // Every other node that is up answers for itself, at once; the others are listed with why
+  // they did not.
   std::vector<std::string> asked;
   std::vector<net::http_request> reqs;
   for (const auto& [id, n] : c.snap->map->nodes)
@@ -232,7 +213,7 @@ awaitable<http_response> rest_api::stats(call& c) {
     net::http_request r;
     r.method = http_method::get;
     r.method_text = "GET";
-    r.target = "/v1/stats?window=" + wtext;
+    r.target = target;
     reqs.push_back(std::move(r));
     calls.push_back(cluster_.forward(id, reqs.back(), c.snap->map->version));
   }
@@ -266,6 +247,38 @@ awaitable<http_response> rest_api::stats(call& c) {
       e["error"] = std::string("the node is ") + std::string(to_string(n.state));
       nodes.push_back(std::move(e));
     }
+  co_return nodes;
+}
+
+std::optional<std::string> rest_api::parse_scope(call& c, bool& cluster) {
+  const std::string scope = c.param("scope") ? *c.param("scope") : std::string("node");
+  if (scope != "node" && scope != "cluster") return std::string("scope must be node or cluster");
+  cluster = scope == "cluster" && !c.forwarded && ctx_.peer;
+  return std::nullopt;
+}
+
+awaitable<http_response> rest_api::stats(call& c) {
+  if (!ctx_.mon) co_return c.fail(503, "unavailable", "this node runs no monitor");
+  const std::string wtext = c.param("window") ? *c.param("window") : std::string(default_window);
+  auto w = parse_window(wtext);
+  if (!w) co_return c.fail(w.error());
+  if (static_cast<std::uint64_t>(w->count()) > monitor_max_history_ms)
+    co_return c.fail(400, "invalid-argument", "window must not exceed the longest history, " +
+                                                  std::to_string(monitor_max_history_ms / 3600000) + "h");
+  bool cluster = false;
+  if (auto bad = parse_scope(c, cluster)) co_return c.fail(400, "invalid-argument", *bad);
+
+  auto view = co_await ctx_.mon->window(*w);
+  auto mine = view_json(view, ctx_.config.node_id, *c.snap->map);
+  if (!cluster) {
+    if (c.text()) {
+      json::array one;
+      one.push_back(std::move(mine));
+      co_return text_response(stats_text(one));
+    }
+    co_return json_response(200, json::serialize(mine));
+  }
+  auto nodes = co_await fan_out(c, "/v1/stats?window=" + wtext, std::move(mine));
   if (c.text()) co_return text_response(stats_text(nodes));
   json::object o;
   o["window"] = wtext;
@@ -313,6 +326,18 @@ awaitable<http_response> rest_api::metrics(call& c) {
     counter("shardd_forwarded_requests_total", "Requests relayed to the node that owns their shard.", static_cast<double>(f.forwarded));
     counter("shardd_migration_received_bytes_total", "Shard data received by moves to this node.", static_cast<double>(f.migration_bytes_in));
     counter("shardd_migration_sent_bytes_total", "Shard data sent by moves from this node.", static_cast<double>(f.migration_bytes_out));
+    gauge("shardd_anomalies_open", "Anomalies open on this node.", ctx_.mon->anomalies_open());
+    x.family("shardd_anomaly", "gauge",
+             "1 for each open anomaly, by series (and index and shard for a shard's series); see GET /v1/anomalies.");
+    for (const auto& a : co_await ctx_.mon->anomalies(0)) {
+      std::string labels = "series=\"" + std::string(anomaly_series_names[static_cast<std::size_t>(a.series)]) + "\",";
+      if (a.per_shard) {
+        auto it = names.find(a.index_id);
+        labels += "index=\"" + label_value(it != names.end() ? it->second : std::to_string(a.index_id)) + "\",shard=\"" +
+                  std::to_string(a.shard_id) + "\",";
+      }
+      x.sample("shardd_anomaly", labels + node_label + ",id=\"" + std::to_string(a.id) + "\"", 1);
+    }
   }
 
   // Per shard: every shard this node owns in its map.
@@ -450,6 +475,241 @@ awaitable<http_response> rest_api::cluster_load(call& c) {
   json::object o;
   o["map_version"] = c.snap->map->version;
   o["nodes"] = std::move(nodes);
+  co_return json_response(200, json::serialize(o));
+}
+
+// --- anomalies, forecasts, hot keys ------------------------------------------------------------
+
+namespace {
+
+json::object anomaly_json(const anomaly& a, const std::map<std::uint32_t, std::string>& names) {
+  json::object e;
+  e["id"] = a.id;
+  e["state"] = a.closed_unix_ms ? "closed" : "open";
+  e["series"] = anomaly_series_names[static_cast<std::size_t>(a.series)];
+  if (a.per_shard) {
+    auto it = names.find(a.index_id);
+    e["index"] = it != names.end() ? it->second : std::to_string(a.index_id);
+    e["shard"] = a.shard_id;
+  } else {
+    e["index"] = nullptr;
+    e["shard"] = nullptr;
+  }
+  e["opened_unix_ms"] = a.opened_unix_ms;
+  if (a.closed_unix_ms) e["closed_unix_ms"] = a.closed_unix_ms; else e["closed_unix_ms"] = nullptr;
+  e["value"] = round3(a.value);
+  e["baseline"] = round3(a.baseline);
+  e["sigma"] = round3(a.sigma);
+  e["score"] = round3(a.score);
+  e["peak_score"] = round3(a.peak_score);
+  e["last_value"] = round3(a.last_value);
+  if (a.closed_unix_ms) e["closed_because"] = a.closed_because;
+  return e;
+}
+
+std::string anomalies_text(const json::array& nodes) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& nv : nodes) {
+    if (!nv.is_object()) continue;
+    const auto& n = nv.get_object();
+    const std::string node = n.contains("node") ? num(n.at("node")) : "-";
+    const auto* list = n.if_contains("anomalies");
+    if (!list || !list->is_array()) {
+      rows.push_back({node, "-", n.contains("error") ? num(n.at("error")) : "-", "-", "-", "-", "-", "-", "-"});
+      continue;
+    }
+    for (const auto& av : list->get_array()) {
+      const auto& a = av.get_object();
+      auto g = [&](const char* k) { return a.contains(k) && !a.at(k).is_null() ? num(a.at(k)) : "-"; };
+      rows.push_back({node, g("id"), g("state"), g("series"), g("index"), g("shard"), g("value"), g("baseline"), g("score")});
+    }
+  }
+  return render_table({"node", "id", "state", "series", "index", "shard", "value", "baseline", "score"}, rows);
+}
+
+json::object forecast_part(const series_forecast& f) {
+  json::object o;
+  o["now"] = round3(f.now);
+  o["slope_per_hour"] = round3(f.slope_per_hour);
+  o["r2"] = round3(f.r2);
+  o["points"] = f.points;
+  if (f.limit) o["limit"] = round3(*f.limit); else o["limit"] = nullptr;
+  if (f.seconds_to_limit) o["seconds_to_limit"] = round3(*f.seconds_to_limit); else o["seconds_to_limit"] = nullptr;
+  return o;
+}
+
+std::string forecast_text(const json::array& nodes) {
+  std::vector<std::vector<std::string>> rows;
+  auto part = [](const json::object& o, const char* series, const char* field) -> std::string {
+    const auto* p = o.if_contains(series);
+    const auto* v = p && p->is_object() ? p->get_object().if_contains(field) : nullptr;
+    return v && !v->is_null() ? num(*v) : "-";
+  };
+  for (const auto& nv : nodes) {
+    if (!nv.is_object()) continue;
+    const auto& n = nv.get_object();
+    const std::string node = n.contains("node") ? num(n.at("node")) : "-";
+    if (const auto* d = n.if_contains("disk"); d && d->is_object())
+      rows.push_back({node, "(disk)", "-", part(n, "disk", "now"), part(n, "disk", "slope_per_hour"), part(n, "disk", "r2"),
+                      part(n, "disk", "seconds_to_limit"), "-", "-"});
+    const auto* shards = n.if_contains("shards");
+    if (!shards || !shards->is_array()) continue;
+    for (const auto& sv : shards->get_array()) {
+      const auto& s = sv.get_object();
+      rows.push_back({node, num(s.at("index")), num(s.at("shard")), part(s, "bytes", "now"), part(s, "bytes", "slope_per_hour"),
+                      part(s, "bytes", "r2"), part(s, "bytes", "seconds_to_limit"), part(s, "records", "now"),
+                      part(s, "write_rate", "slope_per_hour")});
+    }
+  }
+  return render_table({"node", "index", "shard", "bytes", "bytes/h", "r2", "s_to_limit", "records", "write_rate/h"}, rows);
+}
+
+}  // namespace
+
+awaitable<http_response> rest_api::anomalies(call& c) {
+  if (!ctx_.mon) co_return c.fail(503, "unavailable", "this node runs no monitor");
+  bool cluster = false;
+  if (auto bad = parse_scope(c, cluster)) co_return c.fail(400, "invalid-argument", *bad);
+  const std::string state = c.param("state") ? *c.param("state") : std::string("all");
+  if (state != "all" && state != "open") co_return c.fail(400, "invalid-argument", "state must be open or all");
+  std::size_t limit = 50;
+  if (auto l = c.param("limit")) {
+    const auto n = parse_decimal(*l, 0, anomalies_kept);
+    if (!n) co_return c.fail(400, "invalid-argument", "limit must be a number from 0 to " + std::to_string(anomalies_kept));
+    limit = static_cast<std::size_t>(*n);
+  }
+  const auto list = co_await ctx_.mon->anomalies(state == "open" ? 0 : limit);
+  const auto names = index_names(*c.snap->map);
+  json::object mine;
+  mine["node"] = ctx_.config.node_id;
+  mine["open"] = ctx_.mon->anomalies_open();
+  json::array arr;
+  for (const auto& a : list) arr.push_back(anomaly_json(a, names));
+  mine["anomalies"] = std::move(arr);
+  json::array nodes;
+  if (cluster) {
+    nodes = co_await fan_out(c, "/v1/anomalies?state=" + state + "&limit=" + std::to_string(limit), std::move(mine));
+  } else {
+    if (!c.text()) co_return json_response(200, json::serialize(mine));
+    nodes.push_back(std::move(mine));
+  }
+  if (c.text()) co_return text_response(anomalies_text(nodes));
+  json::object o;
+  o["nodes"] = std::move(nodes);
+  co_return json_response(200, json::serialize(o));
+}
+
+awaitable<http_response> rest_api::forecast(call& c) {
+  if (!ctx_.mon) co_return c.fail(503, "unavailable", "this node runs no monitor");
+  bool cluster = false;
+  if (auto bad = parse_scope(c, cluster)) co_return c.fail(400, "invalid-argument", *bad);
+  const std::string wtext = c.param("window") ? *c.param("window") : std::string("1h");
+  auto w = parse_window(wtext);
+  if (!w) co_return c.fail(w.error());
+  if (static_cast<std::uint64_t>(w->count()) > monitor_max_history_ms)
+    co_return c.fail(400, "invalid-argument", "window must not exceed the longest history, " +
+                                                  std::to_string(monitor_max_history_ms / 3600000) + "h");
+  forecast_limits lim;
+  std::string query = "window=" + wtext;
+  if (auto v = c.param("shard_bytes_limit")) {
+    const auto n = parse_decimal(*v, 1, UINT64_MAX / 2);
+    if (!n) co_return c.fail(400, "invalid-argument", "shard_bytes_limit must be a positive number of bytes");
+    lim.shard_bytes = static_cast<double>(*n);
+    query += "&shard_bytes_limit=" + *v;
+  }
+  if (auto v = c.param("shard_records_limit")) {
+    const auto n = parse_decimal(*v, 1, UINT64_MAX / 2);
+    if (!n) co_return c.fail(400, "invalid-argument", "shard_records_limit must be a positive number of records");
+    lim.shard_records = static_cast<double>(*n);
+    query += "&shard_records_limit=" + *v;
+  }
+  std::uint64_t watermark_percent = 85;
+  if (auto v = c.param("disk_watermark_percent")) {
+    const auto n = parse_decimal(*v, 1, 100);
+    if (!n) co_return c.fail(400, "invalid-argument", "disk_watermark_percent must be a whole number from 1 to 100");
+    watermark_percent = *n;
+    query += "&disk_watermark_percent=" + *v;
+  }
+  lim.disk_watermark = static_cast<double>(watermark_percent) / 100.0;
+  const auto f = co_await ctx_.mon->forecast(*w, lim);
+  const auto names = index_names(*c.snap->map);
+  json::object mine;
+  mine["node"] = ctx_.config.node_id;
+  mine["window_seconds"] = round3(f.seconds);
+  auto disk = forecast_part(f.disk_used);
+  disk["total_bytes"] = f.disk_total;
+  disk["watermark_percent"] = watermark_percent;
+  mine["disk"] = std::move(disk);
+  json::array shards;
+  for (const auto& s : f.shards) {
+    json::object e;
+    auto it = names.find(s.index_id);
+    e["index"] = it != names.end() ? it->second : std::to_string(s.index_id);
+    e["shard"] = s.shard_id;
+    e["bytes"] = forecast_part(s.bytes);
+    e["records"] = forecast_part(s.records);
+    e["write_rate"] = forecast_part(s.write_rate);
+    shards.push_back(std::move(e));
+  }
+  mine["shards"] = std::move(shards);
+  json::array nodes;
+  if (cluster) {
+    nodes = co_await fan_out(c, "/v1/forecast?" + query, std::move(mine));
+  } else {
+    if (!c.text()) co_return json_response(200, json::serialize(mine));
+    nodes.push_back(std::move(mine));
+  }
+  if (c.text()) co_return text_response(forecast_text(nodes));
+  json::object o;
+  o["nodes"] = std::move(nodes);
+  co_return json_response(200, json::serialize(o));
+}
+
+awaitable<http_response> rest_api::hot_keys(call& c, const std::string& index, std::uint32_t shard) {
+  const auto* ix = c.snap->map->find_index(index);
+  if (!ix) co_return c.fail(404, "not-found", "index " + quoted(index) + " does not exist");
+  const auto* s = ix->find_shard(shard);
+  if (!s) co_return c.fail(404, "not-found", "index " + quoted(index) + " has no shard " + std::to_string(shard));
+  std::size_t limit = 10;
+  if (auto l = c.param("limit")) {
+    const auto n = parse_decimal(*l, 1, hot_key_sampler::capacity);
+    if (!n)
+      co_return c.fail(400, "invalid-argument", "limit must be a number from 1 to " + std::to_string(hot_key_sampler::capacity));
+    limit = static_cast<std::size_t>(*n);
+  }
+  if (s->owner != ctx_.config.node_id) {
+    // The owner samples the keys; ask it.
+    if (c.forwarded) co_return moved_response();
+    if (auto u = owner_unavailable(c, *ix, *s)) co_return *u;
+    co_return co_await forward(c, s->owner);
+  }
+  auto* sc = c.snap->load ? c.snap->load->find(ix->id, s->id) : nullptr;
+  if (!sc)
+    co_return c.fail(409, "conflict", "the monitor is off on node " + quoted(ctx_.config.node_id) +
+                                          " (interval_ms 0): keys are not sampled");
+  const auto v = sc->hot.top(limit, std::chrono::steady_clock::now());
+  json::object o;
+  o["index"] = ix->name;
+  o["shard"] = s->id;
+  o["node"] = ctx_.config.node_id;
+  o["sample_every"] = hot_key_sampler::every;
+  o["sampled"] = v.sampled;
+  o["seconds"] = round3(v.seconds);
+  json::array keys;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& e : v.top) {
+    json::object k;
+    k["key"] = e.key;
+    k["count"] = e.count;
+    k["error"] = e.error;
+    k["estimated_requests"] = e.count * hot_key_sampler::every;
+    const double share = v.sampled ? static_cast<double>(e.count) / static_cast<double>(v.sampled) : 0.0;
+    k["share"] = round3(share);
+    rows.push_back({e.key, std::to_string(e.count), std::to_string(e.error), std::to_string(e.count * hot_key_sampler::every)});
+    keys.push_back(std::move(k));
+  }
+  if (c.text()) co_return text_response(render_table({"key", "sampled", "error", "estimated_requests"}, rows));
+  o["keys"] = std::move(keys);
   co_return json_response(200, json::serialize(o));
 }
 

@@ -59,10 +59,12 @@ std::string write_json(const index_entry& ix, std::uint32_t shard, std::string_v
 /// Counts a point request this node served into its shard's counters (if it owns the shard in
 /// the map the request holds): relaxed atomic adds, no lock, no allocation.
 void count_point(const cluster_snapshot& snap, const index_entry& ix, std::uint32_t shard_id, http_method method,
-                 const http_response& res, std::size_t key_bytes, std::size_t body_bytes,
+                 const http_response& res, std::string_view key, std::size_t body_bytes,
                  std::chrono::steady_clock::time_point started) {
   auto* sc = snap.load ? snap.load->find(ix.id, shard_id) : nullptr;
   if (!sc) return;
+  const auto key_bytes = key.size();
+  if (sc->hot.due()) sc->hot.offer(key);
   load_op op = load_op::read;
   if (method == http_method::put) {
     op = load_op::write;
@@ -99,7 +101,7 @@ awaitable<http_response> rest_api::record(call& c, const index_entry& ix_in) {
         default: res = co_await delete_record(c, *ix, key); break;
       }
       if (res.status != moved_status) {
-        count_point(*snap, *ix, s.id, c.req.method, res, key.size(), c.req.body.size(), started);
+        count_point(*snap, *ix, s.id, c.req.method, res, key, c.req.body.size(), started);
         co_return res;
       }
       // The shard is fenced for a cutover or just moved away: once the map says where it

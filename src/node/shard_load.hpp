@@ -5,6 +5,7 @@
 
 #include "shardd/histogram.hpp"
 #include "shardd/partition_map.hpp"
+#include "shardd/top_k.hpp"
 
 #include <array>
 #include <atomic>
@@ -24,6 +25,39 @@ enum class load_op : std::uint8_t { read, write, del, scan, bulk };
 inline constexpr std::size_t load_op_count = 5;
 inline constexpr std::array<const char*, load_op_count> load_op_names = {"read", "write", "delete", "scan", "bulk"};
 
+/// The keys of one shard's requests, sampled into a Space-Saving sketch: one request in
+/// `every` is offered, and only when the sketch's lock is free at once (a busy sketch skips the
+/// sample; the request path never waits). The monitor rotates the sketch every `rotate_after`,
+/// keeping the previous one, so the top keys cover the last one to two rotations.
+class hot_key_sampler {
+ public:
+  static constexpr std::uint64_t every = 8;
+  static constexpr std::size_t capacity = 64;
+  static constexpr std::chrono::seconds rotate_after{60};
+
+  /// Whether this request is the one in `every` to sample (cheap; call before building a key).
+  bool due() noexcept { return seq_.fetch_add(1, std::memory_order_relaxed) % every == 0; }
+  void offer(std::string_view key) noexcept;
+  /// Starts a new sketch when the current one is older than `rotate_after`.
+  void rotate(std::chrono::steady_clock::time_point now);
+
+  struct view {
+    std::vector<space_saving::entry> top;  ///< counts are of sampled requests
+    std::uint64_t sampled = 0;             ///< sampled requests the view covers
+    double seconds = 0;                    ///< how long they were sampled over
+  };
+  view top(std::size_t k, std::chrono::steady_clock::time_point now);
+
+ private:
+  std::atomic<std::uint64_t> seq_{0};
+  std::mutex mutex_;
+  space_saving current_{capacity};
+  space_saving previous_{capacity};
+  std::chrono::steady_clock::time_point current_since_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point previous_since_ = current_since_;
+  bool have_previous_ = false;
+};
+
 /// The monotonic counters of one shard on its owner. Written from any thread.
 struct shard_counters {
   shard_counters(std::uint32_t ix, std::uint32_t sh) : index_id(ix), shard_id(sh) {}
@@ -38,6 +72,7 @@ struct shard_counters {
   std::atomic<std::uint64_t> bytes_out{0};  ///< keys and documents read
   std::atomic<std::uint64_t> errors{0};     ///< requests answered with a server-side failure
   std::array<atomic_histogram, load_op_count> latency_us;
+  hot_key_sampler hot;
 
   void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept { c.fetch_add(n, std::memory_order_relaxed); }
   void time(load_op op, std::chrono::steady_clock::duration d) noexcept {

@@ -139,7 +139,10 @@ awaitable<result<std::vector<storage::op_status>>> shard_service::write(std::vec
       }
       const auto pos = shard_of_storage_key(*ix, op.key);
       if (!pos) continue;
-      target[i] = {snap->load->find(id, ix->shards[*pos].id), op.key.size() + op.value.size()};
+      auto* sc = snap->load->find(id, ix->shards[*pos].id);
+      target[i] = {sc, op.key.size() + op.value.size()};
+      if (sc && sc->hot.due())
+        if (auto d = decode_storage_key(op.key, ix->strategy)) sc->hot.offer(d->user_key);
     }
   }
   auto r = co_await async_write(store_, std::move(ops));

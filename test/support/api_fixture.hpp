@@ -79,6 +79,7 @@ struct api_fixture {
     ctl->begin();
     mon = std::make_unique<monitor>(ioc.get_executor(), cfg, *store, *ring);
     mon->start();
+    ctl->set_local_load([m = mon.get()] { return m->latest_load(); });
     api = std::make_unique<rest_api>(
         node_context{cfg, *store, *ring, pool, stopping, nullptr, plane.get(), ctl.get(), nullptr, mon.get()});
     runner = std::thread([this] { ioc.run(); });

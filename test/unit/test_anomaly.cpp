@@ -58,6 +58,10 @@ TEST_CASE("a step change opens an anomaly within k samples, and the new level cl
   for (int i = 1; i <= 500 && closed_at < 0; ++i)
     if (d.add(300.0 + g(rng)).changed == anomaly_detector::change::closed) closed_at = i;
   CHECK(closed_at > 0);
+  // ... not at once: it stays open while the mean catches up (a step of 40 sigma: about
+  // ln(5/40) / ln(0.95) = 41 samples), so a sustained change is visible for a while.
+  CHECK(closed_at > 20);
+  CHECK(closed_at < 100);
   CHECK_FALSE(d.open());
 }
 

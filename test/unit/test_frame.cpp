@@ -257,7 +257,7 @@ TEST_CASE("every peer message round-trips through its codec") {
 }
 
 TEST_CASE("a heartbeat carries each shard's load; a count that the payload cannot hold is refused") {
-  heartbeat h{"n2", 9, 2, 30, 4000, {}};
+  heartbeat h{"n2", 9, 2, 30, 4000, {}, 3};
   h.load.push_back(shard_load{1, 3, 20, 3000, 12.5, 0.25, 1024.0, 99.001});
   h.load.push_back(shard_load{2, 0, 10, 1000, 0, 1500, 0, 0});
   auto back = decode_heartbeat(encode(h));
@@ -265,6 +265,7 @@ TEST_CASE("a heartbeat carries each shard's load; a count that the payload canno
   REQUIRE(back->load.size() == 2);
   CHECK(back->load[0] == h.load[0]);
   CHECK(back->load[1].writes_per_sec == 1500);
+  CHECK(back->anomalies_open == 3);
   // A payload from a sender that carries no load (an older node) still decodes.
   payload_writer w;
   w.bytes("n3").u64(1).u32(0).u64(0).u64(0);
@@ -273,7 +274,7 @@ TEST_CASE("a heartbeat carries each shard's load; a count that the payload canno
   CHECK(old->load.empty());
   // A count of a million entries in a payload that holds none: refused before any allocation.
   payload_writer big;
-  big.bytes("n3").u64(1).u32(0).u64(0).u64(0).u32(1000000);
+  big.bytes("n3").u64(1).u32(0).u64(0).u64(0).u32(0).u32(1000000);
   CHECK_FALSE(decode_heartbeat(big.take()));
   // Rates that are not numbers or below zero travel as zero.
   heartbeat odd{"n4", 1, 1, 1, 1, {shard_load{1, 1, 1, 1, -5, std::nan(""), 0, 0}}};

@@ -9,6 +9,7 @@
 #include "support/catch_result.hpp"
 
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -152,4 +153,122 @@ TEST_CASE("with the monitor off, requests are not counted per shard; on again, c
   REQUIRE(v.at("shards").as_array().size() == 1);
   CHECK(v.at("shards").as_array()[0].at("writes").as_int64() == 1);
   CHECK(v.at("shards").as_array()[0].at("records").as_int64() == 11);  // the store's counts are exact regardless
+}
+
+TEST_CASE("the hot-key sampler takes one request in eight and finds the busiest keys; a rotation keeps the last sketch") {
+  hot_key_sampler h;
+  int due = 0;
+  for (int i = 0; i < 800; ++i) due += h.due() ? 1 : 0;
+  CHECK(due == 100);
+  for (int i = 0; i < 500; ++i) h.offer("hot");
+  for (int i = 0; i < 200; ++i) h.offer("warm");
+  for (int i = 0; i < 1000; ++i) h.offer("cold-" + std::to_string(i));  // 1,000 keys seen once: more than the sketch holds
+  const auto t0 = std::chrono::steady_clock::now();
+  auto v = h.top(2, t0);
+  REQUIRE(v.top.size() == 2);
+  CHECK(v.top[0].key == "hot");
+  CHECK(v.top[0].count - v.top[0].error <= 500);
+  CHECK(v.top[0].count >= 500);
+  CHECK(v.top[1].key == "warm");
+  CHECK(v.sampled == 1700);
+  // A rotation: the counts so far stay visible beside the new sketch's; a second drops them.
+  h.rotate(t0 + hot_key_sampler::rotate_after + std::chrono::seconds(1));
+  for (int i = 0; i < 300; ++i) h.offer("new");
+  v = h.top(3, t0 + hot_key_sampler::rotate_after + std::chrono::seconds(2));
+  CHECK(v.sampled == 2000);
+  CHECK(v.top[0].key == "hot");
+  h.rotate(t0 + 2 * hot_key_sampler::rotate_after + std::chrono::seconds(2));
+  v = h.top(3, t0 + 2 * hot_key_sampler::rotate_after + std::chrono::seconds(3));
+  CHECK(v.sampled == 300);
+  REQUIRE(!v.top.empty());
+  CHECK(v.top[0].key == "new");
+}
+
+TEST_CASE("hot keys of a shard through the API: the busiest key first; unknown shard, bad limit and monitor off refused") {
+  api_fixture f(100);
+  REQUIRE(f.put("/v1/indexes/h", R"({"shards":1})").status == 201);
+  for (int i = 0; i < 20; ++i) REQUIRE(f.put("/v1/indexes/h/records/k" + std::to_string(i), "{}").status == 201);
+  for (int i = 0; i < 800; ++i) REQUIRE(f.get("/v1/indexes/h/records/k7").status == 200);
+  for (int i = 0; i < 200; ++i) REQUIRE(f.get("/v1/indexes/h/records/k" + std::to_string(i % 20)).status == 200);
+  auto v = get_json(f, "/v1/shards/h/0/hot-keys?limit=3");
+  CHECK(v.at("sample_every").as_int64() == 8);
+  CHECK(v.at("sampled").as_int64() == (20 + 800 + 200) / 8 + 1);
+  const auto& keys = v.at("keys").as_array();
+  REQUIRE(keys.size() == 3);
+  CHECK(keys[0].at("key") == "k7");
+  CHECK(keys[0].at("estimated_requests").as_int64() >= 700);
+  auto text = f.get("/v1/shards/h/0/hot-keys?format=text");
+  REQUIRE(text.status == 200);
+  CHECK(text.body.find("k7") != std::string::npos);
+  CHECK(f.get("/v1/shards/nope/0/hot-keys").status == 404);
+  CHECK(f.get("/v1/shards/h/9/hot-keys").status == 404);
+  CHECK(f.get("/v1/shards/h/x/hot-keys").status == 400);
+  CHECK(f.get("/v1/shards/h/0/hot-keys?limit=0").status == 400);
+  CHECK(f.get("/v1/shards/h/0/hot-keys?limit=65").status == 400);
+  REQUIRE(f.put("/v1/monitor/settings", R"({"interval_ms":0})").status == 200);
+  CHECK(f.get("/v1/shards/h/0/hot-keys").status == 409);
+}
+
+TEST_CASE("a write load on an idle shard opens an anomaly, turns the cluster yellow and shows in /metrics; records "
+          "growing at a steady pace are forecast to reach a limit") {
+  api_fixture f(100);
+  REQUIRE(f.put("/v1/indexes/a", R"({"shards":1})").status == 201);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // the baselines form (20 samples)
+  CHECK(get_json(f, "/v1/anomalies").at("open").as_int64() == 0);
+  CHECK(get_json(f, "/v1/cluster/health").at("status") == "green");
+  // About 100 writes a second for 2 s, one every 10 ms.
+  int n = 0;
+  const auto start = std::chrono::steady_clock::now();
+  bool seen_open = false, seen_yellow = false, seen_metric = false;
+  while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(2000)) {
+    REQUIRE(f.put("/v1/indexes/a/records/r" + std::to_string(n++), R"({"v":1})").status == 201);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (n % 20 == 0 && !seen_yellow) {
+      auto v = get_json(f, "/v1/anomalies?state=open");
+      for (const auto& a : v.at("anomalies").as_array())
+        if (a.at("series") == "write_rate" && a.at("index") == "a" && a.at("shard").as_int64() == 0) seen_open = true;
+      if (seen_open) {
+        const auto h = get_json(f, "/v1/cluster/health");
+        seen_yellow = h.at("status") == "yellow";
+        seen_metric = f.get("/metrics").body.find("shardd_anomaly{series=\"write_rate\",index=\"a\",shard=\"0\",node=\"n1\"") !=
+                      std::string::npos;
+        INFO(json::serialize(h));
+        CHECK(seen_yellow);
+      }
+    }
+  }
+  CHECK(seen_open);
+  CHECK(seen_yellow);
+  CHECK(seen_metric);
+  auto all = get_json(f, "/v1/anomalies");
+  REQUIRE(!all.at("anomalies").as_array().empty());
+  const auto& a = all.at("anomalies").as_array()[0];
+  CHECK(a.at("baseline").to_number<double>() < 5);
+  CHECK(a.at("value").to_number<double>() > 30);
+  CHECK(a.at("score").to_number<double>() > 5);
+  CHECK(f.get("/v1/anomalies?format=text").body.find("write_rate") != std::string::npos);
+
+  // The records grew about linearly for 2 s: at that pace they reach n + 1000 in about 10 s.
+  auto fc = get_json(f, "/v1/forecast?window=2s&shard_records_limit=" + std::to_string(n + 1000));
+  REQUIRE(fc.at("shards").as_array().size() == 1);
+  const auto& rec = fc.at("shards").as_array()[0].at("records");
+  INFO(json::serialize(fc));
+  CHECK(rec.at("now").to_number<double>() == Approx(n).margin(20));
+  CHECK(rec.at("r2").to_number<double>() > 0.9);
+  CHECK(rec.at("slope_per_hour").to_number<double>() > 3600 * 20);
+  REQUIRE(rec.at("seconds_to_limit").is_number());
+  CHECK(rec.at("seconds_to_limit").to_number<double>() > 2);
+  CHECK(rec.at("seconds_to_limit").to_number<double>() < 60);
+  CHECK(fc.at("disk").at("watermark_percent").as_int64() == 85);
+  for (const char* bad : {"/v1/forecast?window=x", "/v1/forecast?disk_watermark_percent=0", "/v1/forecast?disk_watermark_percent=101",
+                          "/v1/forecast?shard_bytes_limit=-1", "/v1/forecast?scope=moon", "/v1/anomalies?state=closed",
+                          "/v1/anomalies?limit=1000"}) {
+    INFO(bad);
+    CHECK(f.get(bad).status == 400);
+  }
+  // Sampling off: what is open closes, with why.
+  REQUIRE(f.put("/v1/monitor/settings", R"({"interval_ms":0})").status == 200);
+  auto after = get_json(f, "/v1/anomalies");
+  CHECK(after.at("open").as_int64() == 0);
+  for (const auto& x : after.at("anomalies").as_array()) CHECK(x.at("state") == "closed");
 }
