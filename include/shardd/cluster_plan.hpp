@@ -8,6 +8,7 @@
 #include "shardd/ring.hpp"
 #include "shardd/routing.hpp"
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -225,5 +226,15 @@ struct cluster_health {
 };
 [[nodiscard]] cluster_health assess_health(const partition_map& m, std::size_t migrations_running,
                                            std::size_t anomalies_open);
+
+/// What one map version changed from the one before, for the event journal: one line per
+/// change ("node node-3: up -> down", "shard demo/4: owner node-1 -> node-2"), at most `max`
+/// lines (then a last "... and N more"). `nodes` gets each node whose state changed or that
+/// came or went, as (id, from, to) with "" for absent.
+struct map_diff {
+  std::vector<std::string> lines;
+  std::vector<std::array<std::string, 3>> nodes;
+};
+[[nodiscard]] map_diff describe_change(const partition_map& before, const partition_map& after, std::size_t max = 50);
 
 }  // namespace shardd

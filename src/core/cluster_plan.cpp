@@ -421,3 +421,77 @@ cluster_health assess_health(const partition_map& m, std::size_t migrations_runn
 }
 
 }  // namespace shardd
+
+namespace shardd {
+
+map_diff describe_change(const partition_map& before, const partition_map& after, std::size_t max) {
+  map_diff out;
+  std::size_t more = 0;
+  auto line = [&](std::string l) {
+    if (out.lines.size() < max) out.lines.push_back(std::move(l));
+    else ++more;
+  };
+  for (const auto& [id, n] : after.nodes) {
+    const auto* was = before.find_node(id);
+    if (!was) {
+      line("node " + id + " joined (" + std::string(to_string(n.state)) + ", weight " + std::to_string(n.weight) + ")");
+      out.nodes.push_back({id, "", std::string(to_string(n.state))});
+      continue;
+    }
+    if (was->state != n.state) {
+      line("node " + id + ": " + std::string(to_string(was->state)) + " -> " + std::string(to_string(n.state)));
+      out.nodes.push_back({id, std::string(to_string(was->state)), std::string(to_string(n.state))});
+    }
+    if (was->weight != n.weight)
+      line("node " + id + ": weight " + std::to_string(was->weight) + " -> " + std::to_string(n.weight));
+    if (was->rest_address != n.rest_address || was->peer_address != n.peer_address)
+      line("node " + id + ": addresses " + n.rest_address + ", " + n.peer_address);
+  }
+  for (const auto& [id, n] : before.nodes)
+    if (!after.find_node(id)) {
+      line("node " + id + " removed");
+      out.nodes.push_back({id, std::string(to_string(n.state)), ""});
+    }
+  if (before.controller != after.controller) line("controller: " + before.controller + " -> " + after.controller);
+  for (const auto& [name, ix] : after.indexes) {
+    const auto* was = before.find_index(name);
+    if (!was || was->id != ix.id) {
+      line("index " + name + " created (" + std::string(to_string(ix.strategy)) + ", " + std::to_string(ix.shards.size()) +
+           " shards)");
+      continue;
+    }
+    for (const auto& s : ix.shards) {
+      const std::string sh = "shard " + name + "/" + std::to_string(s.id);
+      const auto* ws = was->find_shard(s.id);
+      if (!ws) {
+        line(sh + " created (on " + s.owner + ")");
+        continue;
+      }
+      if (ws->owner != s.owner) line(sh + ": owner " + ws->owner + " -> " + s.owner);
+      if (ws->state != s.state)
+        line(sh + ": " + std::string(to_string(ws->state)) + " -> " + std::string(to_string(s.state)) +
+             (s.target.empty() ? std::string() : " (target " + s.target + ")"));
+      if (ws->start != s.start || ws->end != s.end) line(sh + ": range changed");
+    }
+    for (const auto& s : was->shards)
+      if (!ix.find_shard(s.id)) line("shard " + name + "/" + std::to_string(s.id) + " removed");
+  }
+  for (const auto& [name, ix] : before.indexes) {
+    const auto* now = after.find_index(name);
+    if (!now || now->id != ix.id) line("index " + name + " dropped");
+  }
+  const auto& a = before.settings;
+  const auto& b = after.settings;
+  auto setting = [&](const char* name, auto x, auto y) {
+    if (x != y) line(std::string("setting ") + name + ": " + std::to_string(x) + " -> " + std::to_string(y));
+  };
+  setting("max_bytes_per_sec", a.migration_bytes_per_sec, b.migration_bytes_per_sec);
+  setting("max_outgoing", a.max_outgoing, b.max_outgoing);
+  setting("max_incoming", a.max_incoming, b.max_incoming);
+  setting("convergence", int(a.convergence), int(b.convergence));
+  setting("convergence_batch", a.convergence_batch, b.convergence_batch);
+  if (more) out.lines.push_back("... and " + std::to_string(more) + " more");
+  return out;
+}
+
+}  // namespace shardd

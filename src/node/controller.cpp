@@ -18,7 +18,7 @@ using asio::awaitable;
 
 controller::controller(asio::any_io_executor ex, const node_config& cfg, control_plane& plane, storage::store* store,
                        peers* p)
-    : actor(ex, 1024, "controller"), cfg_(cfg), plane_(plane), ticker_(std::make_shared<asio::steady_timer>(ex)),
+    : actor(ex, 1024, "controller"), cfg_(cfg), plane_(plane), journal_(store), ticker_(std::make_shared<asio::steady_timer>(ex)),
       store_(store), peers_(p), faults_kill_after_begin_(test_fault("kill_after_begin") > 0),
       faults_kill_in_phase_(test_fault_text("kill_in_phase")) {}
 
@@ -43,13 +43,51 @@ awaitable<void> controller::tick_loop() {
   }
 }
 
-awaitable<map_result> controller::change(const std::function<result<partition_map>(const cluster_snapshot&)>& f) {
+awaitable<map_result> controller::change(std::string why, const std::function<result<partition_map>(const cluster_snapshot&)>& f) {
   auto snap = co_await plane_.load();
   if (!snap) co_return snap.error();
   auto next = f(**snap);
   if (!next) co_return next.error();
   const auto expected = (*snap)->map->version;
-  co_return co_await plane_.compare_and_set(expected, std::move(*next));
+  auto res = co_await plane_.compare_and_set(expected, std::move(*next));
+  if (res) co_await journal_map((*snap)->map, (*res)->map, std::move(why));
+  co_return res;
+}
+
+awaitable<void> controller::record(event e) {
+  auto ops = journal_.append(std::move(e));
+  if (!store_) co_return;
+  if (auto w = co_await async_write(*store_, std::move(ops)); !w)
+    SHARDD_LOG(err, "event_not_saved", "error", w.error().detail);
+}
+
+awaitable<void> controller::journal_map(std::shared_ptr<const partition_map> before, std::shared_ptr<const partition_map> after,
+                                        std::string why) {
+  auto diff = describe_change(*before, *after);
+  const auto version = static_cast<std::int64_t>(after->version);
+  event m;
+  m.type = "map";
+  m.summary = "map version " + std::to_string(after->version) + ": " + why;
+  m.fields = {{"map_version", version}, {"reason", why}};
+  m.changes = diff.lines;
+  co_await record(std::move(m));
+  for (const auto& [id, from, to] : diff.nodes) {
+    event n;
+    n.type = "node";
+    n.summary = "node " + id + ": " + (from.empty() ? std::string("joined") : from) + " -> " + (to.empty() ? std::string("removed") : to) +
+                " (" + why + ")";
+    n.fields = {{"node", id}, {"from", from}, {"to", to}, {"map_version", version}, {"reason", why}};
+    co_await record(std::move(n));
+  }
+  if (before->settings != after->settings) {
+    event st;
+    st.type = "settings";
+    st.summary = "cluster settings changed (" + why + ")";
+    st.fields = {{"map_version", version}, {"reason", why}};
+    for (const auto& l : diff.lines)
+      if (l.rfind("setting ", 0) == 0) st.changes.push_back(l);
+    co_await record(std::move(st));
+  }
 }
 
 
@@ -121,6 +159,20 @@ awaitable<void> controller::load_migrations() {
 }
 
 awaitable<void> controller::save(const migration_record& r) {
+  // The journal hears of each phase once (again after a restart: the phase a migration resumes in).
+  if (auto it = journaled_phase_.find(r.id); it == journaled_phase_.end() || it->second != r.phase) {
+    journaled_phase_[r.id] = r.phase;
+    event e;
+    e.type = "migration";
+    e.summary = "migration " + r.id + " " + r.index + "/" + std::to_string(r.shard) + " " + r.source + " -> " + r.target + ": " +
+                std::string(to_string(r.phase)) + (r.error.empty() ? std::string() : " (" + r.error + ")");
+    e.fields = {{"migration", r.id}, {"index", r.index},    {"shard", static_cast<std::int64_t>(r.shard)},
+                {"source", r.source}, {"target", r.target}, {"phase", std::string(to_string(r.phase))},
+                {"reason", r.reason}};
+    if (!r.error.empty()) e.fields.emplace_back("error", r.error);
+    if (r.phase == migration_phase::done) e.fields.emplace_back("fence_ms", static_cast<std::int64_t>(r.fence_ms));
+    co_await record(std::move(e));
+  }
   if (!store_) co_return;
   std::vector<storage::write_op> ops;
   ops.push_back({storage::op_kind::meta_put, rec_prefix + r.id, to_json(r)});
@@ -133,6 +185,7 @@ awaitable<void> controller::forget(const std::vector<std::string>& ids) {
   std::vector<storage::write_op> ops;
   for (const auto& id : ids) {
     migrations_.erase(id);
+    journaled_phase_.erase(id);
     ops.push_back({storage::op_kind::meta_del, rec_prefix + id, {}});
   }
   if (!store_) co_return;
@@ -143,7 +196,7 @@ awaitable<void> controller::forget(const std::vector<std::string>& ids) {
 }
 
 awaitable<void> controller::abort_in_map(const migration_record& r) {
-  auto res = co_await change([&](const cluster_snapshot& s) -> result<partition_map> {
+  auto res = co_await change("migration " + r.id + " ended: the shard stays on " + r.source, [&](const cluster_snapshot& s) -> result<partition_map> {
     const auto* ix = s.map->find_index(r.index);
     const auto* sh = ix ? ix->find_shard(r.shard) : nullptr;
     if (!sh || sh->state != shard_state::migrating || sh->target != r.target)
@@ -196,7 +249,7 @@ awaitable<void> controller::schedule() {
     auto it = migrations_.find(id);
     if (it == migrations_.end()) continue;
     auto& r = it->second;
-    auto begun = co_await change([&](const cluster_snapshot& s) { return begin_migration(*s.map, r.index, r.shard, r.target); });
+    auto begun = co_await change("migration " + r.id + " started (" + r.reason + ")", [&](const cluster_snapshot& s) { return begin_migration(*s.map, r.index, r.shard, r.target); });
     if (!begun) {
       r.error = "cannot start: " + begun.error().detail;
       co_await save(r);
@@ -281,7 +334,7 @@ awaitable<void> controller::finish_decommissions() {
   auto snap = co_await plane_.load();
   if (!snap) co_return;
   for (const auto& id : drained_nodes(*(*snap)->map, migrations_)) {
-    auto res = co_await change([&](const cluster_snapshot& s) { return set_node_state(*s.map, id, node_state::left); });
+    auto res = co_await change("node " + id + " drained (decommission)", [&](const cluster_snapshot& s) { return set_node_state(*s.map, id, node_state::left); });
     if (res) SHARDD_LOG(info, "node_left", "peer", id, "map_version", (*res)->map->version);
   }
 }
@@ -312,7 +365,7 @@ awaitable<void> controller::on(join_msg& j) {
   auto& l = leases_[r.node_id];
   l.last_seen = std::chrono::steady_clock::now();
   l.heard = true;
-  auto res = co_await change([&](const cluster_snapshot& s) -> result<partition_map> {
+  auto res = co_await change("node " + r.node_id + " joined", [&](const cluster_snapshot& s) -> result<partition_map> {
     const auto* known = s.map->find_node(r.node_id);
     if (known && known->state == node_state::left)
       return make_error(errc::conflict, "node '" + r.node_id + "' left the cluster; use a new node id");
@@ -343,6 +396,7 @@ awaitable<void> controller::on(heartbeat_msg& h) {
   l.shards = h.beat.shards;
   l.records = h.beat.records;
   l.bytes = h.beat.bytes;
+  if (l.anomalies_open != h.beat.anomalies_open) co_await journal_anomalies(h.beat.node_id, l.anomalies_open, h.beat.anomalies_open);
   l.anomalies_open = h.beat.anomalies_open;
   if (!h.beat.load.empty()) {
     // A member speaks for its own shards only: entries for shards the map gives another node
@@ -358,7 +412,7 @@ awaitable<void> controller::on(heartbeat_msg& h) {
     l.load_at = l.last_seen;
   }
   if (n->state == node_state::down) {
-    auto res = co_await change([&](const cluster_snapshot& s) { return set_node_state(*s.map, h.beat.node_id, node_state::up); });
+    auto res = co_await change("heartbeat from " + h.beat.node_id + ", which was down", [&](const cluster_snapshot& s) { return set_node_state(*s.map, h.beat.node_id, node_state::up); });
     if (res) SHARDD_LOG(info, "node_up", "peer", h.beat.node_id, "map_version", (*res)->map->version);
     snap = std::move(res);
   }
@@ -366,7 +420,7 @@ awaitable<void> controller::on(heartbeat_msg& h) {
 }
 
 awaitable<void> controller::on(create_index_msg& c) {
-  auto res = co_await change([&](const cluster_snapshot& s) {
+  auto res = co_await change("API: create index " + c.name, [&](const cluster_snapshot& s) {
     return shardd::create_index(*s.map, c.name, c.spec, *s.placement, cfg_.placement_epsilon);
   });
   if (res)
@@ -376,13 +430,13 @@ awaitable<void> controller::on(create_index_msg& c) {
 }
 
 awaitable<void> controller::on(drop_index_msg& d) {
-  auto res = co_await change([&](const cluster_snapshot& s) { return shardd::drop_index(*s.map, d.name); });
+  auto res = co_await change("API: drop index " + d.name, [&](const cluster_snapshot& s) { return shardd::drop_index(*s.map, d.name); });
   if (res) SHARDD_LOG(info, "index_dropped", "index", d.name, "map_version", (*res)->map->version);
   d.reply.send(std::move(res));
 }
 
 awaitable<void> controller::on(set_weight_msg& w) {
-  auto res = co_await change([&](const cluster_snapshot& s) { return set_node_weight(*s.map, w.node, w.weight); });
+  auto res = co_await change("API: weight of node " + w.node, [&](const cluster_snapshot& s) { return set_node_weight(*s.map, w.node, w.weight); });
   if (res) SHARDD_LOG(info, "node_weight", "peer", w.node, "weight", w.weight, "map_version", (*res)->map->version);
   w.reply.send(std::move(res));
   co_await converge();
@@ -416,8 +470,31 @@ awaitable<void> controller::on(members_msg& q) {
   co_return;
 }
 
+awaitable<void> controller::journal_anomalies(const std::string& node, std::uint32_t before, std::uint32_t now) {
+  event e;
+  e.type = "anomaly";
+  e.summary = "node " + node + ": " + std::to_string(now) + (now == 1 ? " anomaly" : " anomalies") + " open (was " +
+              std::to_string(before) + "); GET /v1/anomalies?scope=cluster";
+  e.fields = {{"node", node}, {"open", static_cast<std::int64_t>(now)}, {"was", static_cast<std::int64_t>(before)}};
+  co_await record(std::move(e));
+}
+
+awaitable<void> controller::on(events_msg& q) {
+  events_page page;
+  page.events = journal_.list(q.since, q.types, q.limit);
+  page.first_id = journal_.first_id();
+  page.last_id = journal_.last_id();
+  q.reply.send(std::move(page));
+  co_return;
+}
+
 awaitable<void> controller::on(tick_msg&) {
   const auto now = std::chrono::steady_clock::now();
+  if (local_load_)
+    if (auto mine = local_load_(); mine && mine->anomalies_open != local_anomalies_) {
+      co_await journal_anomalies(cfg_.node_id, local_anomalies_, mine->anomalies_open);
+      local_anomalies_ = mine->anomalies_open;
+    }
   const auto limit = std::int64_t(cfg_.heartbeat_interval_ms) * cfg_.heartbeat_miss_limit;
   if (auto snap = co_await plane_.load(); snap) {
     lease_table seen;
@@ -425,7 +502,7 @@ awaitable<void> controller::on(tick_msg&) {
     const auto plan = plan_liveness(*(*snap)->map, seen, steady_ms(now), limit, cfg_.node_id);
     for (const auto& id : plan.new_lease) leases_[id].last_seen = now;  // not seen yet: its lease starts now
     if (!plan.down.empty()) {
-      auto res = co_await change([&](const cluster_snapshot& s) { return mark_down(*s.map, plan.down); });
+      auto res = co_await change("heartbeats missed: lease expired", [&](const cluster_snapshot& s) { return mark_down(*s.map, plan.down); });
       if (!res) {
         SHARDD_LOG(err, "liveness_change_failed", "error", res.error().detail);
       } else {
@@ -621,7 +698,7 @@ awaitable<void> controller::on(migration_commit_msg& cm) {
                                                  (r.paused ? " (paused)" : "") + ", not in cutover: it cannot commit"));
     co_return;
   }
-  auto res = co_await change([&](const cluster_snapshot& s) -> result<partition_map> {
+  auto res = co_await change("migration " + r.id + " committed (" + r.reason + ")", [&](const cluster_snapshot& s) -> result<partition_map> {
     const auto* ix = s.map->find_index(r.index);
     const auto* sh = ix ? ix->find_shard(r.shard) : nullptr;
     if (sh && sh->owner == r.target && sh->state == shard_state::active)
@@ -655,7 +732,7 @@ awaitable<void> controller::on(split_msg& sp) {
     co_return;
   }
   if (ix->strategy == partitioning::hash) {
-    auto res = co_await change([&](const cluster_snapshot& s) { return split_shard(*s.map, sp.index, sp.shard, std::nullopt); });
+    auto res = co_await change("API: split shard " + sp.index + "/" + std::to_string(sp.shard), [&](const cluster_snapshot& s) { return split_shard(*s.map, sp.index, sp.shard, std::nullopt); });
     if (res) SHARDD_LOG(info, "shard_split", "index", sp.index, "shard", sp.shard, "map_version", (*res)->map->version);
     sp.reply.send(std::move(res));
     co_return;
@@ -690,7 +767,7 @@ awaitable<void> controller::on(median_done_msg& d) {
                                                 "' holds too few records to split by its median"));
     co_return;
   }
-  auto res = co_await change([&](const cluster_snapshot& s) -> result<partition_map> {
+  auto res = co_await change("API: split shard " + d.index + "/" + std::to_string(d.shard) + " at its median", [&](const cluster_snapshot& s) -> result<partition_map> {
     const auto* ix = s.map->find_index(d.index);
     if (!ix || ix->id != d.index_id) return make_error(errc::not_found, "index '" + d.index + "' was dropped meanwhile");
     return split_shard(*s.map, d.index, d.shard, *d.median);
@@ -719,7 +796,7 @@ awaitable<void> controller::on(decommission_msg& dc) {
     co_return;
   }
   if (n->state != node_state::draining) {
-    auto res = co_await change([&](const cluster_snapshot& s) { return set_node_state(*s.map, dc.node, node_state::draining); });
+    auto res = co_await change("API: decommission node " + dc.node, [&](const cluster_snapshot& s) { return set_node_state(*s.map, dc.node, node_state::draining); });
     if (!res) {
       dc.reply.send(res.error());
       co_return;
@@ -739,7 +816,7 @@ awaitable<void> controller::on(decommission_msg& dc) {
 }
 
 awaitable<void> controller::on(settings_msg& st) {
-  auto res = co_await change([&](const cluster_snapshot& s) { return shardd::set_settings(*s.map, st.settings); });
+  auto res = co_await change("API: cluster settings", [&](const cluster_snapshot& s) { return shardd::set_settings(*s.map, st.settings); });
   if (res) SHARDD_LOG(info, "settings_changed", "map_version", (*res)->map->version);
   st.reply.send(std::move(res));
 }

@@ -3,6 +3,7 @@
 
 #include "node/actor.hpp"
 #include "node/control_plane.hpp"
+#include "node/event_journal.hpp"
 #include "shardd/cluster_plan.hpp"
 #include "shardd/migration.hpp"
 #include "shardd/peer_messages.hpp"
@@ -58,6 +59,18 @@ struct members_msg {
   reply_to<result<std::vector<member_status>>> reply;
 };
 struct tick_msg {};
+/// A page of the event journal.
+struct events_page {
+  std::vector<event> events;
+  std::uint64_t first_id = 0;  ///< the oldest kept
+  std::uint64_t last_id = 0;   ///< the newest recorded
+};
+struct events_msg {
+  std::uint64_t since = 0;
+  std::vector<std::string> types;
+  std::size_t limit = 100;
+  reply_to<result<events_page>> reply;
+};
 
 using migration_result = result<migration_record>;
 using migrations_result = result<std::vector<migration_record>>;
@@ -120,7 +133,7 @@ struct median_done_msg {  ///< the owner's median key of a range shard to split
 using controller_message =
     std::variant<std::monostate, join_msg, heartbeat_msg, create_index_msg, drop_index_msg, set_weight_msg, members_msg,
                  tick_msg, migrate_msg, migrations_msg, migration_control_msg, migration_report_msg, migration_commit_msg,
-                 split_msg, decommission_msg, settings_msg, start_done_msg, control_done_msg, median_done_msg>;
+                 split_msg, decommission_msg, settings_msg, start_done_msg, control_done_msg, median_done_msg, events_msg>;
 
 class peers;
 
@@ -169,6 +182,8 @@ class controller final : public actor<controller_message> {
   asio::awaitable<map_result> drop_index(std::string name);
   asio::awaitable<map_result> set_weight(std::string node, std::uint32_t weight);
   asio::awaitable<result<std::vector<member_status>>> members();
+  /// Events after `since`, of `types` (empty: all), at most `limit`, oldest first.
+  asio::awaitable<result<events_page>> events(std::uint64_t since, std::vector<std::string> types, std::size_t limit);
   /// Where the controller's own node's load comes from (its monitor); it sends no heartbeat.
   void set_local_load(control_plane::load_source f) { local_load_ = std::move(f); }
 
@@ -197,6 +212,7 @@ class controller final : public actor<controller_message> {
   asio::awaitable<void> on(drop_index_msg& m);
   asio::awaitable<void> on(set_weight_msg& m);
   asio::awaitable<void> on(members_msg& m);
+  asio::awaitable<void> on(events_msg& m);
   asio::awaitable<void> on(tick_msg& m);
   asio::awaitable<void> on(migrate_msg& m);
   asio::awaitable<void> on(migrations_msg& m);
@@ -216,7 +232,12 @@ class controller final : public actor<controller_message> {
   asio::awaitable<void> on(median_done_msg& m);
 
   /// Load the map, compute the next one with `f` (pure), compare-and-set it.
-  asio::awaitable<map_result> change(const std::function<result<partition_map>(const cluster_snapshot&)>& f);
+  /// `why` goes to the event journal with what the new version changed.
+  asio::awaitable<map_result> change(std::string why, const std::function<result<partition_map>(const cluster_snapshot&)>& f);
+  asio::awaitable<void> record(event e);
+  asio::awaitable<void> journal_anomalies(const std::string& node, std::uint32_t before, std::uint32_t now);
+  asio::awaitable<void> journal_map(std::shared_ptr<const partition_map> before, std::shared_ptr<const partition_map> after,
+                                    std::string why);
   /// Runs `call` (a network call) apart from the mailbox loop; `done(result)` becomes the
   /// message sent back when it completes.
   template <class Call, class Done>
@@ -249,6 +270,9 @@ class controller final : public actor<controller_message> {
   };
   std::map<std::string, lease, std::less<>> leases_;
   control_plane::load_source local_load_;
+  std::uint32_t local_anomalies_ = 0;  ///< the controller's own open anomalies at the last tick
+  event_journal journal_;
+  std::map<std::string, migration_phase> journaled_phase_;  ///< each migration's phase the journal last recorded
   std::shared_ptr<asio::steady_timer> ticker_;
   std::atomic<bool> stopping_{false};
   storage::store* store_;

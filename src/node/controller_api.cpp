@@ -37,6 +37,12 @@ awaitable<result<std::vector<member_status>>> controller::members() {
   co_return co_await ask<R>(std::move(make));
 }
 
+awaitable<result<events_page>> controller::events(std::uint64_t since, std::vector<std::string> types, std::size_t limit) {
+  using R = result<events_page>;
+  auto make = [&](reply_to<R> reply) { return controller_message(events_msg{since, std::move(types), limit, std::move(reply)}); };
+  co_return co_await ask<R>(std::move(make));
+}
+
 awaitable<migration_result> controller::migrate(migrate_request r) {
   auto make = [&](reply_to<migration_result> reply) { return controller_message(migrate_msg{std::move(r), std::move(reply)}); };
   co_return co_await ask<migration_result>(std::move(make));

@@ -144,6 +144,7 @@ const std::vector<rest_api::route>& rest_api::routes() {
       {M::get, "/v1/cluster/health", {"format"}, [](rest_api& a, call& c) { return a.cluster_health(c); }},
       {M::get, "/v1/cluster/load", {"format"}, [](rest_api& a, call& c) { return a.cluster_load(c); }, true},
       {M::get, "/v1/stats", {"window", "scope", "format"}, [](rest_api& a, call& c) { return a.stats(c); }},
+      {M::get, "/v1/events", {"since", "type", "limit", "format"}, [](rest_api& a, call& c) { return a.events(c); }, true},
       {M::get, "/v1/anomalies", {"scope", "state", "limit", "format"}, [](rest_api& a, call& c) { return a.anomalies(c); }},
       {M::get, "/v1/forecast",
        {"window", "scope", "shard_bytes_limit", "shard_records_limit", "disk_watermark_percent", "format"},

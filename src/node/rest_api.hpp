@@ -140,6 +140,7 @@ class rest_api {
   // monitoring (rest_monitor.cpp)
   boost::asio::awaitable<net::http_response> stats(call& c);
   boost::asio::awaitable<net::http_response> anomalies(call& c);
+  boost::asio::awaitable<net::http_response> events(call& c);
   boost::asio::awaitable<net::http_response> forecast(call& c);
   boost::asio::awaitable<net::http_response> hot_keys(call& c, const std::string& index, std::uint32_t shard);
   /// `mine` and the same GET of `target` answered by every other node that is up (the rest

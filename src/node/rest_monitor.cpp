@@ -1,6 +1,7 @@
 // REST: the monitor's surface — windows of per-shard and per-node statistics, Prometheus
 // metrics, the monitor's settings and the controller's cluster-wide load table.
 #include "node/controller.hpp"
+#include "node/event_journal.hpp"
 #include "node/gather.hpp"
 #include "node/monitor.hpp"
 #include "node/rest_internal.hpp"
@@ -13,6 +14,7 @@
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 
 namespace shardd {
 
@@ -711,6 +713,70 @@ awaitable<http_response> rest_api::hot_keys(call& c, const std::string& index, s
   if (c.text()) co_return text_response(render_table({"key", "sampled", "error", "estimated_requests"}, rows));
   o["keys"] = std::move(keys);
   co_return json_response(200, json::serialize(o));
+}
+
+// --- the event journal ---------------------------------------------------------------------
+
+namespace {
+
+/// "2026-12-03T01:02:03.456Z".
+std::string utc_time(std::int64_t unix_ms) {
+  const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char buf[40];
+  const auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(unix_ms % 1000));
+  return buf;
+}
+
+}  // namespace
+
+awaitable<http_response> rest_api::events(call& c) {
+  std::uint64_t since = 0;
+  if (auto v = c.param("since")) {
+    const auto n = parse_decimal(*v, 0, UINT64_MAX / 2);
+    if (!n) co_return c.fail(400, "invalid-argument", "since must be an event id (a whole number)");
+    since = *n;
+  }
+  std::size_t limit = 100;
+  if (auto v = c.param("limit")) {
+    const auto n = parse_decimal(*v, 1, 1000);
+    if (!n) co_return c.fail(400, "invalid-argument", "limit must be a number from 1 to 1000");
+    limit = static_cast<std::size_t>(*n);
+  }
+  std::vector<std::string> types;
+  if (auto v = c.param("type")) {
+    std::string_view rest = *v;
+    while (true) {
+      const auto comma = rest.find(',');
+      const auto t = rest.substr(0, comma);
+      if (std::find(event_types.begin(), event_types.end(), t) == event_types.end())
+        co_return c.fail(400, "invalid-argument", "type must be a comma-separated list of map, node, migration, settings, anomaly; not " +
+                                                      quoted(std::string(t)));
+      types.emplace_back(t);
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  auto page = co_await ctx_.ctl->events(since, std::move(types), limit);
+  if (!page) co_return c.fail(page.error());
+  if (c.text()) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& e : page->events) {
+      rows.push_back({std::to_string(e.id), utc_time(e.unix_ms), e.type, e.summary});
+      for (const auto& l : e.changes) rows.push_back({"", "", "", "  " + l});
+    }
+    co_return text_response(render_table({"id", "time", "type", "summary"}, rows));
+  }
+  std::string out = "{\"first_id\":" + std::to_string(page->first_id) + ",\"last_id\":" + std::to_string(page->last_id) +
+                    ",\"events\":[";
+  for (std::size_t i = 0; i < page->events.size(); ++i) {
+    if (i) out += ',';
+    out += to_json(page->events[i]);
+  }
+  out += "]}";
+  co_return json_response(200, std::move(out));
 }
 
 }  // namespace shardd

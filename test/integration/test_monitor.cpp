@@ -3,6 +3,7 @@
 
 #include "support/cluster.hpp"
 #include "support/json_body.hpp"
+#include "support/migration_ops.hpp"
 
 #include <boost/json/parse.hpp>
 
@@ -332,4 +333,75 @@ TEST_CASE("a sudden load on one shard is an anomaly within three intervals, clus
   auto fc = body(n1->get("/v1/forecast?scope=cluster&window=1m"));
   CHECK(fc.at("nodes").as_array().size() == 2);
   for (const auto& n : fc.at("nodes").as_array()) CHECK(n.as_object().contains("disk"));
+}
+
+TEST_CASE("the event journal records a move phase by phase, a node going down and why, and survives the controller's "
+          "restart with its ids") {
+  cluster cl(2, {}, monitor_config);
+  auto n1 = cl.node(1).client(), n2 = cl.node(2).client();
+  REQUIRE(n1->put("/v1/indexes/ev", R"({"shards":4})").status == 201);
+  const auto shard = shard_on(*n1, "ev", "node-1");
+  const auto id = start_migration(*n2, "ev", shard, "node-2");  // asked of a member: relayed to the controller
+  wait_migration(*n1, id, [](const json::object& m) { return phase(m) == "done"; });
+
+  auto events_of = [](net::https_client& c, const std::string& query) {
+    auto r = c.get("/v1/events" + query);
+    INFO(r.body);
+    REQUIRE(r.status == 200);
+    return body(r);
+  };
+  // The move, phase by phase, in order; the map versions it made say why.
+  auto moves = events_of(*n2, "?type=migration");
+  std::vector<std::string> phases;
+  for (const auto& e : moves.at("events").as_array())
+    if (e.at("migration").as_string() == id) phases.emplace_back(e.at("phase").as_string());
+  INFO(json::serialize(moves));
+  REQUIRE(!phases.empty());
+  CHECK(phases.front() == "queued");
+  CHECK(phases.back() == "done");
+  CHECK(std::find(phases.begin(), phases.end(), "copying") != phases.end());
+  auto maps = events_of(*n1, "?type=map");
+  bool started = false, committed = false;
+  for (const auto& e : maps.at("events").as_array()) {
+    const std::string why(e.at("reason").as_string());
+    started = started || why == "migration " + id + " started (api)";
+    if (why == "migration " + id + " committed (api)") {
+      committed = true;
+      bool owner_line = false;
+      for (const auto& l : e.at("changes").as_array())
+        owner_line = owner_line || std::string(l.as_string()).find("owner node-1 -> node-2") != std::string::npos;
+      CHECK(owner_line);
+    }
+  }
+  CHECK(started);
+  CHECK(committed);
+
+  // node-2 dies: the controller records it down, and why.
+  cl.node(2).kill9();
+  cl.wait_states({"up", "down"});
+  auto nodes = events_of(*n1, "?type=node");
+  bool down = false;
+  for (const auto& e : nodes.at("events").as_array())
+    down = down || (e.at("node") == "node-2" && e.at("to") == "down" && e.at("reason") == "heartbeats missed: lease expired");
+  INFO(json::serialize(nodes));
+  CHECK(down);
+
+  // The controller restarts: the journal is as it was, and new events take the next ids.
+  const auto before = events_of(*n1, "?limit=1000");
+  const auto last = before.at("last_id").as_int64();
+  cl.node(1).kill9();
+  cl.node(1).start();
+  n1 = cl.node(1).client();
+  const auto after = events_of(*n1, "?limit=1000");
+  CHECK(after.at("first_id") == before.at("first_id"));
+  REQUIRE(after.at("events").as_array().size() >= before.at("events").as_array().size());
+  for (std::size_t i = 0; i < before.at("events").as_array().size(); ++i)
+    CHECK(after.at("events").as_array()[i] == before.at("events").as_array()[i]);
+  cl.node(2).start();
+  cl.wait_states({"up", "up"});
+  const auto later = events_of(*n1, "?since=" + std::to_string(last));
+  REQUIRE(!later.at("events").as_array().empty());
+  CHECK(later.at("events").as_array()[0].at("id").as_int64() == last + 1);
+  auto text = n1->get("/v1/events?format=text&type=node");
+  CHECK(text.body.find("node-2") != std::string::npos);
 }

@@ -600,3 +600,42 @@ TEST_CASE("the cluster is green when all is served and still, yellow while it ch
   CHECK(h.status == "yellow");
   CHECK(h.reasons == std::vector<std::string>{"node 'node-9' is down"});
 }
+
+TEST_CASE("a map change is described line by line for the event journal, nodes that changed state listed apart") {
+  const auto m0 = with_index(with_nodes(2), "demo", 4);
+  CHECK(describe_change(m0, m0).lines.empty());
+  // A node joins, another goes down, an index is created, a shard starts moving, a setting changes.
+  auto m1 = add_node(m0, "node-9", 2);
+  auto down = set_node_state(m1, "node-1", node_state::down);
+  REQUIRE(down);
+  m1 = with_index(*down, "logs", 2);
+  const auto& s0 = m1.indexes.at("demo").shards[0];
+  auto moving = begin_migration(m1, "demo", s0.id, s0.owner == "node-0" ? "node-9" : "node-0");
+  REQUIRE(moving);
+  cluster_settings st = moving->settings;
+  st.max_outgoing = 5;
+  auto m2 = set_settings(*moving, st);
+  REQUIRE(m2);
+  const auto d = describe_change(m0, *m2);
+  auto has = [&](const std::string& text) {
+    for (const auto& l : d.lines)
+      if (l.find(text) != std::string::npos) return true;
+    return false;
+  };
+  INFO([&] { std::string all; for (const auto& l : d.lines) all += l + "\n"; return all; }());
+  CHECK(has("node node-9 joined (up, weight 2)"));
+  CHECK(has("node node-1: up -> down"));
+  CHECK(has("index logs created (hash, 2 shards)"));
+  CHECK(has("shard demo/" + std::to_string(s0.id) + ": active -> migrating (target "));
+  CHECK(has("setting max_outgoing: 2 -> 5"));
+  REQUIRE(d.nodes.size() == 2);
+  CHECK(d.nodes[0] == std::array<std::string, 3>{"node-1", "up", "down"});
+  CHECK(d.nodes[1] == std::array<std::string, 3>{"node-9", "", "up"});
+  // Dropping an index and a bound on the lines.
+  auto dropped = drop_index(*m2, "demo");
+  REQUIRE(dropped);
+  CHECK(describe_change(*m2, *dropped).lines == std::vector<std::string>{"index demo dropped"});
+  const auto big = with_index(m0, "big", 64);
+  const auto capped = describe_change(big, with_index(big, "big2", 8), 0);
+  CHECK(capped.lines == std::vector<std::string>{"... and 1 more"});
+}

@@ -1,6 +1,7 @@
 // The monitor without sockets: the per-shard counter registry, windows over sampled history,
 // and the REST views of them (/v1/stats, /metrics) through rest_api.
 
+#include "node/event_journal.hpp"
 #include "node/monitor.hpp"
 #include "node/shard_load.hpp"
 #include "shardd/cluster_plan.hpp"
@@ -13,6 +14,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <future>
 #include <thread>
 
 using namespace shardd;
@@ -271,4 +273,95 @@ TEST_CASE("a write load on an idle shard opens an anomaly, turns the cluster yel
   auto after = get_json(f, "/v1/anomalies");
   CHECK(after.at("open").as_int64() == 0);
   for (const auto& x : after.at("anomalies").as_array()) CHECK(x.at("state") == "closed");
+}
+
+TEST_CASE("the event journal keeps the newest events in order, durably, with ids that go on increasing after a reopen") {
+  temp_dir dir;
+  auto opened = storage::store::open(storage::store_options{dir.sub("db")});
+  REQUIRE(opened);
+  auto store = std::move(*opened);
+  auto add = [&](event_journal& j, const std::string& type, int n) {
+    for (int i = 0; i < n; ++i) {
+      event e;
+      e.type = type;
+      e.summary = type + " " + std::to_string(i);
+      e.fields = {{"node", std::string("node-1")}, {"n", std::int64_t{i}}};
+      e.changes = {"line " + std::to_string(i)};
+      std::promise<bool> written;
+      store->submit(j.append(std::move(e)), [&written](result<std::vector<storage::op_status>> r) { written.set_value(r.has_value()); });
+      REQUIRE(written.get_future().get());
+    }
+  };
+  {
+    event_journal j(store.get(), 10);
+    add(j, "map", 8);
+    add(j, "node", 5);  // 13 in all: the 3 oldest go
+    CHECK(j.first_id() == 4);
+    CHECK(j.last_id() == 13);
+    const auto all = j.list(0, {}, 100);
+    REQUIRE(all.size() == 10);
+    CHECK(all.front().id == 4);
+    CHECK(all.back().id == 13);
+    CHECK(j.list(10, {}, 100).size() == 3);
+    CHECK(j.list(0, {"node"}, 100).size() == 5);
+    CHECK(j.list(0, {"map"}, 2).size() == 2);
+    CHECK(j.list(13, {}, 100).empty());
+  }
+  // Reopened over the same store: the same ten, and the next id follows the last.
+  event_journal again(store.get(), 10);
+  const auto kept = again.list(0, {}, 100);
+  REQUIRE(kept.size() == 10);
+  CHECK(kept.front().id == 4);
+  CHECK(kept.front().summary == "map 3");
+  CHECK(kept.front().changes == std::vector<std::string>{"line 3"});
+  REQUIRE(kept.front().fields.size() == 2);
+  CHECK(std::get<std::int64_t>(kept.front().fields[1].second) == 3);
+  add(again, "anomaly", 1);
+  CHECK(again.last_id() == 14);
+  CHECK(again.list(13, {}, 10).front().type == "anomaly");
+  CHECK(store->scan_meta("event/")->size() == 10);
+  CHECK_FALSE(event_from_json("{\"type\":\"map\"}"));  // no id
+  CHECK_FALSE(event_from_json("[]"));
+  store->close();
+}
+
+TEST_CASE("GET /v1/events: map versions with what changed and why, filtered by type and id; bad parameters refused") {
+  api_fixture f(100);
+  REQUIRE(f.put("/v1/indexes/ev", R"({"shards":2})").status == 201);
+  REQUIRE(f.put("/v1/migrations/settings", R"({"max_outgoing":3})").status == 200);
+  auto v = get_json(f, "/v1/events");
+  const auto& evs = v.at("events").as_array();
+  REQUIRE(evs.size() >= 3);
+  bool created = false, settings = false;
+  std::int64_t prev = 0;
+  for (const auto& e : evs) {
+    CHECK(e.at("id").as_int64() > prev);
+    prev = e.at("id").as_int64();
+    if (e.at("type") == "map" && e.at("reason") == "API: create index ev") {
+      const auto& ch = e.at("changes").as_array();
+      REQUIRE(!ch.empty());
+      CHECK(ch[0] == "index ev created (hash, 2 shards)");
+      created = true;
+    }
+    if (e.at("type") == "settings") {
+      CHECK(e.at("changes").as_array()[0] == "setting max_outgoing: 2 -> 3");
+      settings = true;
+    }
+  }
+  CHECK(created);
+  CHECK(settings);
+  CHECK(v.at("last_id").as_int64() == prev);
+  auto only = get_json(f, "/v1/events?type=settings");
+  CHECK(only.at("events").as_array().size() == 1);
+  auto after = get_json(f, "/v1/events?since=" + std::to_string(prev));
+  CHECK(after.at("events").as_array().empty());
+  CHECK(get_json(f, "/v1/events?limit=1").at("events").as_array().size() == 1);
+  auto text = f.get("/v1/events?format=text");
+  REQUIRE(text.status == 200);
+  CHECK(text.body.find("index ev created") != std::string::npos);
+  for (const char* bad : {"/v1/events?since=x", "/v1/events?limit=0", "/v1/events?limit=1001", "/v1/events?type=weather",
+                          "/v1/events?type=map,", "/v1/events?colour=1"}) {
+    INFO(bad);
+    CHECK(f.get(bad).status == 400);
+  }
 }

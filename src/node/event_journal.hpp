@@ -1,0 +1,62 @@
+#pragma once
+// The event journal (on the controller): what happened to the cluster and why, in order,
+// durable in the store's meta column family and bounded.
+
+#include "shardd/error.hpp"
+#include "storage/store.hpp"
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace shardd {
+
+/// The kinds of event: `map` (a new map version: what changed, and why), `node` (a node came,
+/// went, or changed state), `migration` (one started, changed phase or ended), `settings`
+/// (cluster settings changed), `anomaly` (a node's count of open anomalies changed).
+inline constexpr std::array<std::string_view, 5> event_types = {"map", "node", "migration", "settings", "anomaly"};
+
+struct event {
+  using value = std::variant<std::string, std::int64_t>;
+  std::uint64_t id = 0;       ///< increases by one per event, across restarts
+  std::int64_t unix_ms = 0;   ///< wall clock, when recorded
+  std::string type;           ///< one of event_types
+  std::string summary;        ///< one line for people
+  std::vector<std::pair<std::string, value>> fields;  ///< what a program needs (node, map_version, ...)
+  std::vector<std::string> changes;                   ///< a map event's changes, one per line
+};
+
+/// The newest `max` events in memory and in the store (keys "event/" + 16 hex digits of the id,
+/// so they sort by id). Not thread-safe: the controller's actor owns it. Memory: the events
+/// kept, a few hundred bytes each.
+class event_journal {
+ public:
+  static constexpr std::size_t default_max = 10000;
+
+  /// Reads what the store kept (a null store: memory only).
+  event_journal(storage::store* store, std::size_t max = default_max);
+
+  /// Gives `e` the next id and the time, keeps it, and returns the writes that persist it (and
+  /// delete the events it pushes out); the caller writes them.
+  std::vector<storage::write_op> append(event e);
+
+  /// Events with an id above `since`, oldest first, of the given types (empty: all), at most `limit`.
+  std::vector<event> list(std::uint64_t since, const std::vector<std::string>& types, std::size_t limit) const;
+  std::uint64_t first_id() const noexcept { return events_.empty() ? 0 : events_.front().id; }
+  std::uint64_t last_id() const noexcept { return next_id_ - 1; }
+
+ private:
+  storage::store* store_;
+  std::size_t max_;
+  std::deque<event> events_;
+  std::uint64_t next_id_ = 1;
+};
+
+std::string event_key(std::uint64_t id);
+std::string to_json(const event& e);
+[[nodiscard]] result<event> event_from_json(std::string_view text);
+
+}  // namespace shardd
