@@ -62,6 +62,21 @@ struct load_report {
   std::uint32_t anomalies_open = 0;
 };
 
+/// Something a member noticed that belongs in the controller's event journal (an anomaly
+/// opened or closed, its monitor's settings changed). Sent with heartbeats until one is
+/// answered; `seq` lets the controller skip what it already recorded.
+struct member_event {
+  std::uint64_t seq = 0;    ///< per sender incarnation, increasing from 1
+  std::string type;         ///< "anomaly" or "monitor"
+  std::string summary;      ///< one line, at most max_event_summary bytes
+  std::string fields_json;  ///< a JSON object of strings and numbers, at most max_event_fields bytes
+  friend bool operator==(const member_event&, const member_event&) = default;
+};
+constexpr std::uint32_t max_heartbeat_events = 64;
+constexpr std::size_t max_event_type = 32;
+constexpr std::size_t max_event_summary = 512;
+constexpr std::size_t max_event_fields = 2048;
+
 /// Liveness and the sender's totals, every heartbeat interval, with the load of each shard it
 /// owns (empty while its monitor is off or has not sampled yet) and its open anomalies.
 struct heartbeat {
@@ -72,6 +87,8 @@ struct heartbeat {
   std::uint64_t bytes = 0;
   std::vector<shard_load> load;
   std::uint32_t anomalies_open = 0;
+  std::uint64_t incarnation = 0;  ///< the sender's, random per start: its event seqs start again
+  std::vector<member_event> events;
 };
 std::string encode(const heartbeat& m);
 [[nodiscard]] result<heartbeat> decode_heartbeat(std::string_view p);

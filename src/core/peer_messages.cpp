@@ -84,6 +84,8 @@ std::string encode(const heartbeat& m) {
   for (const auto& l : m.load)
     w.u32(l.index_id).u32(l.shard_id).u64(l.records).u64(l.bytes).u64(milli(l.reads_per_sec)).u64(milli(l.writes_per_sec))
         .u64(milli(l.bytes_in_per_sec)).u64(milli(l.bytes_out_per_sec));
+  w.u64(m.incarnation).u32(static_cast<std::uint32_t>(m.events.size()));
+  for (const auto& e : m.events) w.u64(e.seq).bytes(e.type).bytes(e.summary).bytes(e.fields_json);
   return w.take();
 }
 result<heartbeat> decode_heartbeat(std::string_view p) {
@@ -111,6 +113,21 @@ result<heartbeat> decode_heartbeat(std::string_view p) {
       l.bytes_in_per_sec = static_cast<double>(r.u64()) / 1000;
       l.bytes_out_per_sec = static_cast<double>(r.u64()) / 1000;
       m.load.push_back(l);
+    }
+    if (r.ok() && r.remaining() > 0) {  // a sender without events stops here
+      m.incarnation = r.u64();
+      const auto ne = r.u32();
+      if (ne > max_heartbeat_events || !plausible(r, ne, 8 + 3 * 4)) return malformed("heartbeat");
+      for (std::uint32_t i = 0; i < ne; ++i) {
+        member_event e;
+        e.seq = r.u64();
+        e.type = r.bytes();
+        e.summary = r.bytes();
+        e.fields_json = r.bytes();
+        if (e.type.size() > max_event_type || e.summary.size() > max_event_summary || e.fields_json.size() > max_event_fields)
+          return malformed("heartbeat");
+        m.events.push_back(std::move(e));
+      }
     }
   }
   if (!r.done()) return malformed("heartbeat");

@@ -45,6 +45,15 @@ class control_plane {
   /// per-shard load (null: none yet).
   using load_source = std::function<std::shared_ptr<const peer::load_report>()>;
   virtual void set_load_source(load_source f) = 0;
+  /// Where heartbeats take the events this node has for the controller's journal: `pending`
+  /// gives the oldest unsent ones (at most n), `acknowledge` drops those up to a seq once a
+  /// heartbeat that carried them was answered.
+  struct event_source {
+    std::function<std::vector<peer::member_event>(std::size_t n)> pending;
+    std::function<void(std::uint64_t seq)> acknowledge;
+    std::uint64_t incarnation = 0;
+  };
+  virtual void set_event_source(event_source) {}
   /// The last heartbeat's round trip to the controller, in microseconds (members).
   virtual std::optional<std::uint64_t> heartbeat_rtt_us() const noexcept = 0;
 

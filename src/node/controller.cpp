@@ -11,6 +11,7 @@
 
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/json/parse.hpp>
 
 namespace shardd {
 
@@ -396,7 +397,7 @@ awaitable<void> controller::on(heartbeat_msg& h) {
   l.shards = h.beat.shards;
   l.records = h.beat.records;
   l.bytes = h.beat.bytes;
-  if (l.anomalies_open != h.beat.anomalies_open) co_await journal_anomalies(h.beat.node_id, l.anomalies_open, h.beat.anomalies_open);
+  if (!h.beat.events.empty()) co_await journal_member_events(h.beat.node_id, h.beat.incarnation, h.beat.events);
   l.anomalies_open = h.beat.anomalies_open;
   if (!h.beat.load.empty()) {
     // A member speaks for its own shards only: entries for shards the map gives another node
@@ -470,13 +471,37 @@ awaitable<void> controller::on(members_msg& q) {
   co_return;
 }
 
-awaitable<void> controller::journal_anomalies(const std::string& node, std::uint32_t before, std::uint32_t now) {
-  event e;
-  e.type = "anomaly";
-  e.summary = "node " + node + ": " + std::to_string(now) + (now == 1 ? " anomaly" : " anomalies") + " open (was " +
-              std::to_string(before) + "); GET /v1/anomalies?scope=cluster";
-  e.fields = {{"node", node}, {"open", static_cast<std::int64_t>(now)}, {"was", static_cast<std::int64_t>(before)}};
-  co_await record(std::move(e));
+awaitable<void> controller::journal_member_events(const std::string& node, std::uint64_t incarnation,
+                                                   const std::vector<peer::member_event>& events) {
+  auto& l = event_seqs_[node];
+  if (l.incarnation != incarnation) {  // the node restarted: its seqs start again
+    l.incarnation = incarnation;
+    l.last = 0;
+  }
+  for (const auto& me : events) {
+    if (me.seq <= l.last) continue;  // recorded already (an answer it did not get)
+    l.last = me.seq;
+    // Input from the network: only the member's own kinds, and its fields as plain values.
+    if (me.type != "anomaly" && me.type != "monitor") {
+      SHARDD_LOG(warn, "member_event_refused", "peer", node, "type", me.type);
+      continue;
+    }
+    event e;
+    e.type = me.type;
+    e.summary = "node " + node + ": " + me.summary;
+    e.fields.emplace_back("node", node);
+    boost::system::error_code ec;
+    auto v = boost::json::parse(me.fields_json, ec);
+    if (!ec && v.is_object())
+      for (const auto& [k, val] : v.get_object()) {
+        if (k == "id" || k == "type" || k == "summary" || k == "node" || k == "unix_ms" || k == "changes") continue;
+        if (val.is_string()) e.fields.emplace_back(std::string(k), std::string(val.get_string()));
+        else if (val.is_int64()) e.fields.emplace_back(std::string(k), val.get_int64());
+        else if (val.is_uint64()) e.fields.emplace_back(std::string(k), static_cast<std::int64_t>(val.get_uint64()));
+        else if (val.is_double()) e.fields.emplace_back(std::string(k), val.get_double());
+      }
+    co_await record(std::move(e));
+  }
 }
 
 awaitable<void> controller::on(events_msg& q) {
@@ -490,10 +515,10 @@ awaitable<void> controller::on(events_msg& q) {
 
 awaitable<void> controller::on(tick_msg&) {
   const auto now = std::chrono::steady_clock::now();
-  if (local_load_)
-    if (auto mine = local_load_(); mine && mine->anomalies_open != local_anomalies_) {
-      co_await journal_anomalies(cfg_.node_id, local_anomalies_, mine->anomalies_open);
-      local_anomalies_ = mine->anomalies_open;
+  if (local_events_.pending)
+    if (auto mine = local_events_.pending(peer::max_heartbeat_events); !mine.empty()) {
+      co_await journal_member_events(cfg_.node_id, local_events_.incarnation, mine);
+      local_events_.acknowledge(mine.back().seq);
     }
   const auto limit = std::int64_t(cfg_.heartbeat_interval_ms) * cfg_.heartbeat_miss_limit;
   if (auto snap = co_await plane_.load(); snap) {

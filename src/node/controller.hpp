@@ -186,6 +186,8 @@ class controller final : public actor<controller_message> {
   asio::awaitable<result<events_page>> events(std::uint64_t since, std::vector<std::string> types, std::size_t limit);
   /// Where the controller's own node's load comes from (its monitor); it sends no heartbeat.
   void set_local_load(control_plane::load_source f) { local_load_ = std::move(f); }
+  /// Where the controller's own node's journal events come from (it sends no heartbeat).
+  void set_local_events(control_plane::event_source s) { local_events_ = std::move(s); }
 
   asio::awaitable<migration_result> migrate(migrate_request r);
   asio::awaitable<migrations_result> migrations(std::optional<std::string> id);
@@ -235,7 +237,9 @@ class controller final : public actor<controller_message> {
   /// `why` goes to the event journal with what the new version changed.
   asio::awaitable<map_result> change(std::string why, const std::function<result<partition_map>(const cluster_snapshot&)>& f);
   asio::awaitable<void> record(event e);
-  asio::awaitable<void> journal_anomalies(const std::string& node, std::uint32_t before, std::uint32_t now);
+  /// Records a member's events it has not recorded yet (by seq, per incarnation).
+  asio::awaitable<void> journal_member_events(const std::string& node, std::uint64_t incarnation,
+                                              const std::vector<peer::member_event>& events);
   asio::awaitable<void> journal_map(std::shared_ptr<const partition_map> before, std::shared_ptr<const partition_map> after,
                                     std::string why);
   /// Runs `call` (a network call) apart from the mailbox loop; `done(result)` becomes the
@@ -270,7 +274,12 @@ class controller final : public actor<controller_message> {
   };
   std::map<std::string, lease, std::less<>> leases_;
   control_plane::load_source local_load_;
-  std::uint32_t local_anomalies_ = 0;  ///< the controller's own open anomalies at the last tick
+  control_plane::event_source local_events_;  ///< the controller's own monitor's events
+  struct event_seq {
+    std::uint64_t incarnation = 0;  ///< of the node's events
+    std::uint64_t last = 0;         ///< the last of them recorded
+  };
+  std::map<std::string, event_seq, std::less<>> event_seqs_;  ///< per node
   event_journal journal_;
   std::map<std::string, migration_phase> journaled_phase_;  ///< each migration's phase the journal last recorded
   std::shared_ptr<asio::steady_timer> ticker_;

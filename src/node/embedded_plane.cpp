@@ -165,6 +165,10 @@ awaitable<void> embedded_plane::heartbeat_loop(node_entry self) {
           hb.load = load->shards;
           hb.anomalies_open = load->anomalies_open;
         }
+      if (event_source_.pending) {
+        hb.incarnation = event_source_.incarnation;
+        hb.events = event_source_.pending(16);
+      }
       auto f = make_frame(peer::frame_type::heartbeat, peer::encode(hb), snap->map->version);
       const auto sent = std::chrono::steady_clock::now();
       auto reply = co_await call_controller(std::move(f), std::chrono::milliseconds(cfg_.heartbeat_interval_ms * 2));
@@ -174,6 +178,7 @@ awaitable<void> embedded_plane::heartbeat_loop(node_entry self) {
         if (failures > 0) SHARDD_LOG(info, "controller_reachable", "controller", controller_address());
         failures = 0;
         reachable_ = true;
+        if (!hb.events.empty() && event_source_.acknowledge) event_source_.acknowledge(hb.events.back().seq);
         if (!reply->payload.empty()) {
           // The controller has a newer map than the one we announced.
           if (auto m = map_from_controller(*reply); m) (void)co_await ring_.install_from_controller(std::move(*m));

@@ -31,7 +31,8 @@ std::string to_json(const event& e) {
   o["summary"] = e.summary;
   for (const auto& [k, v] : e.fields) {
     if (const auto* s = std::get_if<std::string>(&v)) o[k] = *s;
-    else o[k] = std::get<std::int64_t>(v);
+    else if (const auto* i = std::get_if<std::int64_t>(&v)) o[k] = *i;
+    else o[k] = std::get<double>(v);
   }
   if (!e.changes.empty()) {
     json::array a;
@@ -58,6 +59,7 @@ result<event> event_from_json(std::string_view text) {
     } else if (val.is_string()) e.fields.emplace_back(std::string(k), std::string(val.get_string()));
     else if (val.is_int64()) e.fields.emplace_back(std::string(k), val.get_int64());
     else if (val.is_uint64()) e.fields.emplace_back(std::string(k), static_cast<std::int64_t>(val.get_uint64()));
+    else if (val.is_double()) e.fields.emplace_back(std::string(k), val.get_double());
   }
   if (e.id == 0 || e.type.empty()) return make_error(errc::corrupt, "event: no id or type");
   return e;

@@ -16,11 +16,12 @@ namespace shardd {
 
 /// The kinds of event: `map` (a new map version: what changed, and why), `node` (a node came,
 /// went, or changed state), `migration` (one started, changed phase or ended), `settings`
-/// (cluster settings changed), `anomaly` (a node's count of open anomalies changed).
-inline constexpr std::array<std::string_view, 5> event_types = {"map", "node", "migration", "settings", "anomaly"};
+/// (cluster settings changed), `anomaly` (an anomaly opened or closed on a node), `monitor` (a
+/// node's monitor settings changed).
+inline constexpr std::array<std::string_view, 6> event_types = {"map", "node", "migration", "settings", "anomaly", "monitor"};
 
 struct event {
-  using value = std::variant<std::string, std::int64_t>;
+  using value = std::variant<std::string, std::int64_t, double>;
   std::uint64_t id = 0;       ///< increases by one per event, across restarts
   std::int64_t unix_ms = 0;   ///< wall clock, when recorded
   std::string type;           ///< one of event_types

@@ -8,15 +8,21 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <random>
 #include <fstream>
 
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 namespace shardd {
+
+namespace json = boost::json;
 
 namespace {
 
@@ -71,7 +77,66 @@ void monitor::sparse_histogram::add_to(histogram& h) const {
 monitor::monitor(asio::any_io_executor ex, const node_config& cfg, storage::store& store, ring_actor& ring)
     : cfg_(cfg), store_(store), ring_(ring), strand_(asio::make_strand(ex)), timer_(strand_),
       epoch_(std::chrono::steady_clock::now()), interval_ms_(cfg.monitor_interval_ms), history_ms_(cfg.monitor_history_ms),
-      disk_growth_{anomaly_detector(settings_for(anomaly_series::disk_growth))} {}
+      disk_growth_{anomaly_detector(settings_for(anomaly_series::disk_growth))},
+      incarnation_(std::random_device{}() * 0x100000000ull + std::random_device{}() + 1) {}
+
+void monitor::push_event(std::string type, std::string summary, std::string fields_json) {
+  std::lock_guard lock(outbox_mutex_);
+  peer::member_event e;
+  e.seq = next_event_seq_++;
+  e.type = std::move(type);
+  e.summary = summary.substr(0, peer::max_event_summary);
+  e.fields_json = fields_json.size() <= peer::max_event_fields ? std::move(fields_json) : std::string("{}");
+  outbox_.push_back(std::move(e));
+  if (outbox_.size() > outbox_max) {
+    SHARDD_LOG(warn, "event_dropped", "seq", outbox_.front().seq, "summary", outbox_.front().summary);
+    outbox_.pop_front();
+  }
+}
+
+std::vector<peer::member_event> monitor::pending_events(std::size_t n) const {
+  std::lock_guard lock(outbox_mutex_);
+  std::vector<peer::member_event> out;
+  for (std::size_t i = 0; i < outbox_.size() && i < n; ++i) out.push_back(outbox_[i]);
+  return out;
+}
+
+void monitor::acknowledge_events(std::uint64_t up_to_seq) {
+  std::lock_guard lock(outbox_mutex_);
+  while (!outbox_.empty() && outbox_.front().seq <= up_to_seq) outbox_.pop_front();
+}
+
+std::string monitor::index_name(std::uint32_t index_id) const {
+  const auto snap = ring_.snapshot();
+  for (const auto& [name, ix] : snap->map->indexes)
+    if (ix.id == index_id) return name;
+  return std::to_string(index_id);
+}
+
+std::string monitor::subject(const anomaly& a) const {
+  std::string s = anomaly_series_names[static_cast<std::size_t>(a.series)];
+  if (a.per_shard) s += " of " + index_name(a.index_id) + "/" + std::to_string(a.shard_id);
+  return s;
+}
+
+std::string monitor::anomaly_fields(const anomaly& a) const {
+  json::object o;
+  o["anomaly"] = a.id;
+  o["series"] = anomaly_series_names[static_cast<std::size_t>(a.series)];
+  if (a.per_shard) {
+    o["index"] = index_name(a.index_id);
+    o["shard"] = a.shard_id;
+  }
+  o["state"] = a.closed_unix_ms ? "closed" : "open";
+  o["value"] = std::round(a.value * 1000) / 1000;
+  o["baseline"] = std::round(a.baseline * 1000) / 1000;
+  o["score"] = std::round(a.score * 1000) / 1000;
+  if (a.closed_unix_ms) {
+    o["peak_score"] = std::round(a.peak_score * 1000) / 1000;
+    o["closed_because"] = a.closed_because;
+  }
+  return json::serialize(o);
+}
 
 monitor::shard_series monitor::fresh_series() {
   shard_series s;
@@ -98,6 +163,9 @@ void monitor::observe(watched& w, anomaly_series series, bool per_shard, std::ui
     w.open_id = a.id;
     SHARDD_LOG(warn, "anomaly_opened", "id", a.id, "series", anomaly_series_names[std::size_t(series)], "index_id",
                a.index_id, "shard", a.shard_id, "value", value, "baseline", mean, "score", st.score);
+    char figures[160];
+    std::snprintf(figures, sizeof figures, " at %.3f (baseline %.3f, score %.1f)", value, mean, st.score);
+    push_event("anomaly", "anomaly " + std::to_string(a.id) + " opened: " + subject(a) + figures, anomaly_fields(a));
     open_.emplace(a.id, std::move(a));
     return;
   }
@@ -122,6 +190,8 @@ void monitor::close_anomaly(watched& w, std::string because) {
   a.closed_because = std::move(because);
   SHARDD_LOG(info, "anomaly_closed", "id", a.id, "series", anomaly_series_names[std::size_t(a.series)], "because",
              a.closed_because);
+  push_event("anomaly", "anomaly " + std::to_string(a.id) + " closed (" + a.closed_because + "): " + subject(a),
+             anomaly_fields(a));
   closed_.push_back(std::move(a));
   while (closed_.size() > anomalies_kept) closed_.pop_front();
 }
@@ -157,6 +227,16 @@ void monitor::stop() {
 
 asio::awaitable<void> monitor::apply(monitor_settings s) {
   auto change = [this, s] {
+    if (s.interval_ms != interval_ms_ || s.history_ms != history_ms_) {
+      json::object f;
+      f["interval_ms"] = s.interval_ms;
+      f["history_ms"] = s.history_ms;
+      f["was_interval_ms"] = interval_ms_.load();
+      f["was_history_ms"] = history_ms_.load();
+      push_event("monitor", "monitor settings: interval_ms " + std::to_string(s.interval_ms) + ", history_ms " +
+                                std::to_string(s.history_ms),
+                 json::serialize(f));
+    }
     interval_ms_ = s.interval_ms;
     history_ms_ = s.history_ms;
     ring_.loads().set_counting(s.interval_ms != 0);

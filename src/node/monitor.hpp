@@ -19,6 +19,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -187,6 +188,14 @@ class monitor {
   asio::awaitable<std::vector<anomaly>> anomalies(std::size_t closed_max);
   /// Anomalies open now. Lock-free; any thread.
   std::uint32_t anomalies_open() const noexcept { return open_count_.load(std::memory_order_relaxed); }
+  /// Events for the controller's journal (anomalies opened and closed, settings changed), oldest
+  /// first, kept until acknowledged (at most `outbox_max`; beyond, the oldest are dropped).
+  /// Any thread.
+  std::vector<peer::member_event> pending_events(std::size_t n) const;
+  void acknowledge_events(std::uint64_t up_to_seq);
+  std::uint64_t incarnation() const noexcept { return incarnation_; }
+  static constexpr std::size_t outbox_max = 256;
+
   /// Trends over the last `window` of every local shard and of the node's disk.
   asio::awaitable<forecast_view> forecast(std::chrono::milliseconds window, forecast_limits limits);
 
@@ -223,6 +232,10 @@ class monitor {
   void observe(watched& w, anomaly_series s, bool per_shard, std::uint64_t key, double value);
   void close_anomaly(watched& w, std::string because);
   void publish_open_count();
+  void push_event(std::string type, std::string summary, std::string fields_json);
+  std::string anomaly_fields(const anomaly& a) const;
+  std::string index_name(std::uint32_t index_id) const;
+  std::string subject(const anomaly& a) const;
   static shard_series fresh_series();
   std::int64_t now_ms() const;
 
@@ -245,6 +258,10 @@ class monitor {
   std::deque<anomaly> closed_;             ///< oldest first, at most anomalies_kept
   std::uint64_t next_anomaly_id_ = 1;
   std::atomic<std::uint32_t> open_count_{0};
+  const std::uint64_t incarnation_;
+  mutable std::mutex outbox_mutex_;  // the monitor's strand and the heartbeat loop; never the request path
+  std::deque<peer::member_event> outbox_;
+  std::uint64_t next_event_seq_ = 1;
 };
 
 /// Parses a window: "90s", "5m", "1h", "500ms" (a bare number is seconds).

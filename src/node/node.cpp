@@ -107,10 +107,15 @@ result<void> node::start() {
   m.mon = std::make_unique<monitor>(m.ioc.get_executor(), m.cfg, *m.store, *m.ring);
   auto latest_load = [mon = m.mon.get()] { return mon->latest_load(); };
   m.plane->set_load_source(latest_load);
+  control_plane::event_source events{[mon = m.mon.get()](std::size_t n) { return mon->pending_events(n); },
+                                     [mon = m.mon.get()](std::uint64_t seq) { mon->acknowledge_events(seq); },
+                                     m.mon->incarnation()};
+  m.plane->set_event_source(events);
   const bool is_controller = m.plane->is_controller(m.cfg.node_id);
   if (is_controller) {
     m.ctl = std::make_unique<controller>(m.ioc.get_executor(), m.cfg, *m.plane, m.store.get(), m.peer_pool.get());
     m.ctl->set_local_load(latest_load);
+    m.ctl->set_local_events(events);
     m.ctl->begin();
   }
   m.mig = std::make_unique<migrator>(m.ioc.get_executor(), m.cfg, *m.store, *m.ring, *m.peer_pool, m.migration_pool);

@@ -319,6 +319,19 @@ TEST_CASE("a sudden load on one shard is an anomaly within three intervals, clus
   auto [rc, said] = promtool_check(m.body, cl.dir);
   INFO(said);
   CHECK(rc == 0);
+  // The controller's journal has node-2's anomaly, from its heartbeats.
+  auto journaled = within(std::chrono::milliseconds(2000), [&] {
+    auto r = n1->get("/v1/events?type=anomaly");
+    last = r.body;
+    const auto b = body(r);
+    for (const auto& e : b.at("events").as_array())
+      if (e.at("node") == "node-2" && e.at("series") == "read_rate" && e.at("state") == "open" &&
+          e.at("shard").as_int64() == shard)
+        return true;
+    return false;
+  });
+  INFO(last);
+  CHECK(journaled);
   // The shard's hot keys, asked of node-1, come from node-2: the loaded key first.
   auto hk = n1->get("/v1/shards/hot/" + std::to_string(shard) + "/hot-keys?limit=3");
   INFO(hk.body);

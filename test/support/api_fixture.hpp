@@ -80,6 +80,8 @@ struct api_fixture {
     mon = std::make_unique<monitor>(ioc.get_executor(), cfg, *store, *ring);
     mon->start();
     ctl->set_local_load([m = mon.get()] { return m->latest_load(); });
+    ctl->set_local_events({[m = mon.get()](std::size_t n) { return m->pending_events(n); },
+                           [m = mon.get()](std::uint64_t seq) { m->acknowledge_events(seq); }, mon->incarnation()});
     api = std::make_unique<rest_api>(
         node_context{cfg, *store, *ring, pool, stopping, nullptr, plane.get(), ctl.get(), nullptr, mon.get()});
     runner = std::thread([this] { ioc.run(); });

@@ -247,7 +247,7 @@ TEST_CASE("every peer message round-trips through its codec") {
   REQUIRE(st2);
   CHECK(st2->shards[1].bytes == 8);
 
-  auto hb = decode_heartbeat(encode(heartbeat{"n", 5, 6, 7, 8, {}}));
+  auto hb = decode_heartbeat(encode(heartbeat{"n", 5, 6, 7, 8, {}, 0, 0, {}}));
   REQUIRE(hb);
   CHECK(hb->records == 7);
   CHECK(hb->load.empty());
@@ -257,7 +257,7 @@ TEST_CASE("every peer message round-trips through its codec") {
 }
 
 TEST_CASE("a heartbeat carries each shard's load; a count that the payload cannot hold is refused") {
-  heartbeat h{"n2", 9, 2, 30, 4000, {}, 3};
+  heartbeat h{"n2", 9, 2, 30, 4000, {}, 3, 0, {}};
   h.load.push_back(shard_load{1, 3, 20, 3000, 12.5, 0.25, 1024.0, 99.001});
   h.load.push_back(shard_load{2, 0, 10, 1000, 0, 1500, 0, 0});
   auto back = decode_heartbeat(encode(h));
@@ -277,11 +277,40 @@ TEST_CASE("a heartbeat carries each shard's load; a count that the payload canno
   big.bytes("n3").u64(1).u32(0).u64(0).u64(0).u32(0).u32(1000000);
   CHECK_FALSE(decode_heartbeat(big.take()));
   // Rates that are not numbers or below zero travel as zero.
-  heartbeat odd{"n4", 1, 1, 1, 1, {shard_load{1, 1, 1, 1, -5, std::nan(""), 0, 0}}};
+  heartbeat odd{"n4", 1, 1, 1, 1, {shard_load{1, 1, 1, 1, -5, std::nan(""), 0, 0}}, 0, 0, {}};
   auto odd_back = decode_heartbeat(encode(odd));
   REQUIRE(odd_back);
   CHECK(odd_back->load[0].reads_per_sec == 0);
   CHECK(odd_back->load[0].writes_per_sec == 0);
+}
+
+TEST_CASE("a heartbeat carries the sender's journal events, bounded in number and size") {
+  heartbeat h{"n2", 9, 2, 30, 4000, {}, 1, 77, {}};
+  h.events.push_back(member_event{5, "anomaly", "anomaly 1 opened", R"({"anomaly":1})"});
+  h.events.push_back(member_event{6, "monitor", "monitor settings", "{}"});
+  auto back = decode_heartbeat(encode(h));
+  REQUIRE(back);
+  CHECK(back->incarnation == 77);
+  CHECK(back->events == h.events);
+  // A heartbeat with load but no events section (an older sender) decodes with none.
+  payload_writer w;
+  w.bytes("n3").u64(1).u32(0).u64(0).u64(0).u32(0).u32(0);
+  auto old = decode_heartbeat(w.take());
+  REQUIRE(old);
+  CHECK(old->events.empty());
+  // Too many, or too large: refused.
+  heartbeat many = h;
+  many.events.assign(max_heartbeat_events + 1, member_event{1, "anomaly", "x", "{}"});
+  CHECK_FALSE(decode_heartbeat(encode(many)));
+  heartbeat big = h;
+  big.events[0].summary.assign(max_event_summary + 1, 's');
+  CHECK_FALSE(decode_heartbeat(encode(big)));
+  big.events[0].summary = "s";
+  big.events[0].fields_json.assign(max_event_fields + 1, ' ');
+  CHECK_FALSE(decode_heartbeat(encode(big)));
+  payload_writer lie;  // a count the payload cannot hold
+  lie.bytes("n3").u64(1).u32(0).u64(0).u64(0).u32(0).u32(0).u64(1).u32(60);
+  CHECK_FALSE(decode_heartbeat(lie.take()));
 }
 
 TEST_CASE("a data batch written record by record decodes in place and re-encodes to the same bytes") {

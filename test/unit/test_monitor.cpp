@@ -273,6 +273,29 @@ TEST_CASE("a write load on an idle shard opens an anomaly, turns the cluster yel
   auto after = get_json(f, "/v1/anomalies");
   CHECK(after.at("open").as_int64() == 0);
   for (const auto& x : after.at("anomalies").as_array()) CHECK(x.at("state") == "closed");
+
+  // The journal heard of it (the controller takes its own node's events at each tick): opened
+  // with its figures, closed with why, and the settings change.
+  bool opened = false, closed = false, settings = false;
+  for (int i = 0; i < 40 && !(opened && closed && settings); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto ev = get_json(f, "/v1/events?type=anomaly,monitor");
+    for (const auto& e : ev.at("events").as_array()) {
+      if (e.at("type") == "monitor") settings = settings || (e.at("interval_ms").as_int64() == 0 && e.at("node") == "n1");
+      if (e.at("type") != "anomaly" || e.at("series") != "write_rate") continue;
+      CHECK(e.at("node") == "n1");
+      CHECK(e.at("index") == "a");
+      if (e.at("state") == "open") {
+        opened = true;
+        CHECK(e.at("score").to_number<double>() > 5);
+      } else {
+        closed = closed || e.at("closed_because") == "sampling was turned off";
+      }
+    }
+  }
+  CHECK(opened);
+  CHECK(closed);
+  CHECK(settings);
 }
 
 TEST_CASE("the event journal keeps the newest events in order, durably, with ids that go on increasing after a reopen") {
