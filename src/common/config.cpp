@@ -107,6 +107,11 @@ result<node_config> parse_config(std::string_view text, const std::string& base_
     json_fields f(*obj, "monitor");
     SHARDD_READ(c.monitor_interval_ms, f.opt_u64("interval_ms", c.monitor_interval_ms, 0, monitor_max_interval_ms));
     SHARDD_READ(c.monitor_history_ms, f.opt_u64("history_ms", c.monitor_history_ms, monitor_min_history_ms, monitor_max_history_ms));
+    SHARDD_READ(c.monitor_shard_bytes_limit, f.opt_u64("shard_bytes_limit", c.monitor_shard_bytes_limit, 0, 1ull << 50));
+    SHARDD_READ(c.monitor_disk_watermark_percent,
+                f.opt_u64("disk_watermark_percent", c.monitor_disk_watermark_percent, 1, 100));
+    SHARDD_READ(c.monitor_forecast_horizon_ms,
+                f.opt_u64("forecast_horizon_ms", c.monitor_forecast_horizon_ms, 60 * 1000, 365 * 24 * 3600 * 1000ull));
     if (auto fin = f.finish(); !fin) return fin.error();
     if (c.monitor_interval_ms != 0 && c.monitor_interval_ms < monitor_min_interval_ms)
       return make_error(errc::invalid_argument, "monitor.interval_ms: must be 0 (off) or at least " +

@@ -80,6 +80,9 @@ struct node_config {
   // monitor
   std::uint32_t monitor_interval_ms = 5000;      ///< sampling period; 0: off
   std::uint64_t monitor_history_ms = 3600 * 1000;  ///< samples kept in memory
+  std::uint64_t monitor_shard_bytes_limit = 50ull << 30;  ///< forecasts: a shard's size limit (0: none)
+  std::uint32_t monitor_disk_watermark_percent = 85;       ///< forecasts: the disk's limit
+  std::uint64_t monitor_forecast_horizon_ms = 24 * 3600 * 1000ull;  ///< a limit forecast within this is an event
 
   // storage
   durability_mode durability = durability_mode::fsync;

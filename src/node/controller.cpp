@@ -482,7 +482,7 @@ awaitable<void> controller::journal_member_events(const std::string& node, std::
     if (me.seq <= l.last) continue;  // recorded already (an answer it did not get)
     l.last = me.seq;
     // Input from the network: only the member's own kinds, and its fields as plain values.
-    if (me.type != "anomaly" && me.type != "monitor") {
+    if (me.type != "anomaly" && me.type != "monitor" && me.type != "forecast") {
       SHARDD_LOG(warn, "member_event_refused", "peer", node, "type", me.type);
       continue;
     }

@@ -17,8 +17,10 @@ namespace shardd {
 /// The kinds of event: `map` (a new map version: what changed, and why), `node` (a node came,
 /// went, or changed state), `migration` (one started, changed phase or ended), `settings`
 /// (cluster settings changed), `anomaly` (an anomaly opened or closed on a node), `monitor` (a
-/// node's monitor settings changed).
-inline constexpr std::array<std::string_view, 6> event_types = {"map", "node", "migration", "settings", "anomaly", "monitor"};
+/// node's monitor settings changed), `forecast` (a limit newly forecast to be reached within the
+/// horizon on a node, or no longer).
+inline constexpr std::array<std::string_view, 7> event_types = {"map",     "node",    "migration", "settings",
+                                                                "anomaly", "monitor", "forecast"};
 
 struct event {
   using value = std::variant<std::string, std::int64_t, double>;

@@ -381,6 +381,12 @@ void monitor::sample() {
   }
   publish_open_count();
   trim(t);
+  // Forecasts against the limits: every sample at intervals of a second or more, else every second.
+  const auto interval = std::max<std::uint32_t>(1, interval_ms_.load(std::memory_order_relaxed));
+  if (++samples_since_forecast_ >= std::max<std::uint32_t>(1, 1000 / interval)) {
+    samples_since_forecast_ = 0;
+    check_forecasts();
+  }
   if (have_rates || load.empty()) {
     auto report = std::make_shared<peer::load_report>();
     report->shards = std::move(load);
@@ -485,7 +491,11 @@ series_forecast fit(const std::vector<trend_point>& pts, std::optional<double> l
 }  // namespace
 
 asio::awaitable<forecast_view> monitor::forecast(std::chrono::milliseconds w, forecast_limits lim) {
-  auto compute = [this, w, lim] {
+  co_return co_await run_on(strand_, [this, w, lim] { return compute_forecast(w, lim); });
+}
+
+forecast_view monitor::compute_forecast(std::chrono::milliseconds w, const forecast_limits& lim) const {
+  {
     forecast_view v;
     if (node_.empty()) return v;
     const auto end = node_.back().t_ms;
@@ -526,8 +536,50 @@ asio::awaitable<forecast_view> monitor::forecast(std::chrono::milliseconds w, fo
       v.shards.push_back(std::move(f));
     }
     return v;
+  }
+}
+
+void monitor::check_forecasts() {
+  // Over the last hour of history (or all of it), against the configured limits.
+  forecast_limits lim;
+  if (cfg_.monitor_shard_bytes_limit) lim.shard_bytes = static_cast<double>(cfg_.monitor_shard_bytes_limit);
+  lim.disk_watermark = cfg_.monitor_disk_watermark_percent / 100.0;
+  const auto window = std::min<std::uint64_t>(history_ms_.load(std::memory_order_relaxed), 3600 * 1000);
+  const auto v = compute_forecast(std::chrono::milliseconds(window), lim);
+  const double horizon = static_cast<double>(cfg_.monitor_forecast_horizon_ms) / 1000.0;
+  std::map<std::uint64_t, bool> next;
+  auto check = [&](std::uint64_t key, const series_forecast& f, const std::string& what, const std::string& series,
+                   std::optional<std::pair<std::uint32_t, std::uint32_t>> shard) {
+    const bool soon = f.seconds_to_limit && *f.seconds_to_limit <= horizon && f.r2 >= 0.5 && f.points >= 5 && f.limit;
+    const bool was = forecast_soon_.count(key) && forecast_soon_.at(key);
+    next[key] = soon;
+    if (soon == was) return;
+    json::object o;
+    o["series"] = series;
+    if (shard) {
+      o["index"] = index_name(shard->first);
+      o["shard"] = shard->second;
+    }
+    o["state"] = soon ? "within_horizon" : "beyond_horizon";
+    o["now"] = std::round(f.now);
+    if (f.limit) o["limit"] = std::round(*f.limit);
+    o["slope_per_hour"] = std::round(f.slope_per_hour * 1000) / 1000;
+    o["r2"] = std::round(f.r2 * 1000) / 1000;
+    if (f.seconds_to_limit) o["seconds_to_limit"] = std::round(*f.seconds_to_limit);
+    char text[200];
+    if (soon)
+      std::snprintf(text, sizeof text, " reaches its limit of %.0f in %.1f h at the present pace (r2 %.2f)", f.limit.value_or(0),
+                    *f.seconds_to_limit / 3600.0, f.r2);
+    else
+      std::snprintf(text, sizeof text, " is no longer forecast to reach its limit within %.1f h", horizon / 3600.0);
+    push_event("forecast", what + text, json::serialize(o));
   };
-  co_return co_await run_on(strand_, std::move(compute));
+  check(0, v.disk_used, "the disk", "disk_used_bytes", std::nullopt);
+  for (const auto& s : v.shards)
+    check(load_key(s.index_id, s.shard_id) + 1, s.bytes,
+          "shard " + index_name(s.index_id) + "/" + std::to_string(s.shard_id) + " bytes", "shard_bytes",
+          std::make_pair(s.index_id, s.shard_id));
+  forecast_soon_ = std::move(next);  // shards no longer here are forgotten
 }
 
 result<std::chrono::milliseconds> parse_window(std::string_view text) {

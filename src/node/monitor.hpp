@@ -236,6 +236,9 @@ class monitor {
   std::string anomaly_fields(const anomaly& a) const;
   std::string index_name(std::uint32_t index_id) const;
   std::string subject(const anomaly& a) const;
+  forecast_view compute_forecast(std::chrono::milliseconds window, const forecast_limits& lim) const;
+  /// Records a `forecast` event for each limit newly forecast within the horizon, or no longer.
+  void check_forecasts();
   static shard_series fresh_series();
   std::int64_t now_ms() const;
 
@@ -262,6 +265,8 @@ class monitor {
   mutable std::mutex outbox_mutex_;  // the monitor's strand and the heartbeat loop; never the request path
   std::deque<peer::member_event> outbox_;
   std::uint64_t next_event_seq_ = 1;
+  std::map<std::uint64_t, bool> forecast_soon_;  ///< 0: the disk; a shard's load key + 1
+  std::uint32_t samples_since_forecast_ = 0;
 };
 
 /// Parses a window: "90s", "5m", "1h", "500ms" (a bare number is seconds).

@@ -612,6 +612,7 @@ awaitable<http_response> rest_api::forecast(call& c) {
     co_return c.fail(400, "invalid-argument", "window must not exceed the longest history, " +
                                                   std::to_string(monitor_max_history_ms / 3600000) + "h");
   forecast_limits lim;
+  if (ctx_.config.monitor_shard_bytes_limit) lim.shard_bytes = static_cast<double>(ctx_.config.monitor_shard_bytes_limit);
   std::string query = "window=" + wtext;
   if (auto v = c.param("shard_bytes_limit")) {
     const auto n = parse_decimal(*v, 1, UINT64_MAX / 2);
@@ -625,7 +626,7 @@ awaitable<http_response> rest_api::forecast(call& c) {
     lim.shard_records = static_cast<double>(*n);
     query += "&shard_records_limit=" + *v;
   }
-  std::uint64_t watermark_percent = 85;
+  std::uint64_t watermark_percent = ctx_.config.monitor_disk_watermark_percent;
   if (auto v = c.param("disk_watermark_percent")) {
     const auto n = parse_decimal(*v, 1, 100);
     if (!n) co_return c.fail(400, "invalid-argument", "disk_watermark_percent must be a whole number from 1 to 100");
@@ -752,7 +753,7 @@ awaitable<http_response> rest_api::events(call& c) {
       const auto comma = rest.find(',');
       const auto t = rest.substr(0, comma);
       if (std::find(event_types.begin(), event_types.end(), t) == event_types.end())
-        co_return c.fail(400, "invalid-argument", "type must be a comma-separated list of map, node, migration, settings, anomaly; not " +
+        co_return c.fail(400, "invalid-argument", "type must be a comma-separated list of map, node, migration, settings, anomaly, monitor, forecast; not " +
                                                       quoted(std::string(t)));
       types.emplace_back(t);
       if (comma == std::string_view::npos) break;

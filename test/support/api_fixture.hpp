@@ -8,6 +8,7 @@
 
 #include "support/temp_dir.hpp"
 
+#include <functional>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -61,13 +62,15 @@ struct api_fixture {
   std::unique_ptr<rest_api> api;
   std::thread runner;
 
-  explicit api_fixture(std::uint32_t monitor_interval_ms = 5000) {
+  /// `tune` changes the config before anything starts.
+  explicit api_fixture(std::uint32_t monitor_interval_ms = 5000, const std::function<void(node_config&)>& tune = {}) {
     cfg.monitor_interval_ms = monitor_interval_ms;
     cfg.node_id = "n1";
     cfg.token = token;
     cfg.bootstrap = true;
     cfg.default_shards = 4;
     cfg.max_doc_bytes = 1000;
+    if (tune) tune(cfg);
     auto s = storage::store::open(storage::store_options{dir.sub("db")});
     if (!s) throw std::runtime_error("store: " + s.error().detail);
     store = std::move(*s);

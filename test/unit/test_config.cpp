@@ -90,6 +90,14 @@ TEST_CASE("config errors name the field") {
   REQUIRE(off);
   CHECK(off->monitor_interval_ms == 0);
   CHECK(off->monitor_history_ms == 600000);
+  CHECK(off->monitor_disk_watermark_percent == 85);
+  CHECK(error_of(R"({"monitor":{"disk_watermark_percent":0}})").starts_with("monitor.disk_watermark_percent:"));
+  CHECK(error_of(R"({"monitor":{"disk_watermark_percent":101}})").starts_with("monitor.disk_watermark_percent:"));
+  CHECK(error_of(R"({"monitor":{"forecast_horizon_ms":5}})").starts_with("monitor.forecast_horizon_ms:"));
+  auto tuned = parse_config(R"({"monitor":{"shard_bytes_limit":0,"forecast_horizon_ms":3600000}})", "/etc/shardd");
+  REQUIRE(tuned);
+  CHECK(tuned->monitor_shard_bytes_limit == 0);
+  CHECK(tuned->monitor_forecast_horizon_ms == 3600000);
 }
 
 TEST_CASE("validation demands what a node cannot run without") {

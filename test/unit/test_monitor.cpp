@@ -388,3 +388,36 @@ TEST_CASE("GET /v1/events: map versions with what changed and why, filtered by t
     CHECK(f.get(bad).status == 400);
   }
 }
+
+TEST_CASE("a shard growing steadily toward its size limit is a forecast event on the journal") {
+  api_fixture f(100, [](node_config& c) {
+    c.monitor_shard_bytes_limit = 50000;
+    c.monitor_forecast_horizon_ms = 3600 * 1000;
+  });
+  REQUIRE(f.put("/v1/indexes/g", R"({"shards":1})").status == 201);
+  const std::string doc = R"({"pad":")" + std::string(80, 'x') + R"("})";
+  bool seen = false;
+  std::string last;
+  const auto start = std::chrono::steady_clock::now();
+  for (int n = 0; !seen && std::chrono::steady_clock::now() - start < std::chrono::seconds(8); ++n) {
+    REQUIRE(f.put("/v1/indexes/g/records/r" + std::to_string(n), doc).status == 201);  // ~100 bytes each, ~60 a second
+    std::this_thread::sleep_for(std::chrono::milliseconds(15));
+    if (n % 20) continue;
+    auto ev = get_json(f, "/v1/events?type=forecast");
+    last = json::serialize(ev);
+    for (const auto& e : ev.at("events").as_array())
+      if (e.at("series") == "shard_bytes" && e.at("index") == "g" && e.at("state") == "within_horizon") {
+        seen = true;
+        CHECK(e.at("limit").to_number<double>() == 50000);
+        CHECK(e.at("seconds_to_limit").to_number<double>() > 0);
+        CHECK(e.at("seconds_to_limit").to_number<double>() < 3600);
+        CHECK(e.at("r2").to_number<double>() >= 0.5);
+        CHECK(std::string(e.at("summary").as_string()).find("shard g/0 bytes reaches its limit of 50000") != std::string::npos);
+      }
+  }
+  INFO(last);
+  CHECK(seen);
+  // /v1/forecast takes the configured limit as its default.
+  auto fc = get_json(f, "/v1/forecast?window=1m");
+  CHECK(fc.at("shards").as_array()[0].at("bytes").at("limit").to_number<double>() == 50000);
+}
