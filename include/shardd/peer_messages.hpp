@@ -52,6 +52,8 @@ struct shard_load {
   double bytes_out_per_sec = 0;
   friend bool operator==(const shard_load&, const shard_load&) = default;
 };
+/// The largest rate a heartbeat carries, in thousandths (2^48: 281 billion per second).
+constexpr std::uint64_t max_rate_milli = 1ull << 48;
 /// Shard loads one heartbeat may carry at most (a node holds at most this many shards).
 constexpr std::uint32_t max_heartbeat_loads = 1u << 20;
 

@@ -78,12 +78,22 @@ result<join_request> decode_join(std::string_view p) {
 std::string encode(const heartbeat& m) {
   payload_writer w;
   w.bytes(m.node_id).u64(m.map_version).u32(m.shards).u64(m.records).u64(m.bytes);
+  // Trailing sections only when they say something (so each heartbeat has one encoding): the
+  // monitor's, then the events'.
+  const bool events = m.incarnation != 0 || !m.events.empty();
+  if (!events && m.load.empty() && m.anomalies_open == 0) return w.take();
   w.u32(m.anomalies_open).u32(static_cast<std::uint32_t>(m.load.size()));
-  // Rates travel as thousandths (a rate is never negative; NaN and below zero become 0).
-  auto milli = [](double v) { return v > 0 && v < 1.8e16 ? static_cast<std::uint64_t>(std::llround(v * 1000)) : 0; };
+  // Rates travel as thousandths (a rate is never negative; NaN and below zero become 0), at
+  // most max_rate_milli, below which a value read back as a double re-encodes exactly.
+  auto milli = [](double v) -> std::uint64_t {
+    if (!(v > 0)) return 0;
+    if (v * 1000 >= static_cast<double>(max_rate_milli)) return max_rate_milli;
+    return static_cast<std::uint64_t>(std::llround(v * 1000));
+  };
   for (const auto& l : m.load)
     w.u32(l.index_id).u32(l.shard_id).u64(l.records).u64(l.bytes).u64(milli(l.reads_per_sec)).u64(milli(l.writes_per_sec))
         .u64(milli(l.bytes_in_per_sec)).u64(milli(l.bytes_out_per_sec));
+  if (!events) return w.take();
   w.u64(m.incarnation).u32(static_cast<std::uint32_t>(m.events.size()));
   for (const auto& e : m.events) w.u64(e.seq).bytes(e.type).bytes(e.summary).bytes(e.fields_json);
   return w.take();
@@ -108,12 +118,18 @@ result<heartbeat> decode_heartbeat(std::string_view p) {
       l.shard_id = r.u32();
       l.records = r.u64();
       l.bytes = r.u64();
-      l.reads_per_sec = static_cast<double>(r.u64()) / 1000;
-      l.writes_per_sec = static_cast<double>(r.u64()) / 1000;
-      l.bytes_in_per_sec = static_cast<double>(r.u64()) / 1000;
-      l.bytes_out_per_sec = static_cast<double>(r.u64()) / 1000;
+      std::uint64_t rates[4];
+      for (auto& x : rates) x = r.u64();
+      for (auto x : rates)
+        if (x > max_rate_milli) return malformed("heartbeat");
+      l.reads_per_sec = static_cast<double>(rates[0]) / 1000;
+      l.writes_per_sec = static_cast<double>(rates[1]) / 1000;
+      l.bytes_in_per_sec = static_cast<double>(rates[2]) / 1000;
+      l.bytes_out_per_sec = static_cast<double>(rates[3]) / 1000;
       m.load.push_back(l);
     }
+    if (r.ok() && r.remaining() == 0 && m.load.empty() && m.anomalies_open == 0)
+      return malformed("heartbeat");  // an empty section is left out, not sent
     if (r.ok() && r.remaining() > 0) {  // a sender without events stops here
       m.incarnation = r.u64();
       const auto ne = r.u32();
@@ -128,6 +144,7 @@ result<heartbeat> decode_heartbeat(std::string_view p) {
           return malformed("heartbeat");
         m.events.push_back(std::move(e));
       }
+      if (m.incarnation == 0 && m.events.empty()) return malformed("heartbeat");  // left out, not sent
     }
   }
   if (!r.done()) return malformed("heartbeat");

@@ -78,7 +78,7 @@ monitor::monitor(asio::any_io_executor ex, const node_config& cfg, storage::stor
     : cfg_(cfg), store_(store), ring_(ring), strand_(asio::make_strand(ex)), timer_(strand_),
       epoch_(std::chrono::steady_clock::now()), interval_ms_(cfg.monitor_interval_ms), history_ms_(cfg.monitor_history_ms),
       disk_growth_{anomaly_detector(settings_for(anomaly_series::disk_growth))},
-      incarnation_(std::random_device{}() * 0x100000000ull + std::random_device{}() + 1) {}
+      incarnation_((std::uint64_t(std::random_device{}()) << 32 | std::random_device{}()) | 1) {}  // never 0
 
 void monitor::push_event(std::string type, std::string summary, std::string fields_json) {
   std::lock_guard lock(outbox_mutex_);

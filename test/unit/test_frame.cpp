@@ -282,6 +282,15 @@ TEST_CASE("a heartbeat carries each shard's load; a count that the payload canno
   REQUIRE(odd_back);
   CHECK(odd_back->load[0].reads_per_sec == 0);
   CHECK(odd_back->load[0].writes_per_sec == 0);
+  // A rate beyond what a double carries back exactly: clamped when sent, refused when read.
+  heartbeat huge{"n4", 1, 1, 1, 1, {shard_load{1, 1, 1, 1, 1e300, 0, 0, 0}}, 0, 0, {}};
+  auto huge_back = decode_heartbeat(encode(huge));
+  REQUIRE(huge_back);
+  CHECK(huge_back->load[0].reads_per_sec == static_cast<double>(max_rate_milli) / 1000);
+  CHECK(encode(*huge_back) == encode(huge));
+  payload_writer over;
+  over.bytes("n4").u64(1).u32(0).u64(0).u64(0).u32(0).u32(1).u32(1).u32(1).u64(0).u64(0).u64(max_rate_milli + 1).u64(0).u64(0).u64(0);
+  CHECK_FALSE(decode_heartbeat(over.take()));
 }
 
 TEST_CASE("a heartbeat carries the sender's journal events, bounded in number and size") {
@@ -294,7 +303,7 @@ TEST_CASE("a heartbeat carries the sender's journal events, bounded in number an
   CHECK(back->events == h.events);
   // A heartbeat with load but no events section (an older sender) decodes with none.
   payload_writer w;
-  w.bytes("n3").u64(1).u32(0).u64(0).u64(0).u32(0).u32(0);
+  w.bytes("n3").u64(1).u32(0).u64(0).u64(0).u32(2).u32(0);
   auto old = decode_heartbeat(w.take());
   REQUIRE(old);
   CHECK(old->events.empty());
@@ -311,6 +320,17 @@ TEST_CASE("a heartbeat carries the sender's journal events, bounded in number an
   payload_writer lie;  // a count the payload cannot hold
   lie.bytes("n3").u64(1).u32(0).u64(0).u64(0).u32(0).u32(0).u64(1).u32(60);
   CHECK_FALSE(decode_heartbeat(lie.take()));
+  // One encoding per heartbeat: empty trailing sections are left out, and refused when sent.
+  const heartbeat bare{"n5", 1, 0, 0, 0, {}, 0, 0, {}};
+  payload_writer plain;
+  plain.bytes("n5").u64(1).u32(0).u64(0).u64(0);
+  CHECK(encode(bare) == plain.take());
+  payload_writer empty_monitor;
+  empty_monitor.bytes("n5").u64(1).u32(0).u64(0).u64(0).u32(0).u32(0);
+  CHECK_FALSE(decode_heartbeat(empty_monitor.take()));
+  payload_writer empty_events;
+  empty_events.bytes("n5").u64(1).u32(0).u64(0).u64(0).u32(1).u32(0).u64(0).u32(0);
+  CHECK_FALSE(decode_heartbeat(empty_events.take()));
 }
 
 TEST_CASE("a data batch written record by record decodes in place and re-encodes to the same bytes") {
