@@ -3,6 +3,7 @@
 
 #include "shardd/error.hpp"
 #include "shardd/key_codec.hpp"
+#include "shardd/rebalance_settings.hpp"
 #include "shardd/ring.hpp"
 
 #include <cstdint>
@@ -68,6 +69,7 @@ struct cluster_settings {
   std::uint32_t max_incoming = 2;             ///< concurrent migrations a node receives
   bool convergence = true;                    ///< move shards toward their desired owners after joins
   std::uint32_t convergence_batch = 4;        ///< migrations convergence queues at a time
+  rebalance_settings rebalance;               ///< the rebalancer's strategy, threshold and rules
   friend bool operator==(const cluster_settings&, const cluster_settings&) = default;
 };
 

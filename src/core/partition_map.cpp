@@ -448,6 +448,7 @@ std::string to_json(const partition_map& m) {
   settings["max_incoming"] = m.settings.max_incoming;
   settings["convergence"] = m.settings.convergence;
   settings["convergence_batch"] = m.settings.convergence_batch;
+  settings["rebalance"] = to_json_object(m.settings.rebalance);
   root["settings"] = std::move(settings);
   return json::serialize(root);
 }
@@ -590,6 +591,12 @@ result<partition_map> from_json(std::string_view text) {
     SHARDD_READ(m.settings.max_incoming, sf.opt_u64("max_incoming", 2, 1, 1000));
     SHARDD_READ(m.settings.convergence, sf.opt_bool("convergence", true));
     SHARDD_READ(m.settings.convergence_batch, sf.opt_u64("convergence_batch", 4, 1, 1000));
+    auto rb = sf.opt_object("rebalance");
+    if (!rb) return rb.error();
+    if (*rb) {
+      json_fields rf(**rb, sf.child_path("rebalance"));
+      if (auto r = read_rebalance_settings(rf, m.settings.rebalance); !r) return r.error();
+    }
     if (auto fin = sf.finish(); !fin) return fin.error();
   }
   if (auto fin = root.finish(); !fin) return fin.error();

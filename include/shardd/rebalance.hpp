@@ -1,0 +1,128 @@
+#pragma once
+// The rebalancer's planner: one pure function from a snapshot of the cluster (map, per-shard
+// load, migrations in flight, settings, now) to a plan of moves, with every node's score before
+// and after and, for every rule that held a move back, which rule and why. No I/O, no clocks.
+// The controller's rebalancer (src/node/controller_rebalance.cpp) only carries plans out.
+
+#include "shardd/cluster_plan.hpp"
+#include "shardd/json_fields.hpp"
+#include "shardd/migration.hpp"
+#include "shardd/partition_map.hpp"
+#include "shardd/rebalance_settings.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace shardd {
+
+/// A shard's measured size and load, as the monitor's load table has it.
+struct shard_metrics {
+  std::uint64_t bytes = 0;
+  std::uint64_t records = 0;
+  double reads_per_sec = 0;
+  double writes_per_sec = 0;
+};
+
+/// Key of a shard in `rebalance_input::metrics`.
+constexpr std::uint64_t shard_key(std::uint32_t index_id, std::uint32_t shard_id) noexcept {
+  return (std::uint64_t{index_id} << 32) | shard_id;
+}
+
+/// Everything the planner reads. Pointers must outlive the call.
+struct rebalance_input {
+  const partition_map* map = nullptr;
+  const migration_table* migrations = nullptr;
+  std::unordered_map<std::uint64_t, shard_metrics> metrics;  ///< by shard_key; absent: unmeasured
+  /// Up members whose load the controller has not heard yet: strategies other than `shards`
+  /// do not plan without it (their shards would look empty).
+  std::set<std::string, std::less<>> unreported;
+  rebalance_settings settings;
+  std::uint64_t now_ms = 0;  ///< wall clock, as migration records' times
+  /// A rebalance begun earlier has not reached threshold / 2 yet: continue below the threshold.
+  bool continuing = false;
+  /// Bytes per second a move has reached lately (for the ETA when no cap is set); 0: unknown.
+  std::uint64_t observed_bytes_per_sec = 0;
+  std::size_t max_held = 50;  ///< at most this many held-back entries are listed
+};
+
+struct rebalance_move {
+  std::string index;
+  std::uint32_t index_id = 0;
+  std::uint32_t shard = 0;
+  std::string source, target;
+  std::string reason;  ///< drain or balance
+  std::string detail;  ///< why, in words
+  migration_priority priority = migration_priority::low;
+  std::uint64_t bytes = 0, records = 0;
+  double score = 0;  ///< the shard's weight under the strategy
+  friend bool operator==(const rebalance_move&, const rebalance_move&) = default;
+};
+
+struct node_score {
+  std::string node;
+  std::string state;
+  std::uint32_t weight = 0;
+  double share = 0;  ///< the score the node should hold: the total times its weight's share
+  double before = 0, after = 0;  ///< its score (moves in flight counted as done), before and after the plan
+  double ratio_before = 0, ratio_after = 0;  ///< score / share (1 = balanced; draining: share 0, ratio 0)
+  std::uint32_t shards_before = 0, shards_after = 0;
+  std::uint64_t bytes_before = 0, bytes_after = 0;
+  friend bool operator==(const node_score&, const node_score&) = default;
+};
+
+/// A move a rule held back (or a node a rule left alone): which rule and why.
+struct held_move {
+  std::string rule;  ///< in_flight, cooldown, budget, benefit, raises_max, source_down, no_destination, no_load_data
+  std::string index;  ///< empty when the rule is about a node or the whole plan
+  std::uint32_t shard = 0;
+  std::string source, target;
+  std::string why;
+  friend bool operator==(const held_move&, const held_move&) = default;
+};
+
+struct rebalance_plan {
+  std::uint64_t map_version = 0;
+  rebalance_strategy strategy = rebalance_strategy::weighted;
+  double threshold = 0;
+  bool triggered = false;  ///< some node was beyond the threshold (or a drain, or continuing)
+  bool converged = false;  ///< after the plan every node is within threshold / 2 and nothing drains
+  std::string summary;     ///< one line: why it plans what it plans
+  std::vector<rebalance_move> moves;
+  std::vector<node_score> nodes;  ///< by node id
+  double max_ratio_before = 0, max_ratio_after = 0;  ///< the largest score / share (the mean is 1)
+  double min_ratio_before = 0, min_ratio_after = 0;
+  /// Share of the cluster's score outside the band [1 - t/2, 1 + t/2] of the shares.
+  double skew_before = 0, skew_after = 0;
+  std::uint64_t bytes_to_move = 0, records_to_move = 0;
+  std::optional<std::uint64_t> eta_ms;  ///< at the bandwidth cap (or the observed rate); none when unknown
+  std::vector<held_move> held;
+  friend bool operator==(const rebalance_plan&, const rebalance_plan&) = default;
+};
+
+/// Plans. Deterministic: the same input gives the same plan. Moves in flight (records that
+/// hold their shard) count as done, so planning again right after starting a plan's moves
+/// gives an empty plan. Rules, in order:
+///  - a draining node's shards all move (reason drain, priority normal), to the up node of
+///    weight > 0 whose score over share stays lowest, whatever the other rules say;
+///  - balancing starts when some node's ratio (score / share) is above 1 + threshold or below
+///    1 - threshold (or `continuing`), and each move must bring the cluster's score outside
+///    the band [1 - t/2, 1 + t/2] down (so the plan ends once all are inside it);
+///  - a move never raises the largest ratio: the target after it stays below the source before;
+///  - a shard moves at most once per plan, not within `cooldown_ms` of its last move, not
+///    while a migration holds it, not from a node that is down;
+///  - at most the moves and bytes left in the budget window (moves made by the rebalancer in
+///    the last `window_ms`, from the records' reasons drain/balance);
+///  - each move passes the net-benefit test.
+/// Among the moves allowed, the planner takes the one with most skew removed per byte moved,
+/// from the most loaded nodes to the least, until none is left.
+[[nodiscard]] rebalance_plan plan_rebalance(const rebalance_input& in);
+
+/// JSON of a plan (without an id: the caller adds it).
+boost::json::object to_json_object(const rebalance_plan& p);
+
+}  // namespace shardd

@@ -1,0 +1,61 @@
+#pragma once
+// The rebalancer's settings (strategy, threshold, anti-thrash rules): cluster-wide, they travel
+// with the partition map. The planner is in rebalance.hpp.
+
+#include "shardd/error.hpp"
+#include "shardd/json_fields.hpp"
+
+#include <boost/json/object.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace shardd {
+
+/// What a shard weighs: one function each (`shard_weight`), chosen in the settings.
+enum class rebalance_strategy : std::uint8_t {
+  shards,    ///< every shard weighs 1: equal shard counts per unit of node weight
+  bytes,     ///< the shard's bytes
+  records,   ///< the shard's records
+  load,      ///< the shard's requests per second (reads + writes)
+  weighted,  ///< a blend: each component as a share of the cluster's total, by the settings' weights
+};
+std::string_view to_string(rebalance_strategy s) noexcept;
+std::optional<rebalance_strategy> parse_rebalance_strategy(std::string_view s) noexcept;
+
+/// auto: the controller plans and starts moves by itself; plan_only: it plans (explain, the
+/// plan endpoint, apply) but starts nothing unasked; off: no plans, no automatic moves (drains
+/// still move shards: an operator asked for them).
+enum class rebalance_mode : std::uint8_t { automatic, plan_only, off };
+std::string_view to_string(rebalance_mode m) noexcept;
+std::optional<rebalance_mode> parse_rebalance_mode(std::string_view s) noexcept;
+
+/// The rebalancer's settings: cluster-wide, they travel with the map.
+struct rebalance_settings {
+  rebalance_mode mode = rebalance_mode::automatic;
+  rebalance_strategy strategy = rebalance_strategy::weighted;
+  /// Start when some node's score is more than `threshold` above (or below) its share of the
+  /// total (1 = its weight's share); stop once every node is within threshold / 2.
+  double threshold = 0.10;
+  /// The blend of `weighted` (each component is a share of the cluster's total of it).
+  double weight_shards = 1, weight_bytes = 1, weight_records = 0, weight_load = 1;
+  std::uint64_t interval_ms = 10'000;   ///< how often the controller plans (and on events)
+  std::uint64_t cooldown_ms = 600'000;  ///< a shard moved (for any reason) is not moved again for this long
+  std::uint64_t window_ms = 600'000;    ///< the move budget's window
+  std::uint32_t max_moves_per_window = 64;
+  std::uint64_t max_bytes_per_window = 0;  ///< 0: no byte budget
+  /// The net-benefit test: a move must remove at least this share of the cluster's score from
+  /// outside the band per share of the cluster's data it moves (bytes, each shard counted at
+  /// 1 MiB at least). A shard moved from a node above the band to one below removes twice its
+  /// share: the benefit of a plain bytes move is 1 to 2.
+  double min_benefit = 0.10;
+  friend bool operator==(const rebalance_settings&, const rebalance_settings&) = default;
+};
+
+/// The settings as a JSON object, and read back from one: fields absent keep their value in
+/// `s`; unknown fields, wrong types and values out of range are errors naming the field.
+boost::json::object to_json_object(const rebalance_settings& s);
+[[nodiscard]] result<void> read_rebalance_settings(json_fields& f, rebalance_settings& s);
+
+}  // namespace shardd

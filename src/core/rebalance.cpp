@@ -1,0 +1,627 @@
+#include "shardd/rebalance.hpp"
+
+#include <boost/json/array.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <numeric>
+
+namespace shardd {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::array<std::string_view, 5> strategy_names{"shards", "bytes", "records", "load", "weighted"};
+constexpr std::array<std::string_view, 3> mode_names{"auto", "plan-only", "off"};
+constexpr double min_cost_bytes = 1024.0 * 1024.0;  // every shard costs at least 1 MiB to move
+
+std::string percent(double ratio) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f%%", ratio * 100.0);
+  return buf;
+}
+
+std::string fixed2(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", v);
+  return buf;
+}
+
+struct item {
+  const index_entry* ix = nullptr;
+  const shard_entry* sh = nullptr;
+  shard_metrics m;
+  double weight = 0;
+  int node = -1;  // where it is (in flight: where it goes)
+  bool movable = true;
+  bool cooling = false;
+  std::uint64_t cooled_ms = 0;  // how long ago it last moved
+};
+
+struct node_item {
+  const node_entry* e = nullptr;
+  bool dest = false;        // up, weight > 0, not draining: takes shards
+  bool must_empty = false;  // draining, or up with weight 0: every shard goes
+  bool down = false;
+  double share = 0;
+  double score = 0, score_before = 0;
+  std::uint32_t shards = 0, shards_before = 0;
+  std::uint64_t bytes = 0, bytes_before = 0;
+  std::uint64_t out_bytes = 0, in_bytes = 0;
+  std::vector<int> items;
+};
+
+double ratio_of(const node_item& n) { return n.share > 0 ? n.score / n.share : 0.0; }
+
+// How far a node's score lies outside the band [lo * share, hi * share] (a node that must be
+// emptied: all of it).
+double distance(const node_item& n, double score, double lo, double hi) {
+  if (n.must_empty) return score;
+  if (!n.dest) return 0;
+  return std::max(0.0, score - hi * n.share) + std::max(0.0, lo * n.share - score);
+}
+
+
+}  // namespace
+
+std::string_view to_string(rebalance_strategy s) noexcept { return strategy_names[static_cast<std::size_t>(s)]; }
+std::optional<rebalance_strategy> parse_rebalance_strategy(std::string_view s) noexcept {
+  for (std::size_t i = 0; i < strategy_names.size(); ++i)
+    if (strategy_names[i] == s) return static_cast<rebalance_strategy>(i);
+  return std::nullopt;
+}
+std::string_view to_string(rebalance_mode m) noexcept { return mode_names[static_cast<std::size_t>(m)]; }
+std::optional<rebalance_mode> parse_rebalance_mode(std::string_view s) noexcept {
+  for (std::size_t i = 0; i < mode_names.size(); ++i)
+    if (mode_names[i] == s) return static_cast<rebalance_mode>(i);
+  return std::nullopt;
+}
+
+rebalance_plan plan_rebalance(const rebalance_input& in) {
+  const auto& m = *in.map;
+  const auto& st = in.settings;
+  rebalance_plan plan;
+  plan.map_version = m.version;
+  plan.strategy = st.strategy;
+  plan.threshold = st.threshold;
+  const double lo = 1.0 - st.threshold / 2, hi = 1.0 + st.threshold / 2;
+  auto hold = [&](held_move h) {
+    if (plan.held.size() < in.max_held) plan.held.push_back(std::move(h));
+  };
+
+  // Nodes: every member that has not left, by id.
+  std::vector<node_item> nodes;
+  std::unordered_map<std::string_view, int> node_at;
+  for (const auto& [id, e] : m.nodes) {
+    if (e.state == node_state::left) continue;
+    node_item n;
+    n.e = &e;
+    n.down = e.state == node_state::down;
+    n.dest = e.accepts_shards();
+    n.must_empty = e.state == node_state::draining || (e.state == node_state::up && e.weight == 0);
+    node_at.emplace(std::string_view(e.id), static_cast<int>(nodes.size()));
+    nodes.push_back(std::move(n));
+  }
+
+  // Migrations: which shards are held (counted where they go) and which moved lately.
+  struct shard_history {
+    const migration_record* holder = nullptr;
+    std::uint64_t last_moved_ms = 0;
+    bool moved = false;
+  };
+  std::unordered_map<std::uint64_t, shard_history> history;
+  std::uint32_t budget_moves_used = 0;
+  std::uint64_t budget_bytes_used = 0;
+  if (in.migrations) {
+    for (const auto& [id, r] : *in.migrations) {
+      auto& h = history[shard_key(r.index_id, r.shard)];
+      if (holds_shard(r)) h.holder = &r;
+      if (r.phase == migration_phase::retiring || r.phase == migration_phase::done) {
+        h.moved = true;
+        h.last_moved_ms = std::max(h.last_moved_ms, r.updated_ms);
+      }
+      const bool counts = r.reason == "balance" && r.phase != migration_phase::failed &&
+                          r.phase != migration_phase::cancelled && r.phase != migration_phase::rolled_back;
+      if (counts && r.created_ms + st.window_ms > in.now_ms) {
+        ++budget_moves_used;
+        budget_bytes_used += r.bytes_total;
+      }
+    }
+  }
+
+  // Shards, located (moves in flight count as done).
+  std::vector<item> items;
+  double tot[4] = {0, 0, 0, 0};  // shards, bytes, records, load
+  for (const auto& [name, ix] : m.indexes) {
+    for (const auto& sh : ix.shards) {
+      item it;
+      it.ix = &ix;
+      it.sh = &sh;
+      std::string_view where = sh.owner;
+      auto hk = history.find(shard_key(ix.id, sh.id));
+      if (sh.state == shard_state::migrating && !sh.target.empty()) {
+        where = sh.target;
+        it.movable = false;
+      } else if (hk != history.end() && hk->second.holder) {
+        where = hk->second.holder->target;
+        it.movable = false;
+      }
+      auto at = node_at.find(where);
+      if (at == node_at.end() || nodes[at->second].down) {
+        if (at != node_at.end() && plan.held.size() < in.max_held && sh.state == shard_state::active)
+          hold({"source_down", ix.name, sh.id, std::string(where), "", "its owner is down: it cannot move"});
+        continue;
+      }
+      it.node = at->second;
+      if (auto mt = in.metrics.find(shard_key(ix.id, sh.id)); mt != in.metrics.end()) it.m = mt->second;
+      if (hk != history.end() && hk->second.moved && hk->second.last_moved_ms + st.cooldown_ms > in.now_ms) {
+        it.cooling = true;
+        it.cooled_ms = in.now_ms >= hk->second.last_moved_ms ? in.now_ms - hk->second.last_moved_ms : 0;
+      }
+      tot[0] += 1;
+      tot[1] += static_cast<double>(it.m.bytes);
+      tot[2] += static_cast<double>(it.m.records);
+      tot[3] += it.m.reads_per_sec + it.m.writes_per_sec;
+      items.push_back(std::move(it));
+    }
+  }
+
+  // What each shard weighs under the strategy.
+  const double count = tot[0];
+  auto component = [](const item& it, int c) {
+    switch (c) {
+      case 0: return 1.0;
+      case 1: return static_cast<double>(it.m.bytes);
+      case 2: return static_cast<double>(it.m.records);
+      default: return it.m.reads_per_sec + it.m.writes_per_sec;
+    }
+  };
+  const double blend[4] = {st.weight_shards, st.weight_bytes, st.weight_records, st.weight_load};
+  double blend_sum = 0;
+  for (int c = 0; c < 4; ++c)
+    if (blend[c] > 0 && tot[c] > 0) blend_sum += blend[c];
+  for (auto& it : items) {
+    switch (st.strategy) {
+      case rebalance_strategy::shards: it.weight = 1; break;
+      case rebalance_strategy::weighted: {
+        double w = 0;
+        for (int c = 0; c < 4; ++c)
+          if (blend[c] > 0 && tot[c] > 0) w += blend[c] * component(it, c) / tot[c];
+        // Shares sum to 1 over the cluster; scale so the average shard weighs 1.
+        it.weight = blend_sum > 0 ? w / blend_sum * count : 1.0;
+        break;
+      }
+      default: {
+        const int c = st.strategy == rebalance_strategy::bytes ? 1 : st.strategy == rebalance_strategy::records ? 2 : 3;
+        // An empty shard still weighs 1% of the average one, so empty shards spread too; with
+        // nothing measured at all, shards are counted.
+        it.weight = tot[c] > 0 ? component(it, c) + 0.01 * tot[c] / count : 1.0;
+      }
+    }
+  }
+  double total_score = 0, total_cost = 0, total_weight = 0;
+  for (const auto& it : items) {
+    total_score += it.weight;
+    total_cost += static_cast<double>(it.m.bytes) + min_cost_bytes;
+    auto& n = nodes[static_cast<std::size_t>(it.node)];
+    n.score += it.weight;
+    n.shards += 1;
+    n.bytes += it.m.bytes;
+    n.items.push_back(static_cast<int>(&it - items.data()));
+  }
+  for (const auto& n : nodes)
+    if (n.dest) total_weight += n.e->weight;
+  for (auto& n : nodes) {
+    if (n.dest && total_weight > 0) n.share = total_score * n.e->weight / total_weight;
+    n.score_before = n.score;
+    n.shards_before = n.shards;
+    n.bytes_before = n.bytes;
+  }
+
+  auto skew = [&] {
+    if (total_score <= 0) return 0.0;
+    double d = 0;
+    for (const auto& n : nodes) d += distance(n, n.score, lo, hi);
+    return d / total_score;
+  };
+  auto ratios = [&](double& mx, double& mn) {
+    mx = 0;
+    mn = std::numeric_limits<double>::infinity();
+    for (const auto& n : nodes)
+      if (n.dest && n.share > 0) {
+        mx = std::max(mx, ratio_of(n));
+        mn = std::min(mn, ratio_of(n));
+      }
+    if (mn == std::numeric_limits<double>::infinity()) mn = 0;
+  };
+  ratios(plan.max_ratio_before, plan.min_ratio_before);
+  plan.skew_before = skew();
+
+  auto apply = [&](int idx, int to, std::string reason, std::string detail, migration_priority prio) {
+    auto& it = items[static_cast<std::size_t>(idx)];
+    auto& src = nodes[static_cast<std::size_t>(it.node)];
+    auto& dst = nodes[static_cast<std::size_t>(to)];
+    src.score -= it.weight;
+    src.shards -= 1;
+    src.bytes -= it.m.bytes;
+    src.out_bytes += it.m.bytes;
+    src.items.erase(std::find(src.items.begin(), src.items.end(), idx));
+    dst.score += it.weight;
+    dst.shards += 1;
+    dst.bytes += it.m.bytes;
+    dst.in_bytes += it.m.bytes;
+    dst.items.push_back(idx);
+    rebalance_move mv;
+    mv.index = it.ix->name;
+    mv.index_id = it.ix->id;
+    mv.shard = it.sh->id;
+    mv.source = src.e->id;
+    mv.target = dst.e->id;
+    mv.reason = std::move(reason);
+    mv.detail = std::move(detail);
+    mv.priority = prio;
+    mv.bytes = it.m.bytes;
+    mv.records = it.m.records;
+    mv.score = it.weight;
+    plan.moves.push_back(std::move(mv));
+    plan.bytes_to_move += it.m.bytes;
+    plan.records_to_move += it.m.records;
+    it.node = to;
+    it.movable = false;  // once per plan
+  };
+
+  // 1. Drains: every shard of a node that must be emptied goes, heaviest first, to the node
+  //    whose ratio stays lowest.
+  bool draining = false;
+  for (std::size_t ni = 0; ni < nodes.size(); ++ni) {
+    if (!nodes[ni].must_empty) continue;
+    auto list = nodes[ni].items;
+    std::stable_sort(list.begin(), list.end(), [&](int a, int b) {
+      return items[static_cast<std::size_t>(a)].weight > items[static_cast<std::size_t>(b)].weight;
+    });
+    for (int idx : list) {
+      const auto& it = items[static_cast<std::size_t>(idx)];
+      if (!it.movable) continue;  // on its way already
+      draining = true;
+      int best = -1;
+      double best_ratio = 0;
+      for (std::size_t d = 0; d < nodes.size(); ++d) {
+        if (!nodes[d].dest || nodes[d].share <= 0) continue;
+        const double r = (nodes[d].score + it.weight) / nodes[d].share;
+        if (best < 0 || r < best_ratio) best = static_cast<int>(d), best_ratio = r;
+      }
+      if (best < 0) {
+        hold({"no_destination", it.ix->name, it.sh->id, nodes[ni].e->id, "",
+              "node " + nodes[ni].e->id + " is draining and no node takes shards"});
+        continue;
+      }
+      const std::string why = nodes[ni].e->state == node_state::draining ? "is draining" : "has weight 0";
+      apply(idx, best, "drain", "node " + nodes[ni].e->id + " " + why, migration_priority::normal);
+    }
+  }
+
+  // 2. Balance.
+  std::vector<int> dests;
+  for (std::size_t i = 0; i < nodes.size(); ++i)
+    if (nodes[i].dest && nodes[i].share > 0) dests.push_back(static_cast<int>(i));
+  bool beyond = false;
+  std::string worst;
+  double worst_dev = 0;
+  for (int d : dests) {
+    const double r = ratio_of(nodes[static_cast<std::size_t>(d)]);
+    if (std::abs(r - 1.0) > worst_dev) worst_dev = std::abs(r - 1.0), worst = nodes[static_cast<std::size_t>(d)].e->id;
+    if (r > 1.0 + st.threshold || r < 1.0 - st.threshold) beyond = true;
+  }
+  plan.triggered = beyond || draining || in.continuing;
+  const bool need_metrics = st.strategy != rebalance_strategy::shards && !in.unreported.empty();
+  std::string blocked;
+  if ((beyond || in.continuing) && need_metrics) {
+    for (const auto& id : in.unreported)
+      hold({"no_load_data", "", 0, id, "", "node " + id + " has not reported its shards' load yet"});
+    blocked = "waiting for the load of " + std::to_string(in.unreported.size()) + " node(s)";
+  } else if (beyond || in.continuing) {
+    const std::uint32_t moves_left =
+        budget_moves_used >= st.max_moves_per_window ? 0 : st.max_moves_per_window - budget_moves_used;
+    std::uint32_t moves_made = 0;
+    std::uint64_t bytes_made = 0;
+    constexpr std::size_t fan = 8;  // sources and targets tried per step
+    bool full_sort = false;
+    while (true) {
+      if (moves_made >= moves_left) {
+        hold({"budget", "", 0, "", "",
+              std::to_string(st.max_moves_per_window) + " moves per " + std::to_string(st.window_ms / 1000) +
+                  " s: none left in this window"});
+        break;
+      }
+      // Nodes by ratio, highest first (ties by id). A step looks only at the ends: the 32 most
+      // and the 32 least loaded nodes, unless nothing there moves; then at all of them.
+      const auto higher = [&](int a, int b) {
+        const double ra = ratio_of(nodes[static_cast<std::size_t>(a)]), rb = ratio_of(nodes[static_cast<std::size_t>(b)]);
+        return ra != rb ? ra > rb : a < b;
+      };
+      constexpr std::size_t ends = 32;
+      std::vector<int> by_ratio;
+      if (!full_sort && dests.size() > 2 * ends) {
+        std::vector<int> top = dests, bottom = dests;
+        std::partial_sort(top.begin(), top.begin() + ends, top.end(), higher);
+        std::partial_sort(bottom.begin(), bottom.begin() + ends, bottom.end(), [&](int a, int b) { return higher(b, a); });
+        by_ratio.assign(top.begin(), top.begin() + ends);
+        by_ratio.insert(by_ratio.end(), std::make_reverse_iterator(bottom.begin() + ends), std::make_reverse_iterator(bottom.begin()));
+      } else {
+        by_ratio = dests;
+        std::sort(by_ratio.begin(), by_ratio.end(), higher);
+      }
+      std::vector<held_move> rejections;
+      auto reject = [&](held_move h) {
+        if (rejections.size() < in.max_held) rejections.push_back(std::move(h));
+      };
+      int pick = -1, pick_to = -1;
+      double pick_eff = 0, pick_delta = 0;
+      int pick_tier = 2;
+      std::size_t tried_src = 0;
+      for (std::size_t si = 0; si < by_ratio.size() && tried_src < fan && pick < 0; ++si) {
+        auto& src = nodes[static_cast<std::size_t>(by_ratio[si])];
+        const double rs = ratio_of(src);
+        if (src.items.empty()) continue;
+        ++tried_src;
+        std::size_t tried_dst = 0;
+        for (std::size_t di = by_ratio.size(); di-- > 0 && tried_dst < fan;) {
+          auto& dst = nodes[static_cast<std::size_t>(by_ratio[di])];
+          const double rd = ratio_of(dst);
+          if (rd >= rs) break;
+          if (!(rs > hi || rd < lo)) continue;  // both inside the band: nothing to gain
+          ++tried_dst;
+          const double before = distance(src, src.score, lo, hi) + distance(dst, dst.score, lo, hi);
+          for (int idx : src.items) {
+            const auto& it = items[static_cast<std::size_t>(idx)];
+            if (!it.movable) continue;
+            const double rd_after = (dst.score + it.weight) / dst.share;
+            if (rd_after >= rs) {
+              reject({"raises_max", it.ix->name, it.sh->id, src.e->id, dst.e->id,
+                      "would take " + dst.e->id + " to " + fixed2(rd_after) + " of its share, not below " + src.e->id +
+                          "'s " + fixed2(rs)});
+              continue;
+            }
+            const double delta = before - distance(src, src.score - it.weight, lo, hi) -
+                                 distance(dst, dst.score + it.weight, lo, hi);
+            if (delta <= 1e-12 * total_score) continue;  // gains nothing
+            if (it.cooling) {
+              reject({"cooldown", it.ix->name, it.sh->id, src.e->id, dst.e->id,
+                      "moved " + std::to_string(it.cooled_ms / 1000) + " s ago (cooldown " +
+                          std::to_string(st.cooldown_ms / 1000) + " s)"});
+              continue;
+            }
+            const double cost = static_cast<double>(it.m.bytes) + min_cost_bytes;
+            const double benefit = (delta / total_score) / (cost / total_cost);
+            if (benefit < st.min_benefit) {
+              reject({"benefit", it.ix->name, it.sh->id, src.e->id, dst.e->id,
+                      "removes " + percent(delta / total_score) + " of the skew for " + percent(cost / total_cost) +
+                          " of the data (benefit " + fixed2(benefit) + " < " + fixed2(st.min_benefit) + ")"});
+              continue;
+            }
+            if (st.max_bytes_per_window > 0 && budget_bytes_used + bytes_made + it.m.bytes > st.max_bytes_per_window) {
+              reject({"budget", it.ix->name, it.sh->id, src.e->id, dst.e->id,
+                      "its " + std::to_string(it.m.bytes) + " bytes would pass the window's byte budget"});
+              continue;
+            }
+            // A move that leaves its target inside the band beats one that pushes it above:
+            // a target pushed above would have to shed what it just received, and no shard
+            // moves twice in a plan.
+            const int tier = rd_after <= hi ? 0 : 1;
+            const double eff = delta / cost;
+            const bool better = pick < 0 || tier < pick_tier ||
+                                (tier == pick_tier && (eff > pick_eff || (eff == pick_eff && delta > pick_delta)));
+            if (better) pick = idx, pick_to = by_ratio[di], pick_eff = eff, pick_delta = delta, pick_tier = tier;
+          }
+        }
+      }
+      if (pick < 0 && !full_sort && dests.size() > 2 * ends) {
+        full_sort = true;  // nothing at the ends: look at every node once before giving up
+        continue;
+      }
+      if (pick < 0) {
+        for (auto& h : rejections) hold(std::move(h));
+        break;
+      }
+      full_sort = false;
+      const auto& src = nodes[static_cast<std::size_t>(items[static_cast<std::size_t>(pick)].node)];
+      const auto& dst = nodes[static_cast<std::size_t>(pick_to)];
+      std::string detail = src.e->id + " at " + fixed2(ratio_of(src)) + " of its share, " + dst.e->id + " at " +
+                           fixed2(ratio_of(dst)) + " (" + std::string(to_string(st.strategy)) + ")";
+      bytes_made += items[static_cast<std::size_t>(pick)].m.bytes;
+      apply(pick, pick_to, "balance", std::move(detail), migration_priority::low);
+      ++moves_made;
+    }
+  }
+
+  // Results.
+  ratios(plan.max_ratio_after, plan.min_ratio_after);
+  plan.skew_after = skew();
+  bool inside = true;
+  for (int d : dests) {
+    const double r = ratio_of(nodes[static_cast<std::size_t>(d)]);
+    if (r > hi + 1e-9 || r < lo - 1e-9) inside = false;
+  }
+  bool emptied = true;
+  for (const auto& n : nodes)
+    if (n.must_empty)
+      for (int idx : n.items)
+        if (items[static_cast<std::size_t>(idx)].movable) emptied = false;
+  plan.converged = inside && emptied;
+  for (const auto& n : nodes) {
+    node_score s;
+    s.node = n.e->id;
+    s.state = std::string(to_string(n.e->state));
+    s.weight = n.e->weight;
+    s.share = n.share;
+    s.before = n.score_before;
+    s.after = n.score;
+    s.ratio_before = n.share > 0 ? n.score_before / n.share : 0;
+    s.ratio_after = ratio_of(n);
+    s.shards_before = n.shards_before;
+    s.shards_after = n.shards;
+    s.bytes_before = n.bytes_before;
+    s.bytes_after = n.bytes;
+    plan.nodes.push_back(std::move(s));
+  }
+  const std::uint64_t rate = m.settings.migration_bytes_per_sec > 0 ? m.settings.migration_bytes_per_sec
+                                                                    : in.observed_bytes_per_sec;
+  if (plan.bytes_to_move == 0) {
+    plan.eta_ms = 0;
+  } else if (rate > 0) {
+    std::uint64_t busiest = 0;
+    for (const auto& n : nodes) busiest = std::max({busiest, n.out_bytes, n.in_bytes});
+    plan.eta_ms = static_cast<std::uint64_t>(static_cast<double>(busiest) * 1000.0 / static_cast<double>(rate));
+  }
+  const std::string t = percent(st.threshold);
+  if (!blocked.empty()) {
+    plan.summary = "node " + worst + " is " + percent(worst_dev) + " off its share (threshold " + t + "), but " + blocked;
+  } else if (!plan.triggered) {
+    plan.summary = dests.empty() ? "no node takes shards"
+                                 : "every node is within " + t + " of its share (furthest: " +
+                                       (worst.empty() ? std::string("none") : worst + " at " + percent(worst_dev)) + ")";
+  } else if (plan.moves.empty()) {
+    plan.summary = "nothing can move: " + (plan.held.empty() ? std::string("no move removes skew") : plan.held.front().rule +
+                                                                                                      ": " + plan.held.front().why);
+  } else {
+    plan.summary = std::to_string(plan.moves.size()) + " move(s)" + (draining ? " (drains first)" : "") +
+                   ": largest share " + fixed2(plan.max_ratio_before) + " -> " + fixed2(plan.max_ratio_after) +
+                   ", skew " + percent(plan.skew_before) + " -> " + percent(plan.skew_after) +
+                   (plan.converged ? "" : "; not yet within " + percent(st.threshold / 2));
+  }
+  return plan;
+}
+
+json::object to_json_object(const rebalance_plan& p) {
+  json::object o;
+  o["map_version"] = p.map_version;
+  o["strategy"] = to_string(p.strategy);
+  o["threshold"] = p.threshold;
+  o["triggered"] = p.triggered;
+  o["converged"] = p.converged;
+  o["summary"] = p.summary;
+  json::array moves;
+  for (const auto& mv : p.moves) {
+    json::object j;
+    j["index"] = mv.index;
+    j["shard"] = mv.shard;
+    j["source"] = mv.source;
+    j["target"] = mv.target;
+    j["reason"] = mv.reason;
+    j["detail"] = mv.detail;
+    j["priority"] = to_string(mv.priority);
+    j["bytes"] = mv.bytes;
+    j["records"] = mv.records;
+    j["score"] = mv.score;
+    moves.push_back(std::move(j));
+  }
+  o["moves"] = std::move(moves);
+  json::array nodes;
+  for (const auto& n : p.nodes) {
+    json::object j;
+    j["node"] = n.node;
+    j["state"] = n.state;
+    j["weight"] = n.weight;
+    j["share"] = n.share;
+    j["score_before"] = n.before;
+    j["score_after"] = n.after;
+    j["ratio_before"] = n.ratio_before;
+    j["ratio_after"] = n.ratio_after;
+    j["shards_before"] = n.shards_before;
+    j["shards_after"] = n.shards_after;
+    j["bytes_before"] = n.bytes_before;
+    j["bytes_after"] = n.bytes_after;
+    nodes.push_back(std::move(j));
+  }
+  o["nodes"] = std::move(nodes);
+  o["max_ratio_before"] = p.max_ratio_before;
+  o["max_ratio_after"] = p.max_ratio_after;
+  o["min_ratio_before"] = p.min_ratio_before;
+  o["min_ratio_after"] = p.min_ratio_after;
+  o["skew_before"] = p.skew_before;
+  o["skew_after"] = p.skew_after;
+  o["bytes_to_move"] = p.bytes_to_move;
+  o["records_to_move"] = p.records_to_move;
+  if (p.eta_ms)
+    o["eta_ms"] = *p.eta_ms;
+  else
+    o["eta_ms"] = nullptr;
+  json::array held;
+  for (const auto& h : p.held) {
+    json::object j;
+    j["rule"] = h.rule;
+    if (!h.index.empty()) {
+      j["index"] = h.index;
+      j["shard"] = h.shard;
+    }
+    if (!h.source.empty()) j["source"] = h.source;
+    if (!h.target.empty()) j["target"] = h.target;
+    j["why"] = h.why;
+    held.push_back(std::move(j));
+  }
+  o["held"] = std::move(held);
+  return o;
+}
+
+json::object to_json_object(const rebalance_settings& s) {
+  json::object o;
+  o["mode"] = to_string(s.mode);
+  o["strategy"] = to_string(s.strategy);
+  o["threshold"] = s.threshold;
+  json::object w;
+  w["shards"] = s.weight_shards;
+  w["bytes"] = s.weight_bytes;
+  w["records"] = s.weight_records;
+  w["load"] = s.weight_load;
+  o["weights"] = std::move(w);
+  o["interval_ms"] = s.interval_ms;
+  o["cooldown_ms"] = s.cooldown_ms;
+  o["window_ms"] = s.window_ms;
+  o["max_moves_per_window"] = s.max_moves_per_window;
+  o["max_bytes_per_window"] = s.max_bytes_per_window;
+  o["min_benefit"] = s.min_benefit;
+  return o;
+}
+
+result<void> read_rebalance_settings(json_fields& f, rebalance_settings& s) {
+  if (auto v = f.opt_string("mode"); !v) {
+    return v.error();
+  } else if (*v) {
+    auto mode = parse_rebalance_mode(**v);
+    if (!mode) return f.fail("mode", "must be auto, plan-only or off");
+    s.mode = *mode;
+  }
+  if (auto v = f.opt_string("strategy"); !v) {
+    return v.error();
+  } else if (*v) {
+    auto strategy = parse_rebalance_strategy(**v);
+    if (!strategy) return f.fail("strategy", "must be shards, bytes, records, load or weighted");
+    s.strategy = *strategy;
+  }
+  SHARDD_READ(s.threshold, f.opt_double("threshold", s.threshold, 0.01, 10.0));
+  auto w = f.opt_object("weights");
+  if (!w) return w.error();
+  if (*w) {
+    json_fields wf(**w, f.child_path("weights"));
+    SHARDD_READ(s.weight_shards, wf.opt_double("shards", s.weight_shards, 0, 1e6));
+    SHARDD_READ(s.weight_bytes, wf.opt_double("bytes", s.weight_bytes, 0, 1e6));
+    SHARDD_READ(s.weight_records, wf.opt_double("records", s.weight_records, 0, 1e6));
+    SHARDD_READ(s.weight_load, wf.opt_double("load", s.weight_load, 0, 1e6));
+    if (auto done = wf.finish(); !done) return done.error();
+    if (s.weight_shards + s.weight_bytes + s.weight_records + s.weight_load <= 0)
+      return f.fail("weights", "at least one weight must be above 0");
+  }
+  SHARDD_READ(s.interval_ms, f.opt_u64("interval_ms", s.interval_ms, 100, 86'400'000));
+  SHARDD_READ(s.cooldown_ms, f.opt_u64("cooldown_ms", s.cooldown_ms, 0, 7 * 86'400'000ull));
+  SHARDD_READ(s.window_ms, f.opt_u64("window_ms", s.window_ms, 1000, 7 * 86'400'000ull));
+  SHARDD_READ(s.max_moves_per_window, f.opt_u64("max_moves_per_window", s.max_moves_per_window, 1, 1'000'000));
+  SHARDD_READ(s.max_bytes_per_window, f.opt_u64("max_bytes_per_window", s.max_bytes_per_window));
+  SHARDD_READ(s.min_benefit, f.opt_double("min_benefit", s.min_benefit, 0, 100));
+  return f.finish();
+}
+
+}  // namespace shardd
