@@ -50,7 +50,8 @@ struct migration_record {
   std::uint64_t fence_ms = 0;       ///< how long writes were fenced at cutover
   std::uint32_t recopies = 0;       ///< copies restarted after a digest mismatch
   std::uint32_t resumes = 0;        ///< restarts continued from the persisted cursor
-  std::string reason;               ///< why it was made: "api", "decommission", "convergence"
+  std::string reason;               ///< why it was made: "api", "decommission", "convergence", "balance", "drain"
+  std::string plan;                 ///< the rebalance plan that made it ("p3"), if one did
   std::string error;                ///< why it stopped, for failed / rolled_back / cancelled
   std::uint64_t created_ms = 0, updated_ms = 0;  ///< wall clock, for display
 

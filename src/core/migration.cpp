@@ -271,6 +271,7 @@ std::string to_json(const migration_record& m) {
   o["recopies"] = m.recopies;
   o["resumes"] = m.resumes;
   o["reason"] = m.reason;
+  if (!m.plan.empty()) o["plan"] = m.plan;
   o["error"] = m.error;
   o["created_ms"] = m.created_ms;
   o["updated_ms"] = m.updated_ms;
@@ -306,6 +307,7 @@ result<migration_record> migration_from_json(std::string_view text) {
   SHARDD_READ(m.recopies, f.opt_u64("recopies", 0, 0, UINT32_MAX));
   SHARDD_READ(m.resumes, f.opt_u64("resumes", 0, 0, UINT32_MAX));
   SHARDD_READ_OPT_STRING(m.reason, f, "reason");
+  SHARDD_READ_OPT_STRING(m.plan, f, "plan");
   SHARDD_READ_OPT_STRING(m.error, f, "error");
   SHARDD_READ(m.created_ms, f.opt_u64("created_ms", 0));
   SHARDD_READ(m.updated_ms, f.opt_u64("updated_ms", 0));

@@ -483,7 +483,7 @@ rebalance_plan plan_rebalance(const rebalance_input& in) {
   } else if (!plan.triggered) {
     plan.summary = dests.empty() ? "no node takes shards"
                                  : "every node is within " + t + " of its share (furthest: " +
-                                       (worst.empty() ? std::string("none") : worst + " at " + percent(worst_dev)) + ")";
+                                       (worst.empty() ? std::string("all at their share)") : worst + " at " + percent(worst_dev) + ")");
   } else if (plan.moves.empty()) {
     plan.summary = "nothing can move: " + (plan.held.empty() ? std::string("no move removes skew") : plan.held.front().rule +
                                                                                                       ": " + plan.held.front().why);

@@ -312,6 +312,7 @@ awaitable<void> http_server::impl::run(std::shared_ptr<session> s) {
     hr.authorization = std::string(req[http::field::authorization]);
     hr.content_type = std::string(req[http::field::content_type]);
     hr.if_none_match = std::string(req[http::field::if_none_match]);
+    hr.if_match = std::string(req[http::field::if_match]);
     hr.body = std::move(req.body());
     hr.remote = remote;
     bool keep_alive = req.keep_alive();

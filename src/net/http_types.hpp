@@ -31,6 +31,7 @@ struct http_request {
   std::string authorization;  ///< the Authorization header
   std::string content_type;
   std::string if_none_match;  ///< for conditional GETs of versioned resources
+  std::string if_match;       ///< for changes made against a version (a rebalance plan's map)
   std::string body;
   std::string remote;  ///< peer address, for logs
 };

@@ -171,6 +171,7 @@ awaitable<void> controller::save(const migration_record& r) {
                 {"source", r.source}, {"target", r.target}, {"phase", std::string(to_string(r.phase))},
                 {"reason", r.reason}};
     if (!r.error.empty()) e.fields.emplace_back("error", r.error);
+    if (!r.plan.empty()) e.fields.emplace_back("plan", r.plan);
     if (r.phase == migration_phase::done) e.fields.emplace_back("fence_ms", static_cast<std::int64_t>(r.fence_ms));
     co_await record(std::move(e));
   }
@@ -207,7 +208,7 @@ awaitable<void> controller::abort_in_map(const migration_record& r) {
   if (res) SHARDD_LOG(info, "migration_aborted", "migration", r.id, "map_version", (*res)->map->version);
 }
 
-awaitable<migration_result> controller::create(migrate_request q, std::string reason) {
+awaitable<migration_result> controller::create(migrate_request q, std::string reason, std::string plan) {
   if (!store_ || !peers_) co_return make_error(errc::unavailable, "migrations need a cluster");
   auto snap = co_await plane_.load();
   if (!snap) co_return snap.error();
@@ -224,6 +225,7 @@ awaitable<migration_result> controller::create(migrate_request q, std::string re
   r.priority = q.priority;
   r.max_bytes_per_sec = q.max_bytes_per_sec;
   r.reason = std::move(reason);
+  r.plan = std::move(plan);
   r.created_ms = r.updated_ms = wall_ms();
   migrations_[r.id] = r;
   co_await save(r);
@@ -313,6 +315,7 @@ awaitable<void> controller::converge() {
   } else if (!same(*planned_for_, members)) {
     auto old_ring = ring::build(*planned_for_, now_ring.vnodes_per_weight());
     planned_for_ = members;
+    last_rebalance_ = {};  // the rebalancer (auto mode) plans at the next tick, not its next interval
     convergence_plan_.clear();
     if (m.settings.convergence && old_ring) {
       auto moves = plan_convergence(m, *old_ring, now_ring, cfg_.placement_epsilon);
@@ -321,8 +324,8 @@ awaitable<void> controller::converge() {
         SHARDD_LOG(info, "convergence_planned", "moves", convergence_plan_.size(), "map_version", m.version);
     }
   }
-  if (!m.settings.convergence) {
-    convergence_plan_.clear();
+  if (!m.settings.convergence || m.settings.rebalance.mode == rebalance_mode::automatic) {
+    convergence_plan_.clear();  // off, or the rebalancer makes every automatic move
     co_return;
   }
   for (auto& mv : take_convergence(convergence_plan_, m, migrations_, m.settings.convergence_batch)) {
@@ -539,6 +542,7 @@ awaitable<void> controller::on(tick_msg&) {
   }
   co_await schedule();
   co_await converge();
+  co_await rebalance_tick();
   co_await finish_decommissions();
   const auto old = prunable_migrations(migrations_, wall_ms(), cfg_.migration_keep_finished_ms, cfg_.migration_keep_finished);
   co_await forget(old);

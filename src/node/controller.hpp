@@ -7,6 +7,7 @@
 #include "shardd/cluster_plan.hpp"
 #include "shardd/migration.hpp"
 #include "shardd/peer_messages.hpp"
+#include "shardd/rebalance.hpp"
 #include "storage/store.hpp"
 
 #include <boost/asio/steady_timer.hpp>
@@ -130,10 +131,33 @@ struct median_done_msg {  ///< the owner's median key of a range shard to split
   result<std::string> median;
   reply_to<map_result> reply;
 };
+/// A rebalance plan the controller made, by id.
+struct rebalance_run {
+  std::string id;  ///< "p" and a number
+  std::int64_t created_ms = 0;
+  rebalance_plan plan;
+};
+struct rebalance_plan_msg {
+  bool keep = true;  ///< keep it as the plan `apply` takes and record it in the journal (false: explain)
+  reply_to<result<rebalance_run>> reply;
+};
+/// What applying a plan did: `stale` when the map is no longer the plan's (412).
+struct rebalance_applied {
+  bool stale = false;
+  std::uint64_t map_version = 0;
+  std::vector<migration_record> started;
+  std::vector<std::string> skipped;  ///< moves refused meanwhile, with why
+};
+struct rebalance_apply_msg {
+  std::string id;
+  std::optional<std::uint64_t> if_match;
+  reply_to<result<rebalance_applied>> reply;
+};
 using controller_message =
     std::variant<std::monostate, join_msg, heartbeat_msg, create_index_msg, drop_index_msg, set_weight_msg, members_msg,
                  tick_msg, migrate_msg, migrations_msg, migration_control_msg, migration_report_msg, migration_commit_msg,
-                 split_msg, decommission_msg, settings_msg, start_done_msg, control_done_msg, median_done_msg, events_msg>;
+                 split_msg, decommission_msg, settings_msg, start_done_msg, control_done_msg, median_done_msg, events_msg,
+                 rebalance_plan_msg, rebalance_apply_msg>;
 
 class peers;
 
@@ -200,6 +224,11 @@ class controller final : public actor<controller_message> {
   asio::awaitable<map_result> split(std::string index, std::uint32_t shard);
   asio::awaitable<migrations_result> decommission(std::string node);
   asio::awaitable<map_result> set_settings(cluster_settings s);
+  /// A rebalance plan of the current map (`keep`: the plan apply takes, journaled).
+  asio::awaitable<result<rebalance_run>> rebalance_plan(bool keep);
+  /// Queues the moves of plan `id` if the map is still the one it was made for (and
+  /// `if_match`, when given, names that version).
+  asio::awaitable<result<rebalance_applied>> rebalance_apply(std::string id, std::optional<std::uint64_t> if_match);
 
  private:
   asio::awaitable<void> handle(controller_message m) override;
@@ -232,6 +261,13 @@ class controller final : public actor<controller_message> {
   asio::awaitable<void> on(start_done_msg& m);
   asio::awaitable<void> on(control_done_msg& m);
   asio::awaitable<void> on(median_done_msg& m);
+  asio::awaitable<void> on(rebalance_plan_msg& m);
+  asio::awaitable<void> on(rebalance_apply_msg& m);
+  /// The planner's input from the map, the members' load and the migration records.
+  rebalance_run make_plan(const partition_map& m);
+  asio::awaitable<rebalance_applied> apply_plan(const rebalance_run& run);
+  /// In auto mode, every rebalance.interval_ms: plan and queue the moves.
+  asio::awaitable<void> rebalance_tick();
 
   /// Load the map, compute the next one with `f` (pure), compare-and-set it.
   /// `why` goes to the event journal with what the new version changed.
@@ -254,7 +290,7 @@ class controller final : public actor<controller_message> {
   asio::awaitable<void> load_migrations();
   asio::awaitable<void> save(const migration_record& r);
   asio::awaitable<void> forget(const std::vector<std::string>& ids);
-  asio::awaitable<migration_result> create(migrate_request r, std::string reason);
+  asio::awaitable<migration_result> create(migrate_request r, std::string reason, std::string plan = {});
   asio::awaitable<void> schedule();
   asio::awaitable<void> converge();
   asio::awaitable<void> finish_decommissions();
@@ -297,6 +333,12 @@ class controller final : public actor<controller_message> {
   // planned for the latest change that are not queued yet.
   std::optional<std::vector<ring::member>> planned_for_;
   std::deque<planned_move> convergence_plan_;
+  // Rebalancer: the last plan kept (what apply takes), whether a rebalance is under way (it
+  // goes on below the threshold until within threshold / 2), and when auto mode last planned.
+  std::optional<rebalance_run> last_plan_;
+  std::uint64_t next_plan_ = 1;
+  bool rebalance_continuing_ = false;
+  std::chrono::steady_clock::time_point last_rebalance_{};
 };
 
 }  // namespace shardd

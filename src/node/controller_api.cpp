@@ -81,5 +81,17 @@ awaitable<map_result> controller::set_settings(cluster_settings st) {
   auto make = [&](reply_to<map_result> reply) { return controller_message(settings_msg{st, std::move(reply)}); };
   co_return co_await ask<map_result>(std::move(make));
 }
+awaitable<result<rebalance_run>> controller::rebalance_plan(bool keep) {
+  using R = result<rebalance_run>;
+  auto make = [&](reply_to<R> reply) { return controller_message(rebalance_plan_msg{keep, std::move(reply)}); };
+  co_return co_await ask<R>(std::move(make));
+}
+awaitable<result<rebalance_applied>> controller::rebalance_apply(std::string id, std::optional<std::uint64_t> if_match) {
+  using R = result<rebalance_applied>;
+  auto make = [&](reply_to<R> reply) {
+    return controller_message(rebalance_apply_msg{std::move(id), if_match, std::move(reply)});
+  };
+  co_return co_await ask<R>(std::move(make));
+}
 
 }  // namespace shardd

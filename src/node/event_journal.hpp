@@ -19,8 +19,8 @@ namespace shardd {
 /// (cluster settings changed), `anomaly` (an anomaly opened or closed on a node), `monitor` (a
 /// node's monitor settings changed), `forecast` (a limit newly forecast to be reached within the
 /// horizon on a node, or no longer).
-inline constexpr std::array<std::string_view, 7> event_types = {"map",     "node",    "migration", "settings",
-                                                                "anomaly", "monitor", "forecast"};
+inline constexpr std::array<std::string_view, 8> event_types = {"map",     "node",    "migration", "settings",
+                                                                "anomaly", "monitor", "forecast",  "rebalance"};
 
 struct event {
   using value = std::variant<std::string, std::int64_t, double>;

@@ -174,6 +174,12 @@ const std::vector<rest_api::route>& rest_api::routes() {
       {M::post, "/v1/migrations/{id}/pause", {}, [](rest_api& a, call& c) { return a.control_migration(c, c.arg("id"), c.segments.back()); }, true},
       {M::post, "/v1/migrations/{id}/resume", {}, [](rest_api& a, call& c) { return a.control_migration(c, c.arg("id"), c.segments.back()); }, true},
       {M::post, "/v1/migrations/{id}/cancel", {}, [](rest_api& a, call& c) { return a.control_migration(c, c.arg("id"), c.segments.back()); }, true},
+      {M::post, "/v1/rebalance/plan", {}, [](rest_api& a, call& c) { return a.rebalance_plan(c); }, true},
+      {M::get, "/v1/rebalance/explain", {"format"}, [](rest_api& a, call& c) { return a.rebalance_explain(c); }, true},
+      {M::post, "/v1/rebalance/plans/{id}/apply", {"if_match"},
+       [](rest_api& a, call& c) { return a.rebalance_apply(c, c.arg("id")); }, true},
+      {M::get, "/v1/rebalance/settings", {}, [](rest_api& a, call& c) { return a.rebalance_settings_endpoint(c); }},
+      {M::put, "/v1/rebalance/settings", {}, [](rest_api& a, call& c) { return a.rebalance_settings_endpoint(c); }, true},
       {M::get, "/v1/indexes", {"format"}, [](rest_api& a, call& c) { return a.list_indexes(c); }},
       {M::get, "/v1/indexes/{index}", {"format"}, [](rest_api& a, call& c) { return a.get_index(c, c.arg("index")); }},
       {M::put, "/v1/indexes/{index}", {}, [](rest_api& a, call& c) { return a.put_index(c, c.arg("index")); }, true},
@@ -258,7 +264,12 @@ awaitable<http_response> rest_api::to_controller(call& c) {
   const std::string controller_id = ctx_.plane ? ctx_.plane->elect_controller() : std::string();
   if (c.forwarded || !ctx_.peer || controller_id.empty())
     co_return c.fail(503, "unavailable", "this node cannot change the map and cannot reach the controller");
-  auto r = co_await cluster_.forward(controller_id, c.req, c.snap->map->version);
+  // The peer protocol relays no headers: a plan's If-Match travels as ?if_match= instead.
+  auto relayed = c.req;
+  if (!relayed.if_match.empty() && c.path.ends_with("/apply") && !c.param("if_match"))
+    relayed.target += std::string(relayed.target.find('?') == std::string::npos ? "?" : "&") + "if_match=" +
+                      (parse_version_tag(relayed.if_match) ? std::to_string(*parse_version_tag(relayed.if_match)) : "invalid");
+  auto r = co_await cluster_.forward(controller_id, relayed, c.snap->map->version);
   if (!r && r.error().code == errc::unavailable)
     co_return c.fail(503, "unavailable", "the controller " + quoted(controller_id) +
                                              " is unreachable; index and membership changes wait for it");

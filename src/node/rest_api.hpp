@@ -159,6 +159,11 @@ class rest_api {
   boost::asio::awaitable<net::http_response> control_migration(call& c, const std::string& id, const std::string& command);
   boost::asio::awaitable<net::http_response> migration_settings(call& c);
   boost::asio::awaitable<net::http_response> decommission(call& c, const std::string& id);
+  // rest_rebalance.cpp
+  boost::asio::awaitable<net::http_response> rebalance_plan(call& c);
+  boost::asio::awaitable<net::http_response> rebalance_explain(call& c);
+  boost::asio::awaitable<net::http_response> rebalance_apply(call& c, const std::string& id);
+  boost::asio::awaitable<net::http_response> rebalance_settings_endpoint(call& c);
 
   node_context ctx_;
   shard_service shards_;

@@ -70,6 +70,19 @@ inline http_response text_response(std::string body) {
 
 inline std::string quoted(std::string_view s) { return "'" + std::string(s) + "'"; }
 
+/// A map version as an entity tag: `"12"`, `W/"12"` or plain `12` (as ?if_match= carries it).
+inline std::optional<std::uint64_t> parse_version_tag(std::string_view t) {
+  if (t.starts_with("W/")) t.remove_prefix(2);
+  if (t.size() >= 2 && t.front() == '"' && t.back() == '"') t = t.substr(1, t.size() - 2);
+  if (t.empty() || t.size() > 19) return std::nullopt;
+  std::uint64_t v = 0;
+  for (char ch : t) {
+    if (ch < '0' || ch > '9') return std::nullopt;
+    v = v * 10 + static_cast<std::uint64_t>(ch - '0');
+  }
+  return v;
+}
+
 inline bool has_header(const http_response& r, std::string_view name) {
   for (const auto& [n, v] : r.headers)
     if (n == name) return true;

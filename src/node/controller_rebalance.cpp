@@ -1,0 +1,148 @@
+// The rebalancer, on the controller: snapshot -> plan_rebalance (the core) -> queued moves.
+#include "node/controller.hpp"
+
+#include "common/log.hpp"
+
+namespace shardd {
+
+using asio::awaitable;
+
+namespace {
+
+std::int64_t now_wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+rebalance_run controller::make_plan(const partition_map& m) {
+  rebalance_input in;
+  in.map = &m;
+  in.migrations = &migrations_;
+  in.settings = m.settings.rebalance;
+  in.now_ms = static_cast<std::uint64_t>(now_wall_ms());
+  in.continuing = rebalance_continuing_;
+  auto take = [&](const std::vector<peer::shard_load>& loads) {
+    for (const auto& l : loads)
+      in.metrics[shard_key(l.index_id, l.shard_id)] = {l.bytes, l.records, l.reads_per_sec, l.writes_per_sec};
+  };
+  std::set<std::string, std::less<>> reported;
+  for (const auto& [id, l] : leases_)
+    if (l.load_at) {
+      take(l.load);
+      reported.insert(id);
+    }
+  if (local_load_)
+    if (auto mine = local_load_()) {
+      take(mine->shards);
+      reported.insert(cfg_.node_id);
+    }
+  for (const auto& [id, n] : m.nodes)
+    if (n.state == node_state::up && !reported.contains(id)) in.unreported.insert(id);
+  // The ETA without a cap: the mean rate of the last finished moves.
+  std::uint64_t sum = 0, count = 0;
+  for (auto it = migrations_.rbegin(); it != migrations_.rend() && count < 20; ++it)
+    if (it->second.rate_bytes_per_sec > 0) sum += it->second.rate_bytes_per_sec, ++count;
+  if (count) in.observed_bytes_per_sec = sum / count;
+  rebalance_run run;
+  run.created_ms = now_wall_ms();
+  run.plan = plan_rebalance(in);
+  return run;
+}
+
+awaitable<void> controller::on(rebalance_plan_msg& q) {
+  auto snap = co_await plane_.load();
+  if (!snap) {
+    q.reply.send(snap.error());
+    co_return;
+  }
+  auto run = make_plan(*(*snap)->map);
+  if (q.keep) {
+    run.id = "p" + std::to_string(next_plan_++);
+    last_plan_ = run;
+    event e;
+    e.type = "rebalance";
+    e.summary = "plan " + run.id + " (asked): " + run.plan.summary;
+    e.fields = {{"plan", run.id},
+                {"map_version", static_cast<std::int64_t>(run.plan.map_version)},
+                {"moves", static_cast<std::int64_t>(run.plan.moves.size())},
+                {"bytes", static_cast<std::int64_t>(run.plan.bytes_to_move)}};
+    co_await record(std::move(e));
+  }
+  q.reply.send(std::move(run));
+}
+
+awaitable<rebalance_applied> controller::apply_plan(const rebalance_run& run) {
+  rebalance_applied out;
+  out.map_version = run.plan.map_version;
+  for (const auto& mv : run.plan.moves) {
+    migrate_request q{mv.index, mv.shard, mv.target, mv.priority, 0};
+    auto r = co_await create(std::move(q), mv.reason, run.id);
+    if (r)
+      out.started.push_back(*r);
+    else
+      out.skipped.push_back(mv.index + "/" + std::to_string(mv.shard) + ": " + r.error().detail);
+  }
+  // A plan that did not reach threshold / 2 (its budget ran out, say) goes on next time, below
+  // the threshold too.
+  rebalance_continuing_ = !run.plan.converged && !run.plan.moves.empty();
+  event e;
+  e.type = "rebalance";
+  e.summary = "plan " + run.id + " applied: " + std::to_string(out.started.size()) + " move(s) queued" +
+              (out.skipped.empty() ? std::string() : ", " + std::to_string(out.skipped.size()) + " refused") + "; " +
+              run.plan.summary;
+  e.fields = {{"plan", run.id},
+              {"map_version", static_cast<std::int64_t>(run.plan.map_version)},
+              {"moves", static_cast<std::int64_t>(out.started.size())},
+              {"bytes", static_cast<std::int64_t>(run.plan.bytes_to_move)}};
+  co_await record(std::move(e));
+  SHARDD_LOG(info, "rebalance_applied", "plan", run.id, "moves", out.started.size(), "skipped", out.skipped.size(),
+             "map_version", run.plan.map_version);
+  co_return out;
+}
+
+awaitable<void> controller::on(rebalance_apply_msg& q) {
+  if (!last_plan_ || last_plan_->id != q.id) {
+    q.reply.send(make_error(errc::not_found, "plan " + q.id + " is not the latest plan" +
+                                                 (last_plan_ ? " (the latest is " + last_plan_->id + ")" : std::string()) +
+                                                 ": make one with POST /v1/rebalance/plan"));
+    co_return;
+  }
+  auto snap = co_await plane_.load();
+  if (!snap) {
+    q.reply.send(snap.error());
+    co_return;
+  }
+  const auto version = (*snap)->map->version;
+  if (version != last_plan_->plan.map_version || (q.if_match && *q.if_match != version)) {
+    rebalance_applied stale;
+    stale.stale = true;
+    stale.map_version = version;
+    q.reply.send(std::move(stale));
+    co_return;
+  }
+  const auto run = *last_plan_;
+  last_plan_.reset();  // a plan is applied once
+  q.reply.send(co_await apply_plan(run));
+}
+
+awaitable<void> controller::rebalance_tick() {
+  if (!peers_ || !store_) co_return;
+  auto snap = co_await plane_.load();
+  if (!snap) co_return;
+  const auto& m = *(*snap)->map;
+  if (m.settings.rebalance.mode == rebalance_mode::off) rebalance_continuing_ = false;
+  if (m.settings.rebalance.mode != rebalance_mode::automatic) co_return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_rebalance_ < std::chrono::milliseconds(m.settings.rebalance.interval_ms)) co_return;
+  last_rebalance_ = now;
+  auto run = make_plan(m);
+  if (run.plan.moves.empty()) {
+    if (run.plan.converged) rebalance_continuing_ = false;
+    co_return;
+  }
+  run.id = "p" + std::to_string(next_plan_++);
+  (void)co_await apply_plan(run);
+}
+
+}  // namespace shardd

@@ -1,0 +1,110 @@
+// REST: the rebalancer's plans, explain, apply and settings.
+#include "node/controller.hpp"
+#include "node/rest_internal.hpp"
+#include "shardd/json_fields.hpp"
+#include "shardd/text.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <cstdio>
+
+namespace shardd {
+
+namespace {
+
+json::object run_json(const rebalance_run& run, const rebalance_settings& st) {
+  auto o = to_json_object(run.plan);
+  if (!run.id.empty()) o["id"] = run.id;
+  o["created_ms"] = run.created_ms;
+  o["settings"] = to_json_object(st);
+  return o;
+}
+
+std::string two(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", v);
+  return buf;
+}
+
+}  // namespace
+
+awaitable<http_response> rest_api::rebalance_plan(call& c) {
+  if (!c.req.body.empty()) co_return c.fail(400, "invalid-argument", "POST /v1/rebalance/plan takes no body");
+  auto r = co_await ctx_.ctl->rebalance_plan(true);
+  if (!r) co_return c.fail(r.error());
+  auto res = json_response(200, to_json_text(run_json(*r, c.snap->map->settings.rebalance)));
+  // The plan's map version, for the apply's If-Match.
+  res.set_header("ETag", "\"" + std::to_string(r->plan.map_version) + "\"");
+  co_return res;
+}
+
+awaitable<http_response> rest_api::rebalance_explain(call& c) {
+  auto r = co_await ctx_.ctl->rebalance_plan(false);
+  if (!r) co_return c.fail(r.error());
+  const auto& p = r->plan;
+  if (c.text()) {
+    std::string out = p.summary + "\n\n";
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& n : p.nodes)
+      rows.push_back({n.node, n.state, std::to_string(n.weight), two(n.share), two(n.before), two(n.ratio_before),
+                      two(n.after), two(n.ratio_after), std::to_string(n.shards_before) + "->" + std::to_string(n.shards_after)});
+    out += render_table({"node", "state", "weight", "share", "score", "ratio", "score_after", "ratio_after", "shards"}, rows);
+    rows.clear();
+    for (const auto& h : p.held)
+      rows.push_back({h.rule, h.index.empty() ? "-" : h.index + "/" + std::to_string(h.shard), h.source.empty() ? "-" : h.source,
+                      h.target.empty() ? "-" : h.target, h.why});
+    if (!rows.empty()) out += "\n" + render_table({"rule", "shard", "source", "target", "why"}, rows);
+    co_return text_response(std::move(out));
+  }
+  co_return json_response(200, to_json_text(run_json(*r, c.snap->map->settings.rebalance)));
+}
+
+awaitable<http_response> rest_api::rebalance_apply(call& c, const std::string& id) {
+  std::optional<std::uint64_t> if_match;
+  std::string tag = c.req.if_match;
+  if (auto q = c.param("if_match")) tag = std::string(*q);
+  if (!tag.empty()) {
+    if_match = parse_version_tag(tag);
+    if (!if_match)
+      co_return c.fail(400, "invalid-argument", "If-Match must be the plan's map version, as \"12\" (got " + quoted(tag) + ")");
+  }
+  auto r = co_await ctx_.ctl->rebalance_apply(id, if_match);
+  if (!r) co_return c.fail(r.error());
+  if (r->stale)
+    co_return c.fail(412, "precondition-failed",
+                     "the map is at version " + std::to_string(r->map_version) +
+                         ", not the plan's (or If-Match's): make a new plan with POST /v1/rebalance/plan");
+  json::object o;
+  o["plan"] = id;
+  o["map_version"] = r->map_version;
+  json::array ms;
+  for (const auto& m : r->started) ms.push_back(json::parse(to_json(m)));  // the records as queued
+  o["migrations"] = std::move(ms);
+  json::array skipped;
+  for (const auto& s : r->skipped) skipped.push_back(json::value(s));
+  o["skipped"] = std::move(skipped);
+  co_return json_response(202, json::serialize(o));
+}
+
+awaitable<http_response> rest_api::rebalance_settings_endpoint(call& c) {
+  const auto& cur = c.snap->map->settings;
+  auto render = [](const cluster_settings& st, std::uint64_t version) {
+    auto o = to_json_object(st.rebalance);
+    o["map_version"] = version;
+    return to_json_text(o);
+  };
+  if (c.req.method == http_method::get) co_return json_response(200, render(cur, c.snap->map->version));
+  auto parsed = parse_json(c.req.body, "request body");
+  if (!parsed) co_return c.fail(parsed.error());
+  if (!parsed->is_object()) co_return c.fail(400, "invalid-argument", "rebalance settings must be a JSON object");
+  json_fields f(parsed->get_object(), "");
+  cluster_settings next = cur;
+  if (auto ok = read_rebalance_settings(f, next.rebalance); !ok) co_return c.fail(ok.error());
+  auto r = co_await ctx_.ctl->set_settings(next);
+  if (!r) co_return c.fail(r.error());
+  c.snap = *r;
+  co_return json_response(200, render(c.snap->map->settings, c.snap->map->version));
+}
+
+}  // namespace shardd

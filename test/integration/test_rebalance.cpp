@@ -1,0 +1,148 @@
+// The rebalancer with real processes: plans, explain, apply with If-Match, settings, and the
+// automatic mode converging a weight change under writes.
+
+#include "support/catch_result.hpp"
+#include "support/cluster.hpp"
+#include "support/json_body.hpp"
+#include "support/migration_ops.hpp"
+
+#include <map>
+#include <thread>
+
+using namespace shardd;
+using namespace shardd::test;
+namespace json = boost::json;
+
+namespace {
+
+std::map<std::string, int> counts(net::https_client& c, const std::string& index) {
+  std::map<std::string, int> out;
+  for (const auto& [s, n] : owners(c, index)) ++out[n];
+  return out;
+}
+
+/// Waits until no migration is queued or moving (and at least `min_done` have finished).
+bool settle(net::https_client& c, std::size_t min_done, std::chrono::seconds limit = std::chrono::seconds(60)) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const auto active = body(c.get("/v1/migrations?state=active")).at("migrations").as_array().size();
+    const auto done = body(c.get("/v1/migrations?state=finished")).at("migrations").as_array().size();
+    if (active == 0 && done >= min_done) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("plan-only: a weight of 3 gives a plan; a stale If-Match gets 412; applied, it converges and the next plan is empty") {
+  cluster cl(3);
+  auto c1 = cl.node(1).client();
+  auto c2 = cl.node(2).client();
+  REQUIRE(c1->put("/v1/migrations/settings", R"({"convergence":false})").status == 200);
+  REQUIRE(c1->put("/v1/indexes/r", R"({"shards":15})").status == 201);
+  std::map<std::string, std::int64_t> expected;
+  load(*c1, "r", "k", 3000, {}, 50, expected);
+
+  // Settings: the default mode, a change through another node, and bad values.
+  auto s = body(c1->get("/v1/rebalance/settings"));
+  CHECK(s.at("mode") == "plan-only");
+  CHECK(s.at("strategy") == "weighted");
+  REQUIRE(c2->put("/v1/rebalance/settings", R"({"strategy":"shards","cooldown_ms":0})").status == 200);
+  CHECK(body(c1->get("/v1/rebalance/settings")).at("strategy") == "shards");
+  auto bad = c1->put("/v1/rebalance/settings", R"({"strategy":"random"})");
+  CHECK(bad.status == 400);
+  CHECK(bad.body.find("strategy") != std::string::npos);
+  CHECK(c1->put("/v1/rebalance/settings", R"({"threshold":-1})").status == 400);
+  CHECK(c1->put("/v1/rebalance/settings", R"({"mode":)").status == 400);
+  CHECK(c1->put("/v1/rebalance/settings", R"({"speed":1})").status == 400);
+
+  // A threshold no node passes: nothing to do, and the plan says why.
+  REQUIRE(c1->put("/v1/rebalance/settings", R"({"threshold":5})").status == 200);
+  auto quiet = body(c1->post("/v1/rebalance/plan", ""));
+  CHECK(quiet.at("moves").as_array().empty());
+  CHECK(quiet.at("triggered") == false);
+  CHECK(std::string(quiet.at("summary").as_string()).find("within") != std::string::npos);
+  REQUIRE(c1->put("/v1/rebalance/settings", R"({"threshold":0.1})").status == 200);
+
+  REQUIRE(c1->put("/v1/cluster/nodes/node-3", R"({"weight":3})").status == 200);
+  auto ex = c2->get("/v1/rebalance/explain?format=text");
+  REQUIRE(ex.status == 200);
+  CHECK(ex.body.find("node-3") != std::string::npos);
+  CHECK(ex.body.find("ratio") != std::string::npos);
+
+  auto pr = c2->post("/v1/rebalance/plan", "");
+  REQUIRE(pr.status == 200);
+  auto plan = body(pr);
+  const std::string id(plan.at("id").as_string());
+  const auto version = plan.at("map_version").as_int64();
+  CHECK(pr.header("etag") == "\"" + std::to_string(version) + "\"");
+  const auto& moves = plan.at("moves").as_array();
+  REQUIRE(moves.size() >= 3);
+  for (const auto& mv : moves) CHECK(mv.at("target") == "node-3");
+  CHECK(plan.at("max_ratio_after").to_number<double>() < plan.at("max_ratio_before").to_number<double>());
+
+  // A stale If-Match, an unknown plan, a bad tag.
+  auto stale = c1->request("POST", "/v1/rebalance/plans/" + id + "/apply", "", {{"If-Match", "\"" + std::to_string(version - 1) + "\""}});
+  CHECK(stale.status == 412);
+  CHECK(stale.body.find("POST /v1/rebalance/plan") != std::string::npos);
+  CHECK(c1->post("/v1/rebalance/plans/p999/apply", "").status == 404);
+  CHECK(c1->request("POST", "/v1/rebalance/plans/" + id + "/apply", "", {{"If-Match", "yesterday"}}).status == 400);
+
+  // Applied through a node that is not the controller (If-Match relayed).
+  auto ap = c2->request("POST", "/v1/rebalance/plans/" + id + "/apply", "", {{"If-Match", "\"" + std::to_string(version) + "\""}});
+  INFO(ap.body);
+  REQUIRE(ap.status == 202);
+  auto applied = body(ap);
+  const auto& started = applied.at("migrations").as_array();
+  CHECK(started.size() == moves.size());
+  const std::string first(started.at(0).at("id").as_string());
+  CHECK(migration(*c1, first).at("plan").as_string() == id);
+  CHECK(migration(*c1, first).at("reason") == "balance");
+  // Applied once only.
+  CHECK(c1->post("/v1/rebalance/plans/" + id + "/apply", "").status == 404);
+
+  // Planning again at once: the moves in flight count as done.
+  CHECK(body(c1->post("/v1/rebalance/plan", "")).at("moves").as_array().empty());
+  REQUIRE(settle(*c1, moves.size()));
+  auto n = counts(*c1, "r");
+  CHECK(n["node-3"] == 9);  // 15 x 3/5
+  CHECK(body(c1->post("/v1/rebalance/plan", "")).at("moves").as_array().empty());
+  verify(*c1, "r", expected);
+
+  // The journal has the plans and the moves with their plan id.
+  auto ev = body(c1->get("/v1/events?type=rebalance"));
+  CHECK(ev.at("events").as_array().size() >= 3);
+  bool tagged = false;
+  auto migration_events = body(c1->get("/v1/events?type=migration&limit=1000"));
+  for (const auto& e : migration_events.at("events").as_array())
+    if (e.as_object().if_contains("plan")) tagged = true;
+  CHECK(tagged);
+}
+
+TEST_CASE("auto: a weight change converges through the rebalancer with no operator action, no acknowledged write lost") {
+  cluster cl(3, {}, R"({"cluster":{"heartbeat_interval_ms":200}})");
+  auto c1 = cl.node(1).client();
+  REQUIRE(c1->put("/v1/indexes/a", R"({"shards":16})").status == 201);
+  std::map<std::string, std::int64_t> expected;
+  load(*c1, "a", "k", 3000, {}, 50, expected);
+  REQUIRE(c1->put("/v1/rebalance/settings", R"({"mode":"auto","strategy":"shards","interval_ms":300})").status == 200);
+  writer w(cl.node(2).client(), "a", "w");
+  REQUIRE(c1->put("/v1/cluster/nodes/node-2", R"({"weight":3})").status == 200);
+  bool converged = false;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!converged && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const auto active = body(c1->get("/v1/migrations?state=active")).at("migrations").as_array().size();
+    converged = active == 0 && counts(*c1, "a")["node-2"] >= 9;  // 16 x 3/5 = 9.6
+  }
+  w.finish(expected);
+  REQUIRE(converged);
+  // Every move was the rebalancer's, none by convergence (it stands aside in auto mode).
+  auto finished_moves = body(c1->get("/v1/migrations?state=finished"));
+  for (const auto& m : finished_moves.at("migrations").as_array()) {
+    CHECK(m.at("reason") == "balance");
+    CHECK(m.at("phase") == "done");
+  }
+  verify(*c1, "a", expected);
+}
