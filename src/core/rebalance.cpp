@@ -38,6 +38,7 @@ struct item {
   double weight = 0;
   int node = -1;  // where it is (in flight: where it goes)
   bool movable = true;
+  bool in_flight = false;  // a migration holds it
   bool cooling = false;
   std::uint64_t cooled_ms = 0;  // how long ago it last moved
 };
@@ -146,9 +147,11 @@ rebalance_plan plan_rebalance(const rebalance_input& in) {
       if (sh.state == shard_state::migrating && !sh.target.empty()) {
         where = sh.target;
         it.movable = false;
+        it.in_flight = true;
       } else if (hk != history.end() && hk->second.holder) {
         where = hk->second.holder->target;
         it.movable = false;
+        it.in_flight = true;
       }
       auto at = node_at.find(where);
       if (at == node_at.end() || nodes[at->second].down) {
@@ -378,6 +381,8 @@ rebalance_plan plan_rebalance(const rebalance_input& in) {
           const double before = distance(src, src.score, lo, hi) + distance(dst, dst.score, lo, hi);
           for (int idx : src.items) {
             const auto& it = items[static_cast<std::size_t>(idx)];
+            if (it.in_flight && tried_dst == 1)
+              reject({"in_flight", it.ix->name, it.sh->id, src.e->id, "", "a migration to " + src.e->id + " holds it"});
             if (!it.movable) continue;
             const double rd_after = (dst.score + it.weight) / dst.share;
             if (rd_after >= rs) {

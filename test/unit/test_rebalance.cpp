@@ -125,6 +125,31 @@ TEST_CASE("12 shards on three equal nodes placed 3 / 5 / 4 end 4 / 4 / 4, and pl
   CHECK(after.moves.empty());
 }
 
+TEST_CASE("shards on their way count where they go, do not move again, and explain names them") {
+  // node-0 owns shard 0; shards 1-3 are moving to it from node-1: node-0 counts 4, node-1 0.
+  auto m = cluster_of({1, 1}, {0, 1, 1, 1});
+  migration_table t;
+  for (std::uint32_t s = 1; s <= 3; ++s) {
+    migration_record r;
+    r.id = "m" + std::to_string(s);
+    r.index = "ix";
+    r.index_id = 1;
+    r.shard = s;
+    r.source = "node-1";
+    r.target = "node-0";
+    r.phase = migration_phase::copying;
+    r.reason = "api";
+    t[r.id] = r;
+  }
+  auto p = plan_rebalance(input_for(m, t, rebalance_strategy::shards));
+  CHECK(p.nodes[0].before == 4);
+  REQUIRE(p.moves.size() == 1);
+  CHECK(p.moves[0].shard == 0);
+  const auto* h = held_by(p, "in_flight");
+  REQUIRE(h);
+  CHECK(h->shard >= 1);
+}
+
 TEST_CASE("a node that joins receives its share from the fullest nodes, each shard moved once") {
   std::vector<int> owners;
   for (int i = 0; i < 30; ++i) owners.push_back(i % 3);
