@@ -71,6 +71,9 @@ TEST_CASE("plan-only: a weight of 3 gives a plan; a stale If-Match gets 412; app
   CHECK(ex.body.find("node-3") != std::string::npos);
   CHECK(ex.body.find("ratio") != std::string::npos);
 
+  auto with_body = c1->post("/v1/rebalance/plan", R"({"strategy":"bytes"})");  // settings go through PUT, not here
+  CHECK(with_body.status == 400);
+  CHECK(with_body.body.find("takes no body") != std::string::npos);
   auto pr = c2->post("/v1/rebalance/plan", "");
   REQUIRE(pr.status == 200);
   auto plan = body(pr);
