@@ -10,7 +10,7 @@ big:    one migration of a shard of 1 KiB documents (>= 1 GiB) and one of 100-by
 fence:  write-fence durations (p50/p99/max) over many migrations under a write load.
 redis:  1,000,000 records of 100-byte values on 3 nodes, a 4th added, time until balanced:
         Redis Cluster (redis-cli --cluster rebalance --cluster-use-empty-masters) and shardd
-        (join convergence), in the same run. BENCH_REDIS_PIPELINE sets redis-cli's
+        (the rebalancer after a join), in the same run. BENCH_REDIS_PIPELINE sets redis-cli's
         --cluster-pipeline (keys per MIGRATE; default 10, as redis-cli's).
 """
 import json
@@ -153,7 +153,7 @@ def part_big(work, quick):
     cfg = {"migration": {"undo_window_ms": 1000}, "storage": {"block_cache_mb": 512}}
     cl = Cluster(work, 2, cfg)
     try:
-        cl.api(1, "PUT", "/v1/migrations/settings", {"convergence": False})
+        cl.api(1, "PUT", "/v1/rebalance/settings", {"mode": "off"})
         gib = 1 << 30
         cases = [("1 KiB documents", 1024, (gib // 1034 + 1) if not quick else 100000),
                  ("100-byte documents", 100, 2000000 if not quick else 200000)]
@@ -216,7 +216,8 @@ def part_big(work, quick):
 def part_fence(work, quick):
     cl = Cluster(work, 2, {"migration": {"undo_window_ms": 500}})
     try:
-        cl.api(1, "PUT", "/v1/migrations/settings", {"convergence": False, "max_outgoing": 2, "max_incoming": 2})
+        cl.api(1, "PUT", "/v1/rebalance/settings", {"mode": "off"})
+        cl.api(1, "PUT", "/v1/migrations/settings", {"max_outgoing": 2, "max_incoming": 2})
         cl.api(1, "PUT", "/v1/indexes/fz", {"shards": 64})
         bulk(cl, 1, "fz", 64000, 100)
         script = os.path.join(REPO, "bench", "wrk-put.lua")
@@ -323,25 +324,30 @@ def part_redis(work, quick):
     base = os.path.join(work, "shardd")
     os.makedirs(base)
     os.symlink(os.path.join(work, "certs"), os.path.join(base, "certs"))
-    cl = Cluster(base, 3, {"migration": {"undo_window_ms": 1000}})
+    # The rebalancer by shard count, as Redis Cluster balances slots.
+    cl = Cluster(base, 3, {"migration": {"undo_window_ms": 1000}, "rebalance": {"strategy": "shards"}})
     try:
         cl.api(1, "PUT", "/v1/indexes/kv", {"shards": 32})
         t = time.time()
         bulk(cl, 1, "kv", records, 100, prefix="key:")
         print(f"# shardd: loaded {records} records in {time.time() - t:.1f} s", flush=True)
+        moving_phases = ("queued", "copying", "catching_up", "verifying", "cutover")
+        while any(m["phase"] in moving_phases for m in cl.api(1, "GET", "/v1/migrations")["migrations"]):
+            time.sleep(0.1)  # the balance of 32 shards on 3 nodes, before the join
+        earlier = {m["id"] for m in cl.api(1, "GET", "/v1/migrations")["migrations"]}
         before = {s["shard"]: s["node"] for s in cl.api(1, "GET", "/v1/shards?index=kv")["shards"]}
         t0 = time.time()
         cl.add()
-        # Balanced when no convergence migration is queued or moving data: a migration in
-        # "retiring" has committed the new owner and only waits out the source's undo window
-        # (Redis counts a key as moved once it is on the new node, too).
+        # Balanced when no move the rebalancer made for the join is queued or moving data: a
+        # migration in "retiring" has committed the new owner and only waits out the source's
+        # undo window (Redis counts a key as moved once it is on the new node, too).
         while True:
-            conv = [m for m in cl.api(1, "GET", "/v1/migrations")["migrations"] if m["reason"] == "convergence"]
-            moving = [m for m in conv if m["phase"] in ("queued", "copying", "catching_up", "verifying", "cutover")]
+            conv = [m for m in cl.api(1, "GET", "/v1/migrations")["migrations"] if m["id"] not in earlier]
+            moving = [m for m in conv if m["phase"] in moving_phases]
             if conv and not moving:
                 break
             if time.time() - t0 > 3600:
-                raise RuntimeError("convergence did not finish")
+                raise RuntimeError("the join's rebalance did not finish")
             time.sleep(0.05)
         secs = time.time() - t0
         moved = sum(m["records_done"] for m in conv if m["phase"] in ("retiring", "done"))

@@ -52,31 +52,10 @@ struct planned_move {
 // --- placement -------------------------------------------------------------------------------
 
 /// The desired owner (node id) of every shard of `ix`, in shard order, by sticky bounded-load
-/// placement on `placement` starting from the current owners: where the controller converges.
+/// placement on `placement` starting from the current owners: where the ring would put them
+/// (`/v1/ring/lookup`'s `desired_owner`); the rebalancer balances by its own strategy instead.
 /// Empty when the ring is empty. The one place that calls place_bounded_sticky.
 [[nodiscard]] std::vector<std::string> desired_owners(const index_entry& ix, const ring& placement, double epsilon);
-
-/// Convergence after the placement ring changed from `before` to `after` (a join, a node back
-/// up, a weight change): every shard that sticky placement on `before` kept where it is and
-/// sticky placement on `after` moves. A shard that did not sit where `before` wanted it (an
-/// operator moved it) is left alone. Indexes by name, shards in order.
-[[nodiscard]] std::vector<planned_move> plan_convergence(const partition_map& m, const ring& before, const ring& after,
-                                                         double epsilon);
-
-/// Whether a planned convergence move still makes sense in `m`: the shard exists, is active,
-/// is not on the target already, its owner is up and no migration holds it.
-[[nodiscard]] bool convergence_still_valid(const planned_move& mv, const partition_map& m, const migration_table& t);
-
-/// Takes the moves to queue now from the front of `plan`: up to `batch` minus the convergence
-/// migrations already queued or transferring in `t`, dropping the ones no longer valid.
-/// Returns them; `plan` keeps the rest.
-[[nodiscard]] std::vector<planned_move> take_convergence(std::deque<planned_move>& plan, const partition_map& m,
-                                                         const migration_table& t, std::uint32_t batch);
-
-/// Decommission: where each shard of `node` goes (sticky placement on `placement`, a ring that
-/// no longer holds the draining node), leaving out shards a migration already holds.
-[[nodiscard]] std::vector<planned_move> plan_drain(const partition_map& m, const ring& placement, std::string_view node,
-                                                   const migration_table& t, double epsilon);
 
 /// Draining nodes that hold nothing any more (no shard owned or incoming, no open migration
 /// from them): they can be marked `left`.

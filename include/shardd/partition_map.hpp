@@ -67,8 +67,6 @@ struct cluster_settings {
   std::uint64_t migration_bytes_per_sec = 0;  ///< per-node cap on outgoing migration traffic; 0: none
   std::uint32_t max_outgoing = 2;             ///< concurrent migrations a node sends
   std::uint32_t max_incoming = 2;             ///< concurrent migrations a node receives
-  bool convergence = true;                    ///< move shards toward their desired owners after joins
-  std::uint32_t convergence_batch = 4;        ///< migrations convergence queues at a time
   rebalance_settings rebalance;               ///< the rebalancer's strategy, threshold and rules
   friend bool operator==(const cluster_settings&, const cluster_settings&) = default;
 };

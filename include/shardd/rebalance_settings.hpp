@@ -33,9 +33,8 @@ std::optional<rebalance_mode> parse_rebalance_mode(std::string_view s) noexcept;
 
 /// The rebalancer's settings: cluster-wide, they travel with the map.
 struct rebalance_settings {
-  /// plan-only until the rebalancer takes over join convergence (then auto): in auto mode the
-  /// controller's convergence stands aside.
-  rebalance_mode mode = rebalance_mode::plan_only;
+  /// auto: the rebalancer makes every automatic move (joins, weight changes, drains, skew).
+  rebalance_mode mode = rebalance_mode::automatic;
   rebalance_strategy strategy = rebalance_strategy::weighted;
   /// Start when some node's score is more than `threshold` above (or below) its share of the
   /// total (1 = its weight's share); stop once every node is within threshold / 2.

@@ -95,11 +95,18 @@ result<node_config> parse_config(std::string_view text, const std::string& base_
     SHARDD_READ(c.migration_threads, f.opt_u64("threads", c.migration_threads, 1, 16));
     SHARDD_READ(c.migration_max_outgoing, f.opt_u64("max_outgoing", c.migration_max_outgoing, 1, 1000));
     SHARDD_READ(c.migration_max_incoming, f.opt_u64("max_incoming", c.migration_max_incoming, 1, 1000));
-    SHARDD_READ(c.migration_convergence, f.opt_bool("convergence", c.migration_convergence));
-    SHARDD_READ(c.migration_convergence_batch, f.opt_u64("convergence_batch", c.migration_convergence_batch, 1, 1000));
+    for (const char* gone : {"convergence", "convergence_batch"})
+      if (f.find(gone))
+        return f.fail(gone, "the rebalancer makes every automatic move now: set rebalance.mode (auto, plan-only or off) instead");
     SHARDD_READ(c.migration_keep_finished_ms,
                 f.opt_u64("keep_finished_ms", c.migration_keep_finished_ms, 0, 365 * 24 * 3600 * 1000ull));
     SHARDD_READ(c.migration_keep_finished, f.opt_u64("keep_finished", c.migration_keep_finished, 0, 1000000));
+    if (auto fin = f.finish(); !fin) return fin.error();
+  }
+  SHARDD_READ(obj, root.opt_object("rebalance"));
+  if (obj) {
+    json_fields f(*obj, "rebalance");
+    if (auto r = read_rebalance_settings(f, c.rebalance); !r) return r.error();
     if (auto fin = f.finish(); !fin) return fin.error();
   }
   SHARDD_READ(obj, root.opt_object("monitor"));

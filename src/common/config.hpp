@@ -4,6 +4,7 @@
 
 #include "shardd/error.hpp"
 #include "shardd/host_port.hpp"
+#include "shardd/rebalance_settings.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -69,13 +70,15 @@ struct node_config {
   // map; afterwards PUT /v1/migrations/settings changes them).
   std::uint32_t migration_max_outgoing = 2;
   std::uint32_t migration_max_incoming = 2;
-  bool migration_convergence = true;
-  std::uint32_t migration_convergence_batch = 4;
   // Finished migration records (done, failed, cancelled, rolled back) are deleted once older
   // than keep_finished_ms, or beyond the newest keep_finished of them.
   std::uint64_t migration_keep_finished_ms = 24ull * 3600 * 1000;
   std::uint32_t migration_keep_finished = 1000;
   std::uint32_t migration_threads = 2;             ///< scans, digests and imports: never the read pool's
+
+  // rebalance: the cluster's initial rebalancer settings (bootstrap; afterwards
+  // PUT /v1/rebalance/settings changes them)
+  rebalance_settings rebalance;
 
   // monitor
   std::uint32_t monitor_interval_ms = 5000;      ///< sampling period; 0: off

@@ -68,59 +68,6 @@ std::vector<std::string> desired_owners(const index_entry& ix, const ring& place
   return out;
 }
 
-std::vector<planned_move> plan_convergence(const partition_map& m, const ring& before, const ring& after,
-                                           double epsilon) {
-  std::vector<planned_move> out;
-  if (after.empty()) return out;
-  for (const auto& [name, ix] : m.indexes) {
-    const auto was = desired_owners(ix, before, epsilon);  // empty: no ring before, every shard is settled
-    const auto now = desired_owners(ix, after, epsilon);
-    for (std::size_t i = 0; i < ix.shards.size(); ++i) {
-      const auto& sh = ix.shards[i];
-      const bool settled = was.empty() || was[i] == sh.owner;
-      if (settled && now[i] != sh.owner) out.push_back({name, sh.id, now[i]});
-    }
-  }
-  return out;
-}
-
-bool convergence_still_valid(const planned_move& mv, const partition_map& m, const migration_table& t) {
-  const auto* ix = m.find_index(mv.index);
-  const auto* sh = ix ? ix->find_shard(mv.shard) : nullptr;
-  const auto* owner = sh ? m.find_node(sh->owner) : nullptr;
-  return sh && sh->state == shard_state::active && sh->owner != mv.target && owner && owner->state == node_state::up &&
-         !shard_busy(t, mv.index, mv.shard);
-}
-
-std::vector<planned_move> take_convergence(std::deque<planned_move>& plan, const partition_map& m,
-                                           const migration_table& t, std::uint32_t batch) {
-  std::uint32_t pending = 0;
-  for (const auto& [id, r] : t)
-    if ((r.phase == migration_phase::queued || transferring(r)) && r.reason == "convergence") ++pending;
-  std::vector<planned_move> out;
-  std::set<std::pair<std::string, std::uint32_t>> taken;  // a plan never names a shard twice, but be sure
-  while (pending < batch && !plan.empty()) {
-    auto mv = std::move(plan.front());
-    plan.pop_front();
-    if (!convergence_still_valid(mv, m, t) || !taken.emplace(mv.index, mv.shard).second) continue;
-    out.push_back(std::move(mv));
-    ++pending;
-  }
-  return out;
-}
-
-std::vector<planned_move> plan_drain(const partition_map& m, const ring& placement, std::string_view node,
-                                     const migration_table& t, double epsilon) {
-  std::vector<planned_move> out;
-  if (placement.empty()) return out;
-  for (const auto& [name, ix] : m.indexes) {
-    const auto want = desired_owners(ix, placement, epsilon);
-    for (std::size_t i = 0; i < ix.shards.size(); ++i)
-      if (ix.shards[i].owner == node && !shard_busy(t, name, ix.shards[i].id)) out.push_back({name, ix.shards[i].id, want[i]});
-  }
-  return out;
-}
-
 std::vector<std::string> drained_nodes(const partition_map& m, const migration_table& t) {
   std::vector<std::string> out;
   for (const auto& [id, n] : m.nodes) {
@@ -488,8 +435,7 @@ map_diff describe_change(const partition_map& before, const partition_map& after
   setting("max_bytes_per_sec", a.migration_bytes_per_sec, b.migration_bytes_per_sec);
   setting("max_outgoing", a.max_outgoing, b.max_outgoing);
   setting("max_incoming", a.max_incoming, b.max_incoming);
-  setting("convergence", int(a.convergence), int(b.convergence));
-  setting("convergence_batch", a.convergence_batch, b.convergence_batch);
+  if (a.rebalance != b.rebalance) line("rebalance settings changed");
   if (more) out.lines.push_back("... and " + std::to_string(more) + " more");
   return out;
 }

@@ -446,8 +446,6 @@ std::string to_json(const partition_map& m) {
   settings["migration_bytes_per_sec"] = m.settings.migration_bytes_per_sec;
   settings["max_outgoing"] = m.settings.max_outgoing;
   settings["max_incoming"] = m.settings.max_incoming;
-  settings["convergence"] = m.settings.convergence;
-  settings["convergence_batch"] = m.settings.convergence_batch;
   settings["rebalance"] = to_json_object(m.settings.rebalance);
   root["settings"] = std::move(settings);
   return json::serialize(root);
@@ -589,10 +587,14 @@ result<partition_map> from_json(std::string_view text) {
     SHARDD_READ(m.settings.migration_bytes_per_sec, sf.opt_u64("migration_bytes_per_sec", 0));
     SHARDD_READ(m.settings.max_outgoing, sf.opt_u64("max_outgoing", 2, 1, 1000));
     SHARDD_READ(m.settings.max_incoming, sf.opt_u64("max_incoming", 2, 1, 1000));
-    SHARDD_READ(m.settings.convergence, sf.opt_bool("convergence", true));
-    SHARDD_READ(m.settings.convergence_batch, sf.opt_u64("convergence_batch", 4, 1, 1000));
+    // A map written before the rebalancer took over joins: `convergence` false meant no
+    // automatic moves, which is mode off now; `convergence_batch` has no successor.
+    auto legacy = sf.opt_bool("convergence", true);
+    if (!legacy) return legacy.error();
+    (void)sf.find("convergence_batch");
     auto rb = sf.opt_object("rebalance");
     if (!rb) return rb.error();
+    if (!*rb && !*legacy) m.settings.rebalance.mode = rebalance_mode::off;
     if (*rb) {
       json_fields rf(**rb, sf.child_path("rebalance"));
       if (auto r = read_rebalance_settings(rf, m.settings.rebalance); !r) return r.error();

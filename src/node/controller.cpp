@@ -294,14 +294,11 @@ awaitable<void> controller::reconcile() {
   }
 }
 
-awaitable<void> controller::converge() {
-  // When the placement ring changes (a node joins or comes back, a weight changes), move the
-  // shards whose desired owner changed (plan_convergence). Nothing moves while the ring stays
-  // the same.
-  if (!peers_) co_return;
+awaitable<void> controller::watch_ring() {
+  // When the placement ring changes (a node joins or comes back, a weight changes), auto mode
+  // plans at the next tick instead of its next interval.
   auto snap = co_await plane_.load();
   if (!snap) co_return;
-  const auto& m = *(*snap)->map;
   const auto& now_ring = *(*snap)->placement;
   std::vector<ring::member> members;
   for (std::size_t i = 0; i < now_ring.node_count(); ++i) members.push_back({now_ring.nodes()[i], now_ring.weights()[i]});
@@ -311,26 +308,11 @@ awaitable<void> controller::converge() {
            });
   };
   if (!planned_for_) {
-    planned_for_ = members;  // the ring as the controller found it: nothing to catch up on
+    planned_for_ = std::move(members);  // the ring as the controller found it
   } else if (!same(*planned_for_, members)) {
-    auto old_ring = ring::build(*planned_for_, now_ring.vnodes_per_weight());
-    planned_for_ = members;
-    last_rebalance_ = {};  // the rebalancer (auto mode) plans at the next tick, not its next interval
-    convergence_plan_.clear();
-    if (m.settings.convergence && old_ring) {
-      auto moves = plan_convergence(m, *old_ring, now_ring, cfg_.placement_epsilon);
-      convergence_plan_.assign(std::make_move_iterator(moves.begin()), std::make_move_iterator(moves.end()));
-      if (!convergence_plan_.empty())
-        SHARDD_LOG(info, "convergence_planned", "moves", convergence_plan_.size(), "map_version", m.version);
-    }
-  }
-  if (!m.settings.convergence || m.settings.rebalance.mode == rebalance_mode::automatic) {
-    convergence_plan_.clear();  // off, or the rebalancer makes every automatic move
-    co_return;
-  }
-  for (auto& mv : take_convergence(convergence_plan_, m, migrations_, m.settings.convergence_batch)) {
-    migrate_request q{std::move(mv.index), mv.shard, std::move(mv.target), migration_priority::low, 0};
-    (void)co_await create(std::move(q), "convergence");
+    planned_for_ = std::move(members);
+    last_rebalance_ = {};
+    SHARDD_LOG(info, "ring_changed", "members", planned_for_->size(), "map_version", (*snap)->map->version);
   }
 }
 
@@ -346,7 +328,7 @@ awaitable<void> controller::finish_decommissions() {
 awaitable<void> controller::after_phase_change() {
   // A slot frees as soon as the data is across: start the next ones without waiting a tick.
   co_await schedule();
-  co_await converge();
+  co_await watch_ring();
 }
 
 awaitable<void> controller::handle(controller_message m) {
@@ -380,7 +362,7 @@ awaitable<void> controller::on(join_msg& j) {
   if (!res && res.error().code == errc::already_exists) res = co_await plane_.load();  // nothing to change
   if (res) SHARDD_LOG(info, "node_joined", "peer", r.node_id, "rest", r.rest_address, "map_version", (*res)->map->version);
   j.reply.send(std::move(res));
-  co_await converge();  // a new member: plan the moves now rather than at the next tick
+  co_await watch_ring();  // a new member: the rebalancer plans at the next tick
 }
 
 awaitable<void> controller::on(heartbeat_msg& h) {
@@ -443,7 +425,7 @@ awaitable<void> controller::on(set_weight_msg& w) {
   auto res = co_await change("API: weight of node " + w.node, [&](const cluster_snapshot& s) { return set_node_weight(*s.map, w.node, w.weight); });
   if (res) SHARDD_LOG(info, "node_weight", "peer", w.node, "weight", w.weight, "map_version", (*res)->map->version);
   w.reply.send(std::move(res));
-  co_await converge();
+  co_await watch_ring();
 }
 
 awaitable<void> controller::on(members_msg& q) {
@@ -541,7 +523,7 @@ awaitable<void> controller::on(tick_msg&) {
     }
   }
   co_await schedule();
-  co_await converge();
+  co_await watch_ring();
   co_await rebalance_tick();
   co_await finish_decommissions();
   const auto old = prunable_migrations(migrations_, wall_ms(), cfg_.migration_keep_finished_ms, cfg_.migration_keep_finished);
@@ -833,10 +815,12 @@ awaitable<void> controller::on(decommission_msg& dc) {
     snap = std::move(res);
     SHARDD_LOG(info, "node_draining", "peer", dc.node, "map_version", (*snap)->map->version);
   }
-  // The placement ring no longer holds a draining node: every shard of it goes where sticky
-  // bounded-load placement puts it on the others.
+  // The planner's drain moves for this node (heaviest first, each to the node whose score
+  // stays lowest), whatever the rebalancer's mode: an operator asked for them.
   std::vector<migration_record> created;
-  for (auto& mv : plan_drain(*(*snap)->map, *(*snap)->placement, dc.node, migrations_, cfg_.placement_epsilon)) {
+  auto run = make_plan(*(*snap)->map);
+  for (auto& mv : run.plan.moves) {
+    if (mv.reason != "drain" || mv.source != dc.node) continue;
     migrate_request q{std::move(mv.index), mv.shard, std::move(mv.target), migration_priority::normal, 0};
     auto r = co_await create(std::move(q), "decommission");
     if (r) created.push_back(*r);

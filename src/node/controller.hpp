@@ -175,13 +175,13 @@ class peers;
 /// starts queued ones in priority order within each node's limits (settings max_outgoing,
 /// max_incoming) by marking the shard `migrating` and telling the source, applies the
 /// source's progress reports, commits the new owner when the source asks, and aborts the move
-/// in the map when a migration ends otherwise. Decommission and convergence queue
-/// migrations planned by sticky bounded-load placement. Finished records are deleted after
+/// in the map when a migration ends otherwise. Decommission and the rebalancer queue
+/// migrations planned by the core's planner (plan_rebalance). Finished records are deleted after
 /// `migration.keep_finished_ms`, or beyond the newest `migration.keep_finished`.
 ///
-/// Thin by design: every decision (which migrations start, convergence and drain plans,
+/// Thin by design: every decision (which migrations start, rebalance and drain plans,
 /// liveness, pruning, whether a move is allowed) is a pure function of
-/// `shardd/cluster_plan.hpp`; the handlers load the map, call the core and carry out the
+/// `shardd/cluster_plan.hpp` and `shardd/rebalance.hpp`; the handlers load the map, call the core and carry out the
 /// result. Calls to other nodes (migrate_start, migrate_control, a range shard's median) are
 /// spawned off the mailbox loop and their results come back as messages, so heartbeats and
 /// ticks never wait behind a slow peer. The map writes themselves go through the control
@@ -292,7 +292,7 @@ class controller final : public actor<controller_message> {
   asio::awaitable<void> forget(const std::vector<std::string>& ids);
   asio::awaitable<migration_result> create(migrate_request r, std::string reason, std::string plan = {});
   asio::awaitable<void> schedule();
-  asio::awaitable<void> converge();
+  asio::awaitable<void> watch_ring();
   asio::awaitable<void> finish_decommissions();
   asio::awaitable<void> abort_in_map(const migration_record& r);
   asio::awaitable<void> after_phase_change();
@@ -329,10 +329,9 @@ class controller final : public actor<controller_message> {
   std::string faults_kill_in_phase_;  ///< kill_in_phase: SIGKILL as a report records this phase
   std::uint64_t next_migration_ = 1;
   bool migrations_loaded_ = false;
-  // Convergence: the placement ring's members when moves were last planned, and the moves
-  // planned for the latest change that are not queued yet.
+  // The placement ring's members when the rebalancer last looked: a change (a join, a node
+  // back up, a weight) makes auto mode plan at the next tick.
   std::optional<std::vector<ring::member>> planned_for_;
-  std::deque<planned_move> convergence_plan_;
   // Rebalancer: the last plan kept (what apply takes), whether a rebalance is under way (it
   // goes on below the threshold until within threshold / 2), and when auto mode last planned.
   std::optional<rebalance_run> last_plan_;

@@ -37,8 +37,12 @@ rebalance_run controller::make_plan(const partition_map& m) {
       take(mine->shards);
       reported.insert(cfg_.node_id);
     }
+  // A member that owns no shard has nothing to report (its heartbeats leave the load out).
+  std::set<std::string_view> owning;
+  for (const auto& [name, ix] : m.indexes)
+    for (const auto& sh : ix.shards) owning.insert(sh.owner);
   for (const auto& [id, n] : m.nodes)
-    if (n.state == node_state::up && !reported.contains(id)) in.unreported.insert(id);
+    if (n.state == node_state::up && !reported.contains(id) && owning.contains(id)) in.unreported.insert(id);
   // The ETA without a cap: the mean rate of the last finished moves.
   std::uint64_t sum = 0, count = 0;
   for (auto it = migrations_.rbegin(); it != migrations_.rend() && count < 20; ++it)
@@ -139,6 +143,10 @@ awaitable<void> controller::rebalance_tick() {
   auto run = make_plan(m);
   if (run.plan.moves.empty()) {
     if (run.plan.converged) rebalance_continuing_ = false;
+    // Waiting for a member's first load report (a node that just joined): plan again at the
+    // next tick, not a whole interval later.
+    for (const auto& h : run.plan.held)
+      if (h.rule == "no_load_data") last_rebalance_ = {};
     co_return;
   }
   run.id = "p" + std::to_string(next_plan_++);

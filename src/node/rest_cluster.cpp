@@ -254,7 +254,7 @@ http_response rest_api::ring_lookup(call& c) {
   const auto* n = c.snap->map->find_node(s.owner);
   o["owner_state"] = n ? to_string(n->state) : "unknown";
   if (!c.snap->placement->empty()) {
-    // Where the controller converges: sticky placement from the current owners.
+    // Where the ring would put it: sticky placement from the current owners.
     auto desired = desired_owners(*ix, *c.snap->placement, ctx_.config.placement_epsilon);
     o["desired_owner"] = desired[rt.shard_pos];
   }

@@ -121,8 +121,6 @@ awaitable<http_response> rest_api::migration_settings(call& c) {
     o["max_bytes_per_sec"] = st.migration_bytes_per_sec;
     o["max_outgoing"] = st.max_outgoing;
     o["max_incoming"] = st.max_incoming;
-    o["convergence"] = st.convergence;
-    o["convergence_batch"] = st.convergence_batch;
     o["map_version"] = version;
     return json::serialize(o);
   };
@@ -141,12 +139,10 @@ awaitable<http_response> rest_api::migration_settings(call& c) {
   auto in = f.opt_u64("max_incoming", cur.max_incoming, 1, 1000);
   if (!in) co_return c.fail(in.error());
   next.max_incoming = static_cast<std::uint32_t>(*in);
-  auto conv = f.opt_bool("convergence", cur.convergence);
-  if (!conv) co_return c.fail(conv.error());
-  next.convergence = *conv;
-  auto batch = f.opt_u64("convergence_batch", cur.convergence_batch, 1, 1000);
-  if (!batch) co_return c.fail(batch.error());
-  next.convergence_batch = static_cast<std::uint32_t>(*batch);
+  for (const char* gone : {"convergence", "convergence_batch"})
+    if (f.find(gone))
+      co_return c.fail(f.fail(gone, "the rebalancer makes every automatic move now: PUT /v1/rebalance/settings "
+                                    "{\"mode\":\"off\"} (or plan-only) stops them"));
   if (auto fin = f.finish(); !fin) co_return c.fail(fin.error());
   auto r = co_await ctx_.ctl->set_settings(next);
   if (!r) co_return c.fail(r.error());

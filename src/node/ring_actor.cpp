@@ -59,8 +59,7 @@ result<bool> ring_actor::load() {
     m.settings.migration_bytes_per_sec = cfg_.migration_bytes_per_sec;
     m.settings.max_outgoing = cfg_.migration_max_outgoing;
     m.settings.max_incoming = cfg_.migration_max_incoming;
-    m.settings.convergence = cfg_.migration_convergence;
-    m.settings.convergence_batch = cfg_.migration_convergence_batch;
+    m.settings.rebalance = cfg_.rebalance;
     node_entry self{cfg_.node_id, cfg_.rest_listen.to_string(), cfg_.peer_listen.to_string(), cfg_.weight, node_state::up};
     auto next = upsert_node(m, self);
     if (!next) return next.error();

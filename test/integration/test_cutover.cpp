@@ -159,7 +159,7 @@ TEST_CASE("the source cut off from the controller right after the commit keeps i
     CHECK(through_source.acked.size() > 0);
   }
   CHECK(phase(m) == "done");
-  // (node-2 missed its heartbeats meanwhile: once back, convergence may hand it a shard again,
+  // (node-2 missed its heartbeats meanwhile: once back, the rebalancer may hand it a shard again,
   // this one included, so the owner now is not checked.)
   const auto log2 = cl.node(2).log();
   CHECK(log2.find("fault=partition_after_commit") != std::string::npos);

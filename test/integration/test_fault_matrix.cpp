@@ -29,7 +29,7 @@ json::object record_via(shardd_process& n, const std::string& id) {
   return {};
 }
 
-/// Whether a migration made after `id` moves `shard` of "f" to `owner` (a convergence move).
+/// Whether a migration made after `id` moves `shard` of "f" to `owner` (a rebalancer move).
 bool later_move_to(shardd_process& n, const std::string& id, std::int64_t shard, const std::string& owner) {
   const auto all = body(n.client()->get("/v1/migrations"));
   bool after = false;
@@ -94,7 +94,7 @@ TEST_CASE("a node SIGKILLed as a move reaches a phase, then restarted: no acknow
     CHECK(clock.reads > 10);
     if (outcome == "done") {
       // The shard is on the target, unless a later move took it on: a victim that was marked
-      // down before its restart rejoins, and convergence may hand it its shards again.
+      // down before its restart rejoins, and the rebalancer may hand it shards again.
       const auto owner = owners(*cl.node(1).client(), "f")[shard];
       if (owner != "node-3") CHECK(later_move_to(cl.node(1), id, shard, owner));
     }

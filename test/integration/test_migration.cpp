@@ -491,7 +491,7 @@ TEST_CASE("a node that joins under writes receives its share of shards") {
   writer w(cl.node(1).client(), "j", "w");
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   cl.add();
-  // Convergence moves shards to node-3, a few at a time, until none is queued or moving.
+  // The rebalancer (auto mode, the default) moves shards to node-3 until none is queued or moving.
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   int on3 = 0;
   bool settled = false;
@@ -506,14 +506,18 @@ TEST_CASE("a node that joins under writes receives its share of shards") {
   REQUIRE(settled);
   CHECK(on3 >= 3);  // about a third of 12
   const auto all = body(c1->get("/v1/migrations?state=finished")).at("migrations").as_array();
-  for (const auto& m : all) CHECK(m.at("phase") == "done");
+  for (const auto& m : all) {
+    CHECK(m.at("phase") == "done");
+    CHECK(m.at("reason") == "balance");
+    CHECK(m.at("target") == "node-3");  // nothing moved but to the new node
+  }
   verify(*cl.node(3).client(), "j", expected);
 }
 
 TEST_CASE("a shard moved away and back within the undo window starts from nothing: what was deleted meanwhile stays deleted") {
   cluster cl(2, {}, R"({"cluster":{"heartbeat_interval_ms":200,"heartbeat_miss_limit":3},"migration":{"undo_window_ms":5000}})");
   auto c1 = cl.node(1).client();
-  REQUIRE(c1->put("/v1/migrations/settings", R"({"convergence":false})").status == 200);
+  REQUIRE(c1->put("/v1/rebalance/settings", R"({"mode":"off"})").status == 200);
   REQUIRE(c1->put("/v1/indexes/b", R"({"shards":2})").status == 201);
   const std::int64_t shard = shard_on(*c1, "b", "node-1");
   const auto routing = routing_for(*c1, "b", shard);
@@ -550,21 +554,27 @@ TEST_CASE("a shard moved away and back within the undo window starts from nothin
   verify(*c1, "b", expected);
 }
 
-TEST_CASE("a new cluster starts with the bootstrapping node's migration settings; the API changes them") {
-  cluster cl(1, {}, R"({"migration":{"convergence":false,"max_outgoing":3,"max_incoming":5,"convergence_batch":2,"max_bytes_per_sec":7000000}})");
+TEST_CASE("a new cluster starts with the bootstrapping node's migration and rebalance settings; the API changes them") {
+  cluster cl(1, {}, R"({"migration":{"max_outgoing":3,"max_incoming":5,"max_bytes_per_sec":7000000},"rebalance":{"mode":"off","threshold":0.3}})");
   auto c = cl.node(1).client();
   auto s = body(c->get("/v1/migrations/settings"));
-  CHECK(s.at("convergence").as_bool() == false);
   CHECK(s.at("max_outgoing").as_int64() == 3);
   CHECK(s.at("max_incoming").as_int64() == 5);
-  CHECK(s.at("convergence_batch").as_int64() == 2);
   CHECK(s.at("max_bytes_per_sec").as_int64() == 7000000);
-  REQUIRE(c->put("/v1/migrations/settings", R"({"convergence":true})").status == 200);
-  CHECK(body(c->get("/v1/migrations/settings")).at("convergence").as_bool() == true);
+  auto rb = body(c->get("/v1/rebalance/settings"));
+  CHECK(rb.at("mode").as_string() == "off");
+  CHECK(rb.at("threshold").to_number<double>() == 0.3);
+  // The setting the rebalancer replaced is refused with what to use instead.
+  auto gone = c->put("/v1/migrations/settings", R"({"convergence":false})");
+  CHECK(gone.status == 400);
+  CHECK(std::string(body(gone).at("detail").as_string()).find("/v1/rebalance/settings") != std::string::npos);
+  REQUIRE(c->put("/v1/migrations/settings", R"({"max_outgoing":4})").status == 200);
+  REQUIRE(c->put("/v1/rebalance/settings", R"({"mode":"plan-only"})").status == 200);
   // The config is the bootstrap value only: a restart keeps what the API set.
   REQUIRE(cl.node(1).terminate() == 0);
   cl.node(1).start();
-  CHECK(body(cl.node(1).client()->get("/v1/migrations/settings")).at("convergence").as_bool() == true);
+  CHECK(body(cl.node(1).client()->get("/v1/migrations/settings")).at("max_outgoing").as_int64() == 4);
+  CHECK(body(cl.node(1).client()->get("/v1/rebalance/settings")).at("mode").as_string() == "plan-only");
 }
 
 TEST_CASE("a node whose map lags behind a move still scans, counts and reads the moved shard") {

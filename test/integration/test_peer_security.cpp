@@ -182,7 +182,7 @@ TEST_CASE("a member with a valid certificate cannot act outside its role: maps, 
 TEST_CASE("a node that has left may no longer forward requests") {
   cluster cl(2);
   auto c1 = cl.node(1).client();
-  REQUIRE(c1->put("/v1/migrations/settings", R"({"convergence":false})").status == 200);
+  REQUIRE(c1->put("/v1/rebalance/settings", R"({"mode":"off"})").status == 200);
   cl.add();  // node-3, which gets no shards
   REQUIRE(c1->put("/v1/indexes/l", R"({"shards":2})").status == 201);
   REQUIRE(c1->put("/v1/indexes/l/records/a", R"({"n":1})").status == 201);

@@ -35,8 +35,9 @@ TEST_CASE("a full config parses into typed fields with relative paths resolved")
     "tls": {"cert": "c.pem", "key": "/abs/k.pem", "ca": "ca.pem"},
     "cluster": {"join": "10.0.0.2:9000", "vnodes_per_weight": 64, "placement_epsilon": 0.25},
     "storage": {"durability": "async", "block_cache_mb": 64},
-    "migration": {"undo_window_ms": 5000, "max_bytes_per_sec": 1000000, "threads": 3, "convergence": false,
-                  "max_outgoing": 5, "max_incoming": 6, "convergence_batch": 7},
+    "migration": {"undo_window_ms": 5000, "max_bytes_per_sec": 1000000, "threads": 3,
+                  "max_outgoing": 5, "max_incoming": 6},
+    "rebalance": {"mode": "plan-only", "strategy": "bytes", "threshold": 0.2, "weights": {"load": 0}},
     "limits": {"max_doc_bytes": 1024}
   })", "/etc/shardd");
   REQUIRE(r);
@@ -56,10 +57,13 @@ TEST_CASE("a full config parses into typed fields with relative paths resolved")
   CHECK(r->migration_undo_window_ms == 5000);
   CHECK(r->migration_bytes_per_sec == 1000000);
   CHECK(r->migration_threads == 3);
-  CHECK_FALSE(r->migration_convergence);
+  CHECK(r->rebalance.mode == rebalance_mode::plan_only);
+  CHECK(r->rebalance.strategy == rebalance_strategy::bytes);
+  CHECK(r->rebalance.threshold == 0.2);
+  CHECK(r->rebalance.weight_load == 0);
+  CHECK(r->rebalance.weight_bytes == 1);  // untouched: the default
   CHECK(r->migration_max_outgoing == 5);
   CHECK(r->migration_max_incoming == 6);
-  CHECK(r->migration_convergence_batch == 7);
 }
 
 TEST_CASE("config errors name the field") {
@@ -82,7 +86,12 @@ TEST_CASE("config errors name the field") {
   CHECK(error_of(R"({"storage":{"durability":"maybe"}})").starts_with("storage.durability:"));
   CHECK(error_of(R"({"tls":[]})").starts_with("tls:"));
   CHECK(error_of(R"({"migration":{"threads":0}})").starts_with("migration.threads:"));
-  CHECK(error_of(R"({"migration":{"convergence":"no"}})").starts_with("migration.convergence:"));
+  // The settings the rebalancer replaced are refused with what to use instead.
+  CHECK(error_of(R"({"migration":{"convergence":false}})").starts_with("migration.convergence: the rebalancer"));
+  CHECK(error_of(R"({"migration":{"convergence_batch":4}})").find("rebalance.mode") != std::string::npos);
+  CHECK(error_of(R"({"rebalance":{"mode":"sometimes"}})").starts_with("rebalance.mode:"));
+  CHECK(error_of(R"({"rebalance":{"threshold":0}})").starts_with("rebalance.threshold:"));
+  CHECK(error_of(R"({"rebalance":{"every":5}})") == "rebalance.every: unknown field");
   CHECK(error_of(R"({"monitor":{"interval_ms":50}})").starts_with("monitor.interval_ms:"));
   CHECK(error_of(R"({"monitor":{"history_ms":0}})").starts_with("monitor.history_ms:"));
   CHECK(error_of(R"({"monitor":{"every":5}})") == "monitor.every: unknown field");
@@ -150,6 +159,6 @@ TEST_CASE("the example config in conf/ parses and sets what it shows") {
   REQUIRE(r);
   CHECK(r->node_id == "node-1");
   CHECK(r->migration_undo_window_ms == 30000);
-  CHECK(r->migration_convergence);
+  CHECK(r->rebalance.mode == rebalance_mode::automatic);
   CHECK(r->read_threads == 2);
 }
