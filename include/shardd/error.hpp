@@ -22,6 +22,7 @@ enum class errc {
   internal = 7,          ///< a bug or an I/O failure that is not the caller's fault
   corrupt = 8,           ///< data failed its checksum on the way: nothing of it was applied; send it again
   forbidden = 9,         ///< the sender may not do this: a peer outside its role, a key outside its shard
+  insufficient_storage = 10,  ///< the owner's data disk is above its flood watermark: no writes that add data
 };
 
 const std::error_category& shardd_category() noexcept;

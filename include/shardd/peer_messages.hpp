@@ -91,6 +91,7 @@ struct heartbeat {
   std::uint32_t anomalies_open = 0;
   std::uint64_t incarnation = 0;  ///< the sender's, random per start: its event seqs start again
   std::vector<member_event> events;
+  std::uint64_t disk_used = 0, disk_total = 0;  ///< the data disk (disk_total 0: not measured)
 };
 std::string encode(const heartbeat& m);
 [[nodiscard]] result<heartbeat> decode_heartbeat(std::string_view p);

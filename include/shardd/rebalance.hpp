@@ -11,6 +11,7 @@
 #include "shardd/rebalance_settings.hpp"
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -33,6 +34,12 @@ constexpr std::uint64_t shard_key(std::uint32_t index_id, std::uint32_t shard_id
   return (std::uint64_t{index_id} << 32) | shard_id;
 }
 
+/// A node's data disk as its last heartbeat had it, and the level the controller found.
+struct node_disk {
+  std::uint64_t used = 0, total = 0;  ///< total 0: unknown
+  disk_level level = disk_level::ok;
+};
+
 /// Everything the planner reads. Pointers must outlive the call.
 struct rebalance_input {
   const partition_map* map = nullptr;
@@ -48,6 +55,9 @@ struct rebalance_input {
   /// Bytes per second a move has reached lately (for the ETA when no cap is set); 0: unknown.
   std::uint64_t observed_bytes_per_sec = 0;
   std::size_t max_held = 50;  ///< at most this many held-back entries are listed
+  /// Each node's disk (absent: unknown, ok). A node at low or above takes no shard; one at
+  /// high or above sheds shards until its disk is predicted under high.
+  std::map<std::string, node_disk, std::less<>> disks;
 };
 
 struct rebalance_move {
@@ -55,7 +65,7 @@ struct rebalance_move {
   std::uint32_t index_id = 0;
   std::uint32_t shard = 0;
   std::string source, target;
-  std::string reason;  ///< drain or balance
+  std::string reason;  ///< drain, disk (a node above its high watermark sheds) or balance
   std::string detail;  ///< why, in words
   migration_priority priority = migration_priority::low;
   std::uint64_t bytes = 0, records = 0;
@@ -72,12 +82,14 @@ struct node_score {
   double ratio_before = 0, ratio_after = 0;  ///< score / share (1 = balanced; draining: share 0, ratio 0)
   std::uint32_t shards_before = 0, shards_after = 0;
   std::uint64_t bytes_before = 0, bytes_after = 0;
+  std::string disk_level = "ok";  ///< ok, low, high or flood; "unknown" when no heartbeat said
+  std::uint64_t disk_used = 0, disk_total = 0;
   friend bool operator==(const node_score&, const node_score&) = default;
 };
 
 /// A move a rule held back (or a node a rule left alone): which rule and why.
 struct held_move {
-  std::string rule;  ///< in_flight, cooldown, budget, benefit, raises_max, source_down, no_destination, no_load_data
+  std::string rule;  ///< in_flight, cooldown, budget, benefit, raises_max, source_down, no_destination, no_load_data, disk_low
   std::string index;  ///< empty when the rule is about a node or the whole plan
   std::uint32_t shard = 0;
   std::string source, target;
@@ -109,6 +121,9 @@ struct rebalance_plan {
 /// gives an empty plan. Rules, in order:
 ///  - a draining node's shards all move (reason drain, priority normal), to the up node of
 ///    weight > 0 whose score over share stays lowest, whatever the other rules say;
+///  - no shard goes to a node whose disk is at its low watermark or above; a node at high or
+///    above sheds its largest shards (reason disk, priority high) until its disk is predicted
+///    under high, to nodes that stay under low, whatever cooldown and budget say;
 ///  - balancing starts when some node's ratio (score / share) is above 1 + threshold or below
 ///    1 - threshold (or `continuing`), and each move must bring the cluster's score outside
 ///    the band [1 - t/2, 1 + t/2] down (so the plan ends once all are inside it);

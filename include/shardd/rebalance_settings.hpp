@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace shardd {
@@ -31,6 +32,35 @@ enum class rebalance_mode : std::uint8_t { automatic, plan_only, off };
 std::string_view to_string(rebalance_mode m) noexcept;
 std::optional<rebalance_mode> parse_rebalance_mode(std::string_view s) noexcept;
 
+/// A disk watermark: a share of the data disk in use (as "85%"), or a number of bytes that
+/// must stay free (as "500mb"). A node is above it when more than that share is used, or less
+/// than that is free.
+struct disk_watermark {
+  double used_share = 0;       ///< above this share in use; 0: the watermark is `min_free`
+  std::uint64_t min_free = 0;  ///< below this many bytes free
+  friend bool operator==(const disk_watermark&, const disk_watermark&) = default;
+};
+std::string to_string(const disk_watermark& w);
+/// "85%" / "85.5%" (0-100], or bytes free "500mb", "2gb", "1048576b" (b, kb, mb, gb, tb; 1024-based).
+std::optional<disk_watermark> parse_disk_watermark(std::string_view s);
+[[nodiscard]] bool above(const disk_watermark& w, std::uint64_t used, std::uint64_t total) noexcept;
+/// The bytes in use at which a disk of `total` bytes reaches `w`.
+[[nodiscard]] std::uint64_t used_at(const disk_watermark& w, std::uint64_t total) noexcept;
+
+/// Where a node's data disk stands. low: no new shard goes there; high: the planner moves
+/// shards away; flood: writes to its shards are refused (507) until it is under high.
+enum class disk_level : std::uint8_t { ok, low, high, flood };
+std::string_view to_string(disk_level l) noexcept;
+
+struct disk_watermarks {
+  disk_watermark low{0.85, 0}, high{0.90, 0}, flood{0.95, 0};
+  friend bool operator==(const disk_watermarks&, const disk_watermarks&) = default;
+};
+/// The level of a disk with `used` of `total` bytes in use (total 0: unknown, ok). Flood holds
+/// until the disk is under high (`previous` is the level last found).
+[[nodiscard]] disk_level level_of(const disk_watermarks& w, std::uint64_t used, std::uint64_t total,
+                                  disk_level previous) noexcept;
+
 /// The rebalancer's settings: cluster-wide, they travel with the map.
 struct rebalance_settings {
   /// auto: the rebalancer makes every automatic move (joins, weight changes, drains, skew).
@@ -51,6 +81,7 @@ struct rebalance_settings {
   /// 1 MiB at least). A shard moved from a node above the band to one below removes twice its
   /// share: the benefit of a plain bytes move is 1 to 2.
   double min_benefit = 0.10;
+  disk_watermarks disk;
   friend bool operator==(const rebalance_settings&, const rebalance_settings&) = default;
 };
 

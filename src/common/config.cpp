@@ -139,6 +139,7 @@ result<node_config> parse_config(std::string_view text, const std::string& base_
     }
     SHARDD_READ(c.block_cache_mb, f.opt_u64("block_cache_mb", c.block_cache_mb, 8, 1u << 20));
     SHARDD_READ(c.read_threads, f.opt_u64("read_threads", c.read_threads, 1, 64));
+    SHARDD_READ(c.capacity_bytes, f.opt_u64("capacity_bytes", c.capacity_bytes, 0, std::uint64_t{1} << 60));
     if (auto fin = f.finish(); !fin) return fin.error();
   }
   SHARDD_READ(obj, root.opt_object("limits"));

@@ -91,6 +91,10 @@ struct node_config {
   durability_mode durability = durability_mode::fsync;
   std::uint64_t block_cache_mb = 256;
   std::uint32_t read_threads = 2;
+  /// The data disk's size for the disk watermarks: 0 measures the data directory's file system;
+  /// above 0 the node counts the data directory's bytes against this many (a quota on a
+  /// shared disk).
+  std::uint64_t capacity_bytes = 0;
 
   // limits
   std::uint64_t max_doc_bytes = 1u << 20;

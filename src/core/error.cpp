@@ -31,6 +31,7 @@ std::string_view to_string(errc e) noexcept {
     case errc::internal: return "internal";
     case errc::corrupt: return "corrupt";
     case errc::forbidden: return "forbidden";
+    case errc::insufficient_storage: return "insufficient_storage";
   }
   return "unknown";
 }

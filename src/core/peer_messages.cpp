@@ -54,7 +54,7 @@ result<error_reply> decode_error(std::string_view p) {
   error_reply m;
   const auto code = r.u8();
   m.detail = r.bytes();
-  if (!r.done() || code > static_cast<std::uint8_t>(errc::forbidden)) return malformed("error");
+  if (!r.done() || code > static_cast<std::uint8_t>(errc::insufficient_storage)) return malformed("error");
   m.code = static_cast<errc>(code);
   return m;
 }
@@ -80,7 +80,8 @@ std::string encode(const heartbeat& m) {
   w.bytes(m.node_id).u64(m.map_version).u32(m.shards).u64(m.records).u64(m.bytes);
   // Trailing sections only when they say something (so each heartbeat has one encoding): the
   // monitor's, then the events'.
-  const bool events = m.incarnation != 0 || !m.events.empty();
+  const bool disk = m.disk_total != 0;
+  const bool events = m.incarnation != 0 || !m.events.empty() || disk;
   if (!events && m.load.empty() && m.anomalies_open == 0) return w.take();
   w.u32(m.anomalies_open).u32(static_cast<std::uint32_t>(m.load.size()));
   // Rates travel as thousandths (a rate is never negative; NaN and below zero become 0), at
@@ -96,6 +97,7 @@ std::string encode(const heartbeat& m) {
   if (!events) return w.take();
   w.u64(m.incarnation).u32(static_cast<std::uint32_t>(m.events.size()));
   for (const auto& e : m.events) w.u64(e.seq).bytes(e.type).bytes(e.summary).bytes(e.fields_json);
+  if (disk) w.u64(m.disk_used).u64(m.disk_total);
   return w.take();
 }
 result<heartbeat> decode_heartbeat(std::string_view p) {
@@ -144,7 +146,13 @@ result<heartbeat> decode_heartbeat(std::string_view p) {
           return malformed("heartbeat");
         m.events.push_back(std::move(e));
       }
-      if (m.incarnation == 0 && m.events.empty()) return malformed("heartbeat");  // left out, not sent
+      if (r.ok() && r.remaining() > 0) {  // a sender that did not measure its disk stops here
+        m.disk_used = r.u64();
+        m.disk_total = r.u64();
+        if (m.disk_total == 0) return malformed("heartbeat");  // left out, not sent
+      } else if (m.incarnation == 0 && m.events.empty()) {
+        return malformed("heartbeat");  // left out, not sent
+      }
     }
   }
   if (!r.done()) return malformed("heartbeat");

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <numeric>
 
@@ -48,6 +50,9 @@ struct node_item {
   bool dest = false;        // up, weight > 0, not draining: takes shards
   bool must_empty = false;  // draining, or up with weight 0: every shard goes
   bool down = false;
+  bool full = false;  // disk at its low watermark or above: takes no shard
+  const node_disk* disk = nullptr;
+  std::uint64_t disk_out = 0, disk_in = 0;  // bytes the plan moves off and onto it
   double share = 0;
   double score = 0, score_before = 0;
   std::uint32_t shards = 0, shards_before = 0;
@@ -82,6 +87,70 @@ std::optional<rebalance_mode> parse_rebalance_mode(std::string_view s) noexcept 
   return std::nullopt;
 }
 
+std::string to_string(const disk_watermark& w) {
+  if (w.used_share > 0) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g%%", w.used_share * 100.0);
+    return buf;
+  }
+  constexpr std::array<std::pair<std::string_view, std::uint64_t>, 4> units{
+      {{"tb", 1ull << 40}, {"gb", 1ull << 30}, {"mb", 1ull << 20}, {"kb", 1ull << 10}}};
+  for (const auto& [name, size] : units)
+    if (w.min_free % size == 0) return std::to_string(w.min_free / size) + std::string(name);
+  return std::to_string(w.min_free) + "b";
+}
+
+std::optional<disk_watermark> parse_disk_watermark(std::string_view s) {
+  if (s.empty() || s.size() > 24) return std::nullopt;
+  std::string lower;
+  for (char c : s) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower.back() == '%') {
+    lower.pop_back();
+    if (lower.empty() || lower.find_first_not_of("0123456789.") != std::string::npos) return std::nullopt;
+    char* end = nullptr;
+    const double v = std::strtod(lower.c_str(), &end);
+    if (end != lower.c_str() + lower.size() || !(v > 0) || v > 100) return std::nullopt;
+    return disk_watermark{v / 100.0, 0};
+  }
+  std::size_t digits = 0;
+  while (digits < lower.size() && std::isdigit(static_cast<unsigned char>(lower[digits]))) ++digits;
+  if (digits == 0 || digits > 15) return std::nullopt;
+  const auto unit = std::string_view(lower).substr(digits);
+  std::uint64_t mult = 0;
+  if (unit == "b" || unit.empty()) mult = 1;
+  else if (unit == "kb") mult = 1ull << 10;
+  else if (unit == "mb") mult = 1ull << 20;
+  else if (unit == "gb") mult = 1ull << 30;
+  else if (unit == "tb") mult = 1ull << 40;
+  else return std::nullopt;
+  const std::uint64_t n = std::stoull(lower.substr(0, digits));
+  if (n == 0 || n > (std::uint64_t{1} << 60) / mult) return std::nullopt;
+  return disk_watermark{0, n * mult};
+}
+
+bool above(const disk_watermark& w, std::uint64_t used, std::uint64_t total) noexcept {
+  if (total == 0) return false;
+  if (w.used_share > 0) return static_cast<double>(used) > w.used_share * static_cast<double>(total);
+  return (used >= total ? 0 : total - used) < w.min_free;
+}
+
+std::uint64_t used_at(const disk_watermark& w, std::uint64_t total) noexcept {
+  if (w.used_share > 0) return static_cast<std::uint64_t>(w.used_share * static_cast<double>(total));
+  return total > w.min_free ? total - w.min_free : 0;
+}
+
+std::string_view to_string(disk_level l) noexcept {
+  constexpr std::array<std::string_view, 4> names{"ok", "low", "high", "flood"};
+  return names[static_cast<std::size_t>(l)];
+}
+
+disk_level level_of(const disk_watermarks& w, std::uint64_t used, std::uint64_t total, disk_level previous) noexcept {
+  if (above(w.flood, used, total)) return disk_level::flood;
+  if (above(w.high, used, total)) return previous == disk_level::flood ? disk_level::flood : disk_level::high;
+  if (above(w.low, used, total)) return disk_level::low;
+  return disk_level::ok;
+}
+
 rebalance_plan plan_rebalance(const rebalance_input& in) {
   const auto& m = *in.map;
   const auto& st = in.settings;
@@ -104,6 +173,10 @@ rebalance_plan plan_rebalance(const rebalance_input& in) {
     n.down = e.state == node_state::down;
     n.dest = e.accepts_shards();
     n.must_empty = e.state == node_state::draining || (e.state == node_state::up && e.weight == 0);
+    if (auto d = in.disks.find(id); d != in.disks.end()) {
+      n.disk = &d->second;
+      n.full = d->second.level != disk_level::ok;
+    }
     node_at.emplace(std::string_view(e.id), static_cast<int>(nodes.size()));
     nodes.push_back(std::move(n));
   }
@@ -161,6 +234,12 @@ rebalance_plan plan_rebalance(const rebalance_input& in) {
       }
       it.node = at->second;
       if (auto mt = in.metrics.find(shard_key(ix.id, sh.id)); mt != in.metrics.end()) it.m = mt->second;
+      if (it.in_flight) {
+        // Its bytes leave the source's disk and reach the target's: counted as done.
+        if (auto from = node_at.find(std::string_view(sh.owner)); from != node_at.end() && from->second != it.node)
+          nodes[static_cast<std::size_t>(from->second)].disk_out += it.m.bytes;
+        nodes[static_cast<std::size_t>(it.node)].disk_in += it.m.bytes;
+      }
       if (hk != history.end() && hk->second.moved && hk->second.last_moved_ms + st.cooldown_ms > in.now_ms) {
         it.cooling = true;
         it.cooled_ms = in.now_ms >= hk->second.last_moved_ms ? in.now_ms - hk->second.last_moved_ms : 0;
@@ -293,7 +372,7 @@ rebalance_plan plan_rebalance(const rebalance_input& in) {
       int best = -1;
       double best_ratio = 0;
       for (std::size_t d = 0; d < nodes.size(); ++d) {
-        if (!nodes[d].dest || nodes[d].share <= 0) continue;
+        if (!nodes[d].dest || nodes[d].share <= 0 || nodes[d].full) continue;
         const double r = (nodes[d].score + it.weight) / nodes[d].share;
         if (best < 0 || r < best_ratio) best = static_cast<int>(d), best_ratio = r;
       }
@@ -307,6 +386,53 @@ rebalance_plan plan_rebalance(const rebalance_input& in) {
     }
   }
 
+  // 2. Disks: a node at its high watermark or above sheds its largest shards until its disk is
+  //    predicted under high; each goes to the node whose ratio stays lowest among those whose
+  //    disk stays under low.
+  bool shedding = false;
+  for (std::size_t ni = 0; ni < nodes.size(); ++ni) {
+    auto& src = nodes[ni];
+    if (!src.disk || src.must_empty || (src.disk->level != disk_level::high && src.disk->level != disk_level::flood)) continue;
+    const auto limit = used_at(st.disk.high, src.disk->total);
+    auto list = src.items;
+    std::stable_sort(list.begin(), list.end(), [&](int a, int b) {
+      return items[static_cast<std::size_t>(a)].m.bytes > items[static_cast<std::size_t>(b)].m.bytes;
+    });
+    const std::string why = "node " + src.e->id + "'s disk is " + percent(static_cast<double>(src.disk->used) /
+                                                                            static_cast<double>(std::max<std::uint64_t>(1, src.disk->total))) +
+                            " used, above the high watermark " + to_string(st.disk.high);
+    for (int idx : list) {
+      if (src.disk->used - std::min(src.disk->used, src.disk_out) <= limit) break;
+      const auto& it = items[static_cast<std::size_t>(idx)];
+      if (!it.movable) continue;
+      if (src.down) break;
+      int best = -1;
+      double best_ratio = 0;
+      for (std::size_t d = 0; d < nodes.size(); ++d) {
+        auto& dst = nodes[d];
+        if (d == ni || !dst.dest || dst.share <= 0 || dst.full) continue;
+        if (dst.disk && dst.disk->total > 0 && dst.disk->used + dst.disk_in + it.m.bytes > used_at(st.disk.low, dst.disk->total))
+          continue;
+        const double r = (dst.score + it.weight) / dst.share;
+        if (best < 0 || r < best_ratio) best = static_cast<int>(d), best_ratio = r;
+      }
+      if (best < 0) {
+        hold({"no_destination", it.ix->name, it.sh->id, src.e->id, "", why + ", and no node has room for it under its low watermark"});
+        continue;  // a smaller one may fit
+      }
+      shedding = true;
+      src.disk_out += it.m.bytes;
+      nodes[static_cast<std::size_t>(best)].disk_in += it.m.bytes;
+      apply(idx, best, "disk", why, migration_priority::high);
+    }
+  }
+  for (const auto& n : nodes)
+    if (n.full && n.dest)
+      hold({"disk_low", "", 0, "", n.e->id,
+            "node " + n.e->id + "'s disk is at its " + std::string(to_string(n.disk->level)) + " watermark (" +
+                percent(static_cast<double>(n.disk->used) / static_cast<double>(std::max<std::uint64_t>(1, n.disk->total))) +
+                " used): it takes no shard"});
+
   // 2. Balance.
   std::vector<int> dests;
   for (std::size_t i = 0; i < nodes.size(); ++i)
@@ -316,10 +442,11 @@ rebalance_plan plan_rebalance(const rebalance_input& in) {
   double worst_dev = 0;
   for (int d : dests) {
     const double r = ratio_of(nodes[static_cast<std::size_t>(d)]);
+    if (nodes[static_cast<std::size_t>(d)].full && r < 1.0) continue;  // it may take nothing: not a skew to fix
     if (std::abs(r - 1.0) > worst_dev) worst_dev = std::abs(r - 1.0), worst = nodes[static_cast<std::size_t>(d)].e->id;
     if (r > 1.0 + st.threshold || r < 1.0 - st.threshold) beyond = true;
   }
-  plan.triggered = beyond || draining || in.continuing;
+  plan.triggered = beyond || draining || shedding || in.continuing;
   const bool need_metrics = st.strategy != rebalance_strategy::shards && !in.unreported.empty();
   std::string blocked;
   if ((beyond || in.continuing) && need_metrics) {
@@ -376,6 +503,7 @@ rebalance_plan plan_rebalance(const rebalance_input& in) {
           auto& dst = nodes[static_cast<std::size_t>(by_ratio[di])];
           const double rd = ratio_of(dst);
           if (rd >= rs) break;
+          if (dst.full) continue;  // its disk: no shard goes there
           if (!(rs > hi || rd < lo)) continue;  // both inside the band: nothing to gain
           ++tried_dst;
           const double before = distance(src, src.score, lo, hi) + distance(dst, dst.score, lo, hi);
@@ -449,6 +577,7 @@ rebalance_plan plan_rebalance(const rebalance_input& in) {
   bool inside = true;
   for (int d : dests) {
     const double r = ratio_of(nodes[static_cast<std::size_t>(d)]);
+    if (nodes[static_cast<std::size_t>(d)].full && r < 1.0) continue;
     if (r > hi + 1e-9 || r < lo - 1e-9) inside = false;
   }
   bool emptied = true;
@@ -471,6 +600,13 @@ rebalance_plan plan_rebalance(const rebalance_input& in) {
     s.shards_after = n.shards;
     s.bytes_before = n.bytes_before;
     s.bytes_after = n.bytes;
+    if (n.disk) {
+      s.disk_level = std::string(to_string(n.disk->level));
+      s.disk_used = n.disk->used;
+      s.disk_total = n.disk->total;
+    } else {
+      s.disk_level = "unknown";
+    }
     plan.nodes.push_back(std::move(s));
   }
   const std::uint64_t rate = m.settings.migration_bytes_per_sec > 0 ? m.settings.migration_bytes_per_sec
@@ -540,6 +676,9 @@ json::object to_json_object(const rebalance_plan& p) {
     j["shards_after"] = n.shards_after;
     j["bytes_before"] = n.bytes_before;
     j["bytes_after"] = n.bytes_after;
+    j["disk_level"] = n.disk_level;
+    j["disk_used"] = n.disk_used;
+    j["disk_total"] = n.disk_total;
     nodes.push_back(std::move(j));
   }
   o["nodes"] = std::move(nodes);
@@ -589,6 +728,11 @@ json::object to_json_object(const rebalance_settings& s) {
   o["max_moves_per_window"] = s.max_moves_per_window;
   o["max_bytes_per_window"] = s.max_bytes_per_window;
   o["min_benefit"] = s.min_benefit;
+  json::object d;
+  d["low"] = to_string(s.disk.low);
+  d["high"] = to_string(s.disk.high);
+  d["flood"] = to_string(s.disk.flood);
+  o["disk_watermarks"] = std::move(d);
   return o;
 }
 
@@ -626,6 +770,29 @@ result<void> read_rebalance_settings(json_fields& f, rebalance_settings& s) {
   SHARDD_READ(s.max_moves_per_window, f.opt_u64("max_moves_per_window", s.max_moves_per_window, 1, 1'000'000));
   SHARDD_READ(s.max_bytes_per_window, f.opt_u64("max_bytes_per_window", s.max_bytes_per_window));
   SHARDD_READ(s.min_benefit, f.opt_double("min_benefit", s.min_benefit, 0, 100));
+  auto dw = f.opt_object("disk_watermarks");
+  if (!dw) return dw.error();
+  if (*dw) {
+    json_fields df(**dw, f.child_path("disk_watermarks"));
+    disk_watermarks next = s.disk;
+    for (auto [name, target] : {std::pair<const char*, disk_watermark*>{"low", &next.low}, {"high", &next.high}, {"flood", &next.flood}}) {
+      auto v = df.opt_string(name);
+      if (!v) return v.error();
+      if (!*v) continue;
+      auto w = parse_disk_watermark(**v);
+      if (!w) return df.fail(name, "must be a share of the disk in use (\"85%\") or bytes to keep free (\"500mb\")");
+      *target = *w;
+    }
+    if (auto done = df.finish(); !done) return done.error();
+    const bool shares = next.low.used_share > 0;
+    if ((next.high.used_share > 0) != shares || (next.flood.used_share > 0) != shares)
+      return f.fail("disk_watermarks", "low, high and flood must all be shares (\"85%\") or all bytes free (\"500mb\")");
+    const bool ordered = shares ? next.low.used_share <= next.high.used_share && next.high.used_share <= next.flood.used_share
+                                : next.low.min_free >= next.high.min_free && next.high.min_free >= next.flood.min_free;
+    if (!ordered) return f.fail("disk_watermarks", "each must be at least as strict as the one before it (low, high, flood: " + to_string(next.low) + ", " +
+                                                       to_string(next.high) + ", " + to_string(next.flood) + ")");
+    s.disk = next;
+  }
   return f.finish();
 }
 

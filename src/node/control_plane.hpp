@@ -16,6 +16,9 @@
 
 namespace shardd {
 
+class disk_guard;
+
+
 class control_plane {
  public:
   virtual ~control_plane() = default;
@@ -54,6 +57,8 @@ class control_plane {
     std::uint64_t incarnation = 0;
   };
   virtual void set_event_source(event_source) {}
+  /// The data disk heartbeats report (null: not reported).
+  virtual void set_disk(const disk_guard*) {}
   /// The last heartbeat's round trip to the controller, in microseconds (members).
   virtual std::optional<std::uint64_t> heartbeat_rtt_us() const noexcept = 0;
 

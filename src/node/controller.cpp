@@ -1,5 +1,7 @@
 #include "node/controller.hpp"
 
+#include "node/disk_guard.hpp"
+
 #include "common/log.hpp"
 #include "node/faults.hpp"
 #include "node/peers.hpp"
@@ -214,6 +216,15 @@ awaitable<migration_result> controller::create(migrate_request q, std::string re
   if (!snap) co_return snap.error();
   const auto& m = *(*snap)->map;
   if (auto ok = check_move(m, migrations_, q); !ok) co_return ok.error();
+  {
+    const auto d = disks(m.settings.rebalance.disk);
+    if (auto it = d.find(q.target); it != d.end() && it->second.level != disk_level::ok)
+      co_return make_error(errc::conflict, "node " + q.target + "'s data disk is at its " +
+                                               std::string(to_string(it->second.level)) + " watermark (" +
+                                               std::to_string(it->second.used) + " of " + std::to_string(it->second.total) +
+                                               " bytes used; low " + to_string(m.settings.rebalance.disk.low) +
+                                               "): it takes no shard");
+  }
   const auto* ix = m.find_index(q.index);
   migration_record r;
   r.id = "m" + std::to_string(next_migration_++);
@@ -233,6 +244,17 @@ awaitable<migration_result> controller::create(migrate_request q, std::string re
              r.target, "priority", to_string(r.priority), "reason", r.reason);
   co_await schedule();
   co_return migrations_[r.id];
+}
+
+std::map<std::string, node_disk, std::less<>> controller::disks(const disk_watermarks& w) {
+  std::map<std::string, node_disk, std::less<>> out;
+  for (const auto& [id, l] : leases_)
+    if (l.disk_total > 0) out[id] = {l.disk_used, l.disk_total, l.disk};
+  if (local_disk_) {
+    const auto u = local_disk_->usage();
+    if (u.total > 0) out[cfg_.node_id] = {u.used, u.total, level_of(w, u.used, u.total, local_disk_->level())};
+  }
+  return out;
 }
 
 awaitable<void> controller::schedule() {
@@ -384,6 +406,25 @@ awaitable<void> controller::on(heartbeat_msg& h) {
   l.bytes = h.beat.bytes;
   if (!h.beat.events.empty()) co_await journal_member_events(h.beat.node_id, h.beat.incarnation, h.beat.events);
   l.anomalies_open = h.beat.anomalies_open;
+  l.disk_used = h.beat.disk_used;
+  l.disk_total = h.beat.disk_total;
+  {
+    const auto was = l.disk;
+    l.disk = level_of((*snap)->map->settings.rebalance.disk, l.disk_used, l.disk_total, was);
+    if (l.disk != was) {
+      event e;
+      e.type = "node";
+      e.summary = "node " + h.beat.node_id + ": disk " + std::string(to_string(was)) + " -> " + std::string(to_string(l.disk));
+      e.fields = {{"node", h.beat.node_id},
+                  {"disk_level", std::string(to_string(l.disk))},
+                  {"disk_used", static_cast<std::int64_t>(l.disk_used)},
+                  {"disk_total", static_cast<std::int64_t>(l.disk_total)}};
+      co_await record(std::move(e));
+      SHARDD_LOG(warn, "node_disk_level", "peer", h.beat.node_id, "from", to_string(was), "to", to_string(l.disk), "used",
+                 l.disk_used, "total", l.disk_total);
+      if (l.disk >= disk_level::high) last_rebalance_ = {};  // shed at the next tick
+    }
+  }
   if (!h.beat.load.empty()) {
     // A member speaks for its own shards only: entries for shards the map gives another node
     // are dropped, not stored.
@@ -406,8 +447,23 @@ awaitable<void> controller::on(heartbeat_msg& h) {
 }
 
 awaitable<void> controller::on(create_index_msg& c) {
-  auto res = co_await change("API: create index " + c.name, [&](const cluster_snapshot& s) {
-    return shardd::create_index(*s.map, c.name, c.spec, *s.placement, cfg_.placement_epsilon);
+  auto res = co_await change("API: create index " + c.name, [&](const cluster_snapshot& s) -> result<partition_map> {
+    // No shard goes to a node whose disk is at its low watermark or above.
+    const auto d = disks(s.map->settings.rebalance.disk);
+    std::vector<ring::member> room;
+    const auto& pl = *s.placement;
+    for (std::size_t i = 0; i < pl.node_count(); ++i) {
+      auto it = d.find(pl.nodes()[i]);
+      if (it == d.end() || it->second.level == disk_level::ok) room.push_back({pl.nodes()[i], pl.weights()[i]});
+    }
+    if (room.size() == pl.node_count()) return shardd::create_index(*s.map, c.name, c.spec, pl, cfg_.placement_epsilon);
+    if (room.empty())
+      return make_error(errc::insufficient_storage, "every node's data disk is at its low watermark or above (" +
+                                                        to_string(s.map->settings.rebalance.disk.low) +
+                                                        "): no node takes a new shard");
+    auto ring_with_room = ring::build(room, pl.vnodes_per_weight());
+    if (!ring_with_room) return ring_with_room.error();
+    return shardd::create_index(*s.map, c.name, c.spec, *ring_with_room, cfg_.placement_epsilon);
   });
   if (res)
     SHARDD_LOG(info, "index_created", "index", c.name, "partitioning", to_string(c.spec.strategy), "shards",
@@ -432,9 +488,14 @@ awaitable<void> controller::on(members_msg& q) {
   const auto now = std::chrono::steady_clock::now();
   std::vector<member_status> out;
   for (const auto& [id, l] : leases_) {
-    member_status st{id, std::nullopt, l.shards, l.records, l.bytes, l.load, std::nullopt, l.anomalies_open};
+    member_status st{id, std::nullopt, l.shards, l.records, l.bytes, l.load, std::nullopt, l.anomalies_open, l.disk_used, l.disk_total, l.disk};
     if (l.heard) st.since_heartbeat = std::chrono::duration_cast<std::chrono::milliseconds>(now - l.last_seen);
     if (l.load_at) st.load_age = std::chrono::duration_cast<std::chrono::milliseconds>(now - *l.load_at);
+    if (id == cfg_.node_id && local_disk_) {
+      st.disk_used = local_disk_->usage().used;
+      st.disk_total = local_disk_->usage().total;
+      st.disk = local_disk_->level();
+    }
     if (id == cfg_.node_id && local_load_)
       if (auto mine = local_load_()) {
         st.load = mine->shards;
@@ -445,6 +506,11 @@ awaitable<void> controller::on(members_msg& q) {
   }
   if (!leases_.count(cfg_.node_id) && local_load_) {
     member_status self{cfg_.node_id, std::chrono::milliseconds(0), 0, 0, 0, {}, std::nullopt, 0};
+    if (local_disk_) {
+      self.disk_used = local_disk_->usage().used;
+      self.disk_total = local_disk_->usage().total;
+      self.disk = local_disk_->level();
+    }
     if (auto mine = local_load_()) {
       self.load = mine->shards;
       self.load_age = std::chrono::milliseconds(0);

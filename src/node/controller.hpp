@@ -32,6 +32,8 @@ struct member_status {
   std::vector<peer::shard_load> load;
   std::optional<std::chrono::milliseconds> load_age;
   std::uint32_t anomalies_open = 0;  ///< on the member, as its last heartbeat said
+  std::uint64_t disk_used = 0, disk_total = 0;  ///< its data disk (total 0: not reported)
+  disk_level disk = disk_level::ok;             ///< against the map's disk watermarks
 };
 
 struct join_msg {
@@ -210,6 +212,8 @@ class controller final : public actor<controller_message> {
   asio::awaitable<result<events_page>> events(std::uint64_t since, std::vector<std::string> types, std::size_t limit);
   /// Where the controller's own node's load comes from (its monitor); it sends no heartbeat.
   void set_local_load(control_plane::load_source f) { local_load_ = std::move(f); }
+  /// The controller node's own data disk (members report theirs with heartbeats).
+  void set_local_disk(const disk_guard* d) { local_disk_ = d; }
   /// Where the controller's own node's journal events come from (it sends no heartbeat).
   void set_local_events(control_plane::event_source s) { local_events_ = std::move(s); }
 
@@ -293,6 +297,8 @@ class controller final : public actor<controller_message> {
   asio::awaitable<migration_result> create(migrate_request r, std::string reason, std::string plan = {});
   asio::awaitable<void> schedule();
   asio::awaitable<void> watch_ring();
+  /// Each member's data disk (the controller's own from its guard) with its level under `w`.
+  std::map<std::string, node_disk, std::less<>> disks(const disk_watermarks& w);
   asio::awaitable<void> finish_decommissions();
   asio::awaitable<void> abort_in_map(const migration_record& r);
   asio::awaitable<void> after_phase_change();
@@ -307,9 +313,12 @@ class controller final : public actor<controller_message> {
     std::vector<peer::shard_load> load;
     std::optional<std::chrono::steady_clock::time_point> load_at;
     std::uint32_t anomalies_open = 0;
+    std::uint64_t disk_used = 0, disk_total = 0;  ///< from the last heartbeat (total 0: none)
+    disk_level disk = disk_level::ok;             ///< under the map's watermarks, flood held until under high
   };
   std::map<std::string, lease, std::less<>> leases_;
   control_plane::load_source local_load_;
+  const disk_guard* local_disk_ = nullptr;
   control_plane::event_source local_events_;  ///< the controller's own monitor's events
   struct event_seq {
     std::uint64_t incarnation = 0;  ///< of the node's events

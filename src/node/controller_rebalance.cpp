@@ -48,6 +48,7 @@ rebalance_run controller::make_plan(const partition_map& m) {
   for (auto it = migrations_.rbegin(); it != migrations_.rend() && count < 20; ++it)
     if (it->second.rate_bytes_per_sec > 0) sum += it->second.rate_bytes_per_sec, ++count;
   if (count) in.observed_bytes_per_sec = sum / count;
+  in.disks = disks(m.settings.rebalance.disk);
   rebalance_run run;
   run.created_ms = now_wall_ms();
   run.plan = plan_rebalance(in);

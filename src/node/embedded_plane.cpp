@@ -1,5 +1,7 @@
 #include "node/embedded_plane.hpp"
 
+#include "node/disk_guard.hpp"
+
 #include "node/gather.hpp"
 #include "common/log.hpp"
 #include "shardd/peer_messages.hpp"
@@ -165,6 +167,11 @@ awaitable<void> embedded_plane::heartbeat_loop(node_entry self) {
           hb.load = load->shards;
           hb.anomalies_open = load->anomalies_open;
         }
+      if (disk_) {
+        const auto d = disk_->usage();
+        hb.disk_used = d.used;
+        hb.disk_total = d.total;
+      }
       if (event_source_.pending) {
         hb.incarnation = event_source_.incarnation;
         hb.events = event_source_.pending(16);

@@ -42,6 +42,7 @@ class embedded_plane final : public control_plane {
   /// Whether the last heartbeat reached the controller (members); always true on it.
   bool controller_reachable() const noexcept override { return reachable_.load(); }
   void set_load_source(load_source f) override { load_source_ = std::move(f); }
+  void set_disk(const disk_guard* d) override { disk_ = d; }
   void set_event_source(event_source s) override { event_source_ = std::move(s); }
   std::optional<std::uint64_t> heartbeat_rtt_us() const noexcept override {
     const auto v = rtt_us_.load(std::memory_order_relaxed);
@@ -67,6 +68,7 @@ class embedded_plane final : public control_plane {
   std::atomic<bool> reachable_{true};
   std::atomic<std::uint64_t> rtt_us_{0};  ///< 0: no heartbeat answered yet
   load_source load_source_;              ///< set before the heartbeats start
+  const disk_guard* disk_ = nullptr;     ///< set before the heartbeats start
   event_source event_source_;            ///< ditto
   std::shared_ptr<boost::asio::steady_timer> timer_;
 };

@@ -3,6 +3,7 @@
 #include "net/http_server.hpp"
 #include "net/peer_transport.hpp"
 #include "node/controller.hpp"
+#include "node/disk_guard.hpp"
 #include "node/embedded_plane.hpp"
 #include "common/log.hpp"
 #include "node/migrator.hpp"
@@ -16,9 +17,13 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 
 #include <filesystem>
@@ -61,6 +66,7 @@ struct node::impl {
   std::unique_ptr<controller> ctl;
   std::unique_ptr<migrator> mig;
   std::unique_ptr<monitor> mon;
+  std::unique_ptr<disk_guard> disk;
   std::unique_ptr<rest_api> api;
   std::unique_ptr<peer_service> peer_svc;
   std::unique_ptr<net::peer_server> peer_listener;
@@ -104,6 +110,9 @@ result<void> node::start() {
     return make_error(errc::invalid_argument, e.what());
   }
   m.plane = std::make_unique<embedded_plane>(asio::make_strand(m.ioc), m.cfg, *m.ring, *m.store, *m.peer_pool);
+  m.disk = std::make_unique<disk_guard>(m.cfg);
+  m.disk->refresh(m.ring->snapshot()->map->settings.rebalance.disk);
+  m.plane->set_disk(m.disk.get());
   m.mon = std::make_unique<monitor>(m.ioc.get_executor(), m.cfg, *m.store, *m.ring);
   auto latest_load = [mon = m.mon.get()] { return mon->latest_load(); };
   m.plane->set_load_source(latest_load);
@@ -115,13 +124,14 @@ result<void> node::start() {
   if (is_controller) {
     m.ctl = std::make_unique<controller>(m.ioc.get_executor(), m.cfg, *m.plane, m.store.get(), m.peer_pool.get());
     m.ctl->set_local_load(latest_load);
+    m.ctl->set_local_disk(m.disk.get());
     m.ctl->set_local_events(events);
     m.ctl->begin();
   }
   m.mig = std::make_unique<migrator>(m.ioc.get_executor(), m.cfg, *m.store, *m.ring, *m.peer_pool, m.migration_pool);
 
   node_context ctx{m.cfg, *m.store, *m.ring, m.read_pool, m.stopping, m.peer_pool.get(), m.plane.get(), m.ctl.get(),
-                   m.mig.get(), m.mon.get()};
+                   m.mig.get(), m.mon.get(), m.disk.get()};
   m.api = std::make_unique<rest_api>(ctx);
   m.peer_svc = std::make_unique<peer_service>(ctx, [api = m.api.get()](net::http_request req, std::uint64_t v) {
     return api->handle_forwarded(std::move(req), v);
@@ -186,6 +196,20 @@ result<void> node::start() {
   sources.heartbeat_rtt_us = [plane = m.plane.get()] { return plane->heartbeat_rtt_us(); };
   m.mon->set_sources(std::move(sources));
   m.mon->start();
+  // The data disk against the map's watermarks, every heartbeat interval (the write path and
+  // the heartbeats read the result).
+  asio::co_spawn(
+      m.ioc,
+      [&m]() -> asio::awaitable<void> {
+        asio::steady_timer timer(co_await asio::this_coro::executor);
+        while (!m.stopping) {
+          timer.expires_after(std::chrono::milliseconds(m.cfg.heartbeat_interval_ms));
+          auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+          if (ec || m.stopping) break;
+          m.disk->refresh(m.ring->snapshot()->map->settings.rebalance.disk);
+        }
+      },
+      asio::detached);
   m.signals.async_wait([&m](boost::system::error_code e, int sig) {
     if (e) return;
     asio::co_spawn(m.ioc, m.shutdown(sig), asio::detached);

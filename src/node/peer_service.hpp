@@ -23,7 +23,7 @@ class peer_service {
       std::function<boost::asio::awaitable<net::http_response>(net::http_request, std::uint64_t sender_version)>;
 
   peer_service(node_context ctx, forwarded_handler forwarded)
-      : ctx_(ctx), shards_(ctx.config, ctx.store, ctx.ring, ctx.read_pool, ctx.peer == nullptr),
+      : ctx_(ctx), shards_(ctx.config, ctx.store, ctx.ring, ctx.read_pool, ctx.peer == nullptr, ctx.disk),
         forwarded_(std::move(forwarded)) {}
 
   boost::asio::awaitable<peer::frame> handle(peer::frame f, std::string from);

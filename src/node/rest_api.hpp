@@ -32,6 +32,8 @@ class monitor;
 
 /// What handlers may use. Everything here is owned by the node and outlives the API. Without
 /// `peer` (unit tests) every shard is served locally.
+class disk_guard;
+
 struct node_context {
   const node_config& config;
   storage::store& store;
@@ -43,6 +45,7 @@ struct node_context {
   controller* ctl = nullptr;  ///< set on the controller node only
   migrator* mig = nullptr;
   monitor* mon = nullptr;  ///< the node's monitor (null in unit tests that need none)
+  const disk_guard* disk = nullptr;  ///< the data disk against its watermarks (null: not checked)
 };
 
 /// Turns HTTP requests into answers. Stateless between requests; safe to call from many

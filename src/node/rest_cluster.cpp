@@ -1,4 +1,5 @@
 // REST: health, the cluster and its nodes, the ring, the partition map.
+#include "node/disk_guard.hpp"
 #include "node/control_plane.hpp"
 #include "node/controller.hpp"
 #include "node/monitor.hpp"
@@ -120,6 +121,8 @@ awaitable<http_response> rest_api::get_cluster(call& c) {
     }
   json::array nodes;
   std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> disk_reasons;
+  bool disk_flood = false;
   for (const auto& [id, n] : map.nodes) {
     json::object o;
     o["id"] = id;
@@ -150,15 +153,43 @@ awaitable<http_response> rest_api::get_cluster(call& c) {
     if (records) o["records"] = *records; else o["records"] = nullptr;
     if (bytes) o["bytes"] = *bytes; else o["bytes"] = nullptr;
     if (heartbeat) o["last_heartbeat_ms"] = *heartbeat; else o["last_heartbeat_ms"] = nullptr;
+    // The data disk, as the controller last heard it (this node's own: measured here).
+    std::string disk_text = "-";
+    std::optional<member_status> disk_of;
+    if (auto it = members.find(id); it != members.end() && it->second.disk_total > 0) disk_of = it->second;
+    if (!disk_of && id == ctx_.config.node_id && ctx_.disk && ctx_.disk->usage().total > 0) {
+      member_status self;
+      self.disk_used = ctx_.disk->usage().used;
+      self.disk_total = ctx_.disk->usage().total;
+      self.disk = ctx_.disk->level();
+      disk_of = self;
+    }
+    if (disk_of && n.state != node_state::left) {
+      o["disk_used"] = disk_of->disk_used;
+      o["disk_total"] = disk_of->disk_total;
+      o["disk_level"] = to_string(disk_of->disk);
+      char pct[32];
+      std::snprintf(pct, sizeof pct, "%.1f%%", 100.0 * static_cast<double>(disk_of->disk_used) / static_cast<double>(disk_of->disk_total));
+      disk_text = std::string(pct) + " " + std::string(to_string(disk_of->disk));
+      if (disk_of->disk != disk_level::ok) {
+        disk_reasons.push_back("node " + id + "'s data disk is at its " + std::string(to_string(disk_of->disk)) +
+                               " watermark (" + pct + " used)");
+        disk_flood = disk_flood || disk_of->disk == disk_level::flood;
+      }
+    } else {
+      o["disk_used"] = nullptr;
+      o["disk_total"] = nullptr;
+      o["disk_level"] = nullptr;
+    }
     rows.push_back({id, std::string(to_string(n.state)), std::to_string(n.weight), std::to_string(shard_counts[id]),
-                    records ? std::to_string(*records) : "-", bytes ? std::to_string(*bytes) : "-",
+                    records ? std::to_string(*records) : "-", bytes ? std::to_string(*bytes) : "-", disk_text,
                     heartbeat ? std::to_string(*heartbeat) : "-", n.rest_address, n.peer_address,
                     id == map.controller ? "*" : ""});
     nodes.push_back(std::move(o));
   }
   if (c.text())
     co_return text_response(render_table(
-        {"node", "state", "weight", "shards", "records", "bytes", "heartbeat_ms", "rest", "peer", "controller"}, rows));
+        {"node", "state", "weight", "shards", "records", "bytes", "disk", "heartbeat_ms", "rest", "peer", "controller"}, rows));
   json::object o;
   o["cluster_id"] = map.cluster_id;
   std::size_t running = 0;
@@ -168,10 +199,14 @@ awaitable<http_response> rest_api::get_cluster(call& c) {
     for (const auto& [id, st] : members) anomalies += st.anomalies_open;
   else if (ctx_.mon)
     anomalies = ctx_.mon->anomalies_open();
-  const auto h = assess_health(map, running, anomalies);
+  auto h = assess_health(map, running, anomalies);
+  // Disks: flood refuses writes (red); low and high stop placements or shed shards (yellow).
+  if (disk_flood) h.status = "red";
+  else if (!disk_reasons.empty() && h.status == "green") h.status = "yellow";
   o["status"] = h.status;
   json::array reasons;
   for (const auto& r : h.reasons) reasons.push_back(json::value(r));
+  for (const auto& r : disk_reasons) reasons.push_back(json::value(r));
   o["status_reasons"] = std::move(reasons);
   o["controller"] = map.controller;
   o["controller_reachable"] = reachable;

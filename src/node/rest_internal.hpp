@@ -44,6 +44,7 @@ inline unsigned status_of(errc e) {
     case errc::too_large: return 413;
     case errc::corrupt: return 502;
     case errc::forbidden: return 403;
+    case errc::insufficient_storage: return 507;
     default: return 500;
   }
 }

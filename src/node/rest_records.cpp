@@ -1,4 +1,5 @@
 // REST: records, bulk writes, scans and counts.
+#include "node/disk_guard.hpp"
 #include "node/rest_internal.hpp"
 #include "node/gather.hpp"
 #include "node/store_ops.hpp"
@@ -138,6 +139,8 @@ awaitable<http_response> rest_api::record(call& c, const index_entry& ix_in) {
 awaitable<http_response> rest_api::put_record(call& c, const index_entry& ix, const std::string& key) {
   auto doc = normalize_doc(c.req.body, ctx_.config.max_doc_bytes);
   if (!doc) co_return c.fail(doc.error());
+  if (ctx_.disk)
+    if (auto full = ctx_.disk->refuse_puts()) co_return c.fail(*full);  // this node owns the shard
   auto rt = route_key(ix, key, c.routing());
   const auto shard_id = ix.shards[rt.shard_pos].id;
   std::vector<storage::write_op> ops;

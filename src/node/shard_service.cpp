@@ -1,5 +1,7 @@
 #include "node/shard_service.hpp"
 
+#include "node/disk_guard.hpp"
+
 #include "node/faults.hpp"
 #include "node/store_ops.hpp"
 #include "shardd/key_codec.hpp"
@@ -120,6 +122,10 @@ awaitable<result<peer::median_reply>> shard_service::median(peer::median_request
 }
 
 awaitable<result<std::vector<storage::op_status>>> shard_service::write(std::vector<storage::write_op> ops) {
+  if (disk_)
+    if (auto full = disk_->refuse_puts())
+      for (const auto& op : ops)
+        if (op.kind == storage::op_kind::put) co_return *full;  // deletes free space: they pass
   // Which shard each op writes, for the monitor: ops of a bulk come from one index, in runs
   // of the same shard more often than not.
   const auto snap = ring_.snapshot();

@@ -18,6 +18,7 @@ namespace shardd {
 /// on the read pool, writes on the store's writer thread; nothing here blocks a network strand.
 /// Stateless; safe from any strand. Owned by the node; both `rest_api` and `peer_service` call
 /// it, so neither depends on the other for local work.
+class disk_guard;
 class shard_service {
  public:
   /// Keys and values one shard returns per scan request at most: a page of large documents
@@ -25,9 +26,10 @@ class shard_service {
   static constexpr std::size_t max_scan_bytes = 16u << 20;
 
   /// `standalone`: no cluster (unit tests): every shard counts as local.
+  /// `disk`: puts are refused (insufficient_storage) while it is at its flood watermark.
   shard_service(const node_config& cfg, storage::store& store, ring_actor& ring, boost::asio::thread_pool& read_pool,
-                bool standalone)
-      : cfg_(cfg), store_(store), ring_(ring), read_pool_(read_pool), standalone_(standalone) {}
+                bool standalone, const disk_guard* disk = nullptr)
+      : cfg_(cfg), store_(store), ring_(ring), read_pool_(read_pool), standalone_(standalone), disk_(disk) {}
 
   /// One page of a scan of shard `q.shard`, which this node must own.
   boost::asio::awaitable<result<peer::scan_reply>> scan(peer::scan_request q);
@@ -48,6 +50,7 @@ class shard_service {
   ring_actor& ring_;
   boost::asio::thread_pool& read_pool_;
   bool standalone_;
+  const disk_guard* disk_;
 };
 
 }  // namespace shardd

@@ -149,3 +149,116 @@ TEST_CASE("auto: a weight change converges through the rebalancer with no operat
   }
   verify(*c1, "a", expected);
 }
+
+namespace {
+
+json::object node_of(net::https_client& c, const std::string& id) {
+  auto cl = body(c.get("/v1/cluster"));
+  for (const auto& n : cl.at("nodes").as_array())
+    if (n.at("id").as_string() == id) return n.as_object();
+  FAIL("no node " << id);
+  return {};
+}
+
+/// Polls `f` until it is true or `limit` passes.
+template <class F>
+bool eventually(F f, std::chrono::seconds limit = std::chrono::seconds(15)) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    if (f()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return f();
+}
+
+}  // namespace
+
+TEST_CASE("disk watermarks: flood refuses writes with 507 naming the node, low keeps new shards away, high plans moves off") {
+  // node-3's data disk is a 64 MiB quota; node-1 and node-2 measure their real file system.
+  cluster cl(2, {}, R"({"cluster":{"heartbeat_interval_ms":200},"rebalance":{"mode":"plan-only"}})");
+  cl.config = R"({"cluster":{"heartbeat_interval_ms":200},"storage":{"capacity_bytes":67108864}})";
+  cl.add();
+  auto c1 = cl.node(1).client();
+  auto c3 = cl.node(3).client();
+  REQUIRE(c1->put("/v1/indexes/w", R"({"shards":6})").status == 201);
+  std::map<std::string, std::int64_t> expected;
+  load(*c1, "w", "k", 300, {}, 50, expected);
+  REQUIRE(eventually([&] { return node_of(*c1, "node-3").at("disk_total").is_int64(); }));
+  auto n3 = node_of(*c1, "node-3");
+  CHECK(n3.at("disk_total").as_int64() == 67108864);
+  CHECK(n3.at("disk_level") == "ok");
+  const auto free_of = [](const json::object& n) { return n.at("disk_total").as_int64() - n.at("disk_used").as_int64(); };
+  for (const char* other : {"node-1", "node-2"})
+    if (free_of(node_of(*c1, other)) < (1ll << 30)) {
+      WARN("skipped: " << other << " has under 1 GiB free, so watermarks in bytes cannot single out node-3");
+      return;
+    }
+  const std::int64_t shard = shard_on(*c1, "w", "node-3");
+  const auto routing = routing_for(*c1, "w", shard);
+
+  // Keep 512 MiB free (low), 384 (high), 256 (flood): node-3, under 64 MiB free, is past all.
+  REQUIRE(c1->put("/v1/rebalance/settings", R"({"disk_watermarks":{"low":"512mb","high":"384mb","flood":"256mb"}})").status == 200);
+  CHECK(body(c1->get("/v1/rebalance/settings")).at("disk_watermarks").at("flood") == "256mb");
+  const std::string target = "/v1/indexes/w/records/new?routing=" + routing;
+  net::client_response refused;
+  REQUIRE(eventually([&] {
+    refused = c1->put(target, R"({"n":1})");  // through node-1: node-3's answer is relayed
+    return refused.status == 507;
+  }));
+  auto problem = body(refused);
+  CHECK(std::string(problem.at("type").as_string()).find("insufficient-storage") != std::string::npos);
+  const std::string detail(problem.at("detail").as_string());
+  CHECK(detail.find("node node-3") != std::string::npos);
+  CHECK(detail.find("flood watermark") != std::string::npos);
+  CHECK(c3->put(target, R"({"n":1})").status == 507);
+  // A bulk line for node-3's shard fails with 507; a delete there still works.
+  auto bulk = body(c1->post("/v1/indexes/w/bulk", R"({"op":"put","key":"b1","routing":")" + routing + R"(","doc":{"n":1}})" + "\n"));
+  REQUIRE(bulk.at("errors").as_array().size() == 1);
+  CHECK(bulk.at("errors").as_array()[0].at("status").as_int64() == 507);
+  std::string a_key;
+  for (const auto& [k, v] : expected)
+    if (body(c1->get("/v1/ring/lookup?index=w&key=" + k)).at("owner") == "node-3") a_key = k;
+  REQUIRE_FALSE(a_key.empty());
+  CHECK(c1->del("/v1/indexes/w/records/" + a_key).status == 200);
+  expected.erase(a_key);
+  // The cluster is red and says why; node-3 shows flood.
+  REQUIRE(eventually([&] { return node_of(*c1, "node-3").at("disk_level") == "flood"; }));
+  auto status = body(c1->get("/v1/cluster"));
+  CHECK(status.at("status") == "red");
+  CHECK(json::serialize(status.at("status_reasons")).find("node-3's data disk") != std::string::npos);
+  CHECK(c1->get("/v1/cluster?format=text").body.find("flood") != std::string::npos);
+
+  // Low: a new index puts nothing on node-3, and a move there is refused.
+  REQUIRE(c1->put("/v1/indexes/x", R"({"shards":6})").status == 201);
+  CHECK(counts(*c1, "x")["node-3"] == 0);
+  auto to3 = c1->post("/v1/shards/x/0/migrate", R"({"target":"node-3"})");
+  CHECK(to3.status == 409);
+  CHECK(to3.body.find("watermark") != std::string::npos);
+
+  // High: the plan moves shards off node-3 first, at high priority, and says why.
+  auto plan = body(c1->post("/v1/rebalance/plan", ""));
+  const auto& moves = plan.at("moves").as_array();
+  REQUIRE_FALSE(moves.empty());
+  CHECK(moves[0].at("reason") == "disk");
+  CHECK(moves[0].at("source") == "node-3");
+  CHECK(moves[0].at("priority") == "high");
+  for (const auto& mv : moves) CHECK(mv.at("target") != "node-3");
+  bool listed = false;
+  for (const auto& n : plan.at("nodes").as_array())
+    if (n.at("node") == "node-3") listed = n.at("disk_level") == "flood";
+  CHECK(listed);
+
+  // Room again (1 MiB to keep free): writes to node-3's shards are accepted again.
+  REQUIRE(c1->put("/v1/rebalance/settings", R"({"disk_watermarks":{"low":"2mb","high":"1mb","flood":"1mb"}})").status == 200);
+  REQUIRE(eventually([&] {
+    const auto st = c1->put(target, R"({"n":2})").status;
+    return st == 200 || st == 201;  // created, or updated (a first try may have landed before the flood)
+  }));
+  expected["new"] = 2;
+  CHECK(eventually([&] { return body(c1->get("/v1/cluster")).at("status") == "green"; }));
+  // Bad watermarks are refused naming the field.
+  auto bad = c1->put("/v1/rebalance/settings", R"({"disk_watermarks":{"low":"95%","high":"90%"}})");
+  CHECK(bad.status == 400);
+  CHECK(bad.body.find("disk_watermarks") != std::string::npos);
+  CHECK(c1->put("/v1/rebalance/settings", R"({"disk_watermarks":{"flood":"lots"}})").status == 400);
+}

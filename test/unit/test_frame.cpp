@@ -208,7 +208,10 @@ TEST_CASE("every peer message round-trips through its codec") {
   auto corrupt = decode_error(encode(error_reply{errc::corrupt, "checksum mismatch"}));
   REQUIRE(corrupt);
   CHECK(corrupt->code == errc::corrupt);  // a typed error: the sender re-sends without reading the text
-  CHECK(!decode_error(std::string("\x0a\0\0\0\0", 5)));  // one past the last code (forbidden, 9)
+  auto full = decode_error(encode(error_reply{errc::insufficient_storage, "disk above flood"}));
+  REQUIRE(full);
+  CHECK(full->code == errc::insufficient_storage);
+  CHECK(!decode_error(std::string("\x0b\0\0\0\0", 5)));  // one past the last code (insufficient_storage, 10)
 
   forward_response fr{404, "application/problem+json", {{"X-Shardd-Node", "n2"}, {"Allow", "GET"}}, "{}"};
   auto fr2 = decode_forward_response(encode(fr));
@@ -331,6 +334,37 @@ TEST_CASE("a heartbeat carries the sender's journal events, bounded in number an
   payload_writer empty_events;
   empty_events.bytes("n5").u64(1).u32(0).u64(0).u64(0).u32(1).u32(0).u64(0).u32(0);
   CHECK_FALSE(decode_heartbeat(empty_events.take()));
+}
+
+TEST_CASE("a heartbeat carries the sender's data disk after its other sections, only when measured") {
+  heartbeat h{"n6", 3, 1, 2, 3, {}, 0, 0, {}};
+  h.disk_used = 123456789;
+  h.disk_total = 987654321;
+  auto back = decode_heartbeat(encode(h));
+  REQUIRE(back);
+  CHECK(back->disk_used == 123456789);
+  CHECK(back->disk_total == 987654321);
+  CHECK(encode(*back) == encode(h));
+  // With load and events too.
+  h.load.push_back(shard_load{1, 2, 3, 4, 5, 6, 7, 8});
+  h.incarnation = 9;
+  h.events.push_back(member_event{1, "anomaly", "a", "{}"});
+  auto full = decode_heartbeat(encode(h));
+  REQUIRE(full);
+  CHECK(full->disk_total == 987654321);
+  CHECK(full->events.size() == 1);
+  // A heartbeat without it (an older sender, or none measured) decodes with total 0.
+  heartbeat none{"n6", 3, 1, 2, 3, {}, 0, 5, {}};
+  auto nb = decode_heartbeat(encode(none));
+  REQUIRE(nb);
+  CHECK(nb->disk_total == 0);
+  // A disk section with total 0 is left out when sent, and refused when read.
+  payload_writer zero;
+  zero.bytes("n6").u64(3).u32(1).u64(2).u64(3).u32(0).u32(0).u64(0).u32(0).u64(5).u64(0);
+  CHECK_FALSE(decode_heartbeat(zero.take()));
+  payload_writer trailing;  // bytes after the disk section
+  trailing.bytes("n6").u64(3).u32(1).u64(2).u64(3).u32(0).u32(0).u64(0).u32(0).u64(5).u64(10).u8(1);
+  CHECK_FALSE(decode_heartbeat(trailing.take()));
 }
 
 TEST_CASE("a data batch written record by record decodes in place and re-encodes to the same bytes") {

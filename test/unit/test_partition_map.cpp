@@ -216,6 +216,25 @@ TEST_CASE("any random sequence of changes keeps the map valid and its JSON round
   }
 }
 
+TEST_CASE("a map written before the rebalancer keeps its meaning: convergence off becomes rebalance mode off") {
+  auto m = create(with_nodes(2), "users", {partitioning::hash, 4, {}});
+  CHECK(m.settings.rebalance.mode == rebalance_mode::automatic);  // the default
+  const std::string now = to_json(m);
+  const auto at = now.find("\"rebalance\":");
+  REQUIRE(at != std::string::npos);
+  const std::string old_off = now.substr(0, at) + "\"convergence\":false,\"convergence_batch\":4}}";
+  auto off = from_json(old_off);
+  REQUIRE(off);
+  CHECK(off->settings.rebalance.mode == rebalance_mode::off);
+  const std::string old_on = now.substr(0, at) + "\"convergence\":true,\"convergence_batch\":4}}";
+  auto on = from_json(old_on);
+  REQUIRE(on);
+  CHECK(on->settings.rebalance.mode == rebalance_mode::automatic);
+  // Written again, the old fields are gone and the mode is kept.
+  CHECK(to_json(*off).find("convergence") == std::string::npos);
+  CHECK(from_json(to_json(*off))->settings.rebalance.mode == rebalance_mode::off);
+}
+
 TEST_CASE("bad JSON maps are rejected with a reason") {
   auto m = create(with_nodes(2), "users", {partitioning::hash, 4, {}});
   const std::string good = to_json(m);

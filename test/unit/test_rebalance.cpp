@@ -367,6 +367,20 @@ TEST_CASE("a node that is down keeps its shards out of the plan; the plan says w
   REQUIRE(held_by(p, "source_down"));
 }
 
+namespace {
+
+/// Settings read from `text` onto the defaults, and the error ("" when none).
+std::pair<rebalance_settings, std::string> read_settings(const char* text) {
+  auto v = parse_json(text, "t");
+  REQUIRE(v);
+  rebalance_settings r;
+  json_fields f(v->as_object(), "rebalance");
+  auto res = read_rebalance_settings(f, r);
+  return {r, res ? std::string() : res.error().detail};
+}
+
+}  // namespace
+
 TEST_CASE("settings read back from JSON, and bad ones are refused naming the field") {
   rebalance_settings s;
   s.mode = rebalance_mode::plan_only;
@@ -379,13 +393,9 @@ TEST_CASE("settings read back from JSON, and bad ones are refused naming the fie
   REQUIRE(read_rebalance_settings(f, back));
   CHECK(back == s);
   auto bad = [](const char* text) {
-    auto v = parse_json(text, "t");
-    REQUIRE(v);
-    rebalance_settings r;
-    json_fields f(v->as_object(), "rebalance");
-    auto res = read_rebalance_settings(f, r);
-    REQUIRE_FALSE(res);
-    return res.error().detail;
+    auto [r, error] = read_settings(text);
+    REQUIRE_FALSE(error.empty());
+    return error;
   };
   CHECK(bad(R"({"mode":"sometimes"})").starts_with("rebalance.mode:"));
   CHECK(bad(R"({"strategy":"vibes"})").starts_with("rebalance.strategy:"));
@@ -393,6 +403,111 @@ TEST_CASE("settings read back from JSON, and bad ones are refused naming the fie
   CHECK(bad(R"({"weights":{"shards":0,"bytes":0,"records":0,"load":0}})").starts_with("rebalance.weights:"));
   CHECK(bad(R"({"weights":{"cpu":1}})").starts_with("rebalance.weights"));
   CHECK(bad(R"({"treshold":0.1})").find("treshold") != std::string::npos);
+}
+
+TEST_CASE("disk watermarks parse as shares or bytes free, print back, and refuse mixed or unordered sets") {
+  CHECK(parse_disk_watermark("85%") == disk_watermark{0.85, 0});
+  CHECK(parse_disk_watermark("87.5%") == disk_watermark{0.875, 0});
+  CHECK(parse_disk_watermark("500mb") == disk_watermark{0, 500ull << 20});
+  CHECK(parse_disk_watermark("2GB") == disk_watermark{0, 2ull << 30});
+  CHECK(parse_disk_watermark("4096") == disk_watermark{0, 4096});
+  for (const char* bad : {"", "%", "0%", "101%", "-5%", "85 %", "1e3%", "0mb", "5pb", "mb", "12.5gb", "99999999999999999999"})
+    CHECK_FALSE(parse_disk_watermark(bad));
+  CHECK(to_string(disk_watermark{0.9, 0}) == "90%");
+  CHECK(to_string(disk_watermark{0, 3ull << 30}) == "3gb");
+  CHECK(to_string(disk_watermark{0, 1000}) == "1000b");
+  // Above a share: more than it in use; above bytes: less than them free. Unknown: never.
+  CHECK(above(disk_watermark{0.85, 0}, 86, 100));
+  CHECK_FALSE(above(disk_watermark{0.85, 0}, 85, 100));
+  CHECK(above(disk_watermark{0, 20}, 81, 100));
+  CHECK_FALSE(above(disk_watermark{0, 20}, 80, 100));
+  CHECK_FALSE(above(disk_watermark{0.01, 0}, 50, 0));
+  CHECK(used_at(disk_watermark{0, 20}, 100) == 80);
+
+  const auto read = read_settings;
+  auto [bytes, ok] = read(R"({"disk_watermarks":{"low":"3gb","high":"2gb","flood":"1gb"}})");
+  CHECK(ok.empty());
+  CHECK(bytes.disk.high == disk_watermark{0, 2ull << 30});
+  auto o = to_json_object(bytes);
+  CHECK(o.at("disk_watermarks").at("low").as_string() == "3gb");
+  CHECK(read(R"({"disk_watermarks":{"low":"80%"}})").second.empty());  // the others keep 90% and 95%
+  CHECK(read(R"({"disk_watermarks":{"low":"95%"}})").second.starts_with("rebalance.disk_watermarks: each must be"));
+  CHECK(read(R"({"disk_watermarks":{"low":"1gb"}})").second.find("all be shares") != std::string::npos);
+  CHECK(read(R"({"disk_watermarks":{"low":"1gb","high":"2gb","flood":"1gb"}})").second.find("at least as strict") != std::string::npos);
+  CHECK(read(R"({"disk_watermarks":{"high":"lots"}})").second.starts_with("rebalance.disk_watermarks.high:"));
+  CHECK(read(R"({"disk_watermarks":{"high":90}})").second.starts_with("rebalance.disk_watermarks.high:"));
+  CHECK(read(R"({"disk_watermarks":{"extreme":"99%"}})").second.find("extreme") != std::string::npos);
+}
+
+TEST_CASE("disk levels: low, high and flood by the watermarks; flood holds until the disk is under high") {
+  const disk_watermarks w;  // 85%, 90%, 95%
+  CHECK(level_of(w, 50, 100, disk_level::ok) == disk_level::ok);
+  CHECK(level_of(w, 86, 100, disk_level::ok) == disk_level::low);
+  CHECK(level_of(w, 91, 100, disk_level::low) == disk_level::high);
+  CHECK(level_of(w, 96, 100, disk_level::high) == disk_level::flood);
+  CHECK(level_of(w, 93, 100, disk_level::flood) == disk_level::flood);  // not yet under high
+  CHECK(level_of(w, 90, 100, disk_level::flood) == disk_level::low);    // under high: writes again
+  CHECK(level_of(w, 93, 100, disk_level::high) == disk_level::high);
+  CHECK(level_of(w, 99, 0, disk_level::flood) == disk_level::ok);  // unknown disk
+}
+
+TEST_CASE("a node at its low watermark takes no shard; one at high sheds its largest shards to nodes that stay under low") {
+  // Six shards: node-0 holds 0-3 (400, 300, 200, 100 MiB), node-1 holds 4, node-2 holds 5.
+  auto m = cluster_of({1, 1, 1}, {0, 0, 0, 0, 1, 2});
+  migration_table t;
+  auto in = input_for(m, t, rebalance_strategy::shards);
+  const std::uint64_t mib = 1ull << 20;
+  const std::uint64_t sizes[] = {400, 300, 200, 100, 10, 10};
+  for (std::uint32_t s = 0; s < 6; ++s) in.metrics[shard_key(1, s)] = {sizes[s] * mib, 1000, 0, 0};
+  // Without disks: node-0 gives two shards away, to node-1 and node-2.
+  auto plain = plan_rebalance(in);
+  REQUIRE(plain.moves.size() == 2);
+  // node-2 at low: everything node-0 sheds goes to node-1, and explain says why.
+  in.disks["node-2"] = {880 * mib, 1000 * mib, disk_level::low};
+  auto low = plan_rebalance(in);
+  for (const auto& mv : low.moves) CHECK(mv.target == "node-1");
+  CHECK(std::any_of(low.held.begin(), low.held.end(), [](const held_move& h) { return h.rule == "disk_low" && h.target == "node-2"; }));
+  CHECK(std::find_if(low.nodes.begin(), low.nodes.end(), [](const node_score& n) { return n.node == "node-2"; })->disk_level == "low");
+  // node-0 at high (920 of 1000 MiB, high 90%): it sheds its largest shards, first of all and
+  // at high priority, until it is predicted under 900 MiB: the 400 MiB shard is enough.
+  in.disks.erase("node-2");
+  in.disks["node-0"] = {920 * mib, 1000 * mib, disk_level::high};
+  in.disks["node-1"] = {100 * mib, 1000 * mib, disk_level::ok};
+  in.disks["node-2"] = {100 * mib, 1000 * mib, disk_level::ok};
+  auto high = plan_rebalance(in);
+  REQUIRE_FALSE(high.moves.empty());
+  CHECK(high.moves[0].reason == "disk");
+  CHECK(high.moves[0].shard == 0);
+  CHECK(high.moves[0].priority == migration_priority::high);
+  CHECK(high.moves[0].detail.find("high watermark 90%") != std::string::npos);
+  CHECK(std::count_if(high.moves.begin(), high.moves.end(), [](const rebalance_move& mv) { return mv.reason == "disk"; }) == 1);
+  // At flood, where no node has room for the 400 MiB shard under its low watermark (850 MiB):
+  // it stays, and the next one down, which fits, goes instead.
+  in.disks["node-0"] = {990 * mib, 1000 * mib, disk_level::flood};
+  in.disks["node-1"] = {800 * mib, 1000 * mib, disk_level::ok};
+  in.disks["node-2"] = {500 * mib, 1000 * mib, disk_level::ok};
+  auto flood = plan_rebalance(in);
+  std::vector<std::uint32_t> shed;
+  for (const auto& mv : flood.moves)
+    if (mv.reason == "disk") {
+      shed.push_back(mv.shard);
+      CHECK(mv.target == "node-2");
+    }
+  CHECK(shed == std::vector<std::uint32_t>{1});
+  CHECK(std::any_of(flood.held.begin(), flood.held.end(), [](const held_move& h) {
+    return h.rule == "no_destination" && h.why.find("low watermark") != std::string::npos;
+  }));
+  // Moves in flight count as done: planning again with them queued sheds nothing more.
+  auto t2 = queued(high, in.now_ms);
+  in.disks["node-0"] = {920 * mib, 1000 * mib, disk_level::high};
+  in.disks["node-1"] = {100 * mib, 1000 * mib, disk_level::ok};
+  in.disks["node-2"] = {100 * mib, 1000 * mib, disk_level::ok};
+  auto again = plan_rebalance([&] {
+    auto i2 = in;
+    i2.migrations = &t2;
+    return i2;
+  }());
+  for (const auto& mv : again.moves) CHECK(mv.reason != "disk");
 }
 
 // --- the simulator --------------------------------------------------------------------------
