@@ -140,4 +140,36 @@ struct rebalance_plan {
 /// JSON of a plan (without an id: the caller adds it).
 boost::json::object to_json_object(const rebalance_plan& p);
 
+/// A what-if for `POST /v1/simulate`: changes to a copy of the cluster, planned by the same
+/// planner.
+struct simulation {
+  struct added_node {
+    std::string id;
+    std::uint32_t weight = 1;
+    std::uint64_t disk_total = 0;  ///< 0: unknown (no watermark applies)
+  };
+  struct load_change {
+    std::string index;
+    std::optional<std::uint32_t> shard;  ///< none: every shard of the index
+    double factor = 1;                   ///< multiplies reads and writes per second
+    std::optional<double> reads_per_sec, writes_per_sec;  ///< or sets them
+    std::optional<std::uint64_t> bytes;                   ///< sets the shard's bytes
+  };
+  std::vector<added_node> add;
+  std::vector<std::string> remove;  ///< decommissioned: every shard drains
+  std::vector<std::string> fail;    ///< down: their shards stay where they are, unavailable
+  std::map<std::string, std::uint32_t, std::less<>> weights;
+  std::vector<load_change> load;
+  std::optional<rebalance_settings> settings;  ///< the settings to plan with (default: the cluster's)
+};
+
+/// Reads a what-if (fields: add, remove, fail, weights, load, settings; `settings` is read onto
+/// `current`). Unknown fields, wrong types and values out of range are errors naming the field.
+[[nodiscard]] result<simulation> read_simulation(const boost::json::object& o, const rebalance_settings& current);
+
+/// Applies `s` to `map` (a copy the caller owns; `in.map` must point to it) and to `in`'s
+/// metrics, settings and disks. Errors name what does not exist or cannot change (an unknown
+/// node or index, a node added twice).
+[[nodiscard]] result<void> apply_simulation(const simulation& s, partition_map& map, rebalance_input& in);
+
 }  // namespace shardd

@@ -797,3 +797,159 @@ result<void> read_rebalance_settings(json_fields& f, rebalance_settings& s) {
 }
 
 }  // namespace shardd
+
+// --- what-if ----------------------------------------------------------------------------------
+
+namespace shardd {
+
+namespace {
+
+constexpr std::size_t max_simulated = 1000;  // entries per list of a what-if
+
+result<const json::array*> short_array(json_fields& f, std::string_view key) {
+  auto a = f.opt_array(key);
+  if (!a) return a.error();
+  if (*a && (**a).size() > max_simulated) return f.fail(key, "at most " + std::to_string(max_simulated) + " entries");
+  return *a;
+}
+
+result<std::vector<std::string>> node_list(json_fields& f, std::string_view key) {
+  auto a = short_array(f, key);
+  if (!a) return a.error();
+  std::vector<std::string> out;
+  if (*a)
+    for (const auto& v : **a) {
+      if (!v.is_string() || v.get_string().empty() || v.get_string().size() > 256)
+        return f.fail(key, "must be a list of node ids");
+      out.emplace_back(v.get_string());
+    }
+  return out;
+}
+
+}  // namespace
+
+result<simulation> read_simulation(const json::object& o, const rebalance_settings& current) {
+  json_fields f(o, "");
+  simulation s;
+  auto add = short_array(f, "add");
+  if (!add) return add.error();
+  if (*add)
+    for (std::size_t i = 0; i < (**add).size(); ++i) {
+      const auto& v = (**add)[i];
+      const std::string path = "add[" + std::to_string(i) + "]";
+      if (!v.is_object()) return make_error(errc::invalid_argument, path + ": expected an object {\"id\",\"weight\"}");
+      json_fields nf(v.get_object(), path);
+      simulation::added_node n;
+      SHARDD_READ(n.id, nf.req_string("id"));
+      if (n.id.empty() || n.id.size() > 256) return nf.fail("id", "must be 1 to 256 characters");
+      SHARDD_READ(n.weight, nf.opt_u64("weight", 1, 0, 1000));
+      SHARDD_READ(n.disk_total, nf.opt_u64("disk_total", 0));
+      if (auto done = nf.finish(); !done) return done.error();
+      s.add.push_back(std::move(n));
+    }
+  SHARDD_READ(s.remove, node_list(f, "remove"));
+  SHARDD_READ(s.fail, node_list(f, "fail"));
+  auto w = f.opt_object("weights");
+  if (!w) return w.error();
+  if (*w) {
+    if ((**w).size() > max_simulated) return f.fail("weights", "at most " + std::to_string(max_simulated) + " nodes");
+    json_fields wf(**w, f.child_path("weights"));
+    for (const auto& [id, v] : **w) {
+      auto weight = wf.opt_u64(id, 1, 0, 1000);
+      if (!weight) return weight.error();
+      s.weights[std::string(id)] = static_cast<std::uint32_t>(*weight);
+    }
+  }
+  auto load = short_array(f, "load");
+  if (!load) return load.error();
+  if (*load)
+    for (std::size_t i = 0; i < (**load).size(); ++i) {
+      const auto& v = (**load)[i];
+      const std::string path = "load[" + std::to_string(i) + "]";
+      if (!v.is_object()) return make_error(errc::invalid_argument, path + ": expected an object {\"index\",\"shard\",\"factor\"}");
+      json_fields lf(v.get_object(), path);
+      simulation::load_change c;
+      SHARDD_READ(c.index, lf.req_string("index"));
+      if (lf.find("shard")) {
+        std::uint32_t shard = 0;
+        SHARDD_READ(shard, lf.opt_u64("shard", 0, 0, UINT32_MAX));
+        c.shard = shard;
+      }
+      SHARDD_READ(c.factor, lf.opt_double("factor", 1, 0, 1e6));
+      if (lf.find("reads_per_sec")) {
+        double r = 0;
+        SHARDD_READ(r, lf.opt_double("reads_per_sec", 0, 0, 1e12));
+        c.reads_per_sec = r;
+      }
+      if (lf.find("writes_per_sec")) {
+        double r = 0;
+        SHARDD_READ(r, lf.opt_double("writes_per_sec", 0, 0, 1e12));
+        c.writes_per_sec = r;
+      }
+      if (lf.find("bytes")) {
+        std::uint64_t b = 0;
+        SHARDD_READ(b, lf.opt_u64("bytes", 0, 0, std::uint64_t{1} << 60));
+        c.bytes = b;
+      }
+      if (auto done = lf.finish(); !done) return done.error();
+      s.load.push_back(std::move(c));
+    }
+  auto st = f.opt_object("settings");
+  if (!st) return st.error();
+  if (*st) {
+    rebalance_settings next = current;
+    json_fields sf(**st, f.child_path("settings"));
+    if (auto ok = read_rebalance_settings(sf, next); !ok) return ok.error();
+    s.settings = next;
+  }
+  if (auto done = f.finish(); !done) return done.error();
+  if (s.add.empty() && s.remove.empty() && s.fail.empty() && s.weights.empty() && s.load.empty() && !s.settings)
+    return make_error(errc::invalid_argument, "a simulation needs at least one of add, remove, fail, weights, load, settings");
+  return s;
+}
+
+result<void> apply_simulation(const simulation& s, partition_map& map, rebalance_input& in) {
+  auto member = [&](const std::string& id, const char* what) -> result<void> {
+    const auto* n = map.find_node(id);
+    if (!n || n->state == node_state::left)
+      return make_error(errc::invalid_argument, std::string(what) + ": node '" + id + "' is not a member");
+    return {};
+  };
+  for (const auto& a : s.add) {
+    if (map.find_node(a.id)) return make_error(errc::invalid_argument, "add: node '" + a.id + "' exists already");
+    map.nodes.emplace(a.id, node_entry{a.id, "", "", a.weight, node_state::up});  // a copy: no new version
+    if (a.disk_total > 0) in.disks[a.id] = node_disk{0, a.disk_total, disk_level::ok};
+  }
+  for (const auto& [id, w] : s.weights) {
+    if (auto r = member(id, "weights"); !r) return r.error();
+    map.nodes.at(id).weight = w;
+  }
+  for (const auto& id : s.remove) {
+    if (auto r = member(id, "remove"); !r) return r.error();
+    map.nodes.at(id).state = node_state::draining;
+  }
+  for (const auto& id : s.fail) {
+    if (auto r = member(id, "fail"); !r) return r.error();
+    map.nodes.at(id).state = node_state::down;
+    in.unreported.erase(id);
+  }
+  for (const auto& c : s.load) {
+    const auto* ix = map.find_index(c.index);
+    if (!ix) return make_error(errc::invalid_argument, "load: index '" + c.index + "' does not exist");
+    if (c.shard && !ix->find_shard(*c.shard))
+      return make_error(errc::invalid_argument, "load: index '" + c.index + "' has no shard " + std::to_string(*c.shard));
+    for (const auto& sh : ix->shards) {
+      if (c.shard && sh.id != *c.shard) continue;
+      auto& mt = in.metrics[shard_key(ix->id, sh.id)];
+      mt.reads_per_sec = c.reads_per_sec.value_or(mt.reads_per_sec * c.factor);
+      mt.writes_per_sec = c.writes_per_sec.value_or(mt.writes_per_sec * c.factor);
+      if (c.bytes) mt.bytes = *c.bytes;
+    }
+  }
+  if (s.settings) in.settings = *s.settings;
+  in.map = &map;
+  in.continuing = false;
+  return {};
+}
+
+}  // namespace shardd

@@ -141,6 +141,7 @@ struct rebalance_run {
 };
 struct rebalance_plan_msg {
   bool keep = true;  ///< keep it as the plan `apply` takes and record it in the journal (false: explain)
+  std::optional<simulation> what_if;  ///< plan a changed copy of the cluster instead (never kept)
   reply_to<result<rebalance_run>> reply;
 };
 /// What applying a plan did: `stale` when the map is no longer the plan's (412).
@@ -230,6 +231,8 @@ class controller final : public actor<controller_message> {
   asio::awaitable<map_result> set_settings(cluster_settings s);
   /// A rebalance plan of the current map (`keep`: the plan apply takes, journaled).
   asio::awaitable<result<rebalance_run>> rebalance_plan(bool keep);
+  /// The plan of a copy of the cluster changed by `what_if` (POST /v1/simulate): not kept.
+  asio::awaitable<result<rebalance_run>> simulate(simulation what_if);
   /// Queues the moves of plan `id` if the map is still the one it was made for (and
   /// `if_match`, when given, names that version).
   asio::awaitable<result<rebalance_applied>> rebalance_apply(std::string id, std::optional<std::uint64_t> if_match);
@@ -267,7 +270,9 @@ class controller final : public actor<controller_message> {
   asio::awaitable<void> on(median_done_msg& m);
   asio::awaitable<void> on(rebalance_plan_msg& m);
   asio::awaitable<void> on(rebalance_apply_msg& m);
-  /// The planner's input from the map, the members' load and the migration records.
+  /// The planner's input from the map (which must outlive it), the members' load and disks,
+  /// and the migration records; and the plan of it.
+  rebalance_input make_input(const partition_map& m);
   rebalance_run make_plan(const partition_map& m);
   asio::awaitable<rebalance_applied> apply_plan(const rebalance_run& run);
   /// In auto mode, every rebalance.interval_ms: plan and queue the moves.

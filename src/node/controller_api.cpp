@@ -83,7 +83,15 @@ awaitable<map_result> controller::set_settings(cluster_settings st) {
 }
 awaitable<result<rebalance_run>> controller::rebalance_plan(bool keep) {
   using R = result<rebalance_run>;
-  auto make = [&](reply_to<R> reply) { return controller_message(rebalance_plan_msg{keep, std::move(reply)}); };
+  auto make = [&](reply_to<R> reply) { return controller_message(rebalance_plan_msg{keep, std::nullopt, std::move(reply)}); };
+  co_return co_await ask<R>(std::move(make));
+}
+
+awaitable<result<rebalance_run>> controller::simulate(simulation what_if) {
+  using R = result<rebalance_run>;
+  auto make = [&](reply_to<R> reply) {
+    return controller_message(rebalance_plan_msg{false, std::move(what_if), std::move(reply)});
+  };
   co_return co_await ask<R>(std::move(make));
 }
 awaitable<result<rebalance_applied>> controller::rebalance_apply(std::string id, std::optional<std::uint64_t> if_match) {

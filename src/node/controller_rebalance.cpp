@@ -16,6 +16,13 @@ std::int64_t now_wall_ms() {
 }  // namespace
 
 rebalance_run controller::make_plan(const partition_map& m) {
+  rebalance_run run;
+  run.created_ms = now_wall_ms();
+  run.plan = plan_rebalance(make_input(m));
+  return run;
+}
+
+rebalance_input controller::make_input(const partition_map& m) {
   rebalance_input in;
   in.map = &m;
   in.migrations = &migrations_;
@@ -49,16 +56,28 @@ rebalance_run controller::make_plan(const partition_map& m) {
     if (it->second.rate_bytes_per_sec > 0) sum += it->second.rate_bytes_per_sec, ++count;
   if (count) in.observed_bytes_per_sec = sum / count;
   in.disks = disks(m.settings.rebalance.disk);
-  rebalance_run run;
-  run.created_ms = now_wall_ms();
-  run.plan = plan_rebalance(in);
-  return run;
+  return in;
 }
 
 awaitable<void> controller::on(rebalance_plan_msg& q) {
   auto snap = co_await plane_.load();
   if (!snap) {
     q.reply.send(snap.error());
+    co_return;
+  }
+  if (q.what_if) {
+    // A copy of the map, changed as asked, through the same planner.
+    partition_map copy = *(*snap)->map;
+    auto in = make_input(copy);
+    if (auto ok = apply_simulation(*q.what_if, copy, in); !ok) {
+      q.reply.send(ok.error());
+      co_return;
+    }
+    rebalance_run sim;
+    sim.created_ms = now_wall_ms();
+    sim.plan = plan_rebalance(in);
+    sim.plan.map_version = (*snap)->map->version;
+    q.reply.send(std::move(sim));
     co_return;
   }
   auto run = make_plan(*(*snap)->map);

@@ -179,6 +179,7 @@ const std::vector<rest_api::route>& rest_api::routes() {
       {M::post, "/v1/rebalance/plans/{id}/apply", {"if_match"},
        [](rest_api& a, call& c) { return a.rebalance_apply(c, c.arg("id")); }, true},
       {M::get, "/v1/rebalance/settings", {}, [](rest_api& a, call& c) { return a.rebalance_settings_endpoint(c); }},
+      {M::post, "/v1/simulate", {}, [](rest_api& a, call& c) { return a.simulate(c); }, true},
       {M::put, "/v1/rebalance/settings", {}, [](rest_api& a, call& c) { return a.rebalance_settings_endpoint(c); }, true},
       {M::get, "/v1/indexes", {"format"}, [](rest_api& a, call& c) { return a.list_indexes(c); }},
       {M::get, "/v1/indexes/{index}", {"format"}, [](rest_api& a, call& c) { return a.get_index(c, c.arg("index")); }},

@@ -167,6 +167,7 @@ class rest_api {
   boost::asio::awaitable<net::http_response> rebalance_explain(call& c);
   boost::asio::awaitable<net::http_response> rebalance_apply(call& c, const std::string& id);
   boost::asio::awaitable<net::http_response> rebalance_settings_endpoint(call& c);
+  boost::asio::awaitable<net::http_response> simulate(call& c);
 
   node_context ctx_;
   shard_service shards_;

@@ -8,6 +8,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <cstdio>
+#include <set>
 
 namespace shardd {
 
@@ -85,6 +86,29 @@ awaitable<http_response> rest_api::rebalance_apply(call& c, const std::string& i
   for (const auto& s : r->skipped) skipped.push_back(json::value(s));
   o["skipped"] = std::move(skipped);
   co_return json_response(202, json::serialize(o));
+}
+
+awaitable<http_response> rest_api::simulate(call& c) {
+  auto parsed = parse_json(c.req.body, "request body");
+  if (!parsed) co_return c.fail(parsed.error());
+  if (!parsed->is_object()) co_return c.fail(400, "invalid-argument", "a simulation must be a JSON object");
+  auto sim = read_simulation(parsed->get_object(), c.snap->map->settings.rebalance);
+  if (!sim) co_return c.fail(sim.error());
+  const auto settings = sim->settings.value_or(c.snap->map->settings.rebalance);
+  std::set<std::string> failed(sim->fail.begin(), sim->fail.end());
+  auto r = co_await ctx_.ctl->simulate(*sim);
+  if (!r) co_return c.fail(r.error());
+  auto o = run_json(*r, settings);
+  // What the failed nodes leave without an owner that serves them.
+  std::uint64_t unavailable = 0;
+  for (const auto& [name, ix] : c.snap->map->indexes)
+    for (const auto& sh : ix.shards) {
+      const auto* n = c.snap->map->find_node(sh.owner);
+      if (failed.contains(sh.owner) || (n && n->state == node_state::down)) ++unavailable;
+    }
+  o["unavailable_shards"] = unavailable;
+  o["simulated"] = *parsed;
+  co_return json_response(200, to_json_text(o));
 }
 
 awaitable<http_response> rest_api::rebalance_settings_endpoint(call& c) {

@@ -112,6 +112,28 @@ TEST_CASE("plan-only: a weight of 3 gives a plan; a stale If-Match gets 412; app
   CHECK(body(c1->post("/v1/rebalance/plan", "")).at("moves").as_array().empty());
   verify(*c1, "r", expected);
 
+  // What-ifs, through another node: the same planner on a changed copy; the map stays.
+  const auto map_now = body(c1->get("/v1/cluster")).at("map_version").as_int64();
+  auto sim = c2->post("/v1/simulate", R"({"add":[{"id":"node-9","weight":2}]})");
+  REQUIRE(sim.status == 200);
+  auto what = body(sim);
+  REQUIRE_FALSE(what.at("moves").as_array().empty());
+  for (const auto& mv : what.at("moves").as_array()) CHECK(mv.at("target") == "node-9");
+  CHECK(what.at("simulated").at("add").as_array().size() == 1);
+  CHECK(what.at("unavailable_shards").as_int64() == 0);
+  CHECK(what.at("eta_ms").is_int64());
+  auto failing = body(c1->post("/v1/simulate", R"({"fail":["node-3"],"remove":["node-2"]})"));
+  CHECK(failing.at("unavailable_shards").as_int64() == n["node-3"]);
+  for (const auto& mv : failing.at("moves").as_array()) {
+    CHECK(mv.at("source") == "node-2");  // node-2 drains; node-3's shards cannot move
+    CHECK(mv.at("target") == "node-1");
+  }
+  CHECK(c1->post("/v1/simulate", R"({"remove":["node-7"]})").status == 400);
+  CHECK(c1->post("/v1/simulate", R"({})").status == 400);
+  CHECK(c1->post("/v1/simulate", R"({"add":)").status == 400);
+  CHECK(body(c1->get("/v1/cluster")).at("map_version").as_int64() == map_now);
+  CHECK(owners(*c1, "r").size() == 15);
+
   // The journal has the plans and the moves with their plan id.
   auto ev = body(c1->get("/v1/events?type=rebalance"));
   CHECK(ev.at("events").as_array().size() >= 3);

@@ -37,6 +37,7 @@ partition_map cluster_of(const std::vector<std::uint32_t>& weights, const std::v
   }
   ix.next_shard_id = static_cast<std::uint32_t>(owners.size());
   m.indexes.emplace("ix", std::move(ix));
+  m.next_index_id = 2;
   return m;
 }
 
@@ -508,6 +509,73 @@ TEST_CASE("a node at its low watermark takes no shard; one at high sheds its lar
     return i2;
   }());
   for (const auto& mv : again.moves) CHECK(mv.reason != "disk");
+}
+
+TEST_CASE("what-if: an added node draws its share, a removed one drains, a failed one keeps its shards, load moves the plan") {
+  auto m = cluster_of({1, 1, 1}, {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2});
+  migration_table t;
+  auto base = input_for(m, t, rebalance_strategy::shards);
+  CHECK(plan_rebalance(base).moves.empty());  // balanced as it is
+  auto run = [&](const char* text) {
+    auto v = parse_json(text, "t");
+    REQUIRE(v);
+    auto sim = read_simulation(v->as_object(), base.settings);
+    INFO(text << ": " << (sim ? std::string() : sim.error().detail));
+    REQUIRE(sim);
+    partition_map copy = m;
+    auto in = base;
+    auto ok = apply_simulation(*sim, copy, in);
+    INFO((ok ? std::string() : ok.error().detail));
+    REQUIRE(ok);
+    return plan_rebalance(in);
+  };
+  auto added = run(R"({"add":[{"id":"node-9"}]})");
+  CHECK(shards_after(added)["node-9"] == 3);
+  for (const auto& mv : added.moves) CHECK(mv.target == "node-9");
+  auto heavy = run(R"({"add":[{"id":"node-9","weight":2}]})");
+  CHECK(shards_after(heavy)["node-9"] == 5);  // 12 x 2/5 = 4.8
+  auto removed = run(R"({"remove":["node-0"]})");
+  CHECK(shards_after(removed)["node-0"] == 0);
+  for (const auto& mv : removed.moves) CHECK(mv.reason == "drain");
+  auto failed = run(R"({"fail":["node-2"]})");
+  for (const auto& mv : failed.moves) CHECK(mv.source != "node-2");
+  CHECK(std::any_of(failed.held.begin(), failed.held.end(), [](const held_move& h) { return h.rule == "source_down"; }));
+  auto weighted = run(R"({"weights":{"node-1":3}})");
+  CHECK(shards_after(weighted)["node-1"] >= 7);
+  // The original is untouched.
+  CHECK(m.nodes.size() == 3);
+  CHECK(m.nodes.at("node-1").weight == 1);
+  // Load: shards 0 and 1 get hot under the load strategy; the plan spreads them.
+  for (std::uint32_t s = 0; s < 12; ++s) base.metrics[shard_key(1, s)] = {1000, 10, 10, 10};
+  auto hot = run(R"({"load":[{"index":"ix","shard":0,"factor":50},{"index":"ix","shard":1,"reads_per_sec":1000}],
+                     "settings":{"strategy":"load"}})");
+  REQUIRE_FALSE(hot.moves.empty());
+  CHECK(hot.strategy == rebalance_strategy::load);
+  CHECK(std::none_of(hot.moves.begin(), hot.moves.end(), [](const rebalance_move& mv) { return mv.target == "node-0"; }));
+
+  // Bad what-ifs name the field or what does not exist.
+  auto bad = [&](const char* text) {
+    auto v = parse_json(text, "t");
+    REQUIRE(v);
+    auto sim = read_simulation(v->as_object(), base.settings);
+    if (!sim) return sim.error().detail;
+    partition_map copy = m;
+    auto in = base;
+    auto ok = apply_simulation(*sim, copy, in);
+    REQUIRE_FALSE(ok);
+    return ok.error().detail;
+  };
+  CHECK(bad("{}").find("at least one of") != std::string::npos);
+  CHECK(bad(R"({"add":[{"id":"node-1"}]})") == "add: node 'node-1' exists already");
+  CHECK(bad(R"({"add":[{"weight":2}]})").starts_with("add[0].id:"));
+  CHECK(bad(R"({"remove":["node-7"]})").find("node-7") != std::string::npos);
+  CHECK(bad(R"({"fail":[3]})").starts_with("fail:"));
+  CHECK(bad(R"({"weights":{"node-1":1001}})").starts_with("weights.node-1:"));
+  CHECK(bad(R"({"load":[{"index":"nope","factor":2}]})").find("nope") != std::string::npos);
+  CHECK(bad(R"({"load":[{"index":"ix","shard":99}]})").find("no shard 99") != std::string::npos);
+  CHECK(bad(R"({"load":[{"index":"ix","factor":-1}]})").starts_with("load[0].factor:"));
+  CHECK(bad(R"({"settings":{"threshold":0}})").starts_with("settings.threshold:"));
+  CHECK(bad(R"({"explode":true})").find("explode") != std::string::npos);
 }
 
 // --- the simulator --------------------------------------------------------------------------
