@@ -316,6 +316,7 @@ void store::commit_writes(std::vector<queued>& group) {
   }
 
   if (!failure && batch.Count() > 0) {
+    std::lock_guard seq_lock(seq_mutex_);  // no ingest takes sequence numbers meanwhile
     {
       // Raise the watermark of watched ranges before the write: this thread is the only
       // writer, so the batch takes the next batch.Count() sequence numbers.
@@ -410,7 +411,11 @@ void store::apply_layout(queued& item) {
 
   rocksdb::WriteOptions wo;
   wo.sync = true;  // layout changes are rare and always durable
-  auto st = db_->Write(wo, &batch);
+  rocksdb::Status st;
+  {
+    std::lock_guard seq_lock(seq_mutex_);
+    st = db_->Write(wo, &batch);
+  }
   if (!st.ok()) return fail(io_error("layout write", st));
   {
     std::lock_guard lock(stats_mutex_);
@@ -628,7 +633,17 @@ result<void> store::ingest(std::span<const std::pair<std::string_view, std::stri
   if (!st.ok()) return io_error("import file", st);
   rocksdb::IngestExternalFileOptions io;
   io.move_files = true;  // the file becomes part of the store; nothing is copied
-  st = db_->IngestExternalFile(records_, {file}, io);
+  {
+    std::lock_guard seq_lock(seq_mutex_);
+    const auto before = db_->GetLatestSequenceNumber();
+    st = db_->IngestExternalFile(records_, {file}, io);
+    const auto after = db_->GetLatestSequenceNumber();
+    if (after > before) {
+      if (!ingest_gaps_.empty() && ingest_gaps_.back().second + 1 == before + 1) ingest_gaps_.back().second = after;
+      else ingest_gaps_.emplace_back(before + 1, after);
+      if (ingest_gaps_.size() > max_ingest_gaps) ingest_gaps_.pop_front();
+    }
+  }
   std::filesystem::remove(file, ec);  // moved already, or left behind by a failure
   if (!st.ok()) return io_error("ingest", st);
   return {};
@@ -727,6 +742,16 @@ class range_collector final : public rocksdb::WriteBatch::Handler {
 
 }  // namespace
 
+std::optional<std::uint64_t> store::ingest_gap_end(std::uint64_t seq) const {
+  std::lock_guard lock(seq_mutex_);
+  auto it = std::upper_bound(ingest_gaps_.begin(), ingest_gaps_.end(), seq,
+                             [](std::uint64_t s, const std::pair<std::uint64_t, std::uint64_t>& g) { return s < g.first; });
+  if (it == ingest_gaps_.begin()) return std::nullopt;
+  --it;
+  if (seq >= it->first && seq <= it->second) return it->second;
+  return std::nullopt;
+}
+
 result<change_page> store::changes_since(std::uint64_t after_seq, const key_range& range, std::size_t max_bytes,
                                          std::uint64_t until_seq) const {
   change_page page;
@@ -734,30 +759,56 @@ result<change_page> store::changes_since(std::uint64_t after_seq, const key_rang
   const std::uint64_t latest = db_->GetLatestSequenceNumber();
   const std::uint64_t until = until_seq == 0 ? latest : std::min(until_seq, latest);
   if (after_seq >= until) return page;
-  std::unique_ptr<rocksdb::TransactionLogIterator> it;
-  auto st = db_->GetUpdatesSince(after_seq + 1, &it);
-  if (!st.ok()) return make_error(errc::unavailable, "write-ahead log since sequence " + std::to_string(after_seq) +
-                                                         " is no longer available: " + st.ToString());
-  std::uint64_t expected = after_seq + 1;  // sequence numbers run without gaps through the log
-  for (; it->Valid(); it->Next()) {
-    auto batch = it->GetBatch();
-    const std::uint64_t first = batch.sequence;
-    const std::uint64_t last = first + batch.writeBatchPtr->Count() - 1;
-    if (first > until) break;
-    if (first > expected)
-      return make_error(errc::unavailable, "write-ahead log has a gap after sequence " + std::to_string(expected - 1));
-    range_collector collect(records_->GetID(), range, first, after_seq, page.changes, page.bytes);
-    auto ist = batch.writeBatchPtr->Iterate(&collect);
-    if (!ist.ok()) return io_error("reading the write-ahead log", ist);
-    if (collect.range_deleted)
-      return make_error(errc::conflict, "the range was deleted while it was being moved (its index was dropped?)");
-    // A batch straddling `until` is taken whole: its later changes are newer writes of the
-    // same range, harmless to apply in order.
-    page.last_seq = std::max(page.last_seq, last);
-    expected = last + 1;
-    if (page.bytes >= max_bytes || page.last_seq >= until) break;
+  std::uint64_t expected = after_seq + 1;  // sequence numbers run through the log but for ingests'
+  // Past the sequence numbers ingests took (no write of them is in the log): covered.
+  auto skip_ingests = [&] {
+    while (auto end = ingest_gap_end(expected)) expected = *end + 1;
+    if (expected - 1 > page.last_seq) page.last_seq = std::min(expected - 1, until);
+  };
+  skip_ingests();
+  while (expected <= until) {
+    std::unique_ptr<rocksdb::TransactionLogIterator> it;
+    auto st = db_->GetUpdatesSince(expected, &it);
+    if (!st.ok()) return make_error(errc::unavailable, "write-ahead log since sequence " + std::to_string(expected - 1) +
+                                                           " is no longer available: " + st.ToString());
+    bool done = false;
+    for (; it->Valid(); it->Next()) {
+      auto batch = it->GetBatch();
+      const std::uint64_t first = batch.sequence;
+      const std::uint64_t last = first + batch.writeBatchPtr->Count() - 1;
+      if (first > until) {
+        done = true;
+        break;
+      }
+      if (last < expected) continue;  // read before a reopen
+      if (first > expected) {
+        skip_ingests();
+        if (first > expected)
+          return make_error(errc::unavailable, "write-ahead log has a gap after sequence " + std::to_string(expected - 1));
+      }
+      range_collector collect(records_->GetID(), range, first, after_seq, page.changes, page.bytes);
+      auto ist = batch.writeBatchPtr->Iterate(&collect);
+      if (!ist.ok()) return io_error("reading the write-ahead log", ist);
+      if (collect.range_deleted)
+        return make_error(errc::conflict, "the range was deleted while it was being moved (its index was dropped?)");
+      // A batch straddling `until` is taken whole: its later changes are newer writes of the
+      // same range, harmless to apply in order.
+      page.last_seq = std::max(page.last_seq, last);
+      expected = last + 1;
+      if (page.bytes >= max_bytes || page.last_seq >= until) {
+        done = true;
+        break;
+      }
+    }
+    if (done) break;
+    // RocksDB's iterator stops at a gap in the sequence numbers ("Gap in sequence numbers"),
+    // and the log may end in one: past an ingest's gap, read on; any other stops here.
+    const auto before = expected;
+    skip_ingests();
+    if (expected != before) continue;
+    if (!it->status().ok() && page.last_seq < until) return io_error("reading the write-ahead log", it->status());
+    break;
   }
-  if (!it->status().ok() && page.last_seq < until) return io_error("reading the write-ahead log", it->status());
   return page;
 }
 

@@ -199,7 +199,8 @@ class store {
   [[nodiscard]] result<void> compact(const key_range& range);
   /// Writes to `range` after sequence `after_seq`, read from the archived write-ahead log, up
   /// to `until_seq` (inclusive; 0: the latest) and about `max_bytes`. Fails if the log since
-  /// `after_seq` is no longer kept, or if a range deletion touched `range`.
+  /// `after_seq` is no longer kept, or if a range deletion touched `range`. Sequence numbers
+  /// that ingested files took (they are not in the log) are skipped; any other gap fails.
   [[nodiscard]] result<change_page> changes_since(std::uint64_t after_seq, const key_range& range,
                                                   std::size_t max_bytes, std::uint64_t until_seq = 0) const;
   std::uint64_t latest_sequence() const;
@@ -282,6 +283,14 @@ class store {
   };
   std::vector<watched> watches_;
   std::atomic<std::uint64_t> ingest_files_{0};
+  // An ingested file takes sequence numbers that the write-ahead log never sees. The writer's
+  // writes and ingests take seq_mutex_ around their sequence numbers, so each ingest knows
+  // exactly which it took; a reader of the log skips those gaps and no other.
+  mutable std::mutex seq_mutex_;
+  std::deque<std::pair<std::uint64_t, std::uint64_t>> ingest_gaps_;  ///< [first, last], ascending, merged
+  static constexpr std::size_t max_ingest_gaps = 65536;
+  /// The end of the ingest gap that holds `seq`, if one does.
+  std::optional<std::uint64_t> ingest_gap_end(std::uint64_t seq) const;
   std::atomic<std::uint64_t> commits_{0};
 };
 

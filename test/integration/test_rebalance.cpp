@@ -284,3 +284,60 @@ TEST_CASE("disk watermarks: flood refuses writes with 507 naming the node, low k
   CHECK(bad.body.find("disk_watermarks") != std::string::npos);
   CHECK(c1->put("/v1/rebalance/settings", R"({"disk_watermarks":{"flood":"lots"}})").status == 400);
 }
+
+TEST_CASE("auto, load strategy: writes piled onto one node's shards are spread with no operator action, no acknowledged write lost") {
+  cluster cl(3, {}, R"({"cluster":{"heartbeat_interval_ms":200},"monitor":{"interval_ms":500},
+                       "rebalance":{"mode":"plan-only","strategy":"load","threshold":0.25,"interval_ms":1000}})");
+  auto c1 = cl.node(1).client();
+  REQUIRE(c1->put("/v1/indexes/h", R"({"shards":12})").status == 201);
+  // Six hot shards: every shard of node-1 first, then others, so node-1 carries most of the load.
+  auto own = owners(*c1, "h");
+  std::vector<std::int64_t> hot;
+  for (const auto& [s, n] : own)
+    if (n == "node-1" && hot.size() < 6) hot.push_back(s);
+  for (const auto& [s, n] : own)
+    if (n != "node-1" && hot.size() < 6) hot.push_back(s);
+  REQUIRE(hot.size() == 6);
+  auto hot_on = [&](const std::string& node) {
+    int k = 0;
+    const auto now = owners(*c1, "h");
+    for (auto s : hot) k += now.at(s) == node;
+    return k;
+  };
+  INFO("hot shards on node-1 at the start: " << hot_on("node-1"));
+  REQUIRE(hot_on("node-1") >= 3);
+  std::vector<std::unique_ptr<writer>> writers;
+  for (std::size_t i = 0; i < hot.size(); ++i)
+    writers.push_back(std::make_unique<writer>(cl.node(1 + static_cast<int>(i % 3)).client(), "h", "w" + std::to_string(i) + "-",
+                                               routing_for(*c1, "h", hot[i])));
+  // Once the monitor has seen the load, the planner sees node-1 far above its share.
+  bool seen = false;
+  for (int i = 0; i < 50 && !seen; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    seen = body(c1->get("/v1/rebalance/explain")).at("triggered").as_bool();
+  }
+  REQUIRE(seen);
+  REQUIRE(c1->put("/v1/rebalance/settings", R"({"mode":"auto"})").status == 200);
+  bool spread = false;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  while (!spread && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const auto active = body(c1->get("/v1/migrations?state=active")).at("migrations").as_array().size();
+    spread = active == 0 && hot_on("node-1") == 2 && hot_on("node-2") == 2 && hot_on("node-3") == 2;
+  }
+  std::map<std::string, std::int64_t> expected;
+  for (auto& w : writers) w->finish(expected);
+  INFO("hot shards per node: " << hot_on("node-1") << " / " << hot_on("node-2") << " / " << hot_on("node-3"));
+  REQUIRE(spread);
+  // Every move was the rebalancer's, and each hot shard moved at most once.
+  std::map<std::int64_t, int> moved;
+  auto finished_moves = body(c1->get("/v1/migrations?state=finished"));
+  for (const auto& m : finished_moves.at("migrations").as_array()) {
+    CHECK(m.at("reason") == "balance");
+    CHECK(m.at("phase") == "done");
+    ++moved[m.at("shard").as_int64()];
+  }
+  for (const auto& [s, k] : moved) CHECK(k == 1);
+  for (const auto& w : writers) CHECK(w->acked.size() > 50);
+  verify(*c1, "h", expected);
+}

@@ -294,6 +294,50 @@ TEST_CASE("the write-ahead log gives back every write to a range after a sequenc
   CHECK(total == 4);
 }
 
+TEST_CASE("the write-ahead log is read across the sequence numbers an ingest took, and no other gap") {
+  temp_dir dir;
+  auto s = open_store(dir.path());
+  REQUIRE(s->load_ranges(layout()));
+  key_range r1{index_prefix(1), index_upper_bound(1)};
+  REQUIRE(write(*s, {put(2, "k1", "old")}));  // in the memtable: an ingest over it takes a sequence number
+  const auto start = s->latest_sequence();
+  REQUIRE(write(*s, {put(1, "a", "1")}));
+  const std::string k1 = storage_key_range(2, "k1"), k2 = storage_key_range(2, "k2");
+  std::vector<std::pair<std::string_view, std::string_view>> file{{k1, "new"}, {k2, "x"}};
+  const auto before = s->latest_sequence();
+  REQUIRE(s->ingest(file));
+  REQUIRE(s->latest_sequence() > before);  // the gap the log does not hold
+  REQUIRE(s->ingest(file));                // two in a row
+  REQUIRE(write(*s, {put(1, "b", "2")}));
+  REQUIRE(write(*s, {put(1, "c", "3")}));
+  auto page = s->changes_since(start, r1, 1 << 20);
+  INFO((page ? std::string() : page.error().detail));
+  REQUIRE(page);
+  REQUIRE(page->changes.size() == 3);
+  CHECK(page->changes[1].value == "2");
+  CHECK(page->changes[2].value == "3");
+  CHECK(page->last_seq == s->latest_sequence());
+  // From inside the gap, and in pages of one change.
+  auto from_gap = s->changes_since(before + 1, r1, 1 << 20);
+  REQUIRE(from_gap);
+  CHECK(from_gap->changes.size() == 2);
+  std::size_t total = 0;
+  for (std::uint64_t at = start; at < s->latest_sequence();) {
+    auto p = s->changes_since(at, r1, 1);
+    REQUIRE(p);
+    REQUIRE(p->last_seq > at);
+    total += p->changes.size();
+    at = p->last_seq;
+  }
+  CHECK(total == 3);
+  // A log that ends in an ingest's gap is read to its end.
+  REQUIRE(s->ingest(file));
+  auto tail = s->changes_since(start, r1, 1 << 20);
+  REQUIRE(tail);
+  CHECK(tail->changes.size() == 3);
+  CHECK(tail->last_seq == s->latest_sequence());
+}
+
 TEST_CASE("meta ops are written atomically with the records of the same request") {
   temp_dir dir;
   auto s = open_store(dir.path());
