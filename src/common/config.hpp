@@ -58,7 +58,7 @@ struct node_config {
   bool bootstrap = false;
   std::optional<host_port> join;
   std::uint32_t vnodes_per_weight = 128;
-  double placement_epsilon = 0.1;
+  double placement_epsilon = 0.0;  ///< 0: a new index's shards spread as evenly as the weights allow
   std::uint32_t default_shards = 32;
   std::uint32_t heartbeat_interval_ms = 1000;
   std::uint32_t heartbeat_miss_limit = 3;

@@ -588,7 +588,11 @@ awaitable<void> migrator::drive(std::shared_ptr<outgoing> m, std::vector<migrati
     }
   }
   m->driving = false;
-  if (stopping_) co_return;
+  if (stopping_) {
+    // Stopped between two steps (a stop inside one ends in spawn_drive's handler).
+    SHARDD_LOG(info, "migration_stopped", "migration", m->rec.id);  // resumes from its persisted state after a restart
+    co_return;
+  }
   if (is_final(m->fsm.current().phase)) {
     // The final report must reach the controller (it aborts a rolled-back move in the map).
     for (int i = 0; i < 60 && !stopping_; ++i) {

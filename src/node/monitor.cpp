@@ -37,6 +37,8 @@ std::uint64_t delta(std::uint64_t now, std::uint64_t before) { return now >= bef
 
 /// A p99 needs this many requests in an interval to be watched (fewer: the interval is skipped).
 constexpr std::uint64_t min_latency_samples = 20;
+/// The load a heartbeat reports is the rate over this many sampling intervals (or all there are).
+constexpr std::size_t load_smoothing_samples = 6;
 
 /// The detector of each series. Rates: a change of a few requests per second on an idle shard
 /// is not news (min_sigma 2/s). Latency: p99 moves by a quarter without meaning much.
@@ -352,10 +354,19 @@ void monitor::sample() {
         const auto& prev = ser.samples.back();
         const double secs = std::max<double>(1, static_cast<double>(t - prev.t_ms)) / 1000.0;
         auto rate = [&](std::size_t i) { return static_cast<double>(delta(s.counters[i], prev.counters[i])) / secs; };
-        l.reads_per_sec = rate(0) + rate(4);  // point reads and scanned records
-        l.writes_per_sec = rate(1) + rate(2);
-        l.bytes_in_per_sec = rate(5);
-        l.bytes_out_per_sec = rate(6);
+        // The load the rebalancer balances on: rates over the last few intervals, not the last
+        // one, so nodes sampled at different moments of a bursty load still compare fairly.
+        const auto& base = ser.samples[ser.samples.size() > load_smoothing_samples
+                                           ? ser.samples.size() - load_smoothing_samples
+                                           : 0];
+        const double base_secs = std::max<double>(1, static_cast<double>(t - base.t_ms)) / 1000.0;
+        auto smooth = [&](std::size_t i) {
+          return static_cast<double>(delta(s.counters[i], base.counters[i])) / base_secs;
+        };
+        l.reads_per_sec = smooth(0) + smooth(4);  // point reads and scanned records
+        l.writes_per_sec = smooth(1) + smooth(2);
+        l.bytes_in_per_sec = smooth(5);
+        l.bytes_out_per_sec = smooth(6);
         have_rates = true;
         observe(ser.watch[0], anomaly_series::read_rate, true, key, rate(0) + rate(3));
         observe(ser.watch[1], anomaly_series::write_rate, true, key, rate(1) + rate(2));

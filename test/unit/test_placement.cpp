@@ -242,3 +242,14 @@ TEST_CASE("when a node leaves, only its shards move") {
     CHECK(smaller.nodes()[next[i]] != "n3");
   }
 }
+
+TEST_CASE("with eps 0 (the default) a new index is even on equal nodes: 12 shards on 3 nodes are 4/4/4") {
+  for (unsigned seed = 0; seed < 50; ++seed) {
+    const auto r = seeded_ring("even", seed, 3);
+    const auto owners = place_bounded(r, "sample" + std::to_string(seed), ids_upto(12), 0.0);
+    std::vector<int> count(3, 0);
+    for (auto o : owners) ++count.at(o);
+    INFO("seed " << seed);
+    CHECK(count == std::vector<int>{4, 4, 4});
+  }
+}
