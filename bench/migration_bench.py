@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Migration benchmarks for shardd. Prints figures; asserts nothing.
 
-  bench/migration_bench.py [--quick] [--part big|fence|redis]...
+  bench/migration_bench.py [--quick] [--part big|fence|redis|adaptive]...
 
 big:    one migration of a shard of 1 KiB documents (>= 1 GiB) and one of 100-byte documents:
         MiB/s and records/s beside a raw TLS stream of the same bytes over loopback (the
         floor); then each shard moves back while foreground GETs run through both nodes:
         the rate under load and the foreground p50/p99 beside the same GETs at rest.
 fence:  write-fence durations (p50/p99/max) over many migrations under a write load.
+adaptive: two equal shards of 1 KiB documents on node-1 move to node-2 one after the other
+        while GETs of node-1's shards run against node-1: the first with the adaptive
+        throttle off, the second with it on (bound: twice the p99 of the same GETs at rest):
+        foreground p99 and move time of each, beside the at-rest anchor, as ratios.
 redis:  1,000,000 records of 100-byte values on 3 nodes, a 4th added, time until balanced:
         Redis Cluster (redis-cli --cluster rebalance --cluster-use-empty-masters) and shardd
         (the rebalancer after a join), in the same run. BENCH_REDIS_PIPELINE sets redis-cli's
@@ -149,6 +153,15 @@ def wait_migration(cl, mid, timeout=3600):
     raise RuntimeError("migration did not finish")
 
 
+def foreground_index(cl):
+    """An index "fg" of 100,000 100-byte records on node-1, and wrk's GET script and env for it."""
+    cl.api(1, "PUT", "/v1/indexes/fg", {"shards": 2})
+    fg_routing, _ = routing_for(cl, "fg", "node-1")
+    bulk(cl, 1, "fg", 100000, 100, fg_routing, prefix="f")
+    script = os.path.join(REPO, "bench", "wrk-get.lua")
+    return script, {"BENCH_INDEX": "fg", "BENCH_KEYS": "100000", "BENCH_PREFIX": "f", "BENCH_ROUTING": fg_routing}
+
+
 def part_big(work, quick):
     cfg = {"migration": {"undo_window_ms": 1000}, "storage": {"block_cache_mb": 512}}
     cl = Cluster(work, 2, cfg)
@@ -159,11 +172,7 @@ def part_big(work, quick):
                  ("100-byte documents", 100, 2000000 if not quick else 200000)]
         # Foreground traffic: GETs of another index (held by node-1) sent to node-2, which
         # forwards them: both nodes of the move serve it.
-        cl.api(1, "PUT", "/v1/indexes/fg", {"shards": 2})
-        fg_routing, _ = routing_for(cl, "fg", "node-1")
-        bulk(cl, 1, "fg", 100000, 100, fg_routing, prefix="f")
-        script = os.path.join(REPO, "bench", "wrk-get.lua")
-        fg_env = {"BENCH_INDEX": "fg", "BENCH_KEYS": "100000", "BENCH_PREFIX": "f", "BENCH_ROUTING": fg_routing}
+        script, fg_env = foreground_index(cl)
         base = wrk(cl.nodes[1]["url"], 5, 16, script, fg_env)
         print(f"# foreground GET through node-2 (forwarded to node-1), 16 connections, no migration: "
               f"{base.get('req_per_s')} req/s, p50 {base.get('p50_ms')} ms, p99 {base.get('p99_ms')} ms")
@@ -361,9 +370,60 @@ def part_redis(work, quick):
         cl.stop()
 
 
+def part_adaptive(work, quick):
+    cfg = {"migration": {"undo_window_ms": 1000}, "monitor": {"interval_ms": 500}}
+    cl = Cluster(work, 2, cfg)
+    try:
+        cl.api(1, "PUT", "/v1/rebalance/settings", {"mode": "off"})
+        records = 300000 if not quick else 60000
+        script, fg_env = foreground_index(cl)
+        rest = wrk(cl.nodes[0]["url"], 5, 16, script, fg_env)
+        rest_p99 = float(rest.get("p99_ms", "1"))
+        bound = max(0.5, 2 * rest_p99)
+        print(f"# foreground GET on node-1, 16 connections, no migration: {rest.get('req_per_s')} req/s, "
+              f"p99 {rest_p99} ms; adaptive bound {bound:.2f} ms", flush=True)
+        shards = []
+        for n in range(2):
+            index = f"ad{n}"
+            cl.api(1, "PUT", f"/v1/indexes/{index}", {"shards": 2})
+            routing, shard = routing_for(cl, index, "node-1")
+            print("  " + bulk(cl, 1, index, records, 1024, routing, prefix="k"), flush=True)
+            shards.append((index, shard))
+        time.sleep(2)
+        results = {}
+        for (index, shard), adaptive in zip(shards, (False, True)):
+            cl.api(1, "PUT", "/v1/migrations/settings", {"adaptive": adaptive, "adaptive_p99_ms": bound})
+            fg = {}
+            seconds = 40 if not quick else 15
+            th = threading.Thread(target=lambda: fg.update(wrk(cl.nodes[0]["url"], seconds, 16, script, fg_env)))
+            th.start()
+            time.sleep(1)
+            t0 = time.time()
+            mid = cl.api(1, "POST", f"/v1/shards/{index}/{shard}/migrate", {"target": "node-2"})["id"]
+            limited = set()
+            while True:
+                m = cl.api(1, "GET", f"/v1/migrations/{mid}")
+                limited.add(m.get("rate_limited_by", "none"))
+                if m["phase"] in ("retiring", "done", "failed", "cancelled", "rolled_back"):
+                    break
+                time.sleep(0.1)
+            secs = time.time() - t0
+            th.join()
+            results[adaptive] = (secs, float(fg.get("p99_ms", "0")))
+            print(f"RESULT adaptive={'on' if adaptive else 'off'} move_seconds={secs:.1f} "
+                  f"mib_per_s={m['bytes_done'] / secs / (1 << 20):.1f} foreground_req_per_s={fg.get('req_per_s')} "
+                  f"foreground_p99_ms={fg.get('p99_ms')} p99_vs_rest={float(fg.get('p99_ms', '0')) / rest_p99:.2f} "
+                  f"rate_limited_by={'/'.join(sorted(limited))}", flush=True)
+        off, on = results[False], results[True]
+        print(f"RESULT adaptive_vs_off move_time={on[0] / off[0]:.2f}x foreground_p99={on[1] / max(off[1], 1e-9):.2f}x "
+              f"(at-rest p99 {rest_p99} ms)", flush=True)
+    finally:
+        cl.stop()
+
+
 def main():
     quick = "--quick" in sys.argv
-    parts = [a for i, a in enumerate(sys.argv[1:]) if sys.argv[i] == "--part"] or ["big", "fence", "redis"]
+    parts = [a for i, a in enumerate(sys.argv[1:]) if sys.argv[i] == "--part"] or ["big", "fence", "redis", "adaptive"]
     subprocess.run([os.path.join(REPO, "scripts/setup.sh"), "--bench"], check=True)
     if not os.environ.get("BENCH_PREBUILT"):  # set: BENCH_BUILD holds binaries built before (a copy to compare)
         if not os.path.exists(os.path.join(BUILD, "build.ninja")):
@@ -375,7 +435,7 @@ def main():
             d = os.path.join(work, part)
             os.makedirs(d)
             os.symlink(os.path.join(work, "certs"), os.path.join(d, "certs"))
-            {"big": part_big, "fence": part_fence, "redis": part_redis}[part](d, quick)
+            {"big": part_big, "fence": part_fence, "redis": part_redis, "adaptive": part_adaptive}[part](d, quick)
 
 
 if __name__ == "__main__":

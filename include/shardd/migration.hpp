@@ -47,6 +47,7 @@ struct migration_record {
   std::uint64_t bytes_done = 0, records_done = 0;
   std::uint64_t bytes_total = 0, records_total = 0;  ///< estimates from the shard's stats at start
   std::uint64_t rate_bytes_per_sec = 0;
+  std::string rate_limited_by = "none";  ///< the limit holding it back: none, move_cap, node_cap, adaptive
   std::uint64_t fence_ms = 0;       ///< how long writes were fenced at cutover
   std::uint32_t recopies = 0;       ///< copies restarted after a digest mismatch
   std::uint32_t resumes = 0;        ///< restarts continued from the persisted cursor

@@ -67,6 +67,11 @@ struct cluster_settings {
   std::uint64_t migration_bytes_per_sec = 0;  ///< per-node cap on outgoing migration traffic; 0: none
   std::uint32_t max_outgoing = 2;             ///< concurrent migrations a node sends
   std::uint32_t max_incoming = 2;             ///< concurrent migrations a node receives
+  /// The adaptive throttle: lower a node's outgoing migration rate while its foreground p99
+  /// (from the monitor) is above the bound, down to the floor; raise it when it falls.
+  bool migration_adaptive = false;
+  double adaptive_p99_ms = 50;  ///< fractions allowed (0.5 = 500 µs)
+  std::uint64_t adaptive_min_bytes_per_sec = 1 << 20;
   rebalance_settings rebalance;               ///< the rebalancer's strategy, threshold and rules
   friend bool operator==(const cluster_settings&, const cluster_settings&) = default;
 };

@@ -27,6 +27,7 @@ struct shard_metrics {
   std::uint64_t records = 0;
   double reads_per_sec = 0;
   double writes_per_sec = 0;
+  double bytes_per_sec_trend = 0;  ///< how fast its bytes grow (a fitted trend; 0: none known)
 };
 
 /// Key of a shard in `rebalance_input::metrics`.
@@ -38,6 +39,7 @@ constexpr std::uint64_t shard_key(std::uint32_t index_id, std::uint32_t shard_id
 struct node_disk {
   std::uint64_t used = 0, total = 0;  ///< total 0: unknown
   disk_level level = disk_level::ok;
+  double used_per_sec_trend = 0;  ///< how fast its use grows (a fitted trend; 0: none known)
 };
 
 /// Everything the planner reads. Pointers must outlive the call.
@@ -65,7 +67,7 @@ struct rebalance_move {
   std::uint32_t index_id = 0;
   std::uint32_t shard = 0;
   std::string source, target;
-  std::string reason;  ///< drain, disk (a node above its high watermark sheds) or balance
+  std::string reason;  ///< drain, disk (a node above its high watermark sheds), balance or predictive
   std::string detail;  ///< why, in words
   migration_priority priority = migration_priority::low;
   std::uint64_t bytes = 0, records = 0;
@@ -89,7 +91,7 @@ struct node_score {
 
 /// A move a rule held back (or a node a rule left alone): which rule and why.
 struct held_move {
-  std::string rule;  ///< in_flight, cooldown, budget, benefit, raises_max, source_down, no_destination, no_load_data, disk_low
+  std::string rule;  ///< in_flight, cooldown, budget, benefit, raises_max, source_down, no_destination, no_load_data, disk_low, present_balance
   std::string index;  ///< empty when the rule is about a node or the whole plan
   std::uint32_t shard = 0;
   std::string source, target;
@@ -103,6 +105,9 @@ struct rebalance_plan {
   double threshold = 0;
   bool triggered = false;  ///< some node was beyond the threshold (or a drain, or continuing)
   bool converged = false;  ///< after the plan every node is within threshold / 2 and nothing drains
+  /// Planned on the forecast (predictive mode): the present needed nothing, the cluster
+  /// `horizon_ms` ahead does; scores and bytes are the forecast's.
+  bool predictive = false;
   std::string summary;     ///< one line: why it plans what it plans
   std::vector<rebalance_move> moves;
   std::vector<node_score> nodes;  ///< by node id
@@ -135,7 +140,16 @@ struct rebalance_plan {
 ///  - each move passes the net-benefit test.
 /// Among the moves allowed, the planner takes the one with most skew removed per byte moved,
 /// from the most loaded nodes to the least, until none is left.
+/// Predictive mode: when the present plan has no move and nothing triggered it, the cluster is
+/// planned again with every shard's bytes and every node's disk grown by its trend over
+/// `horizon_ms` (watermark levels found again); that plan's moves are made now, each at low
+/// priority with reason predictive, and the plan says `predictive`. Only as many balance moves
+/// as keep the present untriggered (with them in flight) are kept, the rest held
+/// (present_balance), so the next present plan does not undo them; disk sheds are all kept.
 [[nodiscard]] rebalance_plan plan_rebalance(const rebalance_input& in);
+
+/// A move as the queued migration record it becomes (reason, bytes, times), named `id`.
+[[nodiscard]] migration_record queued_record(const rebalance_move& mv, std::string id, std::uint64_t now_ms);
 
 /// JSON of a plan (without an id: the caller adds it).
 boost::json::object to_json_object(const rebalance_plan& p);

@@ -82,6 +82,11 @@ struct rebalance_settings {
   /// share: the benefit of a plain bytes move is 1 to 2.
   double min_benefit = 0.10;
   disk_watermarks disk;
+  /// Predictive mode: when the present needs no move, plan on the forecast `horizon_ms` ahead
+  /// (each shard's bytes and each node's disk grown by their measured trend) and make those
+  /// moves now, at low priority (reason predictive).
+  bool predictive = false;
+  std::uint64_t horizon_ms = 3'600'000;
   friend bool operator==(const rebalance_settings&, const rebalance_settings&) = default;
 };
 

@@ -58,4 +58,36 @@ class priority_shares {
   std::map<migration_priority, token_bucket> buckets_;
 };
 
+/// The adaptive limit on a node's outgoing migration traffic (`migration.adaptive`), an AIMD
+/// loop on the foreground's p99 latency, checked once per monitor sample:
+///   - p99 above the bound: the limit halves (from the rate moves reached if there was none),
+///     never below `floor`;
+///   - p99 under 80% of the bound, or no foreground to measure: a limit grows by a quarter
+///     (at least floor / 4) and is lifted once it reaches `ceiling` (the configured cap) or,
+///     with no cap, the rate moves reached before the first cut;
+///   - in between: it holds (hysteresis, so the rate does not saw at the bound).
+/// Pure: the caller brings the measurements. A limit of 0 means none.
+class adaptive_rate {
+ public:
+  /// One step. `p99_us` is the foreground p99 of the last sample (nullopt: too few requests
+  /// to tell), `observed` the bytes per second moves sent since the last step.
+  std::uint64_t update(std::optional<std::uint64_t> p99_us, std::uint64_t bound_us, std::uint64_t floor,
+                       std::uint64_t ceiling, std::uint64_t observed) noexcept;
+  std::uint64_t limit() const noexcept { return limit_; }
+  void reset() noexcept { limit_ = 0, before_ = 0; }
+
+ private:
+  std::uint64_t limit_ = 0;
+  std::uint64_t before_ = 0;  ///< the rate moves reached before the first cut
+};
+
+/// Which limit holds a move back, as `rate_limited_by` shows it.
+enum class rate_limit : std::uint8_t { none, move_cap, node_cap, adaptive };
+std::string_view to_string(rate_limit l) noexcept;
+
+/// The lowest of the limits on one move's rate (0: none): its own cap, its class's share of
+/// the node cap, and its share (`moves` sending) of the adaptive limit.
+[[nodiscard]] rate_limit binding_limit(std::uint64_t move_cap, std::uint64_t node_share, std::uint64_t adaptive,
+                                       std::uint32_t moves) noexcept;
+
 }  // namespace shardd

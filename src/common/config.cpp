@@ -92,6 +92,10 @@ result<node_config> parse_config(std::string_view text, const std::string& base_
     json_fields f(*obj, "migration");
     SHARDD_READ(c.migration_undo_window_ms, f.opt_u64("undo_window_ms", c.migration_undo_window_ms, 0, 7 * 24 * 3600 * 1000ull));
     SHARDD_READ(c.migration_bytes_per_sec, f.opt_u64("max_bytes_per_sec", c.migration_bytes_per_sec));
+    SHARDD_READ(c.migration_adaptive, f.opt_bool("adaptive", c.migration_adaptive));
+    SHARDD_READ(c.migration_adaptive_p99_ms, f.opt_double("adaptive_p99_ms", c.migration_adaptive_p99_ms, 0.001, 60000));
+    SHARDD_READ(c.migration_adaptive_min_bytes_per_sec,
+                f.opt_u64("adaptive_min_bytes_per_sec", c.migration_adaptive_min_bytes_per_sec, 4096, UINT64_MAX));
     SHARDD_READ(c.migration_threads, f.opt_u64("threads", c.migration_threads, 1, 16));
     SHARDD_READ(c.migration_max_outgoing, f.opt_u64("max_outgoing", c.migration_max_outgoing, 1, 1000));
     SHARDD_READ(c.migration_max_incoming, f.opt_u64("max_incoming", c.migration_max_incoming, 1, 1000));

@@ -66,6 +66,9 @@ struct node_config {
   // migration
   std::uint32_t migration_undo_window_ms = 30000;  ///< how long a source keeps a moved shard's data
   std::uint64_t migration_bytes_per_sec = 0;       ///< the cluster's initial per-node cap (bootstrap)
+  bool migration_adaptive = false;                 ///< the cluster's initial adaptive throttle (bootstrap)
+  double migration_adaptive_p99_ms = 50;
+  std::uint64_t migration_adaptive_min_bytes_per_sec = 1 << 20;
   // The cluster's initial migration settings (a bootstrapping node puts them into the first
   // map; afterwards PUT /v1/migrations/settings changes them).
   std::uint32_t migration_max_outgoing = 2;

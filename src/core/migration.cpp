@@ -267,6 +267,7 @@ std::string to_json(const migration_record& m) {
   o["bytes_total"] = m.bytes_total;
   o["records_total"] = m.records_total;
   o["rate_bytes_per_sec"] = m.rate_bytes_per_sec;
+  o["rate_limited_by"] = m.rate_limited_by;
   o["fence_ms"] = m.fence_ms;
   o["recopies"] = m.recopies;
   o["resumes"] = m.resumes;
@@ -303,6 +304,7 @@ result<migration_record> migration_from_json(std::string_view text) {
   SHARDD_READ(m.bytes_total, f.opt_u64("bytes_total", 0));
   SHARDD_READ(m.records_total, f.opt_u64("records_total", 0));
   SHARDD_READ(m.rate_bytes_per_sec, f.opt_u64("rate_bytes_per_sec", 0));
+  SHARDD_READ_OPT_STRING(m.rate_limited_by, f, "rate_limited_by");
   SHARDD_READ(m.fence_ms, f.opt_u64("fence_ms", 0));
   SHARDD_READ(m.recopies, f.opt_u64("recopies", 0, 0, UINT32_MAX));
   SHARDD_READ(m.resumes, f.opt_u64("resumes", 0, 0, UINT32_MAX));

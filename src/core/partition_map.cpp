@@ -446,6 +446,9 @@ std::string to_json(const partition_map& m) {
   settings["migration_bytes_per_sec"] = m.settings.migration_bytes_per_sec;
   settings["max_outgoing"] = m.settings.max_outgoing;
   settings["max_incoming"] = m.settings.max_incoming;
+  settings["migration_adaptive"] = m.settings.migration_adaptive;
+  settings["adaptive_p99_ms"] = m.settings.adaptive_p99_ms;
+  settings["adaptive_min_bytes_per_sec"] = m.settings.adaptive_min_bytes_per_sec;
   settings["rebalance"] = to_json_object(m.settings.rebalance);
   root["settings"] = std::move(settings);
   return json::serialize(root);
@@ -587,6 +590,10 @@ result<partition_map> from_json(std::string_view text) {
     SHARDD_READ(m.settings.migration_bytes_per_sec, sf.opt_u64("migration_bytes_per_sec", 0));
     SHARDD_READ(m.settings.max_outgoing, sf.opt_u64("max_outgoing", 2, 1, 1000));
     SHARDD_READ(m.settings.max_incoming, sf.opt_u64("max_incoming", 2, 1, 1000));
+    SHARDD_READ(m.settings.migration_adaptive, sf.opt_bool("migration_adaptive", false));
+    SHARDD_READ(m.settings.adaptive_p99_ms, sf.opt_double("adaptive_p99_ms", 50, 0.001, 60000));
+    SHARDD_READ(m.settings.adaptive_min_bytes_per_sec,
+                sf.opt_u64("adaptive_min_bytes_per_sec", 1 << 20, 4096, UINT64_MAX));
     // A map written before the rebalancer took over joins: `convergence` false meant no
     // automatic moves, which is mode off now; `convergence_batch` has no successor.
     auto legacy = sf.opt_bool("convergence", true);

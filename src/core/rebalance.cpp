@@ -151,7 +151,7 @@ disk_level level_of(const disk_watermarks& w, std::uint64_t used, std::uint64_t 
   return disk_level::ok;
 }
 
-rebalance_plan plan_rebalance(const rebalance_input& in) {
+static rebalance_plan plan_present(const rebalance_input& in) {
   const auto& m = *in.map;
   const auto& st = in.settings;
   rebalance_plan plan;
@@ -198,7 +198,7 @@ rebalance_plan plan_rebalance(const rebalance_input& in) {
         h.moved = true;
         h.last_moved_ms = std::max(h.last_moved_ms, r.updated_ms);
       }
-      const bool counts = r.reason == "balance" && r.phase != migration_phase::failed &&
+      const bool counts = (r.reason == "balance" || r.reason == "predictive") && r.phase != migration_phase::failed &&
                           r.phase != migration_phase::cancelled && r.phase != migration_phase::rolled_back;
       if (counts && r.created_ms + st.window_ms > in.now_ms) {
         ++budget_moves_used;
@@ -637,6 +637,104 @@ rebalance_plan plan_rebalance(const rebalance_input& in) {
   return plan;
 }
 
+migration_record queued_record(const rebalance_move& mv, std::string id, std::uint64_t now_ms) {
+  migration_record r;
+  r.id = std::move(id);
+  r.index = mv.index;
+  r.index_id = mv.index_id;
+  r.shard = mv.shard;
+  r.source = mv.source;
+  r.target = mv.target;
+  r.priority = mv.priority;
+  r.reason = mv.reason;
+  r.bytes_total = mv.bytes;
+  r.records_total = mv.records;
+  r.created_ms = r.updated_ms = now_ms;
+  return r;
+}
+
+namespace {
+
+std::string duration_text(std::uint64_t ms) {
+  if (ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+}  // namespace
+
+rebalance_plan plan_rebalance(const rebalance_input& in) {
+  auto plan = plan_present(in);
+  if (!in.settings.predictive || plan.triggered || !plan.moves.empty()) return plan;
+  // The cluster a horizon ahead, by the trends measured.
+  const double secs = static_cast<double>(in.settings.horizon_ms) / 1000.0;
+  rebalance_input ahead = in;
+  bool grows = false;
+  for (auto& [key, mt] : ahead.metrics)
+    if (mt.bytes_per_sec_trend > 0) {
+      mt.bytes += static_cast<std::uint64_t>(mt.bytes_per_sec_trend * secs);
+      grows = true;
+    }
+  for (auto& [id, d] : ahead.disks)
+    if (d.used_per_sec_trend > 0 && d.total > 0) {
+      d.used = std::min<std::uint64_t>(d.total, d.used + static_cast<std::uint64_t>(d.used_per_sec_trend * secs));
+      d.level = level_of(in.settings.disk, d.used, d.total, d.level);
+      grows = true;
+    }
+  if (!grows) return plan;
+  auto future = plan_present(ahead);
+  const std::string when = "forecast in " + duration_text(in.settings.horizon_ms);
+  if (future.moves.empty()) {
+    plan.summary += "; " + when + ": " + future.summary;
+    return plan;
+  }
+  // The present must stay balanced: with the moves made, a plan of the present would not be
+  // triggered (else the next tick would move shards back). Balance moves are dropped from the
+  // end until it holds; a node forecast past its high watermark sheds whatever the present says.
+  auto present_triggered = [&](const std::vector<rebalance_move>& moves) {
+    migration_table t = in.migrations ? *in.migrations : migration_table{};
+    std::size_t n = 0;
+    for (const auto& mv : moves) {
+      auto r = queued_record(mv, "forecast-" + std::to_string(n++), in.now_ms);
+      t.emplace(r.id, std::move(r));
+    }
+    rebalance_input now = in;
+    now.migrations = &t;
+    now.continuing = false;
+    return plan_present(now).triggered;
+  };
+  std::vector<rebalance_move> kept = future.moves;
+  std::size_t dropped = 0;
+  while (present_triggered(kept)) {
+    auto it = std::find_if(kept.rbegin(), kept.rend(), [](const rebalance_move& mv) { return mv.reason != "disk"; });
+    if (it == kept.rend()) break;
+    rebalance_move gone = *it;
+    kept.erase(std::next(it).base());
+    ++dropped;
+    if (future.held.size() < in.max_held)
+      future.held.push_back({"present_balance", gone.index, gone.shard, gone.source, gone.target,
+                             "the forecast wants it, but made now it would take the present out of the threshold"});
+  }
+  if (kept.empty()) {
+    plan.summary += "; " + when + ": " + future.summary + ", but no move keeps the present within the threshold";
+    return plan;
+  }
+  future.moves = std::move(kept);
+  future.bytes_to_move = future.records_to_move = 0;
+  for (auto& mv : future.moves) {
+    mv.reason = "predictive";
+    mv.priority = migration_priority::low;
+    mv.detail = when + ": " + mv.detail;
+    future.bytes_to_move += mv.bytes;
+    future.records_to_move += mv.records;
+  }
+  future.predictive = true;
+  future.summary = when + ": " + future.summary +
+                   (dropped ? "; " + std::to_string(dropped) + " move(s) left for later to keep the present within the threshold" : "");
+  return future;
+}
+
 json::object to_json_object(const rebalance_plan& p) {
   json::object o;
   o["map_version"] = p.map_version;
@@ -644,6 +742,7 @@ json::object to_json_object(const rebalance_plan& p) {
   o["threshold"] = p.threshold;
   o["triggered"] = p.triggered;
   o["converged"] = p.converged;
+  o["predictive"] = p.predictive;
   o["summary"] = p.summary;
   json::array moves;
   for (const auto& mv : p.moves) {
@@ -733,6 +832,8 @@ json::object to_json_object(const rebalance_settings& s) {
   d["high"] = to_string(s.disk.high);
   d["flood"] = to_string(s.disk.flood);
   o["disk_watermarks"] = std::move(d);
+  o["predictive"] = s.predictive;
+  o["horizon_ms"] = s.horizon_ms;
   return o;
 }
 
@@ -793,6 +894,8 @@ result<void> read_rebalance_settings(json_fields& f, rebalance_settings& s) {
                                                        to_string(next.high) + ", " + to_string(next.flood) + ")");
     s.disk = next;
   }
+  SHARDD_READ(s.predictive, f.opt_bool("predictive", s.predictive));
+  SHARDD_READ(s.horizon_ms, f.opt_u64("horizon_ms", s.horizon_ms, 1000, 30 * 86'400'000ull));
   return f.finish();
 }
 

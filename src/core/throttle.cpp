@@ -89,4 +89,46 @@ std::chrono::nanoseconds priority_shares::take(migration_priority p, std::uint64
   return buckets_[p].take(bytes, now);
 }
 
+std::uint64_t adaptive_rate::update(std::optional<std::uint64_t> p99_us, std::uint64_t bound_us, std::uint64_t floor,
+                                    std::uint64_t ceiling, std::uint64_t observed) noexcept {
+  floor = std::max<std::uint64_t>(floor, 1);
+  if (p99_us && *p99_us > bound_us) {
+    if (limit_ == 0) before_ = observed;
+    std::uint64_t base = limit_ ? limit_ : observed ? observed : ceiling ? ceiling : 2 * floor;
+    if (ceiling) base = std::min(base, ceiling);
+    limit_ = std::max(floor, base / 2);
+    return limit_;
+  }
+  const bool calm = !p99_us || *p99_us * 5 < bound_us * 4;  // under 80% of the bound
+  if (calm && limit_) {
+    limit_ += std::max(limit_ / 4, floor / 4);
+    const std::uint64_t lift_at = ceiling ? ceiling : before_;
+    if (limit_ >= lift_at) reset();
+  }
+  return limit_;
+}
+
+std::string_view to_string(rate_limit l) noexcept {
+  switch (l) {
+    case rate_limit::none: return "none";
+    case rate_limit::move_cap: return "move_cap";
+    case rate_limit::node_cap: return "node_cap";
+    case rate_limit::adaptive: return "adaptive";
+  }
+  return "none";
+}
+
+rate_limit binding_limit(std::uint64_t move_cap, std::uint64_t node_share, std::uint64_t adaptive,
+                         std::uint32_t moves) noexcept {
+  rate_limit out = rate_limit::none;
+  std::uint64_t lowest = UINT64_MAX;
+  auto consider = [&](std::uint64_t rate, rate_limit which) {
+    if (rate > 0 && rate < lowest) lowest = rate, out = which;
+  };
+  consider(move_cap, rate_limit::move_cap);
+  consider(node_share, rate_limit::node_cap);
+  consider(adaptive ? std::max<std::uint64_t>(adaptive / std::max<std::uint32_t>(moves, 1), 1) : 0, rate_limit::adaptive);
+  return out;
+}
+
 }  // namespace shardd

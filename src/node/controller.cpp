@@ -741,6 +741,7 @@ awaitable<void> controller::on(migration_report_msg& rep) {
   if (in.bytes_total) r.bytes_total = in.bytes_total;
   if (in.records_total) r.records_total = in.records_total;
   r.rate_bytes_per_sec = in.rate_bytes_per_sec;
+  r.rate_limited_by = in.rate_limited_by;
   r.fence_ms = in.fence_ms;
   r.recopies = in.recopies;
   r.resumes = in.resumes;

@@ -5,6 +5,7 @@
 #include "node/control_plane.hpp"
 #include "node/event_journal.hpp"
 #include "shardd/cluster_plan.hpp"
+#include "shardd/forecast.hpp"
 #include "shardd/migration.hpp"
 #include "shardd/peer_messages.hpp"
 #include "shardd/rebalance.hpp"
@@ -16,6 +17,7 @@
 #include <deque>
 #include <map>
 #include <set>
+#include <unordered_map>
 #include <variant>
 
 namespace shardd {
@@ -352,6 +354,12 @@ class controller final : public actor<controller_message> {
   std::uint64_t next_plan_ = 1;
   bool rebalance_continuing_ = false;
   std::chrono::steady_clock::time_point last_rebalance_{};
+  /// Predictive mode's trends: each shard's bytes and each node's disk use, one point a
+  /// second at most, the last `growth_points` of them (steady clock, seconds).
+  void track_growth(rebalance_input& in);
+  std::unordered_map<std::uint64_t, std::deque<trend_point>> shard_growth_;
+  std::map<std::string, std::deque<trend_point>, std::less<>> disk_growth_;
+  std::chrono::steady_clock::time_point growth_at_{};
 };
 
 }  // namespace shardd

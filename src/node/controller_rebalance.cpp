@@ -56,7 +56,53 @@ rebalance_input controller::make_input(const partition_map& m) {
     if (it->second.rate_bytes_per_sec > 0) sum += it->second.rate_bytes_per_sec, ++count;
   if (count) in.observed_bytes_per_sec = sum / count;
   in.disks = disks(m.settings.rebalance.disk);
+  if (in.settings.predictive) track_growth(in);
   return in;
+}
+
+namespace {
+
+constexpr std::size_t growth_points = 60;  ///< points per trend
+constexpr std::size_t growth_min_points = 4;
+constexpr double growth_min_r2 = 0.5;  ///< a trend this poor (or worse) predicts nothing
+
+/// Adds (t, y) to `pts` (at most growth_points, oldest dropped) and returns the fitted slope
+/// when it rises and fits well, else 0.
+double add_and_fit(std::deque<trend_point>& pts, double t, double y, bool add) {
+  if (add) {
+    pts.push_back({t, y});
+    while (pts.size() > growth_points) pts.pop_front();
+  }
+  if (pts.size() < growth_min_points) return 0;
+  const std::vector<trend_point> v(pts.begin(), pts.end());
+  const auto tr = fit_trend(v);
+  return tr && tr->slope > 0 && tr->r2 >= growth_min_r2 ? tr->slope : 0;
+}
+
+}  // namespace
+
+void controller::track_growth(rebalance_input& in) {
+  const auto now = std::chrono::steady_clock::now();
+  const bool add = now - growth_at_ >= std::chrono::seconds(1);
+  if (add) growth_at_ = now;
+  const double t = std::chrono::duration<double>(now.time_since_epoch()).count();
+  std::unordered_map<std::uint64_t, std::deque<trend_point>> kept;
+  for (auto& [key, mt] : in.metrics) {
+    auto it = shard_growth_.find(key);
+    std::deque<trend_point> pts = it != shard_growth_.end() ? std::move(it->second) : std::deque<trend_point>{};
+    mt.bytes_per_sec_trend = add_and_fit(pts, t, static_cast<double>(mt.bytes), add);
+    kept.emplace(key, std::move(pts));
+  }
+  shard_growth_ = std::move(kept);  // shards gone (dropped, split) are forgotten
+  std::map<std::string, std::deque<trend_point>, std::less<>> disks_kept;
+  for (auto& [id, d] : in.disks) {
+    if (d.total == 0) continue;
+    auto it = disk_growth_.find(id);
+    std::deque<trend_point> pts = it != disk_growth_.end() ? std::move(it->second) : std::deque<trend_point>{};
+    d.used_per_sec_trend = add_and_fit(pts, t, static_cast<double>(d.used), add);
+    disks_kept.emplace(id, std::move(pts));
+  }
+  disk_growth_ = std::move(disks_kept);
 }
 
 awaitable<void> controller::on(rebalance_plan_msg& q) {

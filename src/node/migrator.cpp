@@ -290,6 +290,11 @@ awaitable<void> migrator::report(outgoing& m, bool force) {
     m.rate_bytes = 0;
     m.rate_since = now;
   }
+  auto limits = [this, p = m.rec.priority, cap = m.rec.max_bytes_per_sec] {
+    return std::string(to_string(binding_limit(cap, shares_.rate_of(p), adaptive_.limit(),
+                                               static_cast<std::uint32_t>(running_.size()))));
+  };
+  m.rec.rate_limited_by = co_await run_on(strand_, std::move(limits));
   m.last_report = now;
   m.controller_phase.reset();
   const auto snap = ring_.snapshot();
@@ -308,15 +313,66 @@ awaitable<void> migrator::report(outgoing& m, bool force) {
 }
 
 awaitable<void> migrator::throttle(outgoing& m, std::uint64_t bytes) {
-  auto take = [this, p = m.rec.priority, bytes] { return shares_.take(p, bytes, clock_type::now()); };
+  auto take = [this, p = m.rec.priority, bytes] {
+    const auto now = clock_type::now();
+    adaptive_sent_ += bytes;
+    return std::max(shares_.take(p, bytes, now), adaptive_bucket_.take(bytes, now));
+  };
   auto wait = co_await run_on(strand_, std::move(take));
   wait = std::max(wait, m.bucket.take(bytes, clock_type::now()));
   co_await sleep_for(wait);
 }
 
+void migrator::set_foreground(foreground_fn fn) {
+  foreground_ = std::move(fn);
+  asio::co_spawn(strand_, adapt_loop(), asio::detached);
+}
+
+awaitable<void> migrator::adapt_loop() {
+  asio::steady_timer t(strand_);
+  while (!stopping_) {
+    t.expires_after(std::chrono::milliseconds(100));
+    (void)co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    const auto now = clock_type::now();
+    const auto& st = ring_.snapshot()->map->settings;
+    if (!st.migration_adaptive || running_.empty()) {
+      // Off, or nothing sending (a slow foreground is then not the moves' doing).
+      if (adaptive_.limit()) {
+        SHARDD_LOG(info, "migration_rate_adapted", "limit", 0, "why", st.migration_adaptive ? "no moves" : "adaptive off");
+        adaptive_.reset();
+        adaptive_bucket_.set_rate(0, 0, now);
+      }
+      adaptive_sent_ = 0;
+      adaptive_at_ = now;
+      adaptive_samples_ = foreground_().first;
+      continue;
+    }
+    const auto fg = foreground_();
+    const std::uint64_t samples = fg.first, p99_us = fg.second;
+    if (samples == adaptive_samples_) continue;  // one step per monitor sample
+    adaptive_samples_ = samples;
+    const double secs = std::max(1e-3, std::chrono::duration<double>(now - adaptive_at_).count());
+    const auto observed = static_cast<std::uint64_t>(static_cast<double>(adaptive_sent_) / secs);
+    adaptive_sent_ = 0;
+    adaptive_at_ = now;
+    const auto before = adaptive_.limit();
+    const auto limit = adaptive_.update(p99_us ? std::optional<std::uint64_t>(p99_us) : std::nullopt,
+                                        static_cast<std::uint64_t>(st.adaptive_p99_ms * 1000), st.adaptive_min_bytes_per_sec,
+                                        node_rate_, observed);
+    if (limit != before) {
+      adaptive_bucket_.set_rate(limit, std::max<std::uint64_t>(limit / 4, 64 * 1024), now);
+      SHARDD_LOG(info, "migration_rate_adapted", "limit", limit, "p99_us", p99_us, "bound_ms", st.adaptive_p99_ms,
+                 "observed", observed);
+    }
+  }
+}
+
 awaitable<std::size_t> migrator::copy_batch_bytes(const outgoing& m) {
   std::uint64_t rate = m.rec.max_bytes_per_sec;
-  auto read = [this] { return node_rate_; };
+  auto read = [this] {
+    const auto a = adaptive_.limit();
+    return a > 0 && (node_rate_ == 0 || a < node_rate_) ? a : node_rate_;
+  };
   const auto node_rate = co_await run_on(strand_, std::move(read));
   if (node_rate > 0 && (rate == 0 || node_rate < rate)) rate = node_rate;
   if (rate == 0) co_return copy_batch_max;

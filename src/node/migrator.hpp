@@ -16,6 +16,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include <chrono>
+#include <functional>
 
 #include <map>
 #include <memory>
@@ -72,6 +73,12 @@ class migrator {
   /// end; their persisted state resumes them after a restart. Imports stop taking requests.
   boost::asio::awaitable<void> stop(std::chrono::milliseconds limit);
 
+  /// The foreground's latency, read once per monitor sample by the adaptive throttle
+  /// (`migration_adaptive`): {samples taken, p99 in µs or 0}. Set once, before start; starts the
+  /// throttle's loop.
+  using foreground_fn = std::function<std::pair<std::uint64_t, std::uint64_t>()>;
+  void set_foreground(foreground_fn fn);
+
   // Controller → source.
   boost::asio::awaitable<result<void>> start(migration_record rec);
   boost::asio::awaitable<result<void>> control(std::string id, std::string command);
@@ -92,6 +99,9 @@ class migrator {
   boost::asio::awaitable<void> report(outgoing& m, bool force);
   boost::asio::awaitable<result<peer::frame>> send_batch(outgoing& m, std::string payload, std::uint64_t bytes);
   boost::asio::awaitable<void> throttle(outgoing& m, std::uint64_t bytes);
+  /// The adaptive throttle's loop (on strand_): one step of `adaptive_` per monitor sample
+  /// while moves are sending, and the node-wide bucket set to its limit.
+  boost::asio::awaitable<void> adapt_loop();
   /// Bytes per copy batch: large when uncapped, an eighth of a second of the cap otherwise.
   boost::asio::awaitable<std::size_t> copy_batch_bytes(const outgoing& m);
   boost::asio::awaitable<migration_fsm::event> copy_step(outgoing& m);
@@ -151,6 +161,12 @@ class migrator {
   std::map<std::string, std::shared_ptr<outgoing>> running_;
   priority_shares shares_;
   std::uint64_t node_rate_ = 0;
+  foreground_fn foreground_;
+  adaptive_rate adaptive_;
+  token_bucket adaptive_bucket_;            ///< every move's sends, at adaptive_'s limit (0: none)
+  std::uint64_t adaptive_sent_ = 0;         ///< bytes sent since the last step
+  std::uint64_t adaptive_samples_ = 0;      ///< the monitor's sample count at the last step
+  std::chrono::steady_clock::time_point adaptive_at_{};
   std::map<std::pair<std::uint32_t, std::uint32_t>, std::shared_ptr<import>> imports_;  ///< by (index id, shard id)
   std::vector<outgoing_state> recovered_;  ///< loaded by prepare(), resumed by recover()
   std::vector<key_range> unsettled_;       ///< ranges prepare() fenced

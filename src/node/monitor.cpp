@@ -315,6 +315,7 @@ void monitor::sample() {
         if (w.open_id) close_anomaly(w, "the shard left this node");
     }
   bool have_rates = false;
+  histogram foreground;  // every request served on this node's shards in the interval
   if (snap->load) {
     for (const auto& c : snap->load->all()) {
       const auto key = load_key(c->index_id, c->shard_id);
@@ -372,6 +373,7 @@ void monitor::sample() {
         observe(ser.watch[1], anomaly_series::write_rate, true, key, rate(1) + rate(2));
         histogram all;
         for (const auto& sp : s.interval) sp.add_to(all);
+        for (const auto& sp : s.interval) sp.add_to(foreground);
         if (all.count() >= min_latency_samples)
           observe(ser.watch[2], anomaly_series::p99_latency, true, key, static_cast<double>(all.quantile(0.99)));
         observe(ser.watch[3], anomaly_series::error_rate, true, key, rate(7));
@@ -382,6 +384,9 @@ void monitor::sample() {
     }
   }
   shards_ = std::move(next);  // shards no longer here are forgotten
+  fg_p99_us_.store(foreground.count() >= min_latency_samples ? std::max<std::uint64_t>(foreground.quantile(0.99), 1) : 0,
+                   std::memory_order_relaxed);
+  samples_.fetch_add(1, std::memory_order_release);
   node_.push_back(node_sample{t, figures_now()});
   if (node_.size() >= 2) {
     const auto& a = node_[node_.size() - 2];

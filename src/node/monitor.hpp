@@ -188,6 +188,16 @@ class monitor {
   asio::awaitable<std::vector<anomaly>> anomalies(std::size_t closed_max);
   /// Anomalies open now. Lock-free; any thread.
   std::uint32_t anomalies_open() const noexcept { return open_count_.load(std::memory_order_relaxed); }
+  /// The foreground p99 (every request this node served on its shards) of the last sample, in
+  /// microseconds, 0 when it had too few requests to tell; `samples` counts the samples taken,
+  /// so a reader acts once per sample. Any thread.
+  struct foreground_latency {
+    std::uint64_t samples = 0;
+    std::uint64_t p99_us = 0;
+  };
+  foreground_latency foreground() const noexcept {
+    return {samples_.load(std::memory_order_acquire), fg_p99_us_.load(std::memory_order_relaxed)};
+  }
   /// Events for the controller's journal (anomalies opened and closed, settings changed), oldest
   /// first, kept until acknowledged (at most `outbox_max`; beyond, the oldest are dropped).
   /// Any thread.
@@ -261,6 +271,8 @@ class monitor {
   std::deque<anomaly> closed_;             ///< oldest first, at most anomalies_kept
   std::uint64_t next_anomaly_id_ = 1;
   std::atomic<std::uint32_t> open_count_{0};
+  std::atomic<std::uint64_t> fg_p99_us_{0};
+  std::atomic<std::uint64_t> samples_{0};
   const std::uint64_t incarnation_;
   mutable std::mutex outbox_mutex_;  // the monitor's strand and the heartbeat loop; never the request path
   std::deque<peer::member_event> outbox_;

@@ -129,6 +129,10 @@ result<void> node::start() {
     m.ctl->begin();
   }
   m.mig = std::make_unique<migrator>(m.ioc.get_executor(), m.cfg, *m.store, *m.ring, *m.peer_pool, m.migration_pool);
+  m.mig->set_foreground([mon = m.mon.get()] {
+    const auto f = mon->foreground();
+    return std::pair<std::uint64_t, std::uint64_t>(f.samples, f.p99_us);
+  });
 
   node_context ctx{m.cfg, *m.store, *m.ring, m.read_pool, m.stopping, m.peer_pool.get(), m.plane.get(), m.ctl.get(),
                    m.mig.get(), m.mon.get(), m.disk.get()};

@@ -121,6 +121,9 @@ awaitable<http_response> rest_api::migration_settings(call& c) {
     o["max_bytes_per_sec"] = st.migration_bytes_per_sec;
     o["max_outgoing"] = st.max_outgoing;
     o["max_incoming"] = st.max_incoming;
+    o["adaptive"] = st.migration_adaptive;
+    o["adaptive_p99_ms"] = st.adaptive_p99_ms;
+    o["adaptive_min_bytes_per_sec"] = st.adaptive_min_bytes_per_sec;
     o["map_version"] = version;
     return json::serialize(o);
   };
@@ -139,6 +142,15 @@ awaitable<http_response> rest_api::migration_settings(call& c) {
   auto in = f.opt_u64("max_incoming", cur.max_incoming, 1, 1000);
   if (!in) co_return c.fail(in.error());
   next.max_incoming = static_cast<std::uint32_t>(*in);
+  auto adaptive = f.opt_bool("adaptive", cur.migration_adaptive);
+  if (!adaptive) co_return c.fail(adaptive.error());
+  next.migration_adaptive = *adaptive;
+  auto bound = f.opt_double("adaptive_p99_ms", cur.adaptive_p99_ms, 0.001, 60000);
+  if (!bound) co_return c.fail(bound.error());
+  next.adaptive_p99_ms = *bound;
+  auto floor = f.opt_u64("adaptive_min_bytes_per_sec", cur.adaptive_min_bytes_per_sec, 4096, UINT64_MAX);
+  if (!floor) co_return c.fail(floor.error());
+  next.adaptive_min_bytes_per_sec = *floor;
   for (const char* gone : {"convergence", "convergence_batch"})
     if (f.find(gone))
       co_return c.fail(f.fail(gone, "the rebalancer makes every automatic move now: PUT /v1/rebalance/settings "

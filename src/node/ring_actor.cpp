@@ -59,6 +59,9 @@ result<bool> ring_actor::load() {
     m.settings.migration_bytes_per_sec = cfg_.migration_bytes_per_sec;
     m.settings.max_outgoing = cfg_.migration_max_outgoing;
     m.settings.max_incoming = cfg_.migration_max_incoming;
+    m.settings.migration_adaptive = cfg_.migration_adaptive;
+    m.settings.adaptive_p99_ms = cfg_.migration_adaptive_p99_ms;
+    m.settings.adaptive_min_bytes_per_sec = cfg_.migration_adaptive_min_bytes_per_sec;
     m.settings.rebalance = cfg_.rebalance;
     node_entry self{cfg_.node_id, cfg_.rest_listen.to_string(), cfg_.peer_listen.to_string(), cfg_.weight, node_state::up};
     auto next = upsert_node(m, self);

@@ -279,6 +279,55 @@ TEST_CASE("the node bandwidth cap, changed at runtime, holds within 10% over 5 s
   verify(*cl.node(2).client(), "b", expected);
 }
 
+TEST_CASE("the adaptive throttle slows a move while the source's foreground p99 is over its bound, and lets go when turned off") {
+  // A bound of 1 µs that every request breaks: the limit falls to its floor (256 KiB/s) and
+  // the move shows rate_limited_by "adaptive"; off again, it runs at its own cap.
+  cluster cl(2, {}, R"({"monitor":{"interval_ms":100},"rebalance":{"mode":"off"},
+                       "migration":{"adaptive":true,"adaptive_p99_ms":0.001,"adaptive_min_bytes_per_sec":262144}})");
+  auto c1 = cl.node(1).client();
+  auto st = body(c1->get("/v1/migrations/settings"));
+  CHECK(st.at("adaptive").as_bool());
+  CHECK(st.at("adaptive_p99_ms").to_number<double>() == Approx(0.001));
+  CHECK(st.at("adaptive_min_bytes_per_sec").as_int64() == 262144);
+  for (const char* bad : {R"({"adaptive":"yes"})", R"({"adaptive_p99_ms":0})", R"({"adaptive_min_bytes_per_sec":10})"}) {
+    auto r = c1->put("/v1/migrations/settings", bad);
+    INFO(bad << " -> " << r.body);
+    CHECK(r.status == 400);
+  }
+  std::map<std::string, std::int64_t> expected;
+  const auto loaded = index_with_loaded_shard(*c1, "a", 2, "node-1", 20000, 1000, expected);  // ~20 MB
+  std::vector<std::unique_ptr<writer>> writers;  // the foreground, on the moving shard
+  for (int i = 0; i < 2; ++i)
+    writers.push_back(std::make_unique<writer>(cl.node(1).client(), "a", "f" + std::to_string(i) + "-", loaded.routing));
+  const auto id = start_migration(*c1, "a", loaded.shard, "node-2", 4'000'000);
+  auto held = wait_migration(*c1, id, [](const json::object& m) {
+    return m.at("rate_limited_by") == "adaptive" || finished(m);
+  }, std::chrono::seconds(30));
+  REQUIRE(held.at("rate_limited_by") == "adaptive");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const auto a = migration(*c1, id);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  const auto b = migration(*c1, id);
+  REQUIRE(phase(b) == "copying");
+  const double secs = static_cast<double>(b.at("updated_ms").as_int64() - a.at("updated_ms").as_int64()) / 1000.0;
+  const double rate = static_cast<double>(b.at("bytes_done").as_int64() - a.at("bytes_done").as_int64()) / secs;
+  INFO("rate while held: " << rate << " bytes/s over " << secs << " s (move cap 4 MB/s, floor 256 KiB/s)");
+  CHECK(secs >= 2.0);
+  CHECK(rate <= 262144 * 2.0);
+  CHECK(b.at("rate_limited_by") == "adaptive");
+  CHECK(cl.node(1).log().find("event=migration_rate_adapted") != std::string::npos);
+  // Off: the limit is lifted at the next check and the move's own cap holds it again.
+  REQUIRE(c1->put("/v1/migrations/settings", R"({"adaptive":false})").status == 200);
+  auto freed = wait_migration(*c1, id, [](const json::object& m) {
+    return m.at("rate_limited_by") == "move_cap" || finished(m);
+  }, std::chrono::seconds(30));
+  CHECK(freed.at("rate_limited_by") == "move_cap");
+  auto m = wait_migration(*c1, id, finished, std::chrono::seconds(60));
+  CHECK(phase(m) == "done");
+  for (auto& w : writers) w->finish(expected);
+  verify(*cl.node(2).client(), "a", expected);
+}
+
 TEST_CASE("bad migrations are refused with a clear 4xx") {
   cluster cl(3);
   auto c1 = cl.node(1).client();

@@ -6,6 +6,7 @@
 #include "support/json_body.hpp"
 #include "support/migration_ops.hpp"
 
+#include <atomic>
 #include <map>
 #include <thread>
 
@@ -323,7 +324,11 @@ TEST_CASE("auto, load strategy: writes piled onto one node's shards are spread w
   while (!spread && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     const auto active = body(c1->get("/v1/migrations?state=active")).at("migrations").as_array().size();
-    spread = active == 0 && hot_on("node-1") == 2 && hot_on("node-2") == 2 && hot_on("node-3") == 2;
+    // Spread: node-1 keeps at most its third, every node carries some, and the planner sees
+    // every node's load within the threshold (the writers' rates differ, so the hot shards
+    // need not split exactly 2 / 2 / 2).
+    spread = active == 0 && hot_on("node-1") <= 2 && hot_on("node-2") >= 1 && hot_on("node-3") >= 1 &&
+             !body(c1->get("/v1/rebalance/explain")).at("triggered").as_bool();
   }
   std::map<std::string, std::int64_t> expected;
   for (auto& w : writers) w->finish(expected);
@@ -340,4 +345,57 @@ TEST_CASE("auto, load strategy: writes piled onto one node's shards are spread w
   for (const auto& [s, k] : moved) CHECK(k == 1);
   for (const auto& w : writers) CHECK(w->acked.size() > 50);
   verify(*c1, "h", expected);
+}
+
+TEST_CASE("predictive: a node whose shard grows fast sheds before it passes the threshold, at low priority, reason predictive") {
+  cluster cl(3, {}, R"({"cluster":{"heartbeat_interval_ms":200},"monitor":{"interval_ms":200},
+                       "rebalance":{"mode":"auto","strategy":"bytes","threshold":1.0,"interval_ms":500}})");
+  auto c1 = cl.node(1).client();
+  REQUIRE(c1->put("/v1/indexes/g", R"({"shards":6})").status == 201);
+  const auto own = owners(*c1, "g");
+  std::map<std::string, std::int64_t> expected;
+  std::int64_t growing = -1;
+  for (const auto& [s, n] : own) {
+    load(*c1, "g", "s" + std::to_string(s) + "-", 1000, routing_for(*c1, "g", s), 1000, expected);  // ~1 MB each
+    if (n == "node-1" && growing < 0) growing = s;
+  }
+  REQUIRE(growing >= 0);
+  // One shard of node-1 grows by about 200 kB/s.
+  const std::string routing = routing_for(*c1, "g", growing);
+  std::atomic<bool> stop{false};
+  std::map<std::string, std::int64_t> grown;  // written by the thread only; read after join
+  std::thread grower([&] {
+    auto c = cl.node(1).client();
+    for (int from = 0; !stop; from += 50) {
+      auto r = c->post("/v1/indexes/g/bulk", ndjson_puts(from, from + 50, "grow-", routing, 1000));
+      if (r.status == 200 && body(r).at("error_count").as_int64() == 0)
+        for (int i = from; i < from + 50; ++i) grown["grow-" + std::to_string(i)] = i;
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+  });
+  // The present needs nothing: no node is twice its share.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  CHECK(body(c1->get("/v1/migrations")).at("migrations").as_array().empty());
+  CHECK_FALSE(body(c1->get("/v1/rebalance/explain")).at("triggered").as_bool());
+  // Predictive: the trend an hour ahead puts node-1 far above; it sheds now.
+  REQUIRE(c1->put("/v1/rebalance/settings", R"({"predictive":true,"horizon_ms":3600000})").status == 200);
+  json::object first;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(40);
+  while (first.empty() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const auto list = body(c1->get("/v1/migrations")).at("migrations").as_array();
+    if (!list.empty()) first = list.front().as_object();
+  }
+  stop = true;
+  grower.join();
+  INFO(json::serialize(first));
+  REQUIRE_FALSE(first.empty());
+  CHECK(first.at("reason") == "predictive");
+  CHECK(first.at("priority") == "low");
+  CHECK(first.at("source") == "node-1");
+  CHECK(first.at("shard").as_int64() != growing);  // the growing shard would only move the problem
+  CHECK(first.contains("plan"));
+  REQUIRE(settle(*c1, 1));
+  for (const auto& [k, v] : grown) expected[k] = v;
+  verify(*c1, "g", expected);
 }

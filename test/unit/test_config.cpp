@@ -36,7 +36,8 @@ TEST_CASE("a full config parses into typed fields with relative paths resolved")
     "cluster": {"join": "10.0.0.2:9000", "vnodes_per_weight": 64, "placement_epsilon": 0.25},
     "storage": {"durability": "async", "block_cache_mb": 64},
     "migration": {"undo_window_ms": 5000, "max_bytes_per_sec": 1000000, "threads": 3,
-                  "max_outgoing": 5, "max_incoming": 6},
+                  "max_outgoing": 5, "max_incoming": 6, "adaptive": true, "adaptive_p99_ms": 0.5,
+                  "adaptive_min_bytes_per_sec": 65536},
     "rebalance": {"mode": "plan-only", "strategy": "bytes", "threshold": 0.2, "weights": {"load": 0}},
     "limits": {"max_doc_bytes": 1024}
   })", "/etc/shardd");
@@ -57,6 +58,9 @@ TEST_CASE("a full config parses into typed fields with relative paths resolved")
   CHECK(r->migration_undo_window_ms == 5000);
   CHECK(r->migration_bytes_per_sec == 1000000);
   CHECK(r->migration_threads == 3);
+  CHECK(r->migration_adaptive);
+  CHECK(r->migration_adaptive_p99_ms == 0.5);
+  CHECK(r->migration_adaptive_min_bytes_per_sec == 65536);
   CHECK(r->rebalance.mode == rebalance_mode::plan_only);
   CHECK(r->rebalance.strategy == rebalance_strategy::bytes);
   CHECK(r->rebalance.threshold == 0.2);

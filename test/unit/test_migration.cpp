@@ -311,6 +311,47 @@ TEST_CASE("a token bucket holds a sender to its rate") {
   CHECK(unlimited.take(1u << 30, now) == std::chrono::nanoseconds(0));
 }
 
+TEST_CASE("the adaptive limit halves while the foreground p99 is over its bound, holds near it, and lifts when calm") {
+  // A node whose foreground p99 grows with the migration rate: 2 ms + 1 ms per 10 MB/s.
+  auto p99_at = [](std::uint64_t rate) { return std::uint64_t{2000} + rate / 10'000; };
+  const std::uint64_t bound = 10'000, floor = 1'000'000;  // 10 ms; 1 MB/s
+  adaptive_rate a;
+  std::uint64_t rate = 200'000'000;  // moves run at 200 MB/s (p99 22 ms) with no cap
+  std::vector<std::uint64_t> seen;
+  for (int step = 0; step < 40; ++step) {
+    const auto limit = a.update(p99_at(rate), bound, floor, 0, rate);
+    if (limit) rate = limit;
+    seen.push_back(limit);
+  }
+  CHECK(seen[0] == 100'000'000);  // the first cut halves what moves reached
+  CHECK(seen[1] == 50'000'000);
+  CHECK(a.limit() >= floor);
+  CHECK(p99_at(a.limit()) <= bound);   // it settles under the bound...
+  CHECK(a.limit() >= 30'000'000);      // ...not far below it (80 MB/s is the bound's rate)
+  CHECK(seen[38] == seen[39]);         // and holds there
+  // Never below the floor, however bad the foreground.
+  adaptive_rate b;
+  for (int i = 0; i < 50; ++i) b.update(1'000'000, bound, floor, 0, 50'000'000);
+  CHECK(b.limit() == floor);
+  // Calm (or no foreground at all) raises it back, and it is lifted at the cap...
+  for (int i = 0; i < 40 && b.limit(); ++i) b.update(std::nullopt, bound, floor, 8'000'000, 0);
+  CHECK(b.limit() == 0);
+  // ...or, with no cap, at the rate moves reached before the first cut.
+  adaptive_rate c;
+  c.update(bound + 1, bound, floor, 0, 40'000'000);
+  CHECK(c.limit() == 20'000'000);
+  int steps = 0;
+  while (c.limit() && steps < 100) c.update(bound / 2, bound, floor, 0, c.limit()), ++steps;
+  CHECK(c.limit() == 0);
+  CHECK(steps == 4);  // 20 -> 25 -> 31.25 -> 39.06 -> 48.8 (lifted)
+  // Which limit holds a move back: the lowest rate among those set.
+  CHECK(binding_limit(0, 0, 0, 1) == rate_limit::none);
+  CHECK(binding_limit(5'000'000, 0, 0, 1) == rate_limit::move_cap);
+  CHECK(binding_limit(5'000'000, 4'000'000, 0, 1) == rate_limit::node_cap);
+  CHECK(binding_limit(5'000'000, 4'000'000, 6'000'000, 2) == rate_limit::adaptive);  // 3 MB/s each
+  CHECK(to_string(rate_limit::adaptive) == "adaptive");
+}
+
 TEST_CASE("priority shares give high four times low, and a lone class everything") {
   using clock = token_bucket::clock;
   const auto t = clock::time_point{};

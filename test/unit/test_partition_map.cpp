@@ -235,6 +235,32 @@ TEST_CASE("a map written before the rebalancer keeps its meaning: convergence of
   CHECK(from_json(to_json(*off))->settings.rebalance.mode == rebalance_mode::off);
 }
 
+TEST_CASE("the adaptive throttle's settings travel with the map; an older map gets the defaults") {
+  auto m = create(with_nodes(2), "users", {partitioning::hash, 4, {}});
+  CHECK_FALSE(m.settings.migration_adaptive);
+  CHECK(m.settings.adaptive_p99_ms == 50);
+  m.settings.migration_adaptive = true;
+  m.settings.adaptive_p99_ms = 2.5;
+  m.settings.adaptive_min_bytes_per_sec = 65536;
+  auto back = from_json(to_json(m));
+  REQUIRE(back);
+  CHECK(back->settings == m.settings);
+  std::string older = to_json(m);
+  for (const std::string field : {"\"migration_adaptive\":true,", "\"adaptive_p99_ms\":2.5E0,", "\"adaptive_min_bytes_per_sec\":65536,"}) {
+    const auto at = older.find(field);
+    INFO(field << " in " << older);
+    REQUIRE(at != std::string::npos);
+    older.erase(at, field.size());
+  }
+  auto old = from_json(older);
+  REQUIRE(old);
+  CHECK_FALSE(old->settings.migration_adaptive);
+  CHECK(old->settings.adaptive_min_bytes_per_sec == 1u << 20);
+  std::string bad = to_json(m);
+  bad.replace(bad.find("2.5E0"), 5, "0");
+  CHECK_FALSE(from_json(bad));  // a bound of 0 is out of range
+}
+
 TEST_CASE("bad JSON maps are rejected with a reason") {
   auto m = create(with_nodes(2), "users", {partitioning::hash, 4, {}});
   const std::string good = to_json(m);

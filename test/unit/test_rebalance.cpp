@@ -74,16 +74,7 @@ migration_table queued(const rebalance_plan& p, std::uint64_t now) {
   migration_table t;
   int n = 1;
   for (const auto& mv : p.moves) {
-    migration_record r;
-    r.id = "m" + std::to_string(n++);
-    r.index = mv.index;
-    r.index_id = mv.index_id;
-    r.shard = mv.shard;
-    r.source = mv.source;
-    r.target = mv.target;
-    r.reason = mv.reason;
-    r.bytes_total = mv.bytes;
-    r.created_ms = r.updated_ms = now;
+    auto r = queued_record(mv, "m" + std::to_string(n++), now);
     t[r.id] = r;
   }
   return t;
@@ -388,6 +379,8 @@ TEST_CASE("settings read back from JSON, and bad ones are refused naming the fie
   s.strategy = rebalance_strategy::bytes;
   s.threshold = 0.2;
   s.weight_load = 3;
+  s.predictive = true;
+  s.horizon_ms = 7'200'000;
   auto o = to_json_object(s);
   rebalance_settings back;
   json_fields f(o, "rebalance");
@@ -404,6 +397,8 @@ TEST_CASE("settings read back from JSON, and bad ones are refused naming the fie
   CHECK(bad(R"({"weights":{"shards":0,"bytes":0,"records":0,"load":0}})").starts_with("rebalance.weights:"));
   CHECK(bad(R"({"weights":{"cpu":1}})").starts_with("rebalance.weights"));
   CHECK(bad(R"({"treshold":0.1})").find("treshold") != std::string::npos);
+  CHECK(bad(R"({"predictive":"soon"})").starts_with("rebalance.predictive:"));
+  CHECK(bad(R"({"horizon_ms":10})").starts_with("rebalance.horizon_ms:"));
 }
 
 TEST_CASE("disk watermarks parse as shares or bytes free, print back, and refuse mixed or unordered sets") {
@@ -509,6 +504,75 @@ TEST_CASE("a node at its low watermark takes no shard; one at high sheds its lar
     return i2;
   }());
   for (const auto& mv : again.moves) CHECK(mv.reason != "disk");
+}
+
+TEST_CASE("predictive: where the trends say a node passes the threshold or a watermark within the horizon, moves start now at low priority") {
+  // Bytes: sixty shards of 5 MiB, twenty per node; node-0's shard 0 grows by 40 KiB/s
+  // (+140 MiB an hour: node-0 at 1.6 of its share then).
+  std::vector<int> owners_of(60);
+  for (int s = 0; s < 60; ++s) owners_of[static_cast<std::size_t>(s)] = s / 20;
+  auto m = cluster_of({1, 1, 1}, owners_of);
+  migration_table t;
+  auto in = input_for(m, t, rebalance_strategy::bytes);
+  const std::uint64_t mib = 1ull << 20;
+  for (std::uint32_t s = 0; s < 60; ++s) {
+    shard_metrics mt{5 * mib, 1000, 0, 0};
+    if (s == 0) mt.bytes_per_sec_trend = 40 * 1024;
+    in.metrics[shard_key(1, s)] = mt;
+  }
+  auto now = plan_rebalance(in);
+  CHECK(now.moves.empty());  // predictive off: the present is balanced
+  CHECK_FALSE(now.predictive);
+  in.settings.predictive = true;
+  in.settings.horizon_ms = 3'600'000;
+  auto ahead = plan_rebalance(in);
+  INFO(ahead.summary << " / held: " << (ahead.held.empty() ? std::string() : ahead.held.front().rule + " " + ahead.held.front().why));
+  REQUIRE_FALSE(ahead.moves.empty());
+  CHECK(ahead.predictive);
+  CHECK(ahead.summary.rfind("forecast in 1h: ", 0) == 0);
+  for (const auto& mv : ahead.moves) {
+    CHECK(mv.reason == "predictive");
+    CHECK(mv.priority == migration_priority::low);
+    CHECK(mv.source == "node-0");
+    CHECK(mv.shard != 0);  // the growing shard would only take the problem along
+  }
+  // Only as many as keep the present within the threshold (the next tick would undo more),
+  // and the rest is said to wait.
+  CHECK(ahead.moves.size() <= 3);  // 5 MiB each of 100 per node: 10% is two, maybe three
+  CHECK(std::any_of(ahead.held.begin(), ahead.held.end(), [](const held_move& h) { return h.rule == "present_balance"; }));
+  // Started, they count as done: planning again gives nothing, and the present is not triggered.
+  auto t2 = queued(ahead, in.now_ms);
+  auto again = in;
+  again.migrations = &t2;
+  const auto second = plan_rebalance(again);
+  CHECK(second.moves.empty());
+  CHECK_FALSE(second.triggered);
+  // A short horizon sees no trouble, and the summary says what it looked at.
+  in.settings.horizon_ms = 300'000;  // +12 MiB: node-0 at 1.07
+  auto soon = plan_rebalance(in);
+  CHECK(soon.moves.empty());
+  CHECK(soon.summary.find("forecast in 5m: ") != std::string::npos);
+
+  // Disk: shard counts are even, node-0's disk is at 80% and grows 0.05 MiB/s: at flood (95%)
+  // within the hour, so it sheds now (the present sheds nothing: it is under high).
+  auto m2 = cluster_of({1, 1, 1}, {0, 0, 1, 1, 2, 2});
+  auto in2 = input_for(m2, t, rebalance_strategy::shards);
+  for (std::uint32_t s = 0; s < 6; ++s) in2.metrics[shard_key(1, s)] = {(s == 0 ? 150 : 50) * mib, 1000, 0, 0};
+  in2.disks["node-0"] = {800 * mib, 1000 * mib, disk_level::ok, 0.05 * static_cast<double>(mib)};
+  in2.disks["node-1"] = {100 * mib, 1000 * mib, disk_level::ok};
+  in2.disks["node-2"] = {100 * mib, 1000 * mib, disk_level::ok};
+  CHECK(plan_rebalance(in2).moves.empty());
+  in2.settings.predictive = true;
+  auto shed = plan_rebalance(in2);
+  REQUIRE_FALSE(shed.moves.empty());
+  CHECK(shed.moves[0].source == "node-0");
+  CHECK(shed.moves[0].shard == 0);  // the largest first
+  CHECK(shed.moves[0].reason == "predictive");
+  CHECK(shed.moves[0].priority == migration_priority::low);
+  CHECK(shed.moves[0].detail.find("forecast in 1h") != std::string::npos);
+  // A trend that does not rise predicts nothing.
+  in2.disks["node-0"].used_per_sec_trend = 0;
+  CHECK(plan_rebalance(in2).moves.empty());
 }
 
 TEST_CASE("what-if: an added node draws its share, a removed one drains, a failed one keeps its shards, load moves the plan") {
