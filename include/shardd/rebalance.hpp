@@ -42,6 +42,35 @@ struct node_disk {
   double used_per_sec_trend = 0;  ///< how fast its use grows (a fitted trend; 0: none known)
 };
 
+/// The controller's memory of each shard's load across a change of owner. A shard that has
+/// just moved is missing from the load table until its new owner's monitor has sampled it and
+/// heartbeated, and then shows only the rates since the cutover (a fence and the clients'
+/// retries in them); planned on that, the new owner looks idle and takes one hot shard after
+/// another. So for `settle_ms` after the reporter of a shard changes, its rates are the larger
+/// of the new report and the last one from before the change, and a shard no member reports
+/// keeps its last known load for `keep_ms`.
+class load_memory {
+ public:
+  static constexpr std::int64_t settle_ms = 10'000;
+  static constexpr std::int64_t keep_ms = 30'000;
+
+  /// `metrics` holds what the members reported, `reporter` who reported each key. Shards of
+  /// `m` are filled in or raised as above; keys no longer in `m` are forgotten.
+  void apply(const partition_map& m, std::unordered_map<std::uint64_t, shard_metrics>& metrics,
+             const std::unordered_map<std::uint64_t, std::string>& reporter, std::int64_t now_ms);
+
+ private:
+  struct entry {
+    shard_metrics last;    ///< the newest report
+    std::string reporter;  ///< who sent it
+    std::int64_t seen_ms = 0;
+    shard_metrics before;  ///< the last report of the previous reporter
+    std::int64_t changed_ms = 0;
+    bool changed = false;
+  };
+  std::unordered_map<std::uint64_t, entry> entries_;
+};
+
 /// Everything the planner reads. Pointers must outlive the call.
 struct rebalance_input {
   const partition_map* map = nullptr;

@@ -1055,4 +1055,47 @@ result<void> apply_simulation(const simulation& s, partition_map& map, rebalance
   return {};
 }
 
+void load_memory::apply(const partition_map& m, std::unordered_map<std::uint64_t, shard_metrics>& metrics,
+                        const std::unordered_map<std::uint64_t, std::string>& reporter, std::int64_t now_ms) {
+  std::unordered_map<std::uint64_t, entry> next;
+  for (const auto& [name, ix] : m.indexes)
+    for (const auto& sh : ix.shards) {
+      const auto key = shard_key(ix.id, sh.id);
+      auto old = entries_.find(key);
+      entry e = old != entries_.end() ? std::move(old->second) : entry{};
+      const bool known = old != entries_.end();
+      auto rep = metrics.find(key);
+      auto who = reporter.find(key);
+      if (rep != metrics.end()) {
+        const std::string from = who != reporter.end() ? who->second : std::string{};
+        if (known && from != e.reporter) {
+          // A new reporter: keep the previous one's load as the floor while the new one settles.
+          e.before = e.changed && now_ms - e.changed_ms < settle_ms
+                         ? shard_metrics{0, 0, std::max(e.before.reads_per_sec, e.last.reads_per_sec),
+                                         std::max(e.before.writes_per_sec, e.last.writes_per_sec), 0}
+                         : e.last;
+          e.changed_ms = now_ms;
+          e.changed = true;
+        }
+        e.last = rep->second;
+        e.reporter = from;
+        e.seen_ms = now_ms;
+        if (e.changed && now_ms - e.changed_ms < settle_ms) {
+          rep->second.reads_per_sec = std::max(rep->second.reads_per_sec, e.before.reads_per_sec);
+          rep->second.writes_per_sec = std::max(rep->second.writes_per_sec, e.before.writes_per_sec);
+        }
+        next.emplace(key, std::move(e));
+      } else if (known && now_ms - e.seen_ms < keep_ms) {
+        auto filled = e.last;
+        if (e.changed && now_ms - e.changed_ms < settle_ms) {
+          filled.reads_per_sec = std::max(filled.reads_per_sec, e.before.reads_per_sec);
+          filled.writes_per_sec = std::max(filled.writes_per_sec, e.before.writes_per_sec);
+        }
+        metrics.emplace(key, filled);
+        next.emplace(key, std::move(e));
+      }
+    }
+  entries_ = std::move(next);
+}
+
 }  // namespace shardd

@@ -357,6 +357,7 @@ class controller final : public actor<controller_message> {
   /// Predictive mode's trends: each shard's bytes and each node's disk use, one point a
   /// second at most, the last `growth_points` of them (steady clock, seconds).
   void track_growth(rebalance_input& in);
+  load_memory load_memory_;  ///< shards' load across a change of owner
   std::unordered_map<std::uint64_t, std::deque<trend_point>> shard_growth_;
   std::map<std::string, std::deque<trend_point>, std::less<>> disk_growth_;
   std::chrono::steady_clock::time_point growth_at_{};

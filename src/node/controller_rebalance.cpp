@@ -29,21 +29,27 @@ rebalance_input controller::make_input(const partition_map& m) {
   in.settings = m.settings.rebalance;
   in.now_ms = static_cast<std::uint64_t>(now_wall_ms());
   in.continuing = rebalance_continuing_;
-  auto take = [&](const std::vector<peer::shard_load>& loads) {
-    for (const auto& l : loads)
-      in.metrics[shard_key(l.index_id, l.shard_id)] = {l.bytes, l.records, l.reads_per_sec, l.writes_per_sec};
+  std::unordered_map<std::uint64_t, std::string> reporter;
+  auto take = [&](const std::string& from, const std::vector<peer::shard_load>& loads) {
+    for (const auto& l : loads) {
+      const auto key = shard_key(l.index_id, l.shard_id);
+      in.metrics[key] = {l.bytes, l.records, l.reads_per_sec, l.writes_per_sec};
+      reporter[key] = from;
+    }
   };
   std::set<std::string, std::less<>> reported;
   for (const auto& [id, l] : leases_)
     if (l.load_at) {
-      take(l.load);
+      take(id, l.load);
       reported.insert(id);
     }
   if (local_load_)
     if (auto mine = local_load_()) {
-      take(mine->shards);
+      take(cfg_.node_id, mine->shards);
       reported.insert(cfg_.node_id);
     }
+  // A shard that just moved keeps its load over the move (see load_memory).
+  load_memory_.apply(m, in.metrics, reporter, static_cast<std::int64_t>(in.now_ms));
   // A member that owns no shard has nothing to report (its heartbeats leave the load out).
   std::set<std::string_view> owning;
   for (const auto& [name, ix] : m.indexes)

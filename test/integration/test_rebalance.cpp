@@ -307,10 +307,12 @@ TEST_CASE("auto, load strategy: writes piled onto one node's shards are spread w
   };
   INFO("hot shards on node-1 at the start: " << hot_on("node-1"));
   REQUIRE(hot_on("node-1") >= 3);
+  // Paced writers: 40 writes/s on each hot shard wherever it lives (an unpaced writer's rate
+  // depends on whether its node forwards, so the load would change with every move).
   std::vector<std::unique_ptr<writer>> writers;
   for (std::size_t i = 0; i < hot.size(); ++i)
     writers.push_back(std::make_unique<writer>(cl.node(1 + static_cast<int>(i % 3)).client(), "h", "w" + std::to_string(i) + "-",
-                                               routing_for(*c1, "h", hot[i])));
+                                               routing_for(*c1, "h", hot[i]), std::chrono::milliseconds(25)));
   // Once the monitor has seen the load, the planner sees node-1 far above its share.
   bool seen = false;
   for (int i = 0; i < 50 && !seen; ++i) {
@@ -320,6 +322,7 @@ TEST_CASE("auto, load strategy: writes piled onto one node's shards are spread w
   REQUIRE(seen);
   REQUIRE(c1->put("/v1/rebalance/settings", R"({"mode":"auto"})").status == 200);
   bool spread = false;
+  std::string last_explain;
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(90);
   while (!spread && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -327,9 +330,12 @@ TEST_CASE("auto, load strategy: writes piled onto one node's shards are spread w
     // Spread: node-1 keeps at most its third, every node carries some, and the planner sees
     // every node's load within the threshold (the writers' rates differ, so the hot shards
     // need not split exactly 2 / 2 / 2).
+    const auto explain = c1->get("/v1/rebalance/explain?format=text");
+    last_explain = explain.body;
     spread = active == 0 && hot_on("node-1") <= 2 && hot_on("node-2") >= 1 && hot_on("node-3") >= 1 &&
              !body(c1->get("/v1/rebalance/explain")).at("triggered").as_bool();
   }
+  INFO("last explain:\n" << last_explain);
   std::map<std::string, std::int64_t> expected;
   for (auto& w : writers) w->finish(expected);
   INFO("hot shards per node: " << hot_on("node-1") << " / " << hot_on("node-2") << " / " << hot_on("node-3"));

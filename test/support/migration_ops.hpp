@@ -7,6 +7,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <set>
@@ -143,9 +144,17 @@ struct writer {
   std::atomic<int> failures{0};
   std::thread thread;
 
-  writer(std::unique_ptr<net::https_client> c, std::string index, std::string prefix, std::string routing = {})
-      : thread([this, c = std::move(c), index, prefix, routing]() mutable {
+  /// `pace` above zero: one write per `pace` at most, so the shard's load does not depend on
+  /// which node serves it (as long as a write takes less).
+  writer(std::unique_ptr<net::https_client> c, std::string index, std::string prefix, std::string routing = {},
+         std::chrono::microseconds pace = std::chrono::microseconds(0))
+      : thread([this, c = std::move(c), index, prefix, routing, pace]() mutable {
+          auto next = std::chrono::steady_clock::now();
           for (int i = 0; !stop; ++i) {
+            if (pace.count() > 0) {
+              next += pace;
+              std::this_thread::sleep_until(next);
+            }
             const auto key = prefix + std::to_string(i % 3000);  // updates as well as creates
             const auto target = "/v1/indexes/" + index + "/records/" + key + (routing.empty() ? "" : "?routing=" + routing);
             try {

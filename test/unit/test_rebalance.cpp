@@ -314,6 +314,60 @@ TEST_CASE("the net-benefit test holds back a big, cold shard under the load stra
   CHECK(h->why.find("benefit 0.7") != std::string::npos);
 }
 
+TEST_CASE("load memory: a shard that just moved keeps its load until its new owner has measured it, so no node takes one hot shard after another") {
+  // Node-0 serves 400 writes/s (shards 0 and 1 at 100, 2 to 5 at 50); node-1 and node-2 100
+  // each (shards 6 and 7).
+  auto m = cluster_of({1, 1, 1}, {0, 0, 0, 0, 0, 0, 1, 2});
+  auto rate_of = [](std::uint32_t s) { return s >= 2 && s <= 5 ? 50.0 : 100.0; };
+  migration_table none;
+  load_memory mem;
+  auto reports = [&](const partition_map& map, std::int64_t now, const std::set<std::uint32_t>& silent,
+                     std::map<std::uint32_t, double> rates = {}) {
+    std::unordered_map<std::uint64_t, shard_metrics> metrics;
+    std::unordered_map<std::uint64_t, std::string> from;
+    for (const auto& sh : map.indexes.at("ix").shards) {
+      if (silent.contains(sh.id)) continue;
+      metrics[shard_key(1, sh.id)] = {1000, 10, 0, rates.contains(sh.id) ? rates[sh.id] : rate_of(sh.id)};
+      from[shard_key(1, sh.id)] = sh.owner;
+    }
+    mem.apply(map, metrics, from, now);
+    return metrics;
+  };
+  auto first = reports(m, 0, {});
+  CHECK(first.size() == 8);
+  CHECK(first.at(shard_key(1, 0)).writes_per_sec == 100.0);
+  // Shards 0 and 1 moved to node-1 and node-2; neither new owner has reported them yet.
+  m.indexes.at("ix").shards[0].owner = "node-1";
+  m.indexes.at("ix").shards[1].owner = "node-2";
+  auto raw_in = input_for(m, none, rebalance_strategy::load);
+  for (std::uint32_t s = 2; s < 8; ++s) raw_in.metrics[shard_key(1, s)] = {1000, 10, 0, rate_of(s)};
+  // Planned on the raw table, node-0 (200 of 400) looks 50% above its share and sheds again.
+  CHECK_FALSE(plan_rebalance(raw_in).moves.empty());
+  auto in = input_for(m, none, rebalance_strategy::load);
+  in.metrics = reports(m, 1000, {0, 1});
+  REQUIRE(in.metrics.size() == 8);
+  CHECK(in.metrics.at(shard_key(1, 0)).writes_per_sec == 100.0);
+  // Remembered, every node carries 200 of 600: nothing to do.
+  CHECK(plan_rebalance(in).moves.empty());
+  // The new owners' first reports cover the seconds since the cutover: raised to the old load.
+  auto second = reports(m, 2000, {}, {{0, 20.0}, {1, 150.0}});
+  CHECK(second.at(shard_key(1, 0)).writes_per_sec == 100.0);
+  CHECK(second.at(shard_key(1, 1)).writes_per_sec == 150.0);  // more than before counts as it is
+  // Once the new owner has settled, its own figure stands.
+  auto settled = reports(m, 2000 + load_memory::settle_ms, {}, {{0, 20.0}});
+  CHECK(settled.at(shard_key(1, 0)).writes_per_sec == 20.0);
+  // A shard no member reports keeps its last load for keep_ms, then counts as unmeasured.
+  const auto last = 2000 + load_memory::settle_ms;
+  CHECK(reports(m, last + load_memory::keep_ms - 1, {7}).contains(shard_key(1, 7)));
+  CHECK_FALSE(reports(m, last + load_memory::keep_ms + 1, {7}).contains(shard_key(1, 7)));
+  // A shard dropped from the map is forgotten.
+  CHECK(reports(m, last + load_memory::keep_ms + 2, {}).contains(shard_key(1, 7)));
+  m.indexes.at("ix").shards.pop_back();
+  reports(m, last + load_memory::keep_ms + 2, {});
+  m.indexes.at("ix").shards.push_back(shard_entry{7, "", std::nullopt, "node-2", shard_state::active, ""});
+  CHECK_FALSE(reports(m, last + load_memory::keep_ms + 3, {7}).contains(shard_key(1, 7)));
+}
+
 TEST_CASE("without every node's load, strategies that need it wait; the shard count does not") {
   auto m = cluster_of({1, 1}, {0, 0, 0, 0});
   migration_table none;
