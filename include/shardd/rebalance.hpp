@@ -65,8 +65,7 @@ class load_memory {
     std::string reporter;  ///< who sent it
     std::int64_t seen_ms = 0;
     shard_metrics before;  ///< the last report of the previous reporter
-    std::int64_t changed_ms = 0;
-    bool changed = false;
+    std::optional<std::int64_t> changed_ms;  ///< when the reporter last changed
   };
   std::unordered_map<std::uint64_t, entry> entries_;
 };

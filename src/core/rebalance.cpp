@@ -1057,43 +1057,40 @@ result<void> apply_simulation(const simulation& s, partition_map& map, rebalance
 
 void load_memory::apply(const partition_map& m, std::unordered_map<std::uint64_t, shard_metrics>& metrics,
                         const std::unordered_map<std::uint64_t, std::string>& reporter, std::int64_t now_ms) {
+  auto settling = [now_ms](const entry& e) { return e.changed_ms && now_ms - *e.changed_ms < settle_ms; };
+  auto raise = [](shard_metrics& mt, const shard_metrics& floor) {
+    mt.reads_per_sec = std::max(mt.reads_per_sec, floor.reads_per_sec);
+    mt.writes_per_sec = std::max(mt.writes_per_sec, floor.writes_per_sec);
+  };
   std::unordered_map<std::uint64_t, entry> next;
   for (const auto& [name, ix] : m.indexes)
     for (const auto& sh : ix.shards) {
       const auto key = shard_key(ix.id, sh.id);
       auto old = entries_.find(key);
-      entry e = old != entries_.end() ? std::move(old->second) : entry{};
       const bool known = old != entries_.end();
-      auto rep = metrics.find(key);
-      auto who = reporter.find(key);
-      if (rep != metrics.end()) {
-        const std::string from = who != reporter.end() ? who->second : std::string{};
+      entry e = known ? std::move(old->second) : entry{};
+      if (auto rep = metrics.find(key); rep != metrics.end()) {
+        auto who = reporter.find(key);
+        std::string from = who != reporter.end() ? who->second : std::string{};
         if (known && from != e.reporter) {
-          // A new reporter: keep the previous one's load as the floor while the new one settles.
-          e.before = e.changed && now_ms - e.changed_ms < settle_ms
-                         ? shard_metrics{0, 0, std::max(e.before.reads_per_sec, e.last.reads_per_sec),
-                                         std::max(e.before.writes_per_sec, e.last.writes_per_sec), 0}
-                         : e.last;
+          // A new reporter: the previous one's load (raised by its own floor, if it was still
+          // settling) is the floor while the new one settles.
+          if (settling(e)) raise(e.last, e.before);
+          e.before = e.last;
           e.changed_ms = now_ms;
-          e.changed = true;
         }
         e.last = rep->second;
-        e.reporter = from;
+        e.reporter = std::move(from);
         e.seen_ms = now_ms;
-        if (e.changed && now_ms - e.changed_ms < settle_ms) {
-          rep->second.reads_per_sec = std::max(rep->second.reads_per_sec, e.before.reads_per_sec);
-          rep->second.writes_per_sec = std::max(rep->second.writes_per_sec, e.before.writes_per_sec);
-        }
-        next.emplace(key, std::move(e));
+        if (settling(e)) raise(rep->second, e.before);
       } else if (known && now_ms - e.seen_ms < keep_ms) {
         auto filled = e.last;
-        if (e.changed && now_ms - e.changed_ms < settle_ms) {
-          filled.reads_per_sec = std::max(filled.reads_per_sec, e.before.reads_per_sec);
-          filled.writes_per_sec = std::max(filled.writes_per_sec, e.before.writes_per_sec);
-        }
+        if (settling(e)) raise(filled, e.before);
         metrics.emplace(key, filled);
-        next.emplace(key, std::move(e));
+      } else {
+        continue;  // unmeasured, and nothing remembered
       }
+      next.emplace(key, std::move(e));
     }
   entries_ = std::move(next);
 }
