@@ -50,6 +50,8 @@ struct shard_load {
   double writes_per_sec = 0;  ///< puts and deletes
   double bytes_in_per_sec = 0;
   double bytes_out_per_sec = 0;
+  /// The share of its sampled requests its hottest key had, in thousandths on the wire (0: unknown).
+  double top_key_share = 0;
   friend bool operator==(const shard_load&, const shard_load&) = default;
 };
 /// The largest rate a heartbeat carries, in thousandths (2^48: 281 billion per second).

@@ -28,6 +28,7 @@ struct shard_metrics {
   double reads_per_sec = 0;
   double writes_per_sec = 0;
   double bytes_per_sec_trend = 0;  ///< how fast its bytes grow (a fitted trend; 0: none known)
+  double top_key_share = 0;  ///< the share of its sampled requests its hottest key had (0: unknown)
 };
 
 /// Key of a shard in `rebalance_input::metrics`.
@@ -59,15 +60,55 @@ class load_memory {
   void apply(const partition_map& m, std::unordered_map<std::uint64_t, shard_metrics>& metrics,
              const std::unordered_map<std::uint64_t, std::string>& reporter, std::int64_t now_ms);
 
+  /// Shard `from` was just split, its upper half became `to`: for `settle_ms` each half counts
+  /// half of what `from` last had (its owner's reports still cover the time before the split).
+  void split(std::uint64_t from, std::uint64_t to, std::int64_t now_ms);
+
  private:
   struct entry {
     shard_metrics last;    ///< the newest report
     std::string reporter;  ///< who sent it
     std::int64_t seen_ms = 0;
     shard_metrics before;  ///< the last report of the previous reporter
-    std::optional<std::int64_t> changed_ms;  ///< when the reporter last changed
+    std::optional<std::int64_t> changed_ms;  ///< when the reporter last changed (or the shard split)
+    bool halved = false;  ///< split: while settling, `before` replaces the reports
   };
   std::unordered_map<std::uint64_t, entry> entries_;
+};
+
+/// A shard the hot-split rule found hot (see hot_split_settings).
+struct hot_shard {
+  std::string index;
+  std::uint32_t index_id = 0, shard = 0;
+  std::string node;
+  double rate = 0;       ///< its requests per second (reads + writes)
+  double share = 0;      ///< of its node's requests per second
+  double node_ratio = 0;  ///< its node's load over the node's share of the cluster's load
+  double top_key_share = 0;
+  std::uint64_t hot_for_ms = 0;  ///< how long it has been hot without a break
+  friend bool operator==(const hot_shard&, const hot_shard&) = default;
+};
+
+/// Keeps, for each shard, since when it has been hot: the time part of the hot-split rule. A
+/// shard that cools down, changes owner or range starts again; after a split both halves wait
+/// `after_ms` before their clock starts.
+class hot_tracker {
+ public:
+  /// The shards of `m` hot now under `s.hot`, by `metrics` (requests per second per shard),
+  /// each with how long it has been so. Nothing when the rule is off.
+  std::vector<hot_shard> observe(const partition_map& m, const std::unordered_map<std::uint64_t, shard_metrics>& metrics,
+                                 const rebalance_settings& s, std::int64_t now_ms);
+  /// Shard `from` was split into `from` and `to` at `now_ms`.
+  void split(std::uint64_t from, std::uint64_t to, std::int64_t now_ms, std::uint64_t after_ms);
+
+ private:
+  struct entry {
+    std::string node, start;
+    std::optional<std::string> end;
+    std::int64_t since_ms = 0;
+  };
+  std::unordered_map<std::uint64_t, entry> hot_;
+  std::unordered_map<std::uint64_t, std::int64_t> quiet_until_;
 };
 
 /// Everything the planner reads. Pointers must outlive the call.
@@ -88,6 +129,8 @@ struct rebalance_input {
   /// Each node's disk (absent: unknown, ok). A node at low or above takes no shard; one at
   /// high or above sheds shards until its disk is predicted under high.
   std::map<std::string, node_disk, std::less<>> disks;
+  /// Shards hot now (from a hot_tracker): those hot for `settings.hot.after_ms` are split.
+  std::vector<hot_shard> hot;
 };
 
 struct rebalance_move {
@@ -117,9 +160,19 @@ struct node_score {
   friend bool operator==(const node_score&, const node_score&) = default;
 };
 
+/// A hot shard the plan splits in two (then balances as two shards, in a later plan).
+struct rebalance_split {
+  hot_shard shard;
+  std::string detail;  ///< why, in words
+  friend bool operator==(const rebalance_split&, const rebalance_split&) = default;
+};
+
 /// A move a rule held back (or a node a rule left alone): which rule and why.
 struct held_move {
-  std::string rule;  ///< in_flight, cooldown, budget, benefit, raises_max, source_down, no_destination, no_load_data, disk_low, present_balance
+  /// in_flight, cooldown, budget, benefit, raises_max, source_down, no_destination, no_load_data,
+  /// disk_low, present_balance, split_first (balance waits for a split), hot (a shard hot, not
+  /// for long enough yet), hot_key (one key carries it), max_shards (its index has the most shards)
+  std::string rule;
   std::string index;  ///< empty when the rule is about a node or the whole plan
   std::uint32_t shard = 0;
   std::string source, target;
@@ -138,6 +191,7 @@ struct rebalance_plan {
   bool predictive = false;
   std::string summary;     ///< one line: why it plans what it plans
   std::vector<rebalance_move> moves;
+  std::vector<rebalance_split> splits;  ///< hot shards split before any balance move
   std::vector<node_score> nodes;  ///< by node id
   double max_ratio_before = 0, max_ratio_after = 0;  ///< the largest score / share (the mean is 1)
   double min_ratio_before = 0, min_ratio_after = 0;
@@ -168,6 +222,11 @@ struct rebalance_plan {
 ///  - each move passes the net-benefit test.
 /// Among the moves allowed, the planner takes the one with most skew removed per byte moved,
 /// from the most loaded nodes to the least, until none is left.
+/// Hot shards: each shard of `in.hot` hot for `hot.after_ms` is split unless its hottest key
+/// carries half its requests (hot_key), its index has the most shards (max_shards) or a
+/// migration holds it (in_flight); the others are listed as held (hot). A plan that splits
+/// makes no balance move (split_first): the halves' load decides the next plan's moves; drains
+/// and disk sheds still move.
 /// Predictive mode: when the present plan has no move and nothing triggered it, the cluster is
 /// planned again with every shard's bytes and every node's disk grown by its trend over
 /// `horizon_ms` (watermark levels found again); that plan's moves are made now, each at low

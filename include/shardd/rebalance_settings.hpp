@@ -61,6 +61,20 @@ struct disk_watermarks {
 [[nodiscard]] disk_level level_of(const disk_watermarks& w, std::uint64_t used, std::uint64_t total,
                                   disk_level previous) noexcept;
 
+/// Hot shards: a shard that carries at least `share` of its node's requests per second (and at
+/// least `min_rate` of them), on a node whose load is above the threshold, for `after_ms` in a
+/// row is split in two (hash: at its middle token; range: at its median key), then balanced as
+/// two shards. A shard whose hottest key carries half its requests or more is not split (a
+/// split cannot divide one key), nor one of an index at its shard limit. After a split, both
+/// halves wait `after_ms` before their clock starts again.
+struct hot_split_settings {
+  bool enabled = true;
+  double share = 0.5;
+  double min_rate = 1000;  ///< requests (reads + writes) per second
+  std::uint64_t after_ms = 60'000;
+  friend bool operator==(const hot_split_settings&, const hot_split_settings&) = default;
+};
+
 /// The rebalancer's settings: cluster-wide, they travel with the map.
 struct rebalance_settings {
   /// auto: the rebalancer makes every automatic move (joins, weight changes, drains, skew).
@@ -87,6 +101,7 @@ struct rebalance_settings {
   /// moves now, at low priority (reason predictive).
   bool predictive = false;
   std::uint64_t horizon_ms = 3'600'000;
+  hot_split_settings hot;
   friend bool operator==(const rebalance_settings&, const rebalance_settings&) = default;
 };
 

@@ -1,5 +1,6 @@
 #include "shardd/peer_messages.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace shardd::peer {
@@ -93,7 +94,8 @@ std::string encode(const heartbeat& m) {
   };
   for (const auto& l : m.load)
     w.u32(l.index_id).u32(l.shard_id).u64(l.records).u64(l.bytes).u64(milli(l.reads_per_sec)).u64(milli(l.writes_per_sec))
-        .u64(milli(l.bytes_in_per_sec)).u64(milli(l.bytes_out_per_sec));
+        .u64(milli(l.bytes_in_per_sec)).u64(milli(l.bytes_out_per_sec))
+        .u32(static_cast<std::uint32_t>(std::llround(std::clamp(l.top_key_share > 0 ? l.top_key_share : 0.0, 0.0, 1.0) * 1000)));
   if (!events) return w.take();
   w.u64(m.incarnation).u32(static_cast<std::uint32_t>(m.events.size()));
   for (const auto& e : m.events) w.u64(e.seq).bytes(e.type).bytes(e.summary).bytes(e.fields_json);
@@ -109,7 +111,7 @@ result<heartbeat> decode_heartbeat(std::string_view p) {
   m.records = r.u64();
   m.bytes = r.u64();
   if (r.ok() && r.remaining() > 0) {  // a sender without a monitor stops here
-    constexpr std::size_t entry_bytes = 4 + 4 + 8 * 6;
+    constexpr std::size_t entry_bytes = 4 + 4 + 8 * 6 + 4;
     m.anomalies_open = r.u32();
     const auto n = r.u32();
     if (n > max_heartbeat_loads || !plausible(r, n, entry_bytes)) return malformed("heartbeat");
@@ -128,6 +130,9 @@ result<heartbeat> decode_heartbeat(std::string_view p) {
       l.writes_per_sec = static_cast<double>(rates[1]) / 1000;
       l.bytes_in_per_sec = static_cast<double>(rates[2]) / 1000;
       l.bytes_out_per_sec = static_cast<double>(rates[3]) / 1000;
+      const auto top = r.u32();
+      if (top > 1000) return malformed("heartbeat");
+      l.top_key_share = static_cast<double>(top) / 1000;
       m.load.push_back(l);
     }
     if (r.ok() && r.remaining() == 0 && m.load.empty() && m.anomalies_open == 0)

@@ -151,7 +151,7 @@ disk_level level_of(const disk_watermarks& w, std::uint64_t used, std::uint64_t 
   return disk_level::ok;
 }
 
-static rebalance_plan plan_present(const rebalance_input& in) {
+static rebalance_plan plan_present(const rebalance_input& in, bool balance = true) {
   const auto& m = *in.map;
   const auto& st = in.settings;
   rebalance_plan plan;
@@ -449,7 +449,11 @@ static rebalance_plan plan_present(const rebalance_input& in) {
   plan.triggered = beyond || draining || shedding || in.continuing;
   const bool need_metrics = st.strategy != rebalance_strategy::shards && !in.unreported.empty();
   std::string blocked;
-  if ((beyond || in.continuing) && need_metrics) {
+  if ((beyond || in.continuing) && !balance) {
+    hold({"split_first", "", 0, "", "",
+          "balance waits for the split of the hot shard(s): the halves' load decides the next plan's moves"});
+    blocked = "a hot shard splits first";
+  } else if ((beyond || in.continuing) && need_metrics) {
     for (const auto& id : in.unreported)
       hold({"no_load_data", "", 0, id, "", "node " + id + " has not reported its shards' load yet"});
     blocked = "waiting for the load of " + std::to_string(in.unreported.size()) + " node(s)";
@@ -664,9 +668,140 @@ std::string duration_text(std::uint64_t ms) {
 
 }  // namespace
 
+namespace {
+
+std::string rate_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, v >= 100 ? "%.0f" : "%.1f", v);
+  return buf;
+}
+
+// The hot shards of `in.hot` to split now; the others go to `held` with the rule that keeps them.
+std::vector<rebalance_split> due_splits(const rebalance_input& in, std::vector<held_move>& held) {
+  std::vector<rebalance_split> out;
+  const auto& hs = in.settings.hot;
+  if (!hs.enabled) return out;
+  std::unordered_map<std::uint64_t, bool> holding;
+  if (in.migrations)
+    for (const auto& [id, r] : *in.migrations)
+      if (holds_shard(r)) holding[shard_key(r.index_id, r.shard)] = true;
+  std::unordered_map<std::uint32_t, std::size_t> added;  // splits per index id in this plan
+  for (const auto& h : in.hot) {
+    const auto* ix = in.map->find_index(h.index);
+    const auto* sh = ix && ix->id == h.index_id ? ix->find_shard(h.shard) : nullptr;
+    if (!sh) continue;
+    const std::string what = "carries " + percent(h.share) + " of node " + h.node + "'s requests (" + rate_text(h.rate) +
+                             "/s; the node is at " + fixed2(h.node_ratio) + " of its share of the load)";
+    auto hold = [&](std::string rule, std::string why) {
+      if (held.size() < in.max_held) held.push_back({std::move(rule), h.index, h.shard, h.node, "", std::move(why)});
+    };
+    if (h.hot_for_ms < hs.after_ms) {
+      hold("hot", what + " for " + std::to_string(h.hot_for_ms / 1000) + " s of the " + std::to_string(hs.after_ms / 1000) +
+                      " s before it splits");
+      continue;
+    }
+    if (sh->state != shard_state::active || holding.contains(shard_key(h.index_id, h.shard))) {
+      hold("in_flight", what + ", but a migration holds it: it splits when the move ends");
+      continue;
+    }
+    if (h.top_key_share >= 0.5) {
+      hold("hot_key", what + ", but its hottest key has " + percent(h.top_key_share) +
+                          " of its requests: a split cannot divide one key (see GET /v1/shards/{index}/{n}/hot-keys)");
+      continue;
+    }
+    if (ix->shards.size() + added[ix->id] >= max_shards_per_index) {
+      hold("max_shards", what + ", but index " + ix->name + " has the most shards an index may have");
+      continue;
+    }
+    ++added[ix->id];
+    out.push_back({h, what + " for " + std::to_string(h.hot_for_ms / 1000) + " s: split, then balance the halves"});
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<hot_shard> hot_tracker::observe(const partition_map& m,
+                                            const std::unordered_map<std::uint64_t, shard_metrics>& metrics,
+                                            const rebalance_settings& s, std::int64_t now_ms) {
+  std::vector<hot_shard> out;
+  std::erase_if(quiet_until_, [&](const auto& q) { return q.second <= now_ms; });
+  if (!s.hot.enabled) {
+    hot_.clear();
+    return out;
+  }
+  auto rate_of = [&](std::uint32_t ix, std::uint32_t sh) {
+    auto it = metrics.find(shard_key(ix, sh));
+    return it == metrics.end() ? 0.0 : it->second.reads_per_sec + it->second.writes_per_sec;
+  };
+  // Each node's load, and the cluster's, over the nodes that take shards.
+  std::unordered_map<std::string_view, double> node_rate;
+  double total_rate = 0, total_weight = 0;
+  for (const auto& [id, n] : m.nodes)
+    if (n.accepts_shards()) total_weight += n.weight;
+  for (const auto& [name, ix] : m.indexes)
+    for (const auto& sh : ix.shards) {
+      const double r = rate_of(ix.id, sh.id);
+      node_rate[sh.owner] += r;
+      if (const auto* n = m.find_node(sh.owner); n && n->accepts_shards()) total_rate += r;
+    }
+  std::unordered_map<std::uint64_t, entry> next;
+  if (total_weight > 0 && total_rate > 0)
+    for (const auto& [name, ix] : m.indexes)
+      for (const auto& sh : ix.shards) {
+        const auto key = shard_key(ix.id, sh.id);
+        const auto* n = m.find_node(sh.owner);
+        if (!n || !n->accepts_shards() || quiet_until_.contains(key)) continue;
+        const double r = rate_of(ix.id, sh.id);
+        const double nr = node_rate[sh.owner];
+        const double node_ratio = nr / (total_rate * n->weight / total_weight);
+        if (!(r > 0) || r < s.hot.min_rate || r < s.hot.share * nr || !(node_ratio > 1.0 + s.threshold)) continue;
+        entry e{sh.owner, sh.start, sh.end, now_ms};
+        if (auto old = hot_.find(key); old != hot_.end() && old->second.node == e.node && old->second.start == e.start &&
+                                       old->second.end == e.end)
+          e.since_ms = old->second.since_ms;
+        hot_shard h;
+        h.index = ix.name;
+        h.index_id = ix.id;
+        h.shard = sh.id;
+        h.node = sh.owner;
+        h.rate = r;
+        h.share = r / nr;
+        h.node_ratio = node_ratio;
+        if (auto mt = metrics.find(key); mt != metrics.end()) h.top_key_share = mt->second.top_key_share;
+        h.hot_for_ms = static_cast<std::uint64_t>(std::max<std::int64_t>(0, now_ms - e.since_ms));
+        out.push_back(std::move(h));
+        next.emplace(key, std::move(e));
+      }
+  hot_ = std::move(next);
+  return out;
+}
+
+void hot_tracker::split(std::uint64_t from, std::uint64_t to, std::int64_t now_ms, std::uint64_t after_ms) {
+  hot_.erase(from);
+  hot_.erase(to);
+  const auto until = now_ms + static_cast<std::int64_t>(after_ms);
+  quiet_until_[from] = until;
+  quiet_until_[to] = until;
+}
+
 rebalance_plan plan_rebalance(const rebalance_input& in) {
-  auto plan = plan_present(in);
-  if (!in.settings.predictive || plan.triggered || !plan.moves.empty()) return plan;
+  std::vector<held_move> hot_held;
+  auto splits = due_splits(in, hot_held);
+  auto with_hot = [&](rebalance_plan p) {
+    for (auto& h : hot_held)
+      if (p.held.size() < in.max_held) p.held.push_back(h);
+    return p;
+  };
+  auto plan = plan_present(in, splits.empty());
+  if (!splits.empty()) {
+    plan.splits = std::move(splits);
+    plan.summary = std::to_string(plan.splits.size()) + " hot shard(s) split first (" + plan.splits.front().shard.index + "/" +
+                   std::to_string(plan.splits.front().shard.shard) + " " + plan.splits.front().detail + ")" +
+                   (plan.moves.empty() ? std::string() : "; " + std::to_string(plan.moves.size()) + " drain or disk move(s)");
+    return with_hot(std::move(plan));
+  }
+  if (!in.settings.predictive || plan.triggered || !plan.moves.empty()) return with_hot(std::move(plan));
   // The cluster a horizon ahead, by the trends measured.
   const double secs = static_cast<double>(in.settings.horizon_ms) / 1000.0;
   rebalance_input ahead = in;
@@ -682,12 +817,12 @@ rebalance_plan plan_rebalance(const rebalance_input& in) {
       d.level = level_of(in.settings.disk, d.used, d.total, d.level);
       grows = true;
     }
-  if (!grows) return plan;
+  if (!grows) return with_hot(std::move(plan));
   auto future = plan_present(ahead);
   const std::string when = "forecast in " + duration_text(in.settings.horizon_ms);
   if (future.moves.empty()) {
     plan.summary += "; " + when + ": " + future.summary;
-    return plan;
+    return with_hot(std::move(plan));
   }
   // The present must stay balanced: with the moves made, a plan of the present would not be
   // triggered (else the next tick would move shards back). Balance moves are dropped from the
@@ -718,7 +853,7 @@ rebalance_plan plan_rebalance(const rebalance_input& in) {
   }
   if (kept.empty()) {
     plan.summary += "; " + when + ": " + future.summary + ", but no move keeps the present within the threshold";
-    return plan;
+    return with_hot(std::move(plan));
   }
   future.moves = std::move(kept);
   future.bytes_to_move = future.records_to_move = 0;
@@ -732,7 +867,7 @@ rebalance_plan plan_rebalance(const rebalance_input& in) {
   future.predictive = true;
   future.summary = when + ": " + future.summary +
                    (dropped ? "; " + std::to_string(dropped) + " move(s) left for later to keep the present within the threshold" : "");
-  return future;
+  return with_hot(std::move(future));
 }
 
 json::object to_json_object(const rebalance_plan& p) {
@@ -807,6 +942,21 @@ json::object to_json_object(const rebalance_plan& p) {
     held.push_back(std::move(j));
   }
   o["held"] = std::move(held);
+  json::array splits;
+  for (const auto& sp : p.splits) {
+    json::object j;
+    j["index"] = sp.shard.index;
+    j["shard"] = sp.shard.shard;
+    j["node"] = sp.shard.node;
+    j["requests_per_sec"] = sp.shard.rate;
+    j["share_of_node"] = sp.shard.share;
+    j["node_ratio"] = sp.shard.node_ratio;
+    j["top_key_share"] = sp.shard.top_key_share;
+    j["hot_for_ms"] = sp.shard.hot_for_ms;
+    j["detail"] = sp.detail;
+    splits.push_back(std::move(j));
+  }
+  o["splits"] = std::move(splits);
   return o;
 }
 
@@ -834,6 +984,12 @@ json::object to_json_object(const rebalance_settings& s) {
   o["disk_watermarks"] = std::move(d);
   o["predictive"] = s.predictive;
   o["horizon_ms"] = s.horizon_ms;
+  json::object h;
+  h["enabled"] = s.hot.enabled;
+  h["share"] = s.hot.share;
+  h["min_rate"] = s.hot.min_rate;
+  h["after_ms"] = s.hot.after_ms;
+  o["hot_split"] = std::move(h);
   return o;
 }
 
@@ -896,6 +1052,16 @@ result<void> read_rebalance_settings(json_fields& f, rebalance_settings& s) {
   }
   SHARDD_READ(s.predictive, f.opt_bool("predictive", s.predictive));
   SHARDD_READ(s.horizon_ms, f.opt_u64("horizon_ms", s.horizon_ms, 1000, 30 * 86'400'000ull));
+  auto hs = f.opt_object("hot_split");
+  if (!hs) return hs.error();
+  if (*hs) {
+    json_fields hf(**hs, f.child_path("hot_split"));
+    SHARDD_READ(s.hot.enabled, hf.opt_bool("enabled", s.hot.enabled));
+    SHARDD_READ(s.hot.share, hf.opt_double("share", s.hot.share, 0.05, 1.0));
+    SHARDD_READ(s.hot.min_rate, hf.opt_double("min_rate", s.hot.min_rate, 0, 1e12));
+    SHARDD_READ(s.hot.after_ms, hf.opt_u64("after_ms", s.hot.after_ms, 0, 7 * 86'400'000ull));
+    if (auto done = hf.finish(); !done) return done.error();
+  }
   return f.finish();
 }
 
@@ -1069,7 +1235,10 @@ void load_memory::apply(const partition_map& m, std::unordered_map<std::uint64_t
       auto old = entries_.find(key);
       const bool known = old != entries_.end();
       entry e = known ? std::move(old->second) : entry{};
-      if (auto rep = metrics.find(key); rep != metrics.end()) {
+      if (e.halved && !settling(e)) e.halved = false;
+      if (e.halved) {
+        metrics[key] = e.before;  // just split: the owner's report still covers the whole shard
+      } else if (auto rep = metrics.find(key); rep != metrics.end()) {
         auto who = reporter.find(key);
         std::string from = who != reporter.end() ? who->second : std::string{};
         if (known && from != e.reporter) {
@@ -1093,6 +1262,23 @@ void load_memory::apply(const partition_map& m, std::unordered_map<std::uint64_t
       next.emplace(key, std::move(e));
     }
   entries_ = std::move(next);
+}
+
+void load_memory::split(std::uint64_t from, std::uint64_t to, std::int64_t now_ms) {
+  auto it = entries_.find(from);
+  if (it == entries_.end()) return;
+  entry& e = it->second;
+  shard_metrics half = e.last;
+  half.bytes /= 2;
+  half.records /= 2;
+  half.reads_per_sec /= 2;
+  half.writes_per_sec /= 2;
+  half.bytes_per_sec_trend /= 2;
+  e.last = e.before = half;
+  e.changed_ms = now_ms;
+  e.halved = true;
+  e.seen_ms = now_ms;
+  entries_[to] = e;
 }
 
 }  // namespace shardd

@@ -810,18 +810,30 @@ awaitable<void> controller::on(split_msg& sp) {
     co_return;
   }
   if (ix->strategy == partitioning::hash) {
-    auto res = co_await change("API: split shard " + sp.index + "/" + std::to_string(sp.shard), [&](const cluster_snapshot& s) { return split_shard(*s.map, sp.index, sp.shard, std::nullopt); });
-    if (res) SHARDD_LOG(info, "shard_split", "index", sp.index, "shard", sp.shard, "map_version", (*res)->map->version);
+    std::uint32_t new_id = 0;
+    auto res = co_await change("API: split shard " + sp.index + "/" + std::to_string(sp.shard), [&](const cluster_snapshot& s) -> result<partition_map> {
+      if (const auto* i = s.map->find_index(sp.index)) new_id = i->next_shard_id;
+      return split_shard(*s.map, sp.index, sp.shard, std::nullopt);
+    });
+    if (res) {
+      after_split(ix->id, sp.shard, new_id, (*res)->map->settings.rebalance.hot.after_ms);
+      SHARDD_LOG(info, "shard_split", "index", sp.index, "shard", sp.shard, "map_version", (*res)->map->version);
+    }
     sp.reply.send(std::move(res));
     co_return;
   }
   // Range: the median key of the data, from the shard's owner, which may take a while on a
   // large shard: asked off the mailbox loop, the answer comes back as median_done_msg.
+  split_at_median(sh->owner, sp.index, ix->id, sp.shard, std::move(sp.reply), {});
+}
+
+void controller::split_at_median(std::string owner, std::string index, std::uint32_t index_id, std::uint32_t shard,
+                                 reply_to<map_result> reply, std::string why) {
   if (!peers_) {
-    sp.reply.send(make_error(errc::unavailable, "no cluster"));
-    co_return;
+    reply.send(make_error(errc::unavailable, "no cluster"));
+    return;
   }
-  auto call = [p = peers_, owner = sh->owner, index = sp.index, shard = sp.shard]() -> awaitable<result<std::string>> {
+  auto call = [p = peers_, owner = std::move(owner), index, shard]() -> awaitable<result<std::string>> {
     auto f = make_frame(peer::frame_type::shard_median, peer::encode(peer::median_request{index, shard}), 0);
     auto r = co_await p->call(owner, std::move(f), median_timeout);
     if (!r) co_return make_error(errc::unavailable, "the shard's node '" + owner + "' did not answer: " + r.error().detail);
@@ -829,8 +841,8 @@ awaitable<void> controller::on(split_msg& sp) {
     if (!med) co_return make_error(errc::internal, "the shard's node '" + owner + "' sent a bad median: " + med.error().detail);
     co_return std::string(med->key);
   };
-  auto done = [index = sp.index, index_id = ix->id, shard = sp.shard, reply = std::move(sp.reply)](result<std::string> r) mutable {
-    return controller_message(median_done_msg{std::move(index), index_id, shard, std::move(r), std::move(reply)});
+  auto done = [index = std::move(index), index_id, shard, reply = std::move(reply), why = std::move(why)](result<std::string> r) mutable {
+    return controller_message(median_done_msg{std::move(index), index_id, shard, std::move(r), std::move(reply), std::move(why)});
   };
   spawn_call(std::move(call), std::move(done));
 }
@@ -845,12 +857,20 @@ awaitable<void> controller::on(median_done_msg& d) {
                                                 "' holds too few records to split by its median"));
     co_return;
   }
-  auto res = co_await change("API: split shard " + d.index + "/" + std::to_string(d.shard) + " at its median", [&](const cluster_snapshot& s) -> result<partition_map> {
+  std::uint32_t new_id = 0;
+  auto why = d.why.empty() ? "API: split shard " + d.index + "/" + std::to_string(d.shard) + " at its median" : d.why;
+  auto res = co_await change(std::move(why), [&](const cluster_snapshot& s) -> result<partition_map> {
     const auto* ix = s.map->find_index(d.index);
     if (!ix || ix->id != d.index_id) return make_error(errc::not_found, "index '" + d.index + "' was dropped meanwhile");
+    new_id = ix->next_shard_id;
     return split_shard(*s.map, d.index, d.shard, *d.median);
   });
-  if (res) SHARDD_LOG(info, "shard_split", "index", d.index, "shard", d.shard, "map_version", (*res)->map->version);
+  if (res) {
+    after_split(d.index_id, d.shard, new_id, (*res)->map->settings.rebalance.hot.after_ms);
+    SHARDD_LOG(info, "shard_split", "index", d.index, "shard", d.shard, "map_version", (*res)->map->version);
+  } else if (!d.why.empty()) {
+    SHARDD_LOG(warn, "hot_split_failed", "index", d.index, "shard", d.shard, "error", res.error().detail);
+  }
   d.reply.send(std::move(res));
 }
 

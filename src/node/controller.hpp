@@ -134,6 +134,7 @@ struct median_done_msg {  ///< the owner's median key of a range shard to split
   std::uint32_t shard = 0;
   result<std::string> median;
   reply_to<map_result> reply;
+  std::string why;  ///< the journal's reason (empty: the API asked)
 };
 /// A rebalance plan the controller made, by id.
 struct rebalance_run {
@@ -152,6 +153,7 @@ struct rebalance_applied {
   std::uint64_t map_version = 0;
   std::vector<migration_record> started;
   std::vector<std::string> skipped;  ///< moves refused meanwhile, with why
+  std::vector<std::string> split;    ///< hot shards split (range shards: asked of their owner), "index/shard"
 };
 struct rebalance_apply_msg {
   std::string id;
@@ -270,6 +272,10 @@ class controller final : public actor<controller_message> {
   asio::awaitable<void> on(start_done_msg& m);
   asio::awaitable<void> on(control_done_msg& m);
   asio::awaitable<void> on(median_done_msg& m);
+  /// Asks `owner` for the median key of a range shard (off the loop); the split follows as
+  /// median_done_msg, journaled with `why` (empty: the API asked).
+  void split_at_median(std::string owner, std::string index, std::uint32_t index_id, std::uint32_t shard,
+                       reply_to<map_result> reply, std::string why);
   asio::awaitable<void> on(rebalance_plan_msg& m);
   asio::awaitable<void> on(rebalance_apply_msg& m);
   /// The planner's input from the map (which must outlive it), the members' load and disks,
@@ -358,6 +364,13 @@ class controller final : public actor<controller_message> {
   /// second at most, the last `growth_points` of them (steady clock, seconds).
   void track_growth(rebalance_input& in);
   load_memory load_memory_;  ///< shards' load across a change of owner
+  hot_tracker hot_tracker_;  ///< since when each shard has been hot
+  /// After shard `shard` of index `index_id` split (its upper half is `new_id`): the halves
+  /// share its remembered load, and their hot clocks wait.
+  void after_split(std::uint32_t index_id, std::uint32_t shard, std::uint32_t new_id, std::uint64_t hot_after_ms);
+  /// Splits the plan's hot shards (range shards at their owner's median: asked off the loop);
+  /// returns "index/shard" of each split made or asked for, and adds refusals to `skipped`.
+  asio::awaitable<std::vector<std::string>> split_hot(const rebalance_run& run, std::vector<std::string>& skipped);
   std::unordered_map<std::uint64_t, std::deque<trend_point>> shard_growth_;
   std::map<std::string, std::deque<trend_point>, std::less<>> disk_growth_;
   std::chrono::steady_clock::time_point growth_at_{};

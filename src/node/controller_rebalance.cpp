@@ -33,7 +33,7 @@ rebalance_input controller::make_input(const partition_map& m) {
   auto take = [&](const std::string& from, const std::vector<peer::shard_load>& loads) {
     for (const auto& l : loads) {
       const auto key = shard_key(l.index_id, l.shard_id);
-      in.metrics[key] = {l.bytes, l.records, l.reads_per_sec, l.writes_per_sec};
+      in.metrics[key] = {l.bytes, l.records, l.reads_per_sec, l.writes_per_sec, 0, l.top_key_share};
       reporter[key] = from;
     }
   };
@@ -50,6 +50,7 @@ rebalance_input controller::make_input(const partition_map& m) {
     }
   // A shard that just moved keeps its load over the move (see load_memory).
   load_memory_.apply(m, in.metrics, reporter, static_cast<std::int64_t>(in.now_ms));
+  in.hot = hot_tracker_.observe(m, in.metrics, in.settings, static_cast<std::int64_t>(in.now_ms));
   // A member that owns no shard has nothing to report (its heartbeats leave the load out).
   std::set<std::string_view> owning;
   for (const auto& [name, ix] : m.indexes)
@@ -148,9 +149,60 @@ awaitable<void> controller::on(rebalance_plan_msg& q) {
   q.reply.send(std::move(run));
 }
 
+void controller::after_split(std::uint32_t index_id, std::uint32_t shard, std::uint32_t new_id, std::uint64_t hot_after_ms) {
+  const auto now = now_wall_ms();
+  load_memory_.split(shard_key(index_id, shard), shard_key(index_id, new_id), now);
+  hot_tracker_.split(shard_key(index_id, shard), shard_key(index_id, new_id), now, hot_after_ms);
+}
+
+awaitable<std::vector<std::string>> controller::split_hot(const rebalance_run& run, std::vector<std::string>& skipped) {
+  std::vector<std::string> done;
+  for (const auto& sp : run.plan.splits) {
+    const auto& h = sp.shard;
+    const std::string name = h.index + "/" + std::to_string(h.shard);
+    std::string why = "rebalance plan " + run.id + ": hot shard " + name + " " + sp.detail;
+    auto snap = co_await plane_.load();
+    if (!snap) {
+      skipped.push_back(name + ": " + snap.error().detail);
+      continue;
+    }
+    const auto* ix = (*snap)->map->find_index(h.index);
+    const auto* sh = ix && ix->id == h.index_id ? ix->find_shard(h.shard) : nullptr;
+    if (!sh) {
+      skipped.push_back(name + ": the shard is gone");
+      continue;
+    }
+    SHARDD_LOG(info, "hot_split", "plan", run.id, "index", h.index, "shard", h.shard, "node", h.node,
+               "requests_per_sec", h.rate, "share_of_node", h.share);
+    if (ix->strategy == partitioning::range) {
+      // At the owner's median key, asked off the loop: the split follows as median_done_msg.
+      reply_to<map_result> nobody(std::make_shared<reply_to<map_result>::channel>(strand_, 1));
+      split_at_median(sh->owner, h.index, h.index_id, h.shard, std::move(nobody), std::move(why));
+      done.push_back(name);
+      continue;
+    }
+    std::uint32_t new_id = 0;
+    auto res = co_await change(std::move(why), [&](const cluster_snapshot& s) -> result<partition_map> {
+      if (const auto* i = s.map->find_index(h.index)) new_id = i->next_shard_id;
+      return split_shard(*s.map, h.index, h.shard, std::nullopt);
+    });
+    if (!res) {
+      skipped.push_back(name + ": " + res.error().detail);
+      // Its clock starts again, so a shard that cannot split is not tried at every tick.
+      hot_tracker_.split(shard_key(h.index_id, h.shard), shard_key(h.index_id, h.shard), now_wall_ms(),
+                         (*snap)->map->settings.rebalance.hot.after_ms);
+      continue;
+    }
+    after_split(h.index_id, h.shard, new_id, (*res)->map->settings.rebalance.hot.after_ms);
+    done.push_back(name);
+  }
+  co_return done;
+}
+
 awaitable<rebalance_applied> controller::apply_plan(const rebalance_run& run) {
   rebalance_applied out;
   out.map_version = run.plan.map_version;
+  out.split = co_await split_hot(run, out.skipped);
   for (const auto& mv : run.plan.moves) {
     migrate_request q{mv.index, mv.shard, mv.target, mv.priority, 0};
     auto r = co_await create(std::move(q), mv.reason, run.id);
@@ -164,15 +216,18 @@ awaitable<rebalance_applied> controller::apply_plan(const rebalance_run& run) {
   rebalance_continuing_ = !run.plan.converged && !run.plan.moves.empty();
   event e;
   e.type = "rebalance";
-  e.summary = "plan " + run.id + " applied: " + std::to_string(out.started.size()) + " move(s) queued" +
+  e.summary = "plan " + run.id + " applied: " +
+              (out.split.empty() ? std::string() : std::to_string(out.split.size()) + " hot shard(s) split, ") +
+              std::to_string(out.started.size()) + " move(s) queued" +
               (out.skipped.empty() ? std::string() : ", " + std::to_string(out.skipped.size()) + " refused") + "; " +
               run.plan.summary;
   e.fields = {{"plan", run.id},
               {"map_version", static_cast<std::int64_t>(run.plan.map_version)},
               {"moves", static_cast<std::int64_t>(out.started.size())},
+              {"splits", static_cast<std::int64_t>(out.split.size())},
               {"bytes", static_cast<std::int64_t>(run.plan.bytes_to_move)}};
   co_await record(std::move(e));
-  SHARDD_LOG(info, "rebalance_applied", "plan", run.id, "moves", out.started.size(), "skipped", out.skipped.size(),
+  SHARDD_LOG(info, "rebalance_applied", "plan", run.id, "moves", out.started.size(), "splits", out.split.size(), "skipped", out.skipped.size(),
              "map_version", run.plan.map_version);
   co_return out;
 }
@@ -213,7 +268,7 @@ awaitable<void> controller::rebalance_tick() {
   if (now - last_rebalance_ < std::chrono::milliseconds(m.settings.rebalance.interval_ms)) co_return;
   last_rebalance_ = now;
   auto run = make_plan(m);
-  if (run.plan.moves.empty()) {
+  if (run.plan.moves.empty() && run.plan.splits.empty()) {
     if (run.plan.converged) rebalance_continuing_ = false;
     // Waiting for a member's first load report (a node that just joined): plan again at the
     // next tick, not a whole interval later.

@@ -37,6 +37,7 @@ std::uint64_t delta(std::uint64_t now, std::uint64_t before) { return now >= bef
 
 /// A p99 needs this many requests in an interval to be watched (fewer: the interval is skipped).
 constexpr std::uint64_t min_latency_samples = 20;
+constexpr std::uint64_t min_hot_key_samples = 32;  // sampled requests before a hottest key's share is told
 /// The load a heartbeat reports is the rate over this many sampling intervals (or all there are).
 constexpr std::size_t load_smoothing_samples = 6;
 
@@ -351,6 +352,10 @@ void monitor::sample() {
         ser.last[op] = std::move(cum);
       }
       peer::shard_load l{c->index_id, c->shard_id, s.records, s.bytes, 0, 0, 0, 0};
+      // How much of the shard's load its hottest key carries (the rebalancer does not split a
+      // shard one key makes hot); unknown (0) below a few dozen samples.
+      if (auto top = c->hot.top(1, std::chrono::steady_clock::now()); top.sampled >= min_hot_key_samples && !top.top.empty())
+        l.top_key_share = std::min(1.0, static_cast<double>(top.top.front().count) / static_cast<double>(top.sampled));
       if (!ser.samples.empty()) {
         const auto& prev = ser.samples.back();
         const double secs = std::max<double>(1, static_cast<double>(t - prev.t_ms)) / 1000.0;

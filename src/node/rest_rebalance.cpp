@@ -56,6 +56,11 @@ awaitable<http_response> rest_api::rebalance_explain(call& c) {
       rows.push_back({h.rule, h.index.empty() ? "-" : h.index + "/" + std::to_string(h.shard), h.source.empty() ? "-" : h.source,
                       h.target.empty() ? "-" : h.target, h.why});
     if (!rows.empty()) out += "\n" + render_table({"rule", "shard", "source", "target", "why"}, rows);
+    rows.clear();
+    for (const auto& sp : p.splits)
+      rows.push_back({sp.shard.index + "/" + std::to_string(sp.shard.shard), sp.shard.node, two(sp.shard.rate),
+                      two(sp.shard.share), std::to_string(sp.shard.hot_for_ms / 1000)});
+    if (!rows.empty()) out += "\nsplits\n" + render_table({"shard", "node", "requests_per_sec", "share_of_node", "hot_s"}, rows);
     co_return text_response(std::move(out));
   }
   co_return json_response(200, to_json_text(run_json(*r, c.snap->map->settings.rebalance)));
@@ -85,6 +90,9 @@ awaitable<http_response> rest_api::rebalance_apply(call& c, const std::string& i
   json::array skipped;
   for (const auto& s : r->skipped) skipped.push_back(json::value(s));
   o["skipped"] = std::move(skipped);
+  json::array split;
+  for (const auto& s : r->split) split.push_back(json::value(s));
+  o["split"] = std::move(split);
   co_return json_response(202, json::serialize(o));
 }
 

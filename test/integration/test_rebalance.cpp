@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <map>
+#include <set>
 #include <thread>
 
 using namespace shardd;
@@ -349,6 +350,75 @@ TEST_CASE("auto, load strategy: writes piled onto one node's shards are spread w
     ++moved[m.at("shard").as_int64()];
   }
   for (const auto& [s, k] : moved) CHECK(k == 1);
+  for (const auto& w : writers) CHECK(w->acked.size() > 50);
+  verify(*c1, "h", expected);
+}
+
+TEST_CASE("hot shard: one shard carrying its node's load is split, shown in explain and the journal, and a half moves away") {
+  cluster cl(3, {}, R"({"cluster":{"heartbeat_interval_ms":200},"monitor":{"interval_ms":500},
+                       "rebalance":{"mode":"plan-only","strategy":"load","threshold":0.25,"interval_ms":1000,
+                                    "hot_split":{"share":0.5,"min_rate":100,"after_ms":3000}}})");
+  auto c1 = cl.node(1).client();
+  REQUIRE(c1->put("/v1/indexes/h", R"({"shards":6})").status == 201);
+  const auto hot = shard_on(*c1, "h", "node-1");
+  REQUIRE(hot >= 0);
+  // Keys of that shard, spread over its hash range (no routing value: a routing value is one
+  // token, which no split divides).
+  std::vector<std::string> keys;
+  for (int i = 0; i < 2000 && keys.size() < 80; ++i)
+    if (body(c1->get("/v1/ring/lookup?index=h&key=hk" + std::to_string(i))).at("shard").as_int64() == hot)
+      keys.push_back("hk" + std::to_string(i));
+  REQUIRE(keys.size() >= 40);
+  // Four paced writers: 160 writes/s on the shard, over the hot rule's 100/s; each half of it
+  // carries 80/s, under it.
+  std::vector<std::unique_ptr<writer>> writers;
+  for (int i = 0; i < 4; ++i)
+    writers.push_back(std::make_unique<writer>(cl.node(1 + i % 3).client(), "h", "", "", std::chrono::milliseconds(25), keys));
+  // Plan-only: explain shows the shard hot, then due to split.
+  bool due = false;
+  std::string last;
+  for (int i = 0; i < 100 && !due; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    auto e = body(c1->get("/v1/rebalance/explain"));
+    last = json::serialize(e);
+    for (const auto& sp : e.at("splits").as_array())
+      if (sp.at("shard").as_int64() == hot && sp.at("node") == "node-1") due = true;
+  }
+  INFO("last explain: " << last);
+  REQUIRE(due);
+  CHECK(last.find("\"share_of_node\"") != std::string::npos);
+  // Nothing split while plan-only.
+  CHECK(owners(*c1, "h").size() == 6);
+  REQUIRE(c1->put("/v1/rebalance/settings", R"({"mode":"auto"})").status == 200);
+  // The shard splits; one half moves to another node.
+  bool split = false, moved = false;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  std::set<std::int64_t> halves;
+  while (!(split && moved) && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const auto own = owners(*c1, "h");
+    split = own.size() >= 7;
+    if (!split) continue;
+    halves = {hot};
+    for (const auto& [s, n] : own)
+      if (s >= 6) halves.insert(s);
+    const auto finished = body(c1->get("/v1/migrations?state=finished"));
+    for (const auto& m : finished.at("migrations").as_array())
+      if (halves.contains(m.at("shard").as_int64()) && m.at("source") == "node-1" && m.at("reason") == "balance" &&
+          m.at("phase") == "done")
+        moved = true;
+  }
+  std::map<std::string, std::int64_t> expected;
+  for (auto& w : writers) w->finish(expected);
+  INFO("shards: " << owners(*c1, "h").size());
+  REQUIRE(split);
+  CHECK(moved);
+  // The journal says why the map changed.
+  auto events = c1->get("/v1/events?type=map");
+  REQUIRE(events.status == 200);
+  CHECK(events.body.find("hot shard h/" + std::to_string(hot)) != std::string::npos);
+  // Each half at 80/s is under the rule's rate: no cascade of splits.
+  CHECK(owners(*c1, "h").size() <= 8);
   for (const auto& w : writers) CHECK(w->acked.size() > 50);
   verify(*c1, "h", expected);
 }

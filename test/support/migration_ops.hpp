@@ -146,16 +146,18 @@ struct writer {
 
   /// `pace` above zero: one write per `pace` at most, so the shard's load does not depend on
   /// which node serves it (as long as a write takes less).
+  /// `keys` non-empty: writes cycle through them (the prefix is unused).
   writer(std::unique_ptr<net::https_client> c, std::string index, std::string prefix, std::string routing = {},
-         std::chrono::microseconds pace = std::chrono::microseconds(0))
-      : thread([this, c = std::move(c), index, prefix, routing, pace]() mutable {
+         std::chrono::microseconds pace = std::chrono::microseconds(0), std::vector<std::string> keys = {})
+      : thread([this, c = std::move(c), index, prefix, routing, pace, keys = std::move(keys)]() mutable {
           auto next = std::chrono::steady_clock::now();
           for (int i = 0; !stop; ++i) {
             if (pace.count() > 0) {
               next += pace;
               std::this_thread::sleep_until(next);
             }
-            const auto key = prefix + std::to_string(i % 3000);  // updates as well as creates
+            // Updates as well as creates.
+            const auto key = keys.empty() ? prefix + std::to_string(i % 3000) : keys[static_cast<std::size_t>(i) % keys.size()];
             const auto target = "/v1/indexes/" + index + "/records/" + key + (routing.empty() ? "" : "?routing=" + routing);
             try {
               auto r = c->put(target, R"({"n":)" + std::to_string(i) + "}");
@@ -174,9 +176,14 @@ struct writer {
             }
           }
         }) {}
+  /// A test that ends early (a failed REQUIRE) still stops its writers.
+  ~writer() {
+    stop = true;
+    if (thread.joinable()) thread.join();
+  }
   void finish(std::map<std::string, std::int64_t>& expected) {
     stop = true;
-    thread.join();
+    if (thread.joinable()) thread.join();
     for (const auto& [k, v] : acked) expected[k] = v;
   }
 };

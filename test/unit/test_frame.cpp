@@ -261,13 +261,14 @@ TEST_CASE("every peer message round-trips through its codec") {
 
 TEST_CASE("a heartbeat carries each shard's load; a count that the payload cannot hold is refused") {
   heartbeat h{"n2", 9, 2, 30, 4000, {}, 3, 0, {}};
-  h.load.push_back(shard_load{1, 3, 20, 3000, 12.5, 0.25, 1024.0, 99.001});
+  h.load.push_back(shard_load{1, 3, 20, 3000, 12.5, 0.25, 1024.0, 99.001, 0.625});
   h.load.push_back(shard_load{2, 0, 10, 1000, 0, 1500, 0, 0});
   auto back = decode_heartbeat(encode(h));
   REQUIRE(back);
   REQUIRE(back->load.size() == 2);
   CHECK(back->load[0] == h.load[0]);
   CHECK(back->load[1].writes_per_sec == 1500);
+  CHECK(back->load[0].top_key_share == 0.625);
   CHECK(back->anomalies_open == 3);
   // A payload from a sender that carries no load (an older node) still decodes.
   payload_writer w;
@@ -292,8 +293,17 @@ TEST_CASE("a heartbeat carries each shard's load; a count that the payload canno
   CHECK(huge_back->load[0].reads_per_sec == static_cast<double>(max_rate_milli) / 1000);
   CHECK(encode(*huge_back) == encode(huge));
   payload_writer over;
-  over.bytes("n4").u64(1).u32(0).u64(0).u64(0).u32(0).u32(1).u32(1).u32(1).u64(0).u64(0).u64(max_rate_milli + 1).u64(0).u64(0).u64(0);
+  over.bytes("n4").u64(1).u32(0).u64(0).u64(0).u32(0).u32(1).u32(1).u32(1).u64(0).u64(0).u64(max_rate_milli + 1).u64(0).u64(0).u64(0).u32(0);
   CHECK_FALSE(decode_heartbeat(over.take()));
+  // A hottest key's share above 1000 thousandths: refused.
+  payload_writer share;
+  share.bytes("n4").u64(1).u32(0).u64(0).u64(0).u32(0).u32(1).u32(1).u32(1).u64(0).u64(0).u64(0).u64(0).u64(0).u64(0).u32(1001);
+  CHECK_FALSE(decode_heartbeat(share.take()));
+  payload_writer whole;
+  whole.bytes("n4").u64(1).u32(0).u64(0).u64(0).u32(0).u32(1).u32(1).u32(1).u64(0).u64(0).u64(0).u64(0).u64(0).u64(0).u32(1000);
+  auto whole_back = decode_heartbeat(whole.take());
+  REQUIRE(whole_back);
+  CHECK(whole_back->load[0].top_key_share == 1.0);
 }
 
 TEST_CASE("a heartbeat carries the sender's journal events, bounded in number and size") {

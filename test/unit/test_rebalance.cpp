@@ -368,6 +368,172 @@ TEST_CASE("load memory: a shard that just moved keeps its load until its new own
   CHECK_FALSE(reports(m, last + load_memory::keep_ms + 3, {7}).contains(shard_key(1, 7)));
 }
 
+namespace {
+
+/// Per-shard request rates (writes per second) of index "ix" as metrics, with the hottest key's share.
+std::unordered_map<std::uint64_t, shard_metrics> rates_of(const std::map<std::uint32_t, double>& writes,
+                                                          double top_key_share = 0.01) {
+  std::unordered_map<std::uint64_t, shard_metrics> out;
+  for (const auto& [shard, w] : writes) out[shard_key(1, shard)] = {1 << 20, 1000, 0, w, 0, top_key_share};
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("hot shards: one carrying most of a loaded node's requests long enough is split, then balanced") {
+  // Node-0 holds shards 0 to 3, shard 0 at 3,000 writes/s of node-0's 3,300; node-1 and
+  // node-2 hold four shards at 100/s each. No move can balance that: shard 0 alone is more
+  // than a node's share (4,100 / 3).
+  auto m = cluster_of({1, 1, 1}, {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2});
+  std::map<std::uint32_t, double> w;
+  for (std::uint32_t s = 0; s < 12; ++s) w[s] = s == 0 ? 3000.0 : 100.0;
+  const auto metrics = rates_of(w);
+  rebalance_settings st;
+  st.strategy = rebalance_strategy::load;
+  st.hot.after_ms = 60'000;
+  hot_tracker tr;
+  auto hot = tr.observe(m, metrics, st, 1'000'000);
+  REQUIRE(hot.size() == 1);
+  CHECK(hot[0].index == "ix");
+  CHECK(hot[0].shard == 0);
+  CHECK(hot[0].node == "node-0");
+  CHECK(hot[0].hot_for_ms == 0);
+  CHECK(hot[0].share == Approx(3000.0 / 3300.0));
+  CHECK(hot[0].node_ratio == Approx(3300.0 / (4100.0 / 3)));
+  migration_table none;
+  auto in = input_for(m, none, rebalance_strategy::load);
+  in.settings = st;
+  in.metrics = metrics;
+  in.hot = hot;
+  // Not hot for long enough: explain says so; the planner balances what it can meanwhile.
+  auto early = plan_rebalance(in);
+  CHECK(early.splits.empty());
+  const auto* waiting = held_by(early, "hot");
+  REQUIRE(waiting);
+  CHECK(waiting->shard == 0);
+  CHECK(waiting->why.find("0 s of the 60 s") != std::string::npos);
+  // 60 s later, still hot: split, and no balance move in the same plan.
+  in.hot = tr.observe(m, metrics, st, 1'060'000);
+  REQUIRE(in.hot.size() == 1);
+  CHECK(in.hot[0].hot_for_ms == 60'000);
+  auto due = plan_rebalance(in);
+  REQUIRE(due.splits.size() == 1);
+  CHECK(due.splits[0].shard.shard == 0);
+  CHECK(due.moves.empty());
+  CHECK(held_by(due, "split_first"));
+  CHECK(due.summary.starts_with("1 hot shard(s) split first"));
+  auto j = to_json_object(due);
+  REQUIRE(j.at("splits").as_array().size() == 1);
+  CHECK(j.at("splits").as_array()[0].as_object().at("shard").to_number<int>() == 0);
+  // Split: the halves (0 and the new 12) each carry half; their clocks wait after_ms.
+  m.indexes.at("ix").shards.push_back(shard_entry{12, "", std::nullopt, "node-0", shard_state::active, ""});
+  m.indexes.at("ix").next_shard_id = 13;
+  tr.split(shard_key(1, 0), shard_key(1, 12), 1'060'000, st.hot.after_ms);
+  w[0] = 1500;
+  w[12] = 1500;
+  auto halves = rates_of(w);
+  CHECK(tr.observe(m, halves, st, 1'061'000).empty());
+  // After the quiet time, neither half carries half its node's load: nothing is hot, and the
+  // planner balances the halves like any shard.
+  CHECK(tr.observe(m, halves, st, 1'200'000).empty());
+  auto after = input_for(m, none, rebalance_strategy::load);
+  after.settings = st;
+  after.metrics = halves;
+  auto bal = plan_rebalance(after);
+  CHECK(bal.splits.empty());
+  REQUIRE_FALSE(bal.moves.empty());
+  INFO(bal.summary);
+  CHECK(std::any_of(bal.moves.begin(), bal.moves.end(), [](const rebalance_move& mv) {
+    return mv.source == "node-0" && (mv.shard == 0 || mv.shard == 12);
+  }));
+  CHECK(bal.max_ratio_after < bal.max_ratio_before);
+}
+
+TEST_CASE("hot shards: the clock restarts when a shard cools or moves; one hot key, a quiet node or a low rate never split") {
+  auto m = cluster_of({1, 1, 1}, {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2});
+  std::map<std::uint32_t, double> w;
+  for (std::uint32_t s = 0; s < 12; ++s) w[s] = s == 0 ? 3000.0 : 100.0;
+  rebalance_settings st;
+  st.hot.after_ms = 10'000;
+  hot_tracker tr;
+  REQUIRE(tr.observe(m, rates_of(w), st, 0).size() == 1);
+  CHECK(tr.observe(m, rates_of(w), st, 5'000)[0].hot_for_ms == 5'000);
+  // A sample in which it is not hot: the clock starts again.
+  auto cool = w;
+  cool[0] = 200;
+  CHECK(tr.observe(m, rates_of(cool), st, 6'000).empty());
+  CHECK(tr.observe(m, rates_of(w), st, 7'000)[0].hot_for_ms == 0);
+  // A new owner: again.
+  CHECK(tr.observe(m, rates_of(w), st, 9'000)[0].hot_for_ms == 2'000);
+  m.indexes.at("ix").shards[0].owner = "node-1";
+  CHECK(tr.observe(m, rates_of(w), st, 10'000)[0].hot_for_ms == 0);
+  m.indexes.at("ix").shards[0].owner = "node-0";
+  // Below min_rate: not hot, whatever its share.
+  st.hot.min_rate = 5000;
+  CHECK(tr.observe(m, rates_of(w), st, 11'000).empty());
+  st.hot.min_rate = 1000;
+  // Off: nothing.
+  st.hot.enabled = false;
+  CHECK(tr.observe(m, rates_of(w), st, 12'000).empty());
+  st.hot.enabled = true;
+  // A node within the threshold of its share is not hot, even if one shard carries it: every
+  // node carries 3,300/s, each through one big shard.
+  auto even = w;
+  even[4] = 3000;
+  even[8] = 3000;
+  CHECK(tr.observe(m, rates_of(even), st, 13'000).empty());
+  // One key carries it: held (hot_key), not split.
+  migration_table none;
+  auto in = input_for(m, none, rebalance_strategy::load);
+  in.settings = st;
+  in.metrics = rates_of(w, 0.9);
+  tr.observe(m, in.metrics, st, 20'000);
+  in.hot = tr.observe(m, in.metrics, st, 40'000);
+  REQUIRE(in.hot.size() == 1);
+  CHECK(in.hot[0].top_key_share == 0.9);
+  auto p = plan_rebalance(in);
+  CHECK(p.splits.empty());
+  const auto* one_key = held_by(p, "hot_key");
+  REQUIRE(one_key);
+  CHECK(one_key->why.find("90.0%") != std::string::npos);
+  // A migration holds it: held (in_flight) until the move ends.
+  in.metrics = rates_of(w);
+  in.hot = tr.observe(m, in.metrics, st, 41'000);
+  REQUIRE(in.hot.size() == 1);
+  auto moving = m;
+  moving.indexes.at("ix").shards[0].state = shard_state::migrating;
+  moving.indexes.at("ix").shards[0].target = "node-1";
+  in.map = &moving;
+  auto q = plan_rebalance(in);
+  CHECK(q.splits.empty());
+  CHECK(held_by(q, "in_flight"));
+  in.map = &m;
+  CHECK(plan_rebalance(in).splits.size() == 1);
+}
+
+TEST_CASE("load memory: after a split each half counts half the shard's load until the owner's reports cover the halves") {
+  auto m = cluster_of({1, 1}, {0, 1});
+  load_memory mem;
+  std::unordered_map<std::uint64_t, std::string> from{{shard_key(1, 0), "node-0"}, {shard_key(1, 1), "node-1"}};
+  auto metrics = rates_of({{0, 1000.0}, {1, 100.0}});
+  mem.apply(m, metrics, from, 0);
+  m.indexes.at("ix").shards.push_back(shard_entry{2, "", std::nullopt, "node-0", shard_state::active, ""});
+  mem.split(shard_key(1, 0), shard_key(1, 2), 1000);
+  // The owner still reports the whole shard's rate for shard 0 and nothing for the new one.
+  auto after = rates_of({{0, 1000.0}, {1, 100.0}});
+  mem.apply(m, after, from, 2000);
+  CHECK(after.at(shard_key(1, 0)).writes_per_sec == 500.0);
+  REQUIRE(after.contains(shard_key(1, 2)));
+  CHECK(after.at(shard_key(1, 2)).writes_per_sec == 500.0);
+  CHECK(after.at(shard_key(1, 2)).bytes == (1u << 20) / 2);
+  // Once settled, the reports stand.
+  from[shard_key(1, 2)] = "node-0";
+  auto later = rates_of({{0, 700.0}, {1, 100.0}, {2, 300.0}});
+  mem.apply(m, later, from, 1000 + load_memory::settle_ms);
+  CHECK(later.at(shard_key(1, 0)).writes_per_sec == 700.0);
+  CHECK(later.at(shard_key(1, 2)).writes_per_sec == 300.0);
+}
+
 TEST_CASE("without every node's load, strategies that need it wait; the shard count does not") {
   auto m = cluster_of({1, 1}, {0, 0, 0, 0});
   migration_table none;
@@ -435,6 +601,7 @@ TEST_CASE("settings read back from JSON, and bad ones are refused naming the fie
   s.weight_load = 3;
   s.predictive = true;
   s.horizon_ms = 7'200'000;
+  s.hot = {false, 0.4, 250, 5000};
   auto o = to_json_object(s);
   rebalance_settings back;
   json_fields f(o, "rebalance");
@@ -453,6 +620,16 @@ TEST_CASE("settings read back from JSON, and bad ones are refused naming the fie
   CHECK(bad(R"({"treshold":0.1})").find("treshold") != std::string::npos);
   CHECK(bad(R"({"predictive":"soon"})").starts_with("rebalance.predictive:"));
   CHECK(bad(R"({"horizon_ms":10})").starts_with("rebalance.horizon_ms:"));
+  CHECK(bad(R"({"hot_split":{"share":0}})").starts_with("rebalance.hot_split.share:"));
+  CHECK(bad(R"({"hot_split":{"share":1.5}})").starts_with("rebalance.hot_split.share:"));
+  CHECK(bad(R"({"hot_split":{"min_rate":-1}})").starts_with("rebalance.hot_split.min_rate:"));
+  CHECK(bad(R"({"hot_split":{"after":1}})").find("after") != std::string::npos);
+  CHECK(bad(R"({"hot_split":true})").starts_with("rebalance.hot_split:"));
+  auto [partial, none] = read_settings(R"({"hot_split":{"after_ms":3000}})");
+  CHECK(none.empty());
+  CHECK(partial.hot.after_ms == 3000);
+  CHECK(partial.hot.enabled);  // fields left out keep their value
+  CHECK(partial.hot.share == 0.5);
 }
 
 TEST_CASE("disk watermarks parse as shares or bytes free, print back, and refuse mixed or unordered sets") {
