@@ -20,6 +20,7 @@ namespace {
 constexpr std::array<std::string_view, 5> strategy_names{"shards", "bytes", "records", "load", "weighted"};
 constexpr std::array<std::string_view, 3> mode_names{"auto", "plan-only", "off"};
 constexpr double min_cost_bytes = 1024.0 * 1024.0;  // every shard costs at least 1 MiB to move
+constexpr std::uint64_t disk_report_lag_ms = 60'000;  // a finished move's bytes leave the source's disk report within this
 
 std::string percent(double ratio) {
   char buf[32];
@@ -197,6 +198,12 @@ static rebalance_plan plan_present(const rebalance_input& in, bool balance = tru
       if (r.phase == migration_phase::retiring || r.phase == migration_phase::done) {
         h.moved = true;
         h.last_moved_ms = std::max(h.last_moved_ms, r.updated_ms);
+        // The source keeps a moved shard's data through the undo window (retiring), and its
+        // disk report shows the space freed a while after: counted as gone meanwhile, so a
+        // node above its high watermark does not shed again what it has shed already.
+        if (r.phase == migration_phase::retiring || r.updated_ms + disk_report_lag_ms > in.now_ms)
+          if (auto at = node_at.find(std::string_view(r.source)); at != node_at.end())
+            nodes[static_cast<std::size_t>(at->second)].disk_out += r.bytes_total;
       }
       const bool counts = (r.reason == "balance" || r.reason == "predictive") && r.phase != migration_phase::failed &&
                           r.phase != migration_phase::cancelled && r.phase != migration_phase::rolled_back;

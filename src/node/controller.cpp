@@ -246,6 +246,21 @@ awaitable<migration_result> controller::create(migrate_request q, std::string re
   co_return migrations_[r.id];
 }
 
+awaitable<void> controller::disk_level_changed(const std::string& node, disk_level was, disk_level now, std::uint64_t used,
+                                               std::uint64_t total) {
+  if (now == was) co_return;
+  event e;
+  e.type = "node";
+  e.summary = "node " + node + ": disk " + std::string(to_string(was)) + " -> " + std::string(to_string(now));
+  e.fields = {{"node", node},
+              {"disk_level", std::string(to_string(now))},
+              {"disk_used", static_cast<std::int64_t>(used)},
+              {"disk_total", static_cast<std::int64_t>(total)}};
+  co_await record(std::move(e));
+  SHARDD_LOG(warn, "node_disk_level", "peer", node, "from", to_string(was), "to", to_string(now), "used", used, "total", total);
+  if (now >= disk_level::high) last_rebalance_ = {};  // shed at the next tick
+}
+
 std::map<std::string, node_disk, std::less<>> controller::disks(const disk_watermarks& w) {
   std::map<std::string, node_disk, std::less<>> out;
   for (const auto& [id, l] : leases_)
@@ -411,19 +426,7 @@ awaitable<void> controller::on(heartbeat_msg& h) {
   {
     const auto was = l.disk;
     l.disk = level_of((*snap)->map->settings.rebalance.disk, l.disk_used, l.disk_total, was);
-    if (l.disk != was) {
-      event e;
-      e.type = "node";
-      e.summary = "node " + h.beat.node_id + ": disk " + std::string(to_string(was)) + " -> " + std::string(to_string(l.disk));
-      e.fields = {{"node", h.beat.node_id},
-                  {"disk_level", std::string(to_string(l.disk))},
-                  {"disk_used", static_cast<std::int64_t>(l.disk_used)},
-                  {"disk_total", static_cast<std::int64_t>(l.disk_total)}};
-      co_await record(std::move(e));
-      SHARDD_LOG(warn, "node_disk_level", "peer", h.beat.node_id, "from", to_string(was), "to", to_string(l.disk), "used",
-                 l.disk_used, "total", l.disk_total);
-      if (l.disk >= disk_level::high) last_rebalance_ = {};  // shed at the next tick
-    }
+    co_await disk_level_changed(h.beat.node_id, was, l.disk, l.disk_used, l.disk_total);
   }
   if (!h.beat.load.empty()) {
     // A member speaks for its own shards only: entries for shards the map gives another node
@@ -588,6 +591,12 @@ awaitable<void> controller::on(tick_msg&) {
       }
     }
   }
+  if (local_disk_)
+    if (const auto u = local_disk_->usage(); u.total > 0) {
+      const auto now_level = local_disk_->level();
+      co_await disk_level_changed(cfg_.node_id, own_disk_, now_level, u.used, u.total);
+      own_disk_ = now_level;
+    }
   co_await schedule();
   co_await watch_ring();
   co_await rebalance_tick();

@@ -312,6 +312,11 @@ class controller final : public actor<controller_message> {
   asio::awaitable<void> watch_ring();
   /// Each member's data disk (the controller's own from its guard) with its level under `w`.
   std::map<std::string, node_disk, std::less<>> disks(const disk_watermarks& w);
+  /// Journals a node's disk level change (members' from heartbeats, the controller's own from
+  /// its guard at each tick); at high or above the rebalancer plans at the next tick.
+  asio::awaitable<void> disk_level_changed(const std::string& node, disk_level was, disk_level now, std::uint64_t used,
+                                           std::uint64_t total);
+  disk_level own_disk_ = disk_level::ok;  ///< the controller's own level, as last journaled
   asio::awaitable<void> finish_decommissions();
   asio::awaitable<void> abort_in_map(const migration_record& r);
   asio::awaitable<void> after_phase_change();

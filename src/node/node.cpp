@@ -201,7 +201,8 @@ result<void> node::start() {
   m.mon->set_sources(std::move(sources));
   m.mon->start();
   // The data disk against the map's watermarks, every heartbeat interval (the write path and
-  // the heartbeats read the result).
+  // the heartbeats read the result), measured on the read pool: with storage.capacity_bytes it
+  // walks the data directory, which must not hold up the io threads.
   asio::co_spawn(
       m.ioc,
       [&m]() -> asio::awaitable<void> {
@@ -210,7 +211,14 @@ result<void> node::start() {
           timer.expires_after(std::chrono::milliseconds(m.cfg.heartbeat_interval_ms));
           auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
           if (ec || m.stopping) break;
-          m.disk->refresh(m.ring->snapshot()->map->settings.rebalance.disk);
+          auto [e] = co_await asio::co_spawn(
+              m.read_pool,
+              [&m]() -> asio::awaitable<void> {
+                m.disk->refresh(m.ring->snapshot()->map->settings.rebalance.disk);
+                co_return;
+              },
+              asio::as_tuple(asio::use_awaitable));
+          if (e) break;
         }
       },
       asio::detached);

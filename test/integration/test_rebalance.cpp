@@ -287,6 +287,19 @@ TEST_CASE("disk watermarks: flood refuses writes with 507 naming the node, low k
   CHECK(c1->put("/v1/rebalance/settings", R"({"disk_watermarks":{"flood":"lots"}})").status == 400);
 }
 
+TEST_CASE("disk watermarks: the controller's own disk level changes go into the journal like a member's") {
+  cluster cl(1, {}, R"({"cluster":{"heartbeat_interval_ms":200},"storage":{"capacity_bytes":67108864},
+                       "rebalance":{"mode":"plan-only"}})");
+  auto c1 = cl.node(1).client();
+  REQUIRE(eventually([&] { return node_of(*c1, "node-1").at("disk_total").is_int64(); }));
+  CHECK(c1->get("/v1/events?type=node").body.find("disk ok -> flood") == std::string::npos);
+  // Keep 512 MiB free (low), 384 (high), 256 (flood): a 64 MiB quota is past all of them.
+  REQUIRE(c1->put("/v1/rebalance/settings", R"({"disk_watermarks":{"low":"512mb","high":"384mb","flood":"256mb"}})").status == 200);
+  REQUIRE(eventually([&] { return c1->get("/v1/events?type=node").body.find("node node-1: disk ok -> flood") != std::string::npos; }));
+  REQUIRE(c1->put("/v1/rebalance/settings", R"({"disk_watermarks":{"low":"2mb","high":"1mb","flood":"1mb"}})").status == 200);
+  CHECK(eventually([&] { return c1->get("/v1/events?type=node").body.find("node node-1: disk flood -> ok") != std::string::npos; }));
+}
+
 TEST_CASE("auto, load strategy: writes piled onto one node's shards are spread with no operator action, no acknowledged write lost") {
   cluster cl(3, {}, R"({"cluster":{"heartbeat_interval_ms":200},"monitor":{"interval_ms":500},
                        "rebalance":{"mode":"plan-only","strategy":"load","threshold":0.25,"interval_ms":1000}})");

@@ -735,6 +735,25 @@ TEST_CASE("a node at its low watermark takes no shard; one at high sheds its lar
     return i2;
   }());
   for (const auto& mv : again.moves) CHECK(mv.reason != "disk");
+  // Committed: the map has the shard on its new owner, the source keeps its data through the
+  // undo window (retiring) and its disk report still shows it: nothing more is shed; nor for a
+  // while after the move is done, while the report catches up.
+  auto moved = applied(m, high);
+  for (auto& [id, r] : t2) {
+    r.phase = migration_phase::retiring;
+    r.updated_ms = in.now_ms;
+  }
+  auto retiring_in = in;
+  retiring_in.map = &moved;
+  retiring_in.migrations = &t2;
+  for (const auto& mv : plan_rebalance(retiring_in).moves) CHECK(mv.reason != "disk");
+  for (auto& [id, r] : t2) r.phase = migration_phase::done;
+  retiring_in.now_ms = in.now_ms + 30'000;
+  for (const auto& mv : plan_rebalance(retiring_in).moves) CHECK(mv.reason != "disk");
+  // Long after, a disk still above high is what it says: it sheds again.
+  retiring_in.now_ms = in.now_ms + 120'000;
+  auto later = plan_rebalance(retiring_in);
+  CHECK(std::any_of(later.moves.begin(), later.moves.end(), [](const rebalance_move& mv) { return mv.reason == "disk"; }));
 }
 
 TEST_CASE("predictive: where the trends say a node passes the threshold or a watermark within the horizon, moves start now at low priority") {
