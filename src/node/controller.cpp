@@ -377,6 +377,7 @@ awaitable<void> controller::handle(controller_message m) {
       for (const auto& [id, n] : (*snap)->map->nodes) leases_[id].last_seen = now;
   }
   if (!migrations_loaded_) {
+    load_plan_number();
     co_await load_migrations();
     co_await reconcile();
   }

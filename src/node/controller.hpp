@@ -283,6 +283,9 @@ class controller final : public actor<controller_message> {
   rebalance_input make_input(const partition_map& m);
   rebalance_run make_plan(const partition_map& m);
   asio::awaitable<rebalance_applied> apply_plan(const rebalance_run& run);
+  /// Plan ids ("p" and a number) go on across restarts: the next number is kept in the store.
+  void load_plan_number();
+  asio::awaitable<std::string> new_plan_id();
   /// In auto mode, every rebalance.interval_ms: plan and queue the moves.
   asio::awaitable<void> rebalance_tick();
 

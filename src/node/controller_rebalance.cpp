@@ -2,6 +2,9 @@
 #include "node/controller.hpp"
 
 #include "common/log.hpp"
+#include "node/store_ops.hpp"
+
+#include <charconv>
 
 namespace shardd {
 
@@ -9,11 +12,35 @@ using asio::awaitable;
 
 namespace {
 
+constexpr std::string_view next_plan_key = "rebalance/next_plan";
+
 std::int64_t now_wall_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace
+
+void controller::load_plan_number() {
+  if (!store_) return;
+  if (auto v = store_->get_meta(next_plan_key); v && *v) {
+    std::uint64_t n = 0;
+    if (auto [p, ec] = std::from_chars((*v)->data(), (*v)->data() + (*v)->size(), n); ec == std::errc{} && n > 0)
+      next_plan_ = std::max(next_plan_, n);
+  }
+}
+
+awaitable<std::string> controller::new_plan_id() {
+  auto id = "p" + std::to_string(next_plan_++);
+  // Plan ids go on across restarts, so the journal and the migration records never name two
+  // plans alike.
+  if (store_) {
+    std::vector<storage::write_op> ops;
+    ops.push_back({storage::op_kind::meta_put, std::string(next_plan_key), std::to_string(next_plan_)});
+    if (auto w = co_await async_write(*store_, std::move(ops)); !w)
+      SHARDD_LOG(err, "plan_number_not_saved", "error", w.error().detail);
+  }
+  co_return id;
+}
 
 rebalance_run controller::make_plan(const partition_map& m) {
   rebalance_run run;
@@ -135,7 +162,7 @@ awaitable<void> controller::on(rebalance_plan_msg& q) {
   }
   auto run = make_plan(*(*snap)->map);
   if (q.keep) {
-    run.id = "p" + std::to_string(next_plan_++);
+    run.id = co_await new_plan_id();
     last_plan_ = run;
     event e;
     e.type = "rebalance";
@@ -276,7 +303,7 @@ awaitable<void> controller::rebalance_tick() {
       if (h.rule == "no_load_data") last_rebalance_ = {};
     co_return;
   }
-  run.id = "p" + std::to_string(next_plan_++);
+  run.id = co_await new_plan_id();
   (void)co_await apply_plan(run);
 }
 

@@ -144,6 +144,15 @@ TEST_CASE("plan-only: a weight of 3 gives a plan; a stale If-Match gets 412; app
   for (const auto& e : migration_events.at("events").as_array())
     if (e.as_object().if_contains("plan")) tagged = true;
   CHECK(tagged);
+
+  // Plan ids go on across a restart of the controller: no two plans share an id.
+  const std::string before_restart(body(c1->post("/v1/rebalance/plan", "")).at("id").as_string());
+  REQUIRE(cl.node(1).terminate() == 0);
+  cl.node(1).start();
+  auto c1b = cl.node(1).client();
+  const std::string after_restart(body(c1b->post("/v1/rebalance/plan", "")).at("id").as_string());
+  INFO(before_restart << " then " << after_restart);
+  CHECK(std::stoll(after_restart.substr(1)) > std::stoll(before_restart.substr(1)));
 }
 
 TEST_CASE("auto: a weight change converges through the rebalancer with no operator action, no acknowledged write lost") {
