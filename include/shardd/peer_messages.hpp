@@ -104,7 +104,10 @@ struct forward_request {
   std::string target;
   std::string content_type;
   std::string body;
+  std::string request_id;  ///< the client's request's id (a trailing field: empty from an older sender)
 };
+/// The longest request id a forward carries.
+constexpr std::size_t max_request_id = 128;
 std::string encode(const forward_request& m);
 [[nodiscard]] result<forward_request> decode_forward_request(std::string_view p);
 

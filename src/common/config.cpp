@@ -50,6 +50,8 @@ result<node_config> parse_config(std::string_view text, const std::string& base_
     SHARDD_READ(c.request_timeout_ms, f.opt_u64("request_timeout_ms", c.request_timeout_ms, 100, 600000));
     SHARDD_READ(c.header_timeout_ms, f.opt_u64("header_timeout_ms", c.header_timeout_ms, 100, 600000));
     SHARDD_READ(c.max_connections, f.opt_u64("max_connections", c.max_connections, 1, 1000000));
+    SHARDD_READ(c.access_log, f.opt_bool("access_log", c.access_log));
+    SHARDD_READ(c.access_log_sample, f.opt_double("access_log_sample", c.access_log_sample, 0.0, 1.0));
     if (auto fin = f.finish(); !fin) return fin.error();
   }
   SHARDD_READ(obj, root.opt_object("peer"));

@@ -45,6 +45,8 @@ struct node_config {
   std::uint32_t request_timeout_ms = 10000;
   std::uint32_t header_timeout_ms = 10000;  ///< from a request's first byte to the end of its header
   std::uint32_t max_connections = 4096;     ///< open REST connections; beyond: 503 and close
+  bool access_log = true;                   ///< one log line per REST request
+  double access_log_sample = 1.0;           ///< the share of requests logged (5xx answers always are)
 
   // peer
   host_port peer_listen{"127.0.0.1", 9443};

@@ -36,6 +36,27 @@ std::string line(std::string_view event, const Fields&... fields) {
   return out;
 }
 
+/// One REST request as the access log has it.
+struct access_entry {
+  std::string_view method, target, remote, request_id;
+  std::string_view forwarded_to;    ///< the node that answered, when not this one
+  std::string_view forwarded_from;  ///< the node that relayed it here, when one did
+  unsigned status = 0;
+  std::size_t bytes = 0;  ///< response body bytes
+  double ms = 0;          ///< from the end of the request's header to the answer
+};
+
+/// Writes the access line of `e` (event=access) when `sample` draws it: every request at 1,
+/// none at 0; answers of 500 and above always.
+void access(const access_entry& e, double sample);
+
+/// A new request id: 16 hex digits, random.
+std::string new_request_id();
+
+/// Whether a client's X-Request-Id can be used as ours: 1 to 128 visible ASCII characters,
+/// none of them a quote, a backslash or an '='.
+bool usable_request_id(std::string_view id) noexcept;
+
 }  // namespace shardd::log
 
 #define SHARDD_LOG(lvl, event, ...)                                                      \

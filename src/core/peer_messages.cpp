@@ -167,6 +167,7 @@ result<heartbeat> decode_heartbeat(std::string_view p) {
 std::string encode(const forward_request& m) {
   payload_writer w;
   w.bytes(m.method).bytes(m.target).bytes(m.content_type).bytes(m.body);
+  if (!m.request_id.empty()) w.bytes(m.request_id);
   return w.take();
 }
 result<forward_request> decode_forward_request(std::string_view p) {
@@ -176,6 +177,10 @@ result<forward_request> decode_forward_request(std::string_view p) {
   m.target = r.bytes();
   m.content_type = r.bytes();
   m.body = r.bytes();
+  if (r.ok() && r.remaining() > 0) {  // a sender that names no request id stops here
+    m.request_id = r.bytes();
+    if (m.request_id.size() > max_request_id) return malformed("forward");
+  }
   if (!r.done()) return malformed("forward");
   return m;
 }

@@ -80,7 +80,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   awaitable<void> accept_loop();
   awaitable<void> run(std::shared_ptr<session> s);
   awaitable<void> refuse(std::shared_ptr<session> s);
-  awaitable<bool> write(session& s, http_response res, unsigned version, bool keep_alive);
+  awaitable<bool> write(session& s, http_response res, unsigned version, bool keep_alive, bool head = false);
   awaitable<void> linger(session& s);
 
   // Runs `f(session&)` on each live session's strand.
@@ -172,7 +172,21 @@ awaitable<void> http_server::impl::accept_loop() {
   }
 }
 
-awaitable<bool> http_server::impl::write(session& s, http_response res, unsigned version, bool keep_alive) {
+awaitable<bool> http_server::impl::write(session& s, http_response res, unsigned version, bool keep_alive, bool head) {
+  if (head) {
+    // HEAD: the headers a GET would get, Content-Length included, and no body.
+    http::response<http::empty_body> out{static_cast<http::status>(res.status), version};
+    out.set(http::field::server, "shardd");
+    out.set(http::field::content_type, res.content_type);
+    for (auto& [name, value] : res.headers) out.set(name, value);
+    out.content_length(res.body.size());
+    out.keep_alive(keep_alive);
+    beast::get_lowest_layer(s.stream).expires_after(opts.io_timeout);
+    http::response_serializer<http::empty_body> sr(out);
+    sr.split(true);
+    auto [ec, n] = co_await http::async_write_header(s.stream, sr, as_tuple_awaitable);
+    co_return !ec;
+  }
   http::response<http::string_body> out{static_cast<http::status>(res.status), version};
   out.set(http::field::server, "shardd");
   out.set(http::field::content_type, res.content_type);
@@ -246,6 +260,40 @@ awaitable<void> http_server::impl::run(std::shared_ptr<session> s) {
     lowest.expires_after(opts.header_timeout);
     auto [ec, n] = co_await http::async_read_header(s->stream, buffer, parser, as_tuple_awaitable);
     s->idle = false;
+    const auto started = std::chrono::steady_clock::now();
+    // The request's id, for its answer, its log lines and the nodes it is forwarded to.
+    std::string request_id;
+    if (!ec) {
+      const auto given = parser.get()["X-Request-Id"];
+      request_id = log::usable_request_id(given) ? std::string(given) : log::new_request_id();
+    } else {
+      request_id = log::new_request_id();
+    }
+    // Every answer from here on: finished (X-Request-Id, Retry-After, problem bodies), written,
+    // and logged.
+    auto answer = [&](http_response res, unsigned ver, bool keep, bool head = false) -> awaitable<bool> {
+      finish_response(res, request_id);
+      const auto status = res.status;
+      const auto bytes = res.body.size();
+      std::string forwarded_to;
+      for (const auto& [hn, hv] : res.headers)
+        if (hn == "X-Shardd-Node" && hv != opts.node_id) forwarded_to = hv;
+      const bool ok = co_await write(*s, std::move(res), ver, keep, head);
+      if (opts.access_log) {
+        const auto& h = parser.get();
+        log::access_entry e;
+        e.method = h.method_string();
+        e.target = h.target();
+        e.remote = remote;
+        e.request_id = request_id;
+        e.forwarded_to = forwarded_to;
+        e.status = status;
+        e.bytes = bytes;
+        e.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+        log::access(e, opts.access_log_sample);
+      }
+      co_return ok;
+    };
     // Error answers are built as named locals before co_await: GCC 12 destroys temporaries
     // inside a co_await operand twice.
     if (ec == http::error::body_limit) {
@@ -255,14 +303,14 @@ awaitable<void> http_server::impl::run(std::shared_ptr<session> s) {
       auto res = problem(413, "payload-too-large",
                          "request body (Content-Length) exceeds the limit of " + std::to_string(opts.max_body_bytes) +
                              " bytes");
-      if (co_await write(*s, std::move(res), 11, false)) co_await linger(*s);
+      if (co_await answer(std::move(res), 11, false)) co_await linger(*s);
       break;
     }
     if (ec) {
       if (is_disconnect(ec) || ec.category() != http::make_error_code(http::error::header_limit).category()) break;
       const bool too_big = ec == http::error::header_limit;
       auto res = problem(too_big ? 431 : 400, "malformed-request", "malformed HTTP request: " + ec.message());
-      co_await write(*s, std::move(res), 11, false);
+      co_await answer(std::move(res), 11, false);
       break;
     }
     const unsigned version = parser.get().version();
@@ -276,7 +324,7 @@ awaitable<void> http_server::impl::run(std::shared_ptr<session> s) {
       head.remote = remote;
       if (auto refused = opts.check(head)) {
         const bool body_pending = !parser.is_done();
-        if (co_await write(*s, std::move(*refused), version, false) && body_pending) co_await linger(*s);
+        if (co_await answer(std::move(*refused), version, false) && body_pending) co_await linger(*s);
         break;
       }
     }
@@ -292,13 +340,13 @@ awaitable<void> http_server::impl::run(std::shared_ptr<session> s) {
       if (bec == http::error::body_limit) {
         auto res = problem(413, "payload-too-large",
                            "request body exceeds the limit of " + std::to_string(opts.max_body_bytes) + " bytes");
-        if (co_await write(*s, std::move(res), version, false)) co_await linger(*s);
+        if (co_await answer(std::move(res), version, false)) co_await linger(*s);
         break;
       }
       if (bec) {
         if (!is_disconnect(bec)) {
           auto res = problem(400, "malformed-request", "malformed HTTP request body: " + bec.message());
-          co_await write(*s, std::move(res), version, false);
+          co_await answer(std::move(res), version, false);
         }
         break;
       }
@@ -315,17 +363,19 @@ awaitable<void> http_server::impl::run(std::shared_ptr<session> s) {
     hr.if_match = std::string(req[http::field::if_match]);
     hr.body = std::move(req.body());
     hr.remote = remote;
+    hr.request_id = request_id;
+    const bool head = hr.method == http_method::head;
     bool keep_alive = req.keep_alive();
 
     http_response res;
     try {
       res = co_await handler(std::move(hr));
     } catch (const std::exception& e) {
-      SHARDD_LOG(err, "rest_handler_failed", "remote", remote, "error", e.what());
+      SHARDD_LOG(err, "rest_handler_failed", "remote", remote, "request_id", request_id, "error", e.what());
       res = problem(500, "internal", std::string("internal error: ") + e.what());
     }
     keep_alive = keep_alive && !stopping;
-    if (!co_await write(*s, std::move(res), version, keep_alive) || !keep_alive) break;
+    if (!co_await answer(std::move(res), version, keep_alive, head) || !keep_alive) break;
   }
   // Polite TLS close; a peer that is gone already makes this fail fast.
   lowest.expires_after(std::chrono::seconds(1));

@@ -30,6 +30,9 @@ struct http_server_options {
   std::chrono::milliseconds io_timeout{30000};         ///< reading a body or writing a response
   std::size_t max_connections = 4096;                  ///< beyond it a new connection gets 503 and is closed
   header_check check;                                  ///< optional
+  std::string node_id;          ///< for the access log: an answer from another node names it
+  bool access_log = false;      ///< one line per request (event=access)
+  double access_log_sample = 1.0;
 };
 
 /// Handles one request. Runs on the connection's strand; may co_await.
@@ -68,6 +71,10 @@ class http_server {
 std::string problem_body(unsigned status, std::string_view slug, std::string_view detail, std::string_view instance = {});
 /// A complete problem+json response.
 http_response problem(unsigned status, std::string_view slug, std::string_view detail, std::string_view instance = {});
+/// What every answer gets on its way out: X-Request-Id, `request_id` in a problem+json body,
+/// Retry-After on 503 and 429, and for a 500 a detail that names the request id instead of
+/// the failure (which is logged with that id: event=internal_error).
+void finish_response(http_response& r, std::string_view request_id);
 /// Reason phrase of a status ("Not Found").
 std::string_view status_title(unsigned status) noexcept;
 

@@ -34,6 +34,9 @@ struct http_request {
   std::string if_match;       ///< for changes made against a version (a rebalance plan's map)
   std::string body;
   std::string remote;  ///< peer address, for logs
+  /// The request's id: the client's X-Request-Id when it is usable, else one made up; carried
+  /// to the nodes the request is forwarded to, returned in X-Request-Id and in problem bodies.
+  std::string request_id;
 };
 
 struct http_response {

@@ -1,8 +1,10 @@
 // problem+json bodies. Kept apart from http_server.cpp so handler code links without Beast.
 #include "net/http_server.hpp"
 
+#include "common/log.hpp"
 #include "shardd/text.hpp"
 
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
@@ -44,6 +46,30 @@ std::string problem_body(unsigned status, std::string_view slug, std::string_vie
   o["detail"] = to_valid_utf8(detail);
   if (!instance.empty()) o["instance"] = to_valid_utf8(instance);
   return boost::json::serialize(o);
+}
+
+void finish_response(http_response& r, std::string_view request_id) {
+  bool has_id = false, has_retry = false;
+  for (const auto& [n, v] : r.headers) {
+    has_id = has_id || n == "X-Request-Id";
+    has_retry = has_retry || n == "Retry-After";
+  }
+  if (!has_id) r.set_header("X-Request-Id", std::string(request_id));
+  if ((r.status == 503 || r.status == 429) && !has_retry) r.set_header("Retry-After", "1");
+  if (r.content_type != "application/problem+json") return;
+  boost::system::error_code ec;
+  auto v = boost::json::parse(r.body, ec);
+  if (ec || !v.is_object()) return;
+  auto& o = v.get_object();
+  if (r.status == 500) {
+    // The failure's text is for the log, not the client: the id ties one to the other.
+    const auto* d = o.if_contains("detail");
+    SHARDD_LOG(err, "internal_error", "request_id", request_id, "detail",
+               d && d->is_string() ? std::string_view(d->get_string()) : std::string_view());
+    o["detail"] = "internal error, request id " + std::string(request_id) + " (the node's log has the detail)";
+  }
+  o["request_id"] = request_id;
+  r.body = boost::json::serialize(o);
 }
 
 http_response problem(unsigned status, std::string_view slug, std::string_view detail, std::string_view instance) {

@@ -13,7 +13,8 @@ using asio::awaitable;
 
 awaitable<result<cluster_client::relayed>> cluster_client::forward(const std::string& node, const net::http_request& req,
                                                                    std::uint64_t map_version) {
-  peer::forward_request fr{std::string(net::method_name(req.method)), req.target, req.content_type, req.body};
+  peer::forward_request fr{std::string(net::method_name(req.method)), req.target, req.content_type, req.body,
+                           req.request_id.substr(0, peer::max_request_id)};
   if (fr.method.empty()) fr.method = req.method_text;
   auto frame = make_frame(peer::frame_type::forward, peer::encode(fr), map_version);
   ring_.loads().node().forwarded.fetch_add(1, std::memory_order_relaxed);

@@ -183,6 +183,9 @@ result<void> node::start() {
   ho.io_timeout = std::chrono::milliseconds(m.cfg.request_timeout_ms);
   ho.header_timeout = std::chrono::milliseconds(m.cfg.header_timeout_ms);
   ho.max_connections = m.cfg.max_connections;
+  ho.node_id = m.cfg.node_id;
+  ho.access_log = m.cfg.access_log;
+  ho.access_log_sample = m.cfg.access_log_sample;
   ho.check = [api = m.api.get()](const net::http_request& head) { return api->check_header(head); };
   raise_open_file_limit();
   try {

@@ -95,6 +95,7 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
       req.content_type = std::move(fr->content_type);
       req.body = std::move(fr->body);
       req.remote = "peer:" + from;
+      req.request_id = std::move(fr->request_id);
       auto res = co_await forwarded_(std::move(req), f.header.map_version);
       if (res.status == rest_api::moved_status) co_return reply(peer::frame_type::moved, {}, version());
       peer::forward_response out{static_cast<std::uint16_t>(res.status), std::move(res.content_type), std::move(res.headers),

@@ -1,5 +1,6 @@
 #include "node/rest_api.hpp"
 
+#include "common/log.hpp"
 #include "node/control_plane.hpp"
 #include "node/rest_internal.hpp"
 #include "shardd/key_codec.hpp"
@@ -61,10 +62,26 @@ awaitable<http_response> rest_api::handle(net::http_request req) {
 }
 
 awaitable<http_response> rest_api::handle_forwarded(net::http_request req, std::uint64_t sender_version) {
+  const auto started = std::chrono::steady_clock::now();
   call c{req, {}, {}, ctx_.ring.snapshot(), {}, {}, false, 0, {}, 0};
   c.forwarded = true;
   c.sender_version = sender_version;
-  co_return co_await run(c);
+  auto res = co_await run(c);
+  // The relaying node logs the request as its client sent it; this line is the owner's half,
+  // under the same request id.
+  if (ctx_.config.access_log) {
+    log::access_entry e;
+    e.method = req.method_text;
+    e.target = req.target;
+    e.remote = req.remote;
+    e.request_id = req.request_id;
+    e.forwarded_from = req.remote.starts_with("peer:") ? std::string_view(req.remote).substr(5) : std::string_view(req.remote);
+    e.status = res.status;
+    e.bytes = res.body.size();
+    e.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    log::access(e, ctx_.config.access_log_sample);
+  }
+  co_return res;
 }
 
 awaitable<http_response> rest_api::run(call& c) {
@@ -212,14 +229,18 @@ awaitable<http_response> rest_api::dispatch(call& c) {
   const route* chosen = nullptr;
   std::string allow;
   std::string_view matched;
+  // HEAD is GET without the body (the server leaves it out): it reaches the GET route.
+  const bool head = c.req.method == http_method::head;
   for (const auto& r : table) {
     if (!matched.empty() && r.pattern != matched) continue;
     if (matched.empty() && !match(r.pattern, c.segments, c.args)) continue;
     matched = r.pattern;
     if (!allow.empty()) allow += ", ";
     allow += method_name(r.method);
-    if (r.method == c.req.method && !chosen) chosen = &r;
+    if (r.method == http_method::get) allow += ", HEAD";
+    if ((r.method == c.req.method || (head && r.method == http_method::get)) && !chosen) chosen = &r;
   }
+  if (head && chosen) c.req.method = http_method::get;
   if (matched.empty()) co_return c.fail(404, "not-found", "unknown path " + c.path);
   if (!chosen) {
     auto r = c.fail(405, "method-not-allowed",
@@ -230,8 +251,13 @@ awaitable<http_response> rest_api::dispatch(call& c) {
   match(chosen->pattern, c.segments, c.args);
   // Query parameters each endpoint takes; any other is a mistake worth reporting.
   for (const auto& [k, v] : c.params)
-    if (std::find(chosen->params.begin(), chosen->params.end(), k) == chosen->params.end())
-      co_return c.fail(400, "invalid-argument", "unknown query parameter " + quoted(k));
+    if (std::find(chosen->params.begin(), chosen->params.end(), k) == chosen->params.end()) {
+      std::string allowed;
+      for (const auto& p : chosen->params) allowed.append(allowed.empty() ? "" : ", ").append(p);
+      co_return c.fail(400, "invalid-argument",
+                       "unknown query parameter " + quoted(k) + " for " + std::string(method_name(chosen->method)) + " " +
+                           std::string(chosen->pattern) + "; it takes " + (allowed.empty() ? std::string("none") : allowed));
+    }
   if (auto f = c.param("format"); f && *f != "text" && *f != "json")
     co_return c.fail(400, "invalid-argument", "format must be text or json");
   for (const auto& [name, value] : c.args) {

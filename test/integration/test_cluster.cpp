@@ -70,6 +70,24 @@ TEST_CASE("three nodes: an index made through node 2, 10,000 records written thr
   }
   CHECK(answered_by_others > 3000);  // most were forwarded
 
+  // A forwarded request keeps its id: the answer and both nodes' access lines name it.
+  std::string remote_key;
+  for (int i = 0; i < 100 && remote_key.empty(); ++i)
+    if (own[body(n1->get("/v1/ring/lookup?index=users&key=k" + std::to_string(i))).at("shard").as_int64()] == "node-2")
+      remote_key = "k" + std::to_string(i);
+  REQUIRE_FALSE(remote_key.empty());
+  auto traced = n1->request("GET", "/v1/indexes/users/records/" + remote_key, {}, {{"X-Request-Id", "fwd-trace-7"}});
+  REQUIRE(traced.status == 200);
+  CHECK(traced.header("x-request-id") == "fwd-trace-7");
+  CHECK(traced.header("x-shardd-node") == "node-2");
+  bool logged = false;
+  for (int i = 0; i < 50 && !logged; ++i) {
+    logged = cl.node(1).log().find("request_id=fwd-trace-7 forwarded_to=node-2") != std::string::npos &&
+             cl.node(2).log().find("request_id=fwd-trace-7 forwarded_from=node-1") != std::string::npos;
+    if (!logged) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(logged);
+
   // The global count is the sum of the shard counts, through any node.
   std::int64_t sum = 0;
   const auto shards = body(n2->get("/v1/shards?index=users"));

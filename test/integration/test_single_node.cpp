@@ -8,6 +8,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <mutex>
@@ -308,7 +309,7 @@ TEST_CASE("every error case answers with a clear problem and changes nothing") {
   check_problem(s.http->put("/v1/indexes/x", "[1]"), 400, "object");
   auto wrong = s.http->post("/v1/indexes/e/records/k", "1");
   check_problem(wrong, 405, "not allowed");
-  CHECK(wrong.header("allow") == "GET, PUT, DELETE");
+  CHECK(wrong.header("allow") == "GET, HEAD, PUT, DELETE");
   check_problem(s.http->del("/v1/indexes"), 405, "not allowed");
   check_problem(s.http->get("/v1/nothing"), 404, "unknown path");
   check_problem(s.http->get("/v2/indexes"), 404, "unknown path");
@@ -515,4 +516,53 @@ TEST_CASE("curl habits work: Expect 100-continue, --data-binary @file, keep-aliv
                                     s.node.url() + "/v1/health");
   REQUIRE(rc2 == 0);
   CHECK(verbose.find("Re-using existing connection") != std::string::npos);
+}
+
+TEST_CASE("request ids: taken from the client or made, returned, in problem bodies and in the access log; HEAD and Retry-After") {
+  single_node s;
+  REQUIRE(s.http->put("/v1/indexes/q", R"({"shards":2})").status == 201);
+  // The client's id comes back, and the access log line carries it with the status and path.
+  auto mine = s.http->request("GET", "/v1/indexes/q", {}, {{"X-Request-Id", "trace-abc-123"}});
+  REQUIRE(mine.status == 200);
+  CHECK(mine.header("x-request-id") == "trace-abc-123");
+  // Without one (or with one unusable), the node makes one up: 16 hex digits.
+  auto made = s.http->get("/v1/indexes/q");
+  const auto id = made.header("x-request-id");
+  CHECK(id.size() == 16);
+  CHECK(id.find_first_not_of("0123456789abcdef") == std::string::npos);
+  auto odd = s.http->request("GET", "/v1/indexes/q", {}, {{"X-Request-Id", "has space=and\"quote"}});
+  CHECK(odd.header("x-request-id").size() == 16);
+  // A problem body names the request id; so does a 401 decided from the header alone.
+  auto missing = s.http->request("GET", "/v1/indexes/nope", {}, {{"X-Request-Id", "trace-404"}});
+  CHECK(missing.status == 404);
+  CHECK(body(missing).at("request_id") == "trace-404");
+  net::https_client anon(s.node.url().substr(8, s.node.url().rfind(':') - 8),
+                         static_cast<std::uint16_t>(s.node.rest_port()), test_certs().ca(), "");
+  auto unauth = anon.get("/v1/indexes");
+  CHECK(unauth.status == 401);
+  CHECK(body(unauth).at("request_id").as_string().size() == 16);
+  // One access line per request, the token nowhere in it.
+  for (int i = 0; i < 50 && s.node.log().find("request_id=trace-404") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto log = s.node.log();
+  const auto at = log.find("event=access method=GET target=/v1/indexes/nope status=404");
+  REQUIRE(at != std::string::npos);
+  CHECK(log.substr(at, log.find('\n', at) - at).find("request_id=trace-404") != std::string::npos);
+  CHECK(log.find("request_id=trace-abc-123") != std::string::npos);
+  CHECK(log.find(test_token) == std::string::npos);
+  // HEAD: a GET's status and length, no body (curl -I).
+  const std::string base = "curl -sS --cacert " + test_certs().ca() + " -H 'Authorization: Bearer " + test_token + "' ";
+  auto [rc, head] = run_command(base + "-I " + s.node.url() + "/v1/indexes/q");
+  REQUIRE(rc == 0);
+  std::transform(head.begin(), head.end(), head.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  CHECK(head.starts_with("http/1.1 200"));
+  const auto get_len = s.http->get("/v1/indexes/q").body.size();
+  CHECK(head.find("content-length: " + std::to_string(get_len)) != std::string::npos);
+  auto [rc404, head404] = run_command(base + "-I " + s.node.url() + "/v1/indexes/none");
+  REQUIRE(rc404 == 0);
+  CHECK(head404.starts_with("HTTP/1.1 404"));
+  // Unknown query parameters list what the route takes.
+  auto unknown = s.http->get("/v1/indexes?colour=red");
+  CHECK(unknown.status == 400);
+  CHECK(body(unknown).at("detail").as_string().find("it takes format") != std::string::npos);
 }

@@ -103,7 +103,7 @@ struct api_fixture {
   net::http_response call(net::http_method m, std::string target, std::string body = {}, bool auth = true) {
     net::http_request req;
     req.method = m;
-    req.method_text = m == net::http_method::get ? "GET" : m == net::http_method::put ? "PUT" : m == net::http_method::post ? "POST" : m == net::http_method::delete_ ? "DELETE" : "PATCH";
+    req.method_text = m == net::http_method::get ? "GET" : m == net::http_method::put ? "PUT" : m == net::http_method::post ? "POST" : m == net::http_method::delete_ ? "DELETE" : m == net::http_method::head ? "HEAD" : "PATCH";
     req.target = std::move(target);
     req.body = std::move(body);
     if (auth) req.authorization = std::string("Bearer ") + token;

@@ -452,3 +452,17 @@ TEST_CASE("CRC32C agrees at every length and alignment, so the fast path matches
   for (std::size_t off = 0; off < 9; ++off)
     for (std::size_t len = 0; len < 120; ++len) CHECK(crc32c(std::string_view(data).substr(off, len)) == reference(std::string_view(data).substr(off, len)));
 }
+
+TEST_CASE("a forwarded request carries its request id; one from a sender without it decodes, one too long is refused") {
+  forward_request f{"GET", "/v1/indexes/a/records/k", "", "", "req-42"};
+  auto back = decode_forward_request(encode(f));
+  REQUIRE(back);
+  CHECK(back->request_id == "req-42");
+  CHECK(back->target == f.target);
+  f.request_id.clear();
+  auto none = decode_forward_request(encode(f));
+  REQUIRE(none);
+  CHECK(none->request_id.empty());
+  f.request_id = std::string(max_request_id + 1, 'x');
+  CHECK_FALSE(decode_forward_request(encode(f)));
+}

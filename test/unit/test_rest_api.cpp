@@ -1,6 +1,7 @@
 // Request handlers without sockets: a real store and ring actor on an io_context, requests
 // handed straight to rest_api::handle.
 
+#include "net/http_server.hpp"
 #include "node/controller.hpp"
 #include "node/rest_api.hpp"
 
@@ -71,11 +72,18 @@ TEST_CASE("unknown paths, methods and query parameters are refused clearly") {
   CHECK(f.get("/v1/indexes/a/b/c").status == 404);
   auto m = f.call(net::http_method::other, "/v1/indexes/a");
   CHECK(m.status == 405);
-  CHECK(header(m, "Allow") == "GET, PUT, DELETE");
+  CHECK(header(m, "Allow") == "GET, HEAD, PUT, DELETE");
   CHECK(body(m).at("detail").as_string().find("PATCH") != std::string::npos);
   auto q = f.get("/v1/indexes?fromat=text");
   CHECK(q.status == 400);
   CHECK(body(q).at("detail").as_string().find("fromat") != std::string::npos);
+  // The 400 lists what the route takes.
+  CHECK(body(q).at("detail").as_string().find("it takes format") != std::string::npos);
+  CHECK(body(f.get("/v1/health?x=1")).at("detail").as_string().find("it takes none") != std::string::npos);
+  // HEAD reaches the GET route (the server leaves the body out); not a route without GET.
+  CHECK(f.call(net::http_method::head, "/v1/indexes").status == 200);
+  CHECK(f.call(net::http_method::head, "/v1/indexes/nope").status == 404);
+  CHECK(f.call(net::http_method::head, "/v1/simulate").status == 405);
   CHECK(f.get("/v1/indexes?format=yaml").status == 400);
   CHECK(f.get("/v1/indexes/%zz").status == 400);  // not valid percent-encoding
 }
@@ -189,4 +197,30 @@ TEST_CASE("a request target that is not UTF-8 gets a problem+json answer that is
   CHECK(r.status == 400);
   auto b = body(r);  // parses
   CHECK(std::string(b.at("detail").as_string()).find("\xEF\xBF\xBD") != std::string::npos);
+}
+
+TEST_CASE("every answer leaves with its request id; 503 and 429 with Retry-After; a 500 names the id, not the failure") {
+  auto nf = net::problem(404, "not-found", "index 'x' does not exist", "/v1/indexes/x");
+  net::finish_response(nf, "rid-1");
+  CHECK(header(nf, "X-Request-Id") == "rid-1");
+  CHECK(body(nf).at("request_id") == "rid-1");
+  CHECK(body(nf).at("detail") == "index 'x' does not exist");
+  CHECK(header(nf, "Retry-After").empty());
+  auto busy = net::problem(503, "unavailable", "the controller is unreachable");
+  net::finish_response(busy, "rid-2");
+  CHECK(header(busy, "Retry-After") == "1");
+  auto slow = net::problem(429, "too-many-requests", "slow down");
+  slow.set_header("Retry-After", "7");
+  net::finish_response(slow, "rid-3");
+  CHECK(header(slow, "Retry-After") == "7");  // a handler's own value stays
+  auto broken = net::problem(500, "internal", "std::bad_alloc in the scan path");
+  net::finish_response(broken, "rid-4");
+  const std::string detail(body(broken).at("detail").as_string());
+  CHECK(detail.find("rid-4") != std::string::npos);
+  CHECK(detail.find("bad_alloc") == std::string::npos);
+  net::http_response ok;
+  ok.body = R"({"a":1})";
+  net::finish_response(ok, "rid-5");
+  CHECK(ok.body == R"({"a":1})");
+  CHECK(header(ok, "X-Request-Id") == "rid-5");
 }
