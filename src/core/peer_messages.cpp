@@ -179,7 +179,8 @@ result<forward_request> decode_forward_request(std::string_view p) {
   m.body = r.bytes();
   if (r.ok() && r.remaining() > 0) {  // a sender that names no request id stops here
     m.request_id = r.bytes();
-    if (m.request_id.size() > max_request_id) return malformed("forward");
+    // Present means not empty (an empty id is left out): one encoding per message.
+    if (m.request_id.empty() || m.request_id.size() > max_request_id) return malformed("forward");
   }
   if (!r.done()) return malformed("forward");
   return m;
