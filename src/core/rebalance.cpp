@@ -688,10 +688,6 @@ std::vector<rebalance_split> due_splits(const rebalance_input& in, std::vector<h
   std::vector<rebalance_split> out;
   const auto& hs = in.settings.hot;
   if (!hs.enabled) return out;
-  std::unordered_map<std::uint64_t, bool> holding;
-  if (in.migrations)
-    for (const auto& [id, r] : *in.migrations)
-      if (holds_shard(r)) holding[shard_key(r.index_id, r.shard)] = true;
   std::unordered_map<std::uint32_t, std::size_t> added;  // splits per index id in this plan
   for (const auto& h : in.hot) {
     const auto* ix = in.map->find_index(h.index);
@@ -707,7 +703,7 @@ std::vector<rebalance_split> due_splits(const rebalance_input& in, std::vector<h
                       " s before it splits");
       continue;
     }
-    if (sh->state != shard_state::active || holding.contains(shard_key(h.index_id, h.shard))) {
+    if (sh->state != shard_state::active || (in.migrations && shard_busy(*in.migrations, h.index, h.shard))) {
       hold("in_flight", what + ", but a migration holds it: it splits when the move ends");
       continue;
     }

@@ -173,20 +173,6 @@ awaitable<void> http_server::impl::accept_loop() {
 }
 
 awaitable<bool> http_server::impl::write(session& s, http_response res, unsigned version, bool keep_alive, bool head) {
-  if (head) {
-    // HEAD: the headers a GET would get, Content-Length included, and no body.
-    http::response<http::empty_body> out{static_cast<http::status>(res.status), version};
-    out.set(http::field::server, "shardd");
-    out.set(http::field::content_type, res.content_type);
-    for (auto& [name, value] : res.headers) out.set(name, value);
-    out.content_length(res.body.size());
-    out.keep_alive(keep_alive);
-    beast::get_lowest_layer(s.stream).expires_after(opts.io_timeout);
-    http::response_serializer<http::empty_body> sr(out);
-    sr.split(true);
-    auto [ec, n] = co_await http::async_write_header(s.stream, sr, as_tuple_awaitable);
-    co_return !ec;
-  }
   http::response<http::string_body> out{static_cast<http::status>(res.status), version};
   out.set(http::field::server, "shardd");
   out.set(http::field::content_type, res.content_type);
@@ -195,6 +181,12 @@ awaitable<bool> http_server::impl::write(session& s, http_response res, unsigned
   out.keep_alive(keep_alive);
   out.prepare_payload();
   beast::get_lowest_layer(s.stream).expires_after(opts.io_timeout);
+  if (head) {
+    // HEAD: the headers a GET would get, Content-Length included, and no body.
+    http::response_serializer<http::string_body> sr(out);
+    auto [ec, n] = co_await http::async_write_header(s.stream, sr, as_tuple_awaitable);
+    co_return !ec;
+  }
   auto [ec, n] = co_await http::async_write(s.stream, out, as_tuple_awaitable);
   co_return !ec;
 }

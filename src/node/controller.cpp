@@ -820,21 +820,28 @@ awaitable<void> controller::on(split_msg& sp) {
     co_return;
   }
   if (ix->strategy == partitioning::hash) {
-    std::uint32_t new_id = 0;
-    auto res = co_await change("API: split shard " + sp.index + "/" + std::to_string(sp.shard), [&](const cluster_snapshot& s) -> result<partition_map> {
-      if (const auto* i = s.map->find_index(sp.index)) new_id = i->next_shard_id;
-      return split_shard(*s.map, sp.index, sp.shard, std::nullopt);
-    });
-    if (res) {
-      after_split(ix->id, sp.shard, new_id, (*res)->map->settings.rebalance.hot.after_ms);
-      SHARDD_LOG(info, "shard_split", "index", sp.index, "shard", sp.shard, "map_version", (*res)->map->version);
-    }
-    sp.reply.send(std::move(res));
+    auto why = "API: split shard " + sp.index + "/" + std::to_string(sp.shard);
+    sp.reply.send(co_await split_hash(sp.index, ix->id, sp.shard, std::move(why)));
     co_return;
   }
   // Range: the median key of the data, from the shard's owner, which may take a while on a
   // large shard: asked off the mailbox loop, the answer comes back as median_done_msg.
   split_at_median(sh->owner, sp.index, ix->id, sp.shard, std::move(sp.reply), {});
+}
+
+awaitable<map_result> controller::split_hash(std::string index, std::uint32_t index_id, std::uint32_t shard, std::string why) {
+  std::uint32_t new_id = 0;
+  auto res = co_await change(std::move(why), [&](const cluster_snapshot& s) -> result<partition_map> {
+    const auto* ix = s.map->find_index(index);
+    if (!ix || ix->id != index_id) return make_error(errc::not_found, "index '" + index + "' was dropped meanwhile");
+    new_id = ix->next_shard_id;
+    return split_shard(*s.map, index, shard, std::nullopt);
+  });
+  if (res) {
+    after_split(index_id, shard, new_id, (*res)->map->settings.rebalance.hot.after_ms);
+    SHARDD_LOG(info, "shard_split", "index", index, "shard", shard, "map_version", (*res)->map->version);
+  }
+  co_return res;
 }
 
 void controller::split_at_median(std::string owner, std::string index, std::uint32_t index_id, std::uint32_t shard,

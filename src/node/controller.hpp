@@ -272,6 +272,8 @@ class controller final : public actor<controller_message> {
   asio::awaitable<void> on(start_done_msg& m);
   asio::awaitable<void> on(control_done_msg& m);
   asio::awaitable<void> on(median_done_msg& m);
+  /// Splits a hash shard at its middle token in a new map version (journaled with `why`).
+  asio::awaitable<map_result> split_hash(std::string index, std::uint32_t index_id, std::uint32_t shard, std::string why);
   /// Asks `owner` for the median key of a range shard (off the loop); the split follows as
   /// median_done_msg, journaled with `why` (empty: the API asked).
   void split_at_median(std::string owner, std::string index, std::uint32_t index_id, std::uint32_t shard,

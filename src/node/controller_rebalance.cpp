@@ -201,6 +201,10 @@ awaitable<std::vector<std::string>> controller::split_hot(const rebalance_run& r
     }
     SHARDD_LOG(info, "hot_split", "plan", run.id, "index", h.index, "shard", h.shard, "node", h.node,
                "requests_per_sec", h.rate, "share_of_node", h.share);
+    // Its clock waits from now: a range shard's median still to come, or a split refused, is
+    // not asked for again at the next tick (a split made quiets the new half too).
+    hot_tracker_.split(shard_key(h.index_id, h.shard), shard_key(h.index_id, h.shard), now_wall_ms(),
+                       (*snap)->map->settings.rebalance.hot.after_ms);
     if (ix->strategy == partitioning::range) {
       // At the owner's median key, asked off the loop: the split follows as median_done_msg.
       reply_to<map_result> nobody(std::make_shared<reply_to<map_result>::channel>(strand_, 1));
@@ -208,20 +212,10 @@ awaitable<std::vector<std::string>> controller::split_hot(const rebalance_run& r
       done.push_back(name);
       continue;
     }
-    std::uint32_t new_id = 0;
-    auto res = co_await change(std::move(why), [&](const cluster_snapshot& s) -> result<partition_map> {
-      if (const auto* i = s.map->find_index(h.index)) new_id = i->next_shard_id;
-      return split_shard(*s.map, h.index, h.shard, std::nullopt);
-    });
-    if (!res) {
+    if (auto res = co_await split_hash(h.index, h.index_id, h.shard, std::move(why)); !res)
       skipped.push_back(name + ": " + res.error().detail);
-      // Its clock starts again, so a shard that cannot split is not tried at every tick.
-      hot_tracker_.split(shard_key(h.index_id, h.shard), shard_key(h.index_id, h.shard), now_wall_ms(),
-                         (*snap)->map->settings.rebalance.hot.after_ms);
-      continue;
-    }
-    after_split(h.index_id, h.shard, new_id, (*res)->map->settings.rebalance.hot.after_ms);
-    done.push_back(name);
+    else
+      done.push_back(name);
   }
   co_return done;
 }
