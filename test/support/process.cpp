@@ -13,13 +13,17 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 
 namespace shardd::test {
 
-std::uint16_t free_port() {
+namespace {
+
+/// One port the kernel has free now (it may hand the same one out again once it is closed).
+std::uint16_t kernel_free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) throw std::runtime_error("socket failed");
   sockaddr_in addr{};
@@ -34,6 +38,21 @@ std::uint16_t free_port() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   ::close(fd);
   return ntohs(addr.sin_port);
+}
+
+}  // namespace
+
+std::uint16_t free_port() {
+  // The kernel may give a port just closed to the next caller: a node's REST and peer ports
+  // once came out equal. No port is handed out twice in one test process.
+  static std::mutex mutex;
+  static std::set<std::uint16_t> given;
+  std::lock_guard lock(mutex);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const auto port = kernel_free_port();
+    if (given.insert(port).second) return port;
+  }
+  throw std::runtime_error("no port left that this process has not handed out already");
 }
 
 std::string shardd_binary() {
