@@ -75,12 +75,27 @@ inline std::string start_migration(net::https_client& c, const std::string& inde
   return std::string(body(r).at("id").as_string());
 }
 
+/// A GET that must succeed once the cluster has settled: a node that was cut off or restarted
+/// is "down" in the map until its next heartbeat, so a 503 for its shards is waited out (30 s
+/// at most), not taken as the result.
+inline net::client_response get_settled(net::https_client& c, const std::string& target) {
+  auto r = c.get(target);
+  for (int i = 0; i < 300 && r.status == 503; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    r = c.get(target);
+  }
+  INFO(target << ": " << r.body.substr(0, 2000));
+  REQUIRE(r.status == 200);
+  return r;
+}
+
 /// Every record of an index, key -> doc.n, read with a full scan.
 inline std::map<std::string, std::int64_t> scan_all(net::https_client& c, const std::string& index) {
   std::map<std::string, std::int64_t> out;
   std::string cursor;
   for (int page = 0; page < 10000; ++page) {
-    auto b = body(c.get("/v1/indexes/" + index + "/records?limit=5000" + (cursor.empty() ? "" : "&cursor=" + cursor)));
+    const auto target = "/v1/indexes/" + index + "/records?limit=5000" + (cursor.empty() ? "" : "&cursor=" + cursor);
+    auto b = body(get_settled(c, target));
     for (const auto& rec : b.at("records").as_array()) {
       const std::string key(rec.at("key").as_string());
       REQUIRE(out.count(key) == 0);  // no duplicate
@@ -94,7 +109,7 @@ inline std::map<std::string, std::int64_t> scan_all(net::https_client& c, const 
 
 /// The full count and content check that ends every case.
 inline void verify(net::https_client& c, const std::string& index, const std::map<std::string, std::int64_t>& expected) {
-  CHECK(body(c.get("/v1/indexes/" + index + "/count")).at("count").as_int64() == static_cast<std::int64_t>(expected.size()));
+  CHECK(body(get_settled(c, "/v1/indexes/" + index + "/count")).at("count").as_int64() == static_cast<std::int64_t>(expected.size()));
   const auto got = scan_all(c, index);
   CHECK(got.size() == expected.size());
   std::size_t wrong = 0;
@@ -281,7 +296,7 @@ inline void verify_allowing(net::https_client& c, const std::string& index, cons
   CHECK(lost == 0);
   CHECK(wrong == 0);
   CHECK(stray == 0);
-  CHECK(body(c.get("/v1/indexes/" + index + "/count")).at("count").as_int64() == static_cast<std::int64_t>(got.size()));
+  CHECK(body(get_settled(c, "/v1/indexes/" + index + "/count")).at("count").as_int64() == static_cast<std::int64_t>(got.size()));
 }
 
 }  // namespace shardd::test
