@@ -114,6 +114,24 @@ ring build_ring(const partition_map& m, std::uint32_t vnodes_per_weight = ring::
 [[nodiscard]] result<partition_map> set_node_weight(const partition_map& m, std::string_view node, std::uint32_t weight);
 [[nodiscard]] result<partition_map> set_settings(const partition_map& m, const cluster_settings& s);
 
+/// A shard that a forced removal gives to another node, empty: its records lived only on the
+/// removed node.
+struct recreated_shard {
+  std::string index;
+  std::uint32_t shard = 0;
+  std::string owner;  ///< the node that now holds it, empty
+};
+struct node_removal {
+  partition_map map;
+  std::vector<recreated_shard> recreated;
+};
+/// Removes a node from the map, so its id can join again as a new member. Allowed for a node
+/// that `left`, and for a `down` one that owns no shard; a `down` node with shards needs
+/// `force`, and each of its shards is then given, empty, to the up node with the fewest shards
+/// (its data is lost: the error without `force` lists the shards). Never the controller, never
+/// a node that is up or draining, never one a shard is moving to or from.
+[[nodiscard]] result<node_removal> remove_node(const partition_map& m, std::string_view node, bool force);
+
 /// Creates an index. Hash: `shards` equal token ranges; range: one shard per interval between
 /// split points. Owners come from bounded-load placement on `placement_ring` with `epsilon`.
 [[nodiscard]] result<partition_map> create_index(const partition_map& m, std::string_view name,

@@ -28,6 +28,10 @@ std::optional<std::uint64_t> parse_decimal(std::string_view s, std::uint64_t min
 /// Appends `s` as a JSON string literal (quotes included). `s` must be valid UTF-8.
 void append_json_string(std::string& out, std::string_view s);
 
+/// A JSON text re-printed with two-space indentation and one member or element per line
+/// (`?pretty`); nullopt if `json` does not parse.
+std::optional<std::string> pretty_json(std::string_view json);
+
 /// `s` with every byte that does not begin a valid UTF-8 sequence replaced by U+FFFD: for
 /// echoing input (a request target, a name) into JSON, which must be valid UTF-8.
 std::string to_valid_utf8(std::string_view s);

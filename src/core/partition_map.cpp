@@ -140,6 +140,57 @@ result<partition_map> set_node_weight(const partition_map& m, std::string_view n
   return next_version(std::move(next));
 }
 
+result<node_removal> remove_node(const partition_map& m, std::string_view node, bool force) {
+  const auto it = m.nodes.find(std::string(node));
+  if (it == m.nodes.end()) return make_error(errc::not_found, "node '" + std::string(node) + "' is not a member");
+  const auto& n = it->second;
+  if (n.id == m.controller) return make_error(errc::conflict, "node '" + n.id + "' is the controller");
+  if (n.state == node_state::up || n.state == node_state::draining)
+    return make_error(errc::conflict, "node '" + n.id + "' is " + std::string(to_string(n.state)) +
+                                          "; decommission it (it leaves once drained) or stop it and wait until it is down");
+  std::vector<std::pair<std::string, std::uint32_t>> owned;
+  for (const auto& [name, ix] : m.indexes)
+    for (const auto& s : ix.shards) {
+      if (s.state == shard_state::migrating && (s.owner == n.id || s.target == n.id))
+        return make_error(errc::conflict, "shard " + name + "/" + std::to_string(s.id) + " is moving " +
+                                              (s.owner == n.id ? "off" : "onto") + " node '" + n.id +
+                                              "'; cancel its migration first");
+      if (s.owner == n.id) owned.emplace_back(name, s.id);
+    }
+  if (!owned.empty() && !force) {
+    std::string list;
+    for (const auto& [name, id] : owned) list.append(list.empty() ? "" : ", ").append(name + "/" + std::to_string(id));
+    return make_error(errc::conflict, "node '" + n.id + "' is down and the only holder of " + std::to_string(owned.size()) +
+                                          " shard(s): " + list +
+                                          "; removing it with force=true recreates them empty on other nodes (their "
+                                          "records are lost)");
+  }
+  node_removal out;
+  out.map = m;
+  out.map.nodes.erase(n.id);
+  if (!owned.empty()) {
+    std::map<std::string, std::size_t> load;
+    for (const auto& [id, other] : out.map.nodes)
+      if (other.accepts_shards()) load[id] = 0;
+    if (load.empty()) return make_error(errc::unavailable, "no node accepts shards: the removed node's shards would have no owner");
+    for (const auto& [name, ix] : out.map.indexes)
+      for (const auto& s : ix.shards)
+        if (auto l = load.find(s.owner); l != load.end()) ++l->second;
+    for (const auto& [name, id] : owned) {
+      auto least = std::min_element(load.begin(), load.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+      auto& ix = out.map.indexes.at(name);
+      for (auto& s : ix.shards)
+        if (s.id == id) s.owner = least->first;
+      ++least->second;
+      out.recreated.push_back({name, id, least->first});
+    }
+  }
+  auto next = next_version(std::move(out.map));
+  if (!next) return next.error();
+  out.map = std::move(*next);
+  return out;
+}
+
 result<partition_map> set_settings(const partition_map& m, const cluster_settings& s) {
   if (s.max_outgoing < 1 || s.max_incoming < 1)
     return make_error(errc::invalid_argument, "max_outgoing and max_incoming must be at least 1");

@@ -2,6 +2,10 @@
 
 #include "shardd/key_codec.hpp"
 
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
 #include <algorithm>
 #include <charconv>
 
@@ -96,6 +100,58 @@ std::string render_table(const std::vector<std::string>& header, const std::vect
   std::string out;
   line(header, out);
   for (const auto& r : rows) line(r, out);
+  return out;
+}
+
+namespace {
+void pretty(const boost::json::value& v, std::string& out, std::size_t indent) {
+  switch (v.kind()) {
+    case boost::json::kind::object: {
+      const auto& o = v.get_object();
+      if (o.empty()) {
+        out.append("{}");
+        return;
+      }
+      out.append("{\n");
+      std::size_t i = 0;
+      for (const auto& [k, e] : o) {
+        out.append(indent + 2, ' ');
+        append_json_string(out, k);
+        out.append(": ");
+        pretty(e, out, indent + 2);
+        out.append(++i < o.size() ? ",\n" : "\n");
+      }
+      out.append(indent, ' ').push_back('}');
+      return;
+    }
+    case boost::json::kind::array: {
+      const auto& a = v.get_array();
+      if (a.empty()) {
+        out.append("[]");
+        return;
+      }
+      out.append("[\n");
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        out.append(indent + 2, ' ');
+        pretty(a[i], out, indent + 2);
+        out.append(i + 1 < a.size() ? ",\n" : "\n");
+      }
+      out.append(indent, ' ').push_back(']');
+      return;
+    }
+    default: out.append(boost::json::serialize(v));
+  }
+}
+}  // namespace
+
+std::optional<std::string> pretty_json(std::string_view json) {
+  boost::system::error_code ec;
+  auto v = boost::json::parse(json, ec);
+  if (ec) return std::nullopt;
+  std::string out;
+  out.reserve(json.size() * 2);
+  pretty(v, out, 0);
+  out.push_back('\n');
   return out;
 }
 

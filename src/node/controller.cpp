@@ -932,6 +932,35 @@ awaitable<void> controller::on(decommission_msg& dc) {
   dc.reply.send(std::move(created));
 }
 
+awaitable<void> controller::on(remove_node_msg& rm) {
+  // A migration record not yet in the map (queued) names the node too: those hold it as well.
+  for (const auto& [id, r] : migrations_)
+    if (!is_final(r.phase) && (r.source == rm.node || r.target == rm.node)) {
+      rm.reply.send(make_error(errc::conflict, "migration " + id + " of shard " + r.index + "/" + std::to_string(r.shard) +
+                                                   " involves node '" + rm.node + "'; cancel it first"));
+      co_return;
+    }
+  node_removed out;
+  auto res = co_await change("API: remove node " + rm.node + (rm.force ? " (forced)" : ""), [&](const cluster_snapshot& s) -> result<partition_map> {
+    const auto* n = s.map->find_node(rm.node);
+    out.was = n ? std::string(to_string(n->state)) : std::string();
+    auto r = shardd::remove_node(*s.map, rm.node, rm.force);
+    if (!r) return r.error();
+    out.recreated = std::move(r->recreated);
+    return std::move(r->map);
+  });
+  if (!res) {
+    rm.reply.send(res.error());
+    co_return;
+  }
+  leases_.erase(rm.node);
+  out.map_version = (*res)->map->version;
+  SHARDD_LOG(warn, "node_removed", "peer", rm.node, "was", out.was, "shards_recreated_empty", out.recreated.size(),
+             "map_version", out.map_version);
+  rm.reply.send(std::move(out));
+  co_await watch_ring();
+}
+
 awaitable<void> controller::on(settings_msg& st) {
   auto res = co_await change("API: cluster settings", [&](const cluster_snapshot& s) { return shardd::set_settings(*s.map, st.settings); });
   if (res) SHARDD_LOG(info, "settings_changed", "map_version", (*res)->map->version);

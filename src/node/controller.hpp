@@ -112,6 +112,17 @@ struct decommission_msg {
   std::string node;
   reply_to<migrations_result> reply;
 };
+/// What `DELETE /v1/cluster/nodes/{id}` did.
+struct node_removed {
+  std::string was;  ///< the node's state before: left or down
+  std::vector<recreated_shard> recreated;
+  std::uint64_t map_version = 0;
+};
+struct remove_node_msg {
+  std::string node;
+  bool force = false;
+  reply_to<result<node_removed>> reply;
+};
 struct settings_msg {
   cluster_settings settings;
   reply_to<map_result> reply;
@@ -164,7 +175,7 @@ using controller_message =
     std::variant<std::monostate, join_msg, heartbeat_msg, create_index_msg, drop_index_msg, set_weight_msg, members_msg,
                  tick_msg, migrate_msg, migrations_msg, migration_control_msg, migration_report_msg, migration_commit_msg,
                  split_msg, decommission_msg, settings_msg, start_done_msg, control_done_msg, median_done_msg, events_msg,
-                 rebalance_plan_msg, rebalance_apply_msg>;
+                 rebalance_plan_msg, rebalance_apply_msg, remove_node_msg>;
 
 class peers;
 
@@ -232,6 +243,8 @@ class controller final : public actor<controller_message> {
   asio::awaitable<result<bool>> commit(std::string id, std::string from);
   asio::awaitable<map_result> split(std::string index, std::uint32_t shard);
   asio::awaitable<migrations_result> decommission(std::string node);
+  /// Takes a node that left (or is down: `force` for one that owns shards) out of the map.
+  asio::awaitable<result<node_removed>> remove_node(std::string node, bool force);
   asio::awaitable<map_result> set_settings(cluster_settings s);
   /// A rebalance plan of the current map (`keep`: the plan apply takes, journaled).
   asio::awaitable<result<rebalance_run>> rebalance_plan(bool keep);
@@ -268,6 +281,7 @@ class controller final : public actor<controller_message> {
   asio::awaitable<void> on(migration_commit_msg& m);
   asio::awaitable<void> on(split_msg& m);
   asio::awaitable<void> on(decommission_msg& m);
+  asio::awaitable<void> on(remove_node_msg& m);
   asio::awaitable<void> on(settings_msg& m);
   asio::awaitable<void> on(start_done_msg& m);
   asio::awaitable<void> on(control_done_msg& m);

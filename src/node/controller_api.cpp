@@ -77,6 +77,11 @@ awaitable<migrations_result> controller::decommission(std::string node) {
   auto make = [&](reply_to<migrations_result> reply) { return controller_message(decommission_msg{std::move(node), std::move(reply)}); };
   co_return co_await ask<migrations_result>(std::move(make));
 }
+awaitable<result<node_removed>> controller::remove_node(std::string node, bool force) {
+  using R = result<node_removed>;
+  auto make = [&](reply_to<R> reply) { return controller_message(remove_node_msg{std::move(node), force, std::move(reply)}); };
+  co_return co_await ask<R>(std::move(make));
+}
 awaitable<map_result> controller::set_settings(cluster_settings st) {
   auto make = [&](reply_to<map_result> reply) { return controller_message(settings_msg{st, std::move(reply)}); };
   co_return co_await ask<map_result>(std::move(make));

@@ -3,6 +3,7 @@
 #include "common/config.hpp"
 #include "common/log.hpp"
 #include "node/node.hpp"
+#include "node/startup_checks.hpp"
 
 #include <boost/program_options.hpp>
 
@@ -26,23 +27,24 @@ int fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const shardd::node_config defaults;
   po::options_description opts("Usage: shardd [--config FILE] [options]\n\nOptions (flags override the config file)");
   // clang-format off
   opts.add_options()
     ("help,h", "print this help and exit")
     ("version", "print the version and exit")
     ("config,c", po::value<std::string>(), "JSON config file (see conf/shardd.example.json)")
-    ("node-id", po::value<std::string>(), "stable id of this node")
-    ("data-dir", po::value<std::string>(), "folder for this node's RocksDB and state")
-    ("rest-listen", po::value<std::string>(), "HOST:PORT of the HTTPS REST API")
-    ("peer-listen", po::value<std::string>(), "HOST:PORT of the mutual-TLS peer protocol")
-    ("bootstrap", "start a new cluster with this node as its controller")
+    ("node-id", po::value<std::string>(), "stable id of this node; the CN of its certificate (required)")
+    ("data-dir", po::value<std::string>(), "folder for this node's RocksDB and state (required)")
+    ("rest-listen", po::value<std::string>(), ("HOST:PORT of the HTTPS REST API (default " + defaults.rest_listen.to_string() + ")").c_str())
+    ("peer-listen", po::value<std::string>(), ("HOST:PORT of the mutual-TLS peer protocol (default " + defaults.peer_listen.to_string() + ")").c_str())
+    ("bootstrap", "start a new cluster with this node as its controller (a data dir with no cluster needs this or --join)")
     ("join", po::value<std::string>(), "HOST:PORT: peer address of the controller to join")
-    ("log-level", po::value<std::string>(), "trace, debug, info, warn, error, critical or off")
-    ("tls-cert", po::value<std::string>(), "PEM certificate chain of this node")
-    ("tls-key", po::value<std::string>(), "PEM private key of this node")
-    ("tls-ca", po::value<std::string>(), "PEM cluster CA certificate")
-    ("check-config", "validate the configuration and exit");
+    ("log-level", po::value<std::string>(), ("trace, debug, info, warn, error, critical or off (default " + defaults.log_level + ")").c_str())
+    ("tls-cert", po::value<std::string>(), "PEM certificate chain of this node (required)")
+    ("tls-key", po::value<std::string>(), "PEM private key of this node (required)")
+    ("tls-ca", po::value<std::string>(), "PEM cluster CA certificate (required)")
+    ("check-config", "check the configuration, the TLS files, the data dir and the listen addresses, then exit");
   // clang-format on
   po::variables_map vm;
   try {
@@ -52,7 +54,15 @@ int main(int argc, char** argv) {
     return fail(std::string(e.what()) + " (see --help)");
   }
   if (vm.count("help")) {
-    std::cout << opts << "\nEnvironment:\n  SHARDD_TOKEN  bearer token for the REST API (overrides rest.token)\n";
+    std::cout << opts
+              << "\nEnvironment:\n  SHARDD_TOKEN  bearer token for the REST API (overrides rest.token)\n"
+                 "\nThe config file's other settings and their defaults: conf/shardd.example.json and docs/operations.md.\n"
+                 "\nExit codes:\n"
+                 "  0  stopped cleanly (SIGTERM or SIGINT), or --help, --version, --check-config found nothing wrong\n"
+                 "  1  a failure while running or starting that is not the configuration's (a store that cannot be\n"
+                 "     opened, a port taken between the check and the start)\n"
+                 "  2  a bad flag or configuration: a field, a TLS file, the data dir, a listen address; the message\n"
+                 "     names the field\n";
     return 0;
   }
   if (vm.count("version")) {
@@ -89,6 +99,16 @@ int main(int argc, char** argv) {
   if (const char* t = std::getenv("SHARDD_TOKEN"); t && *t) o.token = t;
   if (auto r = shardd::apply_overrides(cfg, o); !r) return fail(r.error().detail);
   if (auto r = shardd::validate(cfg); !r) return fail(r.error().detail);
+  // The files and the data dir, before anything is opened: a bad one is a configuration error
+  // (2), named by its field, not a start-up failure.
+  auto problems = shardd::check_tls(cfg);
+  for (auto& p : shardd::check_data_dir(cfg)) problems.push_back(std::move(p));
+  if (vm.count("check-config"))
+    for (auto& p : shardd::check_listen(cfg)) problems.push_back(std::move(p));
+  if (!problems.empty()) {
+    for (const auto& p : problems) std::cerr << "shardd: " << p << "\n";
+    return exit_usage;
+  }
   if (vm.count("check-config")) {
     std::cout << "config ok\n";
     return 0;

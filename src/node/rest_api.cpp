@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/url/encoding_opts.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 #include <openssl/crypto.h>
@@ -90,7 +91,11 @@ awaitable<http_response> rest_api::run(call& c) {
   if (!url) co_return net::problem(400, "malformed-request", "request target is not a valid origin-form URL: " + c.req.target);
   c.path = std::string(url->encoded_path());
   for (auto seg : url->segments()) c.segments.push_back(seg);
-  for (auto p : url->params()) c.params.emplace_back(p.key, p.value);
+  // `+` in a query value is a plus, as in a path: `?key=a+b` and `/records/a+b` name one key.
+  // (A space is %20.) Boost.URL's default decoding would read it as a space, as HTML forms do.
+  boost::urls::encoding_opts literal_plus;
+  literal_plus.space_as_plus = false;
+  for (auto p : url->params(literal_plus)) c.params.emplace_back(p.key, p.value);
 
   http_response res;
   if (!c.forwarded && !is_probe(c.req.target) && !authorized(c.req)) {
@@ -100,6 +105,8 @@ awaitable<http_response> rest_api::run(call& c) {
   } else {
     res = co_await dispatch(c);
   }
+  if (auto p = c.param("pretty"); p && *p != "false" && res.content_type.find("json") != std::string::npos)
+    if (auto nice = pretty_json(res.body)) res.body = std::move(*nice);
   auto& counted = ctx_.ring.loads().node();
   counted.rest_requests.fetch_add(1, std::memory_order_relaxed);
   if (res.status >= 500) counted.rest_errors.fetch_add(1, std::memory_order_relaxed);
@@ -169,7 +176,10 @@ const std::vector<rest_api::route>& rest_api::routes() {
       {M::get, "/v1/monitor/settings", {}, [](rest_api& a, call& c) { return a.monitor_settings_endpoint(c); }},
       {M::put, "/v1/monitor/settings", {}, [](rest_api& a, call& c) { return a.monitor_settings_endpoint(c); }},
       {M::get, "/metrics", {}, [](rest_api& a, call& c) { return a.metrics(c); }},
+      {M::get, "/v1/cluster/nodes/{node}", {}, [](rest_api& a, call& c) { return a.get_node(c, c.arg("node")); }, true},
       {M::put, "/v1/cluster/nodes/{node}", {}, [](rest_api& a, call& c) { return a.set_node(c, c.arg("node")); }, true},
+      {M::delete_, "/v1/cluster/nodes/{node}", {"force"},
+       [](rest_api& a, call& c) { return a.remove_node(c, c.arg("node")); }, true},
       {M::post, "/v1/cluster/nodes/{node}/decommission", {},
        [](rest_api& a, call& c) { return a.decommission(c, c.arg("node")); }, true},
       {M::get, "/v1/ring", {"format"}, [](rest_api& a, call& c) { return ready(a.get_ring(c)); }},
@@ -216,6 +226,14 @@ const std::vector<rest_api::route>& rest_api::routes() {
   return table;
 }
 
+std::vector<std::string_view> rest_api::query_params(const route& r) {
+  std::vector<std::string_view> out(r.params.begin(), r.params.end());
+  if (std::find(out.begin(), out.end(), "format") != out.end())
+    for (std::string_view p : {"v", "h", "s", "help", "bytes"}) out.push_back(p);
+  out.push_back("pretty");
+  return out;
+}
+
 awaitable<http_response> rest_api::with_index(call& c, awaitable<http_response> (rest_api::*f)(call&, const index_entry&)) {
   const auto& name = c.arg("index");
   const index_entry* ix = c.snap->map->find_index(name);
@@ -250,16 +268,19 @@ awaitable<http_response> rest_api::dispatch(call& c) {
   }
   match(chosen->pattern, c.segments, c.args);
   // Query parameters each endpoint takes; any other is a mistake worth reporting.
+  const auto allowed_params = query_params(*chosen);
   for (const auto& [k, v] : c.params)
-    if (std::find(chosen->params.begin(), chosen->params.end(), k) == chosen->params.end()) {
+    if (std::find(allowed_params.begin(), allowed_params.end(), k) == allowed_params.end()) {
       std::string allowed;
-      for (const auto& p : chosen->params) allowed.append(allowed.empty() ? "" : ", ").append(p);
+      for (const auto& p : allowed_params) allowed.append(allowed.empty() ? "" : ", ").append(p);
       co_return c.fail(400, "invalid-argument",
                        "unknown query parameter " + quoted(k) + " for " + std::string(method_name(chosen->method)) + " " +
-                           std::string(chosen->pattern) + "; it takes " + (allowed.empty() ? std::string("none") : allowed));
+                           std::string(chosen->pattern) + "; it takes " + allowed);
     }
   if (auto f = c.param("format"); f && *f != "text" && *f != "json")
     co_return c.fail(400, "invalid-argument", "format must be text or json");
+  if (auto f = c.param("format"); f && *f == "json" && c.cat().any())
+    co_return c.fail(400, "invalid-argument", "v, h, s, help and bytes shape text tables; they do not go with format=json");
   for (const auto& [name, value] : c.args) {
     if (name == "index") {
       if (auto v = validate_index_name(value); !v) co_return c.fail(v.error());

@@ -29,6 +29,7 @@ class control_plane;
 class controller;
 class migrator;
 class monitor;
+struct cluster_facts;
 
 /// What handlers may use. Everything here is owned by the node and outlives the API. Without
 /// `peer` (unit tests) every shard is served locally.
@@ -90,6 +91,9 @@ class rest_api {
   /// Every route, in matching order (the first pattern that matches a path decides which
   /// methods it allows).
   static const std::vector<route>& routes();
+  /// Every query parameter `r` takes: its own, the _cat ones (`v`, `h`, `s`, `help`, `bytes`)
+  /// where it has `format`, and `pretty` everywhere.
+  static std::vector<std::string_view> query_params(const route& r);
 
  private:
   boost::asio::awaitable<net::http_response> run(call& c);
@@ -132,6 +136,9 @@ class rest_api {
 
   // cluster, nodes, ring, partition map, health (rest_cluster.cpp)
   boost::asio::awaitable<net::http_response> get_cluster(call& c);
+  boost::asio::awaitable<cluster_facts> gather_cluster(call& c);
+  boost::asio::awaitable<net::http_response> get_node(call& c, const std::string& id);
+  boost::asio::awaitable<net::http_response> remove_node(call& c, const std::string& id);
   boost::asio::awaitable<net::http_response> set_node(call& c, const std::string& id);
   net::http_response get_ring(call& c);
   net::http_response ring_lookup(call& c);

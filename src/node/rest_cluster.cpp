@@ -11,6 +11,8 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <cmath>
+
 namespace shardd {
 
 // --- health ---------------------------------------------------------------------------------
@@ -72,7 +74,9 @@ awaitable<http_response> rest_api::cluster_health(call& c) {
     std::vector<std::vector<std::string>> rows;
     if (h.reasons.empty()) rows.push_back({h.status, "-"});
     for (const auto& r : h.reasons) rows.push_back({h.status, r});
-    co_return text_response(render_table({"status", "reason"}, rows));
+    co_return c.table({{{"status", text_col, "green, yellow or red"},
+                        {"reason", text_col, "why the status is not green (one row per reason)"}},
+                       std::move(rows)});
   }
   json::object o;
   o["status"] = h.status;
@@ -87,6 +91,134 @@ awaitable<http_response> rest_api::cluster_health(call& c) {
 
 // --- cluster, ring, partition map ----------------------------------------------------------
 
+/// What the cluster and node views are built from: the controller's leases and migrations (on
+/// the controller; empty elsewhere) and the map's shard counts.
+struct cluster_facts {
+  std::map<std::string, member_status> members;
+  std::vector<migration_record> migrations;  ///< all, finished ones included
+  std::map<std::string, std::uint32_t> moving_out, moving_in, drained, shard_counts;
+  std::uint64_t self_records = 0, self_bytes = 0;
+};
+
+namespace {
+
+/// One node's entry of the cluster view; `row` gets its text-table cells, `disk_reason` is set
+/// when its disk is past a watermark.
+json::object node_json(const cluster_facts& f, const partition_map& map, const std::string& id, const node_entry& n,
+                       const node_config& cfg, const disk_guard* own_disk, const monitor* mon, std::vector<std::string>& row,
+                       std::optional<std::pair<std::string, bool>>& disk_reason) {
+  auto count = [](const std::map<std::string, std::uint32_t>& m, const std::string& k) -> std::uint32_t {
+    auto it = m.find(k);
+    return it == m.end() ? 0 : it->second;
+  };
+  json::object o;
+  o["id"] = id;
+  o["rest_address"] = n.rest_address;
+  o["peer_address"] = n.peer_address;
+  o["state"] = to_string(n.state);
+  o["weight"] = n.weight;
+  o["shards"] = count(f.shard_counts, id);
+  o["controller"] = id == map.controller;
+  o["migrations_out"] = count(f.moving_out, id);  // shards queued or moving off this node (draining: what is left)
+  o["migrations_in"] = count(f.moving_in, id);
+  std::optional<std::uint64_t> records, bytes;
+  std::optional<std::int64_t> heartbeat;
+  const auto member = f.members.find(id);
+  if (member != f.members.end()) o["anomalies_open"] = member->second.anomalies_open;
+  else if (id == cfg.node_id && mon) o["anomalies_open"] = mon->anomalies_open();
+  else o["anomalies_open"] = nullptr;
+  if (id == cfg.node_id) {
+    records = f.self_records;
+    bytes = f.self_bytes;
+    heartbeat = 0;
+  } else if (member != f.members.end() && member->second.since_heartbeat) {
+    records = member->second.records;
+    bytes = member->second.bytes;
+    heartbeat = member->second.since_heartbeat->count();
+  }
+  if (records) o["records"] = *records; else o["records"] = nullptr;
+  if (bytes) o["bytes"] = *bytes; else o["bytes"] = nullptr;
+  if (heartbeat) o["last_heartbeat_ms"] = *heartbeat; else o["last_heartbeat_ms"] = nullptr;
+  // The data disk, as the controller last heard it (this node's own: measured here).
+  std::string disk_text = "-";
+  std::optional<member_status> disk_of;
+  if (member != f.members.end() && member->second.disk_total > 0) disk_of = member->second;
+  if (!disk_of && id == cfg.node_id && own_disk && own_disk->usage().total > 0) {
+    member_status self;
+    self.disk_used = own_disk->usage().used;
+    self.disk_total = own_disk->usage().total;
+    self.disk = own_disk->level();
+    disk_of = self;
+  }
+  if (disk_of && n.state != node_state::left) {
+    o["disk_used"] = disk_of->disk_used;
+    o["disk_total"] = disk_of->disk_total;
+    o["disk_level"] = to_string(disk_of->disk);
+    char pct[32];
+    std::snprintf(pct, sizeof pct, "%.1f%%", 100.0 * static_cast<double>(disk_of->disk_used) / static_cast<double>(disk_of->disk_total));
+    disk_text = std::string(pct) + " " + std::string(to_string(disk_of->disk));
+    if (disk_of->disk != disk_level::ok)
+      disk_reason.emplace("node " + id + "'s data disk is at its " + std::string(to_string(disk_of->disk)) + " watermark (" +
+                              pct + " used)",
+                          disk_of->disk == disk_level::flood);
+  } else {
+    o["disk_used"] = nullptr;
+    o["disk_total"] = nullptr;
+    o["disk_level"] = nullptr;
+  }
+  // A draining node: shards moved off by the drain so far, of those it had when it began
+  // (moved + still here). Counted from the controller's migration records.
+  std::string drain_text = "-";
+  const auto drained = count(f.drained, id);
+  if (n.state == node_state::draining || (n.state == node_state::left && drained > 0)) {
+    json::object d;
+    d["shards_moved"] = drained;
+    d["shards_left"] = count(f.shard_counts, id);
+    o["drain"] = std::move(d);
+    drain_text = std::to_string(drained) + "/" + std::to_string(drained + count(f.shard_counts, id));
+  } else {
+    o["drain"] = nullptr;
+  }
+  row = {id, std::string(to_string(n.state)), std::to_string(n.weight), std::to_string(count(f.shard_counts, id)),
+         records ? std::to_string(*records) : "-", bytes ? std::to_string(*bytes) : "-", disk_text,
+         std::to_string(count(f.moving_in, id)), std::to_string(count(f.moving_out, id)), drain_text,
+         heartbeat ? std::to_string(*heartbeat) : "-", n.rest_address, n.peer_address, id == map.controller ? "*" : ""};
+  return o;
+}
+
+}  // namespace
+
+awaitable<cluster_facts> rest_api::gather_cluster(call& c) {
+  cluster_facts f;
+  if (ctx_.ctl) {
+    if (auto m = co_await ctx_.ctl->members(); m)
+      for (auto& st : *m) f.members[st.node_id] = st;
+    if (auto ms = co_await ctx_.ctl->migrations(std::nullopt); ms) f.migrations = std::move(*ms);
+    for (const auto& mr : f.migrations) {
+      if (!is_final(mr.phase)) {
+        ++f.moving_out[mr.source];
+        ++f.moving_in[mr.target];
+      }
+      // Committed (the map gives the shard to the target): moved off, retiring or done.
+      if ((mr.phase == migration_phase::done || mr.phase == migration_phase::retiring) &&
+          (mr.reason == "decommission" || mr.reason == "drain"))
+        ++f.drained[mr.source];
+    }
+    // The map as of those records or newer (a commit changes both in one controller step), so
+    // a drain's moved + left adds up.
+    if (ctx_.plane)
+      if (auto fresh = co_await ctx_.plane->load(); fresh && (*fresh)->map->version > c.snap->map->version) c.snap = *fresh;
+  }
+  for (const auto& [name, ix] : c.snap->map->indexes)
+    for (const auto& s : ix.shards) ++f.shard_counts[s.owner];
+  if (auto st = shards_.stats(); st)
+    for (const auto& s : st->shards) {
+      f.self_records += s.records;
+      f.self_bytes += s.bytes;
+    }
+  co_return f;
+}
+
 awaitable<http_response> rest_api::get_cluster(call& c) {
   bool reachable = true;
   if (!ctx_.ctl && ctx_.peer && ctx_.plane && !c.forwarded) {
@@ -96,107 +228,45 @@ awaitable<http_response> rest_api::get_cluster(call& c) {
     if (res.status == 200) co_return res;
     reachable = false;
   }
-  std::map<std::string, member_status> members;
-  std::map<std::string, std::uint32_t> moving_out, moving_in;
-  if (ctx_.ctl) {
-    auto m = co_await ctx_.ctl->members();
-    if (m)
-      for (auto& st : *m) members[st.node_id] = st;
-    if (auto ms = co_await ctx_.ctl->migrations(std::nullopt); ms)
-      for (const auto& mr : *ms)
-        if (!is_final(mr.phase)) {
-          ++moving_out[mr.source];
-          ++moving_in[mr.target];
-        }
-  }
+  const auto f = co_await gather_cluster(c);
   const auto& map = *c.snap->map;
-  std::map<std::string, std::uint32_t> shard_counts;
-  for (const auto& [name, ix] : map.indexes)
-    for (const auto& s : ix.shards) ++shard_counts[s.owner];
-  std::uint64_t self_records = 0, self_bytes = 0;
-  if (auto st = shards_.stats(); st)
-    for (const auto& s : st->shards) {
-      self_records += s.records;
-      self_bytes += s.bytes;
-    }
   json::array nodes;
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> disk_reasons;
   bool disk_flood = false;
   for (const auto& [id, n] : map.nodes) {
-    json::object o;
-    o["id"] = id;
-    o["rest_address"] = n.rest_address;
-    o["peer_address"] = n.peer_address;
-    o["state"] = to_string(n.state);
-    o["weight"] = n.weight;
-    o["shards"] = shard_counts[id];
-    o["controller"] = id == map.controller;
-    o["migrations_out"] = moving_out[id];  // shards queued or moving off this node (draining: what is left)
-    o["migrations_in"] = moving_in[id];
-    std::optional<std::uint64_t> records, bytes;
-    std::optional<std::int64_t> heartbeat;
-    if (auto it = members.find(id); it != members.end()) o["anomalies_open"] = it->second.anomalies_open;
-    else if (id == ctx_.config.node_id && ctx_.mon) o["anomalies_open"] = ctx_.mon->anomalies_open();
-    else o["anomalies_open"] = nullptr;
-    if (id == ctx_.config.node_id) {
-      records = self_records;
-      bytes = self_bytes;
-      heartbeat = 0;
-    } else if (auto it = members.find(id); it != members.end()) {
-      if (it->second.since_heartbeat) {
-        records = it->second.records;
-        bytes = it->second.bytes;
-        heartbeat = it->second.since_heartbeat->count();
-      }
+    std::vector<std::string> row;
+    std::optional<std::pair<std::string, bool>> disk_reason;
+    nodes.push_back(node_json(f, map, id, n, ctx_.config, ctx_.disk, ctx_.mon, row, disk_reason));
+    rows.push_back(std::move(row));
+    if (disk_reason) {
+      disk_reasons.push_back(disk_reason->first);
+      disk_flood = disk_flood || disk_reason->second;
     }
-    if (records) o["records"] = *records; else o["records"] = nullptr;
-    if (bytes) o["bytes"] = *bytes; else o["bytes"] = nullptr;
-    if (heartbeat) o["last_heartbeat_ms"] = *heartbeat; else o["last_heartbeat_ms"] = nullptr;
-    // The data disk, as the controller last heard it (this node's own: measured here).
-    std::string disk_text = "-";
-    std::optional<member_status> disk_of;
-    if (auto it = members.find(id); it != members.end() && it->second.disk_total > 0) disk_of = it->second;
-    if (!disk_of && id == ctx_.config.node_id && ctx_.disk && ctx_.disk->usage().total > 0) {
-      member_status self;
-      self.disk_used = ctx_.disk->usage().used;
-      self.disk_total = ctx_.disk->usage().total;
-      self.disk = ctx_.disk->level();
-      disk_of = self;
-    }
-    if (disk_of && n.state != node_state::left) {
-      o["disk_used"] = disk_of->disk_used;
-      o["disk_total"] = disk_of->disk_total;
-      o["disk_level"] = to_string(disk_of->disk);
-      char pct[32];
-      std::snprintf(pct, sizeof pct, "%.1f%%", 100.0 * static_cast<double>(disk_of->disk_used) / static_cast<double>(disk_of->disk_total));
-      disk_text = std::string(pct) + " " + std::string(to_string(disk_of->disk));
-      if (disk_of->disk != disk_level::ok) {
-        disk_reasons.push_back("node " + id + "'s data disk is at its " + std::string(to_string(disk_of->disk)) +
-                               " watermark (" + pct + " used)");
-        disk_flood = disk_flood || disk_of->disk == disk_level::flood;
-      }
-    } else {
-      o["disk_used"] = nullptr;
-      o["disk_total"] = nullptr;
-      o["disk_level"] = nullptr;
-    }
-    rows.push_back({id, std::string(to_string(n.state)), std::to_string(n.weight), std::to_string(shard_counts[id]),
-                    records ? std::to_string(*records) : "-", bytes ? std::to_string(*bytes) : "-", disk_text,
-                    heartbeat ? std::to_string(*heartbeat) : "-", n.rest_address, n.peer_address,
-                    id == map.controller ? "*" : ""});
-    nodes.push_back(std::move(o));
   }
   if (c.text())
-    co_return text_response(render_table(
-        {"node", "state", "weight", "shards", "records", "bytes", "disk", "heartbeat_ms", "rest", "peer", "controller"}, rows));
+    co_return c.table({{{"node", text_col, "node id"},
+                        {"state", text_col, "up, down, draining or left"},
+                        {"weight", num_col, "the node's weight"},
+                        {"shards", num_col, "shards it owns"},
+                        {"records", num_col, "records in them (- when unknown)"},
+                        {"bytes", bytes_col, "bytes in them (- when unknown)"},
+                        {"disk", text_col, "data disk used and its watermark level"},
+                        {"mig_in", num_col, "migrations queued or running onto the node"},
+                        {"mig_out", num_col, "migrations queued or running off the node"},
+                        {"drain", text_col, "a drain's progress: shards moved off / shards it had (- when not draining)"},
+                        {"heartbeat_ms", num_col, "since its last heartbeat reached the controller"},
+                        {"rest", text_col, "REST address"},
+                        {"peer", text_col, "peer address"},
+                        {"controller", text_col, "* on the controller"}},
+                       std::move(rows)});
   json::object o;
   o["cluster_id"] = map.cluster_id;
   std::size_t running = 0;
-  for (const auto& [id, n] : moving_out) running += n;
+  for (const auto& [id, n] : f.moving_out) running += n;
   std::size_t anomalies = 0;
   if (ctx_.ctl)
-    for (const auto& [id, st] : members) anomalies += st.anomalies_open;
+    for (const auto& [id, st] : f.members) anomalies += st.anomalies_open;
   else if (ctx_.mon)
     anomalies = ctx_.mon->anomalies_open();
   auto h = assess_health(map, running, anomalies);
@@ -213,6 +283,72 @@ awaitable<http_response> rest_api::get_cluster(call& c) {
   o["map_version"] = map.version;
   o["answered_by"] = ctx_.config.node_id;
   o["nodes"] = std::move(nodes);
+  co_return json_response(200, json::serialize(o));
+}
+
+awaitable<http_response> rest_api::get_node(call& c, const std::string& id) {
+  const auto& map = *c.snap->map;
+  const auto* n = map.find_node(id);
+  if (!n) co_return c.fail(404, "not-found", "node " + quoted(id) + " is not a member");
+  const auto f = co_await gather_cluster(c);
+  std::vector<std::string> row;
+  std::optional<std::pair<std::string, bool>> disk_reason;
+  auto o = node_json(f, map, id, *n, ctx_.config, ctx_.disk, ctx_.mon, row, disk_reason);
+  json::array shards;
+  for (const auto& [name, ix] : map.indexes)
+    for (const auto& s : ix.shards) {
+      if (s.owner != id && !(s.state == shard_state::migrating && s.target == id)) continue;
+      json::object e;
+      e["index"] = name;
+      e["shard"] = s.id;
+      e["state"] = to_string(s.state);
+      if (s.owner != id) e["importing_from"] = s.owner;
+      shards.push_back(std::move(e));
+    }
+  o["shard_list"] = std::move(shards);
+  json::array in, out;
+  for (const auto& mr : f.migrations) {
+    if (is_final(mr.phase)) continue;
+    if (mr.target == id) in.push_back(json::value(mr.id));
+    if (mr.source == id) out.push_back(json::value(mr.id));
+  }
+  o["migration_ids_in"] = std::move(in);
+  o["migration_ids_out"] = std::move(out);
+  if (auto m = f.members.find(id); m != f.members.end()) {
+    double reads = 0, writes = 0;
+    for (const auto& l : m->second.load) {
+      reads += l.reads_per_sec;
+      writes += l.writes_per_sec;
+    }
+    o["reads_per_sec"] = std::round(reads * 1000) / 1000;
+    o["writes_per_sec"] = std::round(writes * 1000) / 1000;
+  }
+  o["map_version"] = map.version;
+  co_return json_response(200, json::serialize(o));
+}
+
+awaitable<http_response> rest_api::remove_node(call& c, const std::string& id) {
+  bool force = false;
+  if (auto v = c.param("force")) {
+    if (*v != "true" && *v != "false") co_return c.fail(400, "invalid-argument", "force must be true or false");
+    force = *v == "true";
+  }
+  if (!c.req.body.empty()) co_return c.fail(400, "invalid-argument", "DELETE /v1/cluster/nodes/{node} takes no body");
+  auto r = co_await ctx_.ctl->remove_node(id, force);
+  if (!r) co_return c.fail(r.error());
+  json::object o;
+  o["removed"] = id;
+  o["was"] = r->was;
+  json::array lost;
+  for (const auto& l : r->recreated) {
+    json::object e;
+    e["index"] = l.index;
+    e["shard"] = l.shard;
+    e["new_owner"] = l.owner;
+    lost.push_back(std::move(e));
+  }
+  o["shards_recreated_empty"] = std::move(lost);
+  o["map_version"] = r->map_version;
   co_return json_response(200, json::serialize(o));
 }
 
@@ -254,7 +390,12 @@ http_response rest_api::get_ring(call& c) {
                     std::to_string(static_cast<std::uint64_t>(r.weights()[o]) * r.vnodes_per_weight()), share});
     nodes.push_back(std::move(n));
   }
-  if (c.text()) return text_response(render_table({"node", "weight", "vnodes", "ownership"}, rows));
+  if (c.text())
+    return c.table({{{"node", text_col, "node id"},
+                     {"weight", num_col, "the node's weight"},
+                     {"vnodes", num_col, "its virtual nodes on the ring"},
+                     {"ownership", num_col, "the share of the token space it owns (0 to 1)"}},
+                    std::move(rows)});
   json::object out;
   out["vnodes_per_weight"] = r.vnodes_per_weight();
   out["vnode_count"] = r.vnode_count();

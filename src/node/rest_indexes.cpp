@@ -40,6 +40,19 @@ std::vector<std::string> shard_row(const index_entry& ix, const shard_entry& s, 
           st ? std::to_string(st->bytes) : "?"};
 }
 
+/// The shards table (`GET /v1/shards?format=text`) of shard_row's rows.
+cat_table shard_table(std::vector<std::vector<std::string>> rows) {
+  return {{{"index", text_col, "index name"},
+           {"shard", num_col, "shard number"},
+           {"start", text_col, "first token (hash) or key (range) of the shard"},
+           {"end", text_col, "the token or key after its last (- for the end of the space)"},
+           {"node", text_col, "the owner"},
+           {"state", text_col, "active, migrating, importing or offline"},
+           {"records", num_col, "records (? when the owner did not answer)"},
+           {"bytes", bytes_col, "bytes, as the store estimates them"}},
+          std::move(rows)};
+}
+
 }  // namespace rest
 
 namespace {
@@ -78,7 +91,9 @@ awaitable<http_response> rest_api::get_index(call& c, const std::string& name, u
   }
   if (c.text()) {
     for (auto& r : rows) r.erase(r.begin());
-    co_return text_response(render_table({"shard", "start", "end", "node", "state", "records", "bytes"}, rows));
+    auto t = shard_table(std::move(rows));
+    t.columns.erase(t.columns.begin());
+    co_return c.table(t);
   }
   json::object o;
   o["name"] = ix->name;
@@ -120,7 +135,13 @@ awaitable<http_response> rest_api::list_indexes(call& c) {
     o["complete"] = complete;
     list.push_back(std::move(o));
   }
-  if (c.text()) co_return text_response(render_table({"index", "partitioning", "shards", "records", "bytes"}, rows));
+  if (c.text())
+    co_return c.table({{{"index", text_col, "index name"},
+                        {"partitioning", text_col, "hash or range"},
+                        {"shards", num_col, "number of shards"},
+                        {"records", num_col, "records in all shards (? when an owner did not answer)"},
+                        {"bytes", bytes_col, "bytes in all shards, as the store estimates them"}},
+                       std::move(rows)});
   json::object o;
   o["indexes"] = std::move(list);
   if (!view.unreachable.empty()) o["unreachable"] = unreachable_json(view.unreachable);
@@ -197,8 +218,7 @@ awaitable<http_response> rest_api::list_shards(call& c) {
       list.push_back(shard_json(ix, s, st));
     }
   }
-  if (c.text())
-    co_return text_response(render_table({"index", "shard", "start", "end", "node", "state", "records", "bytes"}, rows));
+  if (c.text()) co_return c.table(shard_table(std::move(rows)));
   json::object o;
   o["shards"] = std::move(list);
   if (!view.unreachable.empty()) o["unreachable"] = unreachable_json(view.unreachable);

@@ -4,6 +4,7 @@
 
 #include "net/http_server.hpp"
 #include "node/rest_api.hpp"
+#include "shardd/cat_table.hpp"
 #include "shardd/error.hpp"
 #include "shardd/partition_map.hpp"
 #include "storage/store.hpp"
@@ -92,6 +93,11 @@ inline bool has_header(const http_response& r, std::string_view name) {
 
 using net::method_name;
 
+/// Column kinds, short: the tables' declarations list many.
+constexpr auto text_col = column_kind::text;
+constexpr auto num_col = column_kind::number;
+constexpr auto bytes_col = column_kind::bytes;
+
 /// One shard as the API shows it; `st` null when its owner did not answer.
 boost::json::object shard_json(const index_entry& ix, const shard_entry& s, const storage::shard_stats* st);
 
@@ -138,9 +144,21 @@ struct rest_api::call {
       if (k == name) found = &v;  // the last one wins
     return found;
   }
+  /// A text table is asked for: `?format=text`, or a _cat parameter (`?v`, `?h=`, `?s=`,
+  /// `?help`, `?bytes=`) without a format.
   bool text() const {
     auto f = param("format");
-    return f && *f == "text";
+    return f ? *f == "text" : cat().any();
+  }
+  cat_query cat() const { return {param("v"), param("h"), param("s"), param("help"), param("bytes")}; }
+  /// The answer of a `?format=text` view: `t` shaped by the request's _cat parameters (400 for
+  /// a bad one, naming it and what it takes).
+  net::http_response table(const cat_table& t) const {
+    auto o = parse_cat_options(cat());
+    if (!o) return fail(o.error());
+    auto text = render_cat(t, *o);
+    if (!text) return fail(text.error());
+    return text_response(std::move(*text));
   }
   std::optional<std::string_view> routing() const {
     auto r = param("routing");

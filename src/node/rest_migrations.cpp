@@ -100,9 +100,20 @@ awaitable<http_response> rest_api::list_migrations(call& c, const std::string* i
     list.push_back(migration_json(m));
   }
   if (c.text())
-    co_return text_response(render_table({"id", "index", "shard", "from", "to", "phase", "progress", "records", "bytes",
-                                          "rate_bps", "priority", "reason", "error"},
-                                         rows));
+    co_return c.table({{{"id", text_col, "migration id"},
+                        {"index", text_col, "index name"},
+                        {"shard", num_col, "shard number"},
+                        {"from", text_col, "source node"},
+                        {"to", text_col, "target node"},
+                        {"phase", text_col, "queued, copying, catching_up, verifying, cutover, retiring, done, failed, cancelled or rolled_back; (paused) when paused"},
+                        {"progress", num_col, "share of the copy done"},
+                        {"records", num_col, "records copied"},
+                        {"bytes", bytes_col, "bytes copied"},
+                        {"rate_bps", bytes_col, "copy rate, bytes per second"},
+                        {"priority", text_col, "high, normal or low"},
+                        {"reason", text_col, "why it was made: api, decommission, convergence, balance, drain"},
+                        {"error", text_col, "why it stopped (- when it did not)"}},
+                       std::move(rows)});
   json::object o;
   o["migrations"] = std::move(list);
   co_return json_response(200, to_json_text(o));

@@ -131,7 +131,7 @@ std::string p99_of(const json::object& shard, const char* op) {
 }
 
 /// One row per shard of every node answer (`nodes`: objects as view_json makes them).
-std::string stats_text(const json::array& nodes) {
+cat_table stats_text(const json::array& nodes) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& nv : nodes) {
     if (!nv.is_object()) continue;
@@ -150,9 +150,21 @@ std::string stats_text(const json::array& nodes) {
                       p99_of(s, "read"), p99_of(s, "write")});
     }
   }
-  return render_table({"node", "index", "shard", "records", "bytes", "read/s", "write/s", "delete/s", "scan/s", "in_B/s",
-                       "out_B/s", "errors", "read_p99_us", "write_p99_us"},
-                      rows);
+  return {{{"node", text_col, "node id"},
+           {"index", text_col, "index name"},
+           {"shard", num_col, "shard number"},
+           {"records", num_col, "records at the window's end"},
+           {"bytes", bytes_col, "bytes at the window's end"},
+           {"read/s", num_col, "point reads per second over the window"},
+           {"write/s", num_col, "writes per second"},
+           {"delete/s", num_col, "deletes per second"},
+           {"scan/s", num_col, "records scanned per second"},
+           {"in_B/s", bytes_col, "bytes written per second"},
+           {"out_B/s", bytes_col, "bytes read per second"},
+           {"errors", num_col, "failed operations in the window"},
+           {"read_p99_us", num_col, "99th percentile of read latency, microseconds"},
+           {"write_p99_us", num_col, "99th percentile of write latency, microseconds"}},
+          std::move(rows)};
 }
 
 // --- Prometheus text exposition (format 0.0.4) ---------------------------------------------
@@ -276,12 +288,12 @@ awaitable<http_response> rest_api::stats(call& c) {
     if (c.text()) {
       json::array one;
       one.push_back(std::move(mine));
-      co_return text_response(stats_text(one));
+      co_return c.table(stats_text(one));
     }
     co_return json_response(200, json::serialize(mine));
   }
   auto nodes = co_await fan_out(c, "/v1/stats?window=" + wtext, std::move(mine));
-  if (c.text()) co_return text_response(stats_text(nodes));
+  if (c.text()) co_return c.table(stats_text(nodes));
   json::object o;
   o["window"] = wtext;
   o["nodes"] = std::move(nodes);
@@ -472,8 +484,17 @@ awaitable<http_response> rest_api::cluster_load(call& c) {
     nodes.push_back(std::move(o));
   }
   if (c.text())
-    co_return text_response(render_table(
-        {"node", "index", "shard", "records", "bytes", "read/s", "write/s", "in_B/s", "out_B/s", "age_ms"}, rows));
+    co_return c.table({{{"node", text_col, "node id"},
+                        {"index", text_col, "index name"},
+                        {"shard", num_col, "shard number"},
+                        {"records", num_col, "records, from the node's last heartbeat"},
+                        {"bytes", bytes_col, "bytes"},
+                        {"read/s", num_col, "point reads per second"},
+                        {"write/s", num_col, "writes per second"},
+                        {"in_B/s", bytes_col, "bytes written per second"},
+                        {"out_B/s", bytes_col, "bytes read per second"},
+                        {"age_ms", num_col, "age of the heartbeat that carried it, milliseconds"}},
+                       std::move(rows)});
   json::object o;
   o["map_version"] = c.snap->map->version;
   o["nodes"] = std::move(nodes);
@@ -509,7 +530,7 @@ json::object anomaly_json(const anomaly& a, const std::map<std::uint32_t, std::s
   return e;
 }
 
-std::string anomalies_text(const json::array& nodes) {
+cat_table anomalies_text(const json::array& nodes) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& nv : nodes) {
     if (!nv.is_object()) continue;
@@ -526,7 +547,16 @@ std::string anomalies_text(const json::array& nodes) {
       rows.push_back({node, g("id"), g("state"), g("series"), g("index"), g("shard"), g("value"), g("baseline"), g("score")});
     }
   }
-  return render_table({"node", "id", "state", "series", "index", "shard", "value", "baseline", "score"}, rows);
+  return {{{"node", text_col, "node that detected it"},
+           {"id", text_col, "anomaly id"},
+           {"state", text_col, "open or closed"},
+           {"series", text_col, "the series that left its baseline"},
+           {"index", text_col, "index name (- for a node series)"},
+           {"shard", num_col, "shard number (- for a node series)"},
+           {"value", num_col, "the value that opened it"},
+           {"baseline", num_col, "the series' baseline then"},
+           {"score", num_col, "how far from the baseline, in robust deviations"}},
+          std::move(rows)};
 }
 
 json::object forecast_part(const series_forecast& f) {
@@ -540,7 +570,7 @@ json::object forecast_part(const series_forecast& f) {
   return o;
 }
 
-std::string forecast_text(const json::array& nodes) {
+cat_table forecast_text(const json::array& nodes) {
   std::vector<std::vector<std::string>> rows;
   auto part = [](const json::object& o, const char* series, const char* field) -> std::string {
     const auto* p = o.if_contains(series);
@@ -563,7 +593,16 @@ std::string forecast_text(const json::array& nodes) {
                       part(s, "write_rate", "slope_per_hour")});
     }
   }
-  return render_table({"node", "index", "shard", "bytes", "bytes/h", "r2", "s_to_limit", "records", "write_rate/h"}, rows);
+  return {{{"node", text_col, "node id"},
+           {"index", text_col, "index name ((disk) for the node's data disk)"},
+           {"shard", num_col, "shard number"},
+           {"bytes", bytes_col, "bytes now"},
+           {"bytes/h", num_col, "fitted growth, bytes per hour"},
+           {"r2", num_col, "goodness of the linear fit (0 to 1)"},
+           {"s_to_limit", num_col, "seconds until the limit at that growth (- for never or no limit)"},
+           {"records", num_col, "records now"},
+           {"write_rate/h", num_col, "fitted change of the write rate per hour"}},
+          std::move(rows)};
 }
 
 }  // namespace
@@ -595,7 +634,7 @@ awaitable<http_response> rest_api::anomalies(call& c) {
     if (!c.text()) co_return json_response(200, json::serialize(mine));
     nodes.push_back(std::move(mine));
   }
-  if (c.text()) co_return text_response(anomalies_text(nodes));
+  if (c.text()) co_return c.table(anomalies_text(nodes));
   json::object o;
   o["nodes"] = std::move(nodes);
   co_return json_response(200, json::serialize(o));
@@ -662,7 +701,7 @@ awaitable<http_response> rest_api::forecast(call& c) {
     if (!c.text()) co_return json_response(200, json::serialize(mine));
     nodes.push_back(std::move(mine));
   }
-  if (c.text()) co_return text_response(forecast_text(nodes));
+  if (c.text()) co_return c.table(forecast_text(nodes));
   json::object o;
   o["nodes"] = std::move(nodes);
   co_return json_response(200, json::serialize(o));
@@ -711,7 +750,12 @@ awaitable<http_response> rest_api::hot_keys(call& c, const std::string& index, s
     rows.push_back({e.key, std::to_string(e.count), std::to_string(e.error), std::to_string(e.count * hot_key_sampler::every)});
     keys.push_back(std::move(k));
   }
-  if (c.text()) co_return text_response(render_table({"key", "sampled", "error", "estimated_requests"}, rows));
+  if (c.text())
+    co_return c.table({{{"key", text_col, "the key"},
+                        {"sampled", num_col, "sampled requests to it"},
+                        {"error", num_col, "how far the count may be over (the sketch's bound)"},
+                        {"estimated_requests", num_col, "sampled times the sampling period"}},
+                       std::move(rows)});
   o["keys"] = std::move(keys);
   co_return json_response(200, json::serialize(o));
 }
@@ -765,10 +809,16 @@ awaitable<http_response> rest_api::events(call& c) {
   if (c.text()) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& e : page->events) {
-      rows.push_back({std::to_string(e.id), utc_time(e.unix_ms), e.type, e.summary});
-      for (const auto& l : e.changes) rows.push_back({"", "", "", "  " + l});
+      std::string changes;
+      for (const auto& l : e.changes) changes.append(changes.empty() ? "" : "; ").append(l);
+      rows.push_back({std::to_string(e.id), utc_time(e.unix_ms), e.type, e.summary, changes.empty() ? "-" : changes});
     }
-    co_return text_response(render_table({"id", "time", "type", "summary"}, rows));
+    co_return c.table({{{"id", num_col, "event id"},
+                        {"time", text_col, "when, UTC"},
+                        {"type", text_col, "map, node, migration, settings, anomaly, monitor or forecast"},
+                        {"summary", text_col, "what happened"},
+                        {"changes", text_col, "a map event's changes, separated by ; (- for none)"}},
+                       std::move(rows)});
   }
   std::string out = "{\"first_id\":" + std::to_string(page->first_id) + ",\"last_id\":" + std::to_string(page->last_id) +
                     ",\"events\":[";

@@ -45,22 +45,45 @@ awaitable<http_response> rest_api::rebalance_explain(call& c) {
   if (!r) co_return c.fail(r.error());
   const auto& p = r->plan;
   if (c.text()) {
-    std::string out = p.summary + "\n\n";
-    std::vector<std::vector<std::string>> rows;
+    // Three tables: the _cat parameters choose and sort the nodes table's columns; the rules and
+    // splits tables follow it with the header and byte settings only.
+    auto o = parse_cat_options(c.cat());
+    if (!o) co_return c.fail(o.error());
+    cat_table nodes{{{"node", text_col, "node id"},
+                     {"state", text_col, "up, down, draining or left"},
+                     {"weight", num_col, "the node's weight"},
+                     {"share", num_col, "its share of the cluster's total weight"},
+                     {"score", num_col, "its load under the strategy now"},
+                     {"ratio", num_col, "score over its weighted fair share (1 is balanced)"},
+                     {"score_after", num_col, "its score once the plan's moves are done"},
+                     {"ratio_after", num_col, "its ratio once the plan's moves are done"},
+                     {"shards", text_col, "shards now -> after the plan"}},
+                    {}};
     for (const auto& n : p.nodes)
-      rows.push_back({n.node, n.state, std::to_string(n.weight), two(n.share), two(n.before), two(n.ratio_before),
-                      two(n.after), two(n.ratio_after), std::to_string(n.shards_before) + "->" + std::to_string(n.shards_after)});
-    out += render_table({"node", "state", "weight", "share", "score", "ratio", "score_after", "ratio_after", "shards"}, rows);
-    rows.clear();
+      nodes.rows.push_back({n.node, n.state, std::to_string(n.weight), two(n.share), two(n.before), two(n.ratio_before),
+                            two(n.after), two(n.ratio_after),
+                            std::to_string(n.shards_before) + "->" + std::to_string(n.shards_after)});
+    auto first = render_cat(nodes, *o);
+    if (!first) co_return c.fail(first.error());
+    if (o->help) co_return text_response(std::move(*first));
+    std::string out = p.summary + "\n\n" + *first;
+    cat_options plain;
+    plain.header = o->header;
+    plain.bytes = o->bytes;
+    cat_table held{{{"rule", text_col, ""}, {"shard", text_col, ""}, {"source", text_col, ""}, {"target", text_col, ""},
+                    {"why", text_col, ""}},
+                   {}};
     for (const auto& h : p.held)
-      rows.push_back({h.rule, h.index.empty() ? "-" : h.index + "/" + std::to_string(h.shard), h.source.empty() ? "-" : h.source,
-                      h.target.empty() ? "-" : h.target, h.why});
-    if (!rows.empty()) out += "\n" + render_table({"rule", "shard", "source", "target", "why"}, rows);
-    rows.clear();
+      held.rows.push_back({h.rule, h.index.empty() ? "-" : h.index + "/" + std::to_string(h.shard),
+                           h.source.empty() ? "-" : h.source, h.target.empty() ? "-" : h.target, h.why});
+    if (!held.rows.empty()) out += "\n" + render_cat(held, plain).value();
+    cat_table splits{{{"shard", text_col, ""}, {"node", text_col, ""}, {"requests_per_sec", num_col, ""},
+                      {"share_of_node", num_col, ""}, {"hot_s", num_col, ""}},
+                     {}};
     for (const auto& sp : p.splits)
-      rows.push_back({sp.shard.index + "/" + std::to_string(sp.shard.shard), sp.shard.node, two(sp.shard.rate),
-                      two(sp.shard.share), std::to_string(sp.shard.hot_for_ms / 1000)});
-    if (!rows.empty()) out += "\nsplits\n" + render_table({"shard", "node", "requests_per_sec", "share_of_node", "hot_s"}, rows);
+      splits.rows.push_back({sp.shard.index + "/" + std::to_string(sp.shard.shard), sp.shard.node, two(sp.shard.rate),
+                             two(sp.shard.share), std::to_string(sp.shard.hot_for_ms / 1000)});
+    if (!splits.rows.empty()) out += "\nsplits\n" + render_cat(splits, plain).value();
     co_return text_response(std::move(out));
   }
   co_return json_response(200, to_json_text(run_json(*r, c.snap->map->settings.rebalance)));

@@ -522,7 +522,7 @@ awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
   if (c.text()) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& [k, v] : records) rows.push_back({std::string(user_key(k)), v});
-    co_return text_response(render_table({"key", "doc"}, rows));
+    co_return c.table({{{"key", text_col, "the record's key"}, {"doc", text_col, "its document"}}, std::move(rows)});
   }
   std::string out = "{\"index\":";
   append_json_string(out, ix.name);

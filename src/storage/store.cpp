@@ -821,6 +821,28 @@ result<std::vector<std::pair<std::string, std::string>>> store::scan_meta(std::s
   return out;
 }
 
+result<std::optional<std::string>> store::peek_meta(const std::string& path, std::string_view key) {
+  std::error_code ec;
+  if (!std::filesystem::exists(std::filesystem::path(path) / "CURRENT", ec)) return std::optional<std::string>{};
+  rocksdb::Options options;
+  options.info_log_level = rocksdb::InfoLogLevel::ERROR_LEVEL;
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+      {"meta", rocksdb::ColumnFamilyOptions()},
+  };
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  auto st = rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(options), path, families, &handles, &raw);
+  if (!st.ok()) return io_error("cannot open the store at " + path + " to read it", st);
+  std::unique_ptr<rocksdb::DB> db(raw);
+  std::string value;
+  st = db->Get(rocksdb::ReadOptions(), handles[1], slice(key), &value);
+  for (auto* h : handles) (void)db->DestroyColumnFamilyHandle(h);
+  if (st.IsNotFound()) return std::optional<std::string>{};
+  if (!st.ok()) return io_error("get meta", st);
+  return std::optional<std::string>(std::move(value));
+}
+
 result<std::optional<std::string>> store::get_meta(std::string_view key) const {
   std::string value;
   auto st = db_->Get(rocksdb::ReadOptions(), meta_, slice(key), &value);

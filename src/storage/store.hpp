@@ -145,6 +145,9 @@ class store {
   using layout_callback = unique_function<void(result<void>)>;
 
   [[nodiscard]] static result<std::unique_ptr<store>> open(const store_options& opts);
+  /// One meta value of the store at `path`, opened read-only (it may be open in a running
+  /// node; nothing is written or locked). nullopt when there is no store there or no such key.
+  [[nodiscard]] static result<std::optional<std::string>> peek_meta(const std::string& path, std::string_view key);
   ~store();
   store(const store&) = delete;
   store& operator=(const store&) = delete;

@@ -289,6 +289,81 @@ TEST_CASE("a node killed with SIGKILL is marked down quickly and its shards answ
   CHECK(body(n2->get("/v1/indexes/d/count")).at("count").as_int64() == 600);
 }
 
+TEST_CASE("a node's own view, and removing a down node: refused until forced, then its shards start again empty elsewhere") {
+  cluster cl;
+  auto n1 = cl.node(1).client();
+  REQUIRE(n1->put("/v1/indexes/d", R"({"shards":12})").status == 201);
+  REQUIRE(body(n1->post("/v1/indexes/d/bulk", ndjson_puts(0, 600))).at("error_count").as_int64() == 0);
+  auto own = owners(*n1, "d");
+  std::size_t on3 = 0;
+  for (const auto& [s, n] : own) on3 += n == "node-3";
+  REQUIRE(on3 > 0);
+
+  auto n2 = cl.node(2).client();
+  auto view = n2->get("/v1/cluster/nodes/node-3");  // relayed to the controller
+  REQUIRE(view.status == 200);
+  auto v = body(view);
+  CHECK(v.at("state") == "up");
+  CHECK(v.at("shards").as_int64() == static_cast<std::int64_t>(on3));
+  CHECK(v.at("shard_list").as_array().size() == on3);
+  CHECK(v.at("rest_address").as_string() == "127.0.0.1:" + std::to_string(cl.node(3).rest_port()));
+  CHECK(v.at("migration_ids_in").as_array().empty());
+  CHECK(v.at("drain").is_null());
+  CHECK(n2->get("/v1/cluster/nodes/node-9").status == 404);
+
+  // Up, the controller, unknown: refused.
+  auto up = n1->del("/v1/cluster/nodes/node-2");
+  CHECK(up.status == 409);
+  CHECK(std::string(body(up).at("detail").as_string()).find("decommission") != std::string::npos);
+  CHECK(n1->del("/v1/cluster/nodes/node-1").status == 409);
+  CHECK(n1->del("/v1/cluster/nodes/node-9").status == 404);
+  CHECK(n1->del("/v1/cluster/nodes/node-2?force=maybe").status == 400);
+
+  cl.node(3).kill9();
+  cl.wait_states({"up", "up", "down"});
+  // Without force: which shards only it held, and nothing changes.
+  auto refused = n1->del("/v1/cluster/nodes/node-3");
+  CHECK(refused.status == 409);
+  const std::string why(body(refused).at("detail").as_string());
+  CHECK(why.find(std::to_string(on3) + " shard(s)") != std::string::npos);
+  CHECK(why.find("force=true") != std::string::npos);
+  CHECK(owners(*n1, "d") == own);
+
+  auto forced = n1->del("/v1/cluster/nodes/node-3?force=true");
+  INFO(forced.body);
+  REQUIRE(forced.status == 200);
+  auto f = body(forced);
+  CHECK(f.at("was") == "down");
+  CHECK(f.at("shards_recreated_empty").as_array().size() == on3);
+  for (const auto& [s, n] : owners(*n1, "d")) CHECK(n != "node-3");
+  CHECK(n1->get("/v1/cluster/nodes/node-3").status == 404);
+  // Every record of the other shards is still there; the recreated shards take writes, empty.
+  std::int64_t kept = 0;
+  for (int i = 0; i < 600; ++i) {
+    auto r = n2->get("/v1/indexes/d/records/k" + std::to_string(i));
+    if (r.status == 200) {
+      ++kept;
+      CHECK(own[body(r).at("shard").as_int64()] != "node-3");
+    } else {
+      CHECK(r.status == 404);
+    }
+  }
+  CHECK(kept > 0);
+  CHECK(kept < 600);
+  for (const auto& e : f.at("shards_recreated_empty").as_array()) {
+    const auto shard = e.at("shard").as_int64();
+    const auto routing = [&] {
+      for (int i = 0;; ++i)
+        if (body(n2->get("/v1/ring/lookup?index=d&key=r" + std::to_string(i))).at("shard").as_int64() == shard)
+          return "r" + std::to_string(i);
+    }();
+    CHECK(n2->put("/v1/indexes/d/records/new-" + routing + "?routing=" + routing, "{}").status == 201);
+  }
+  CHECK(body(n2->get("/v1/indexes/d/count")).at("count").as_int64() == kept + static_cast<std::int64_t>(on3));
+  const auto events = n1->get("/v1/events?type=map&format=text");
+  CHECK(events.body.find("remove node node-3 (forced)") != std::string::npos);
+}
+
 TEST_CASE("with the controller killed, the others serve and forward among themselves; after its restart nothing is lost") {
   cluster cl;
   auto n2 = cl.node(2).client(), n3 = cl.node(3).client();

@@ -515,10 +515,21 @@ TEST_CASE("decommission under writes moves every shard off the node, then marks 
   // Progress shows in /v1/cluster until the node has left.
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   bool left = false;
+  std::int64_t most_moving = 0;
   while (!left && std::chrono::steady_clock::now() < until) {
     const auto c = body(c1->get("/v1/cluster"));
     for (const auto& n : c.at("nodes").as_array())
-      if (n.at("id") == "node-3") left = n.at("state") == "left";
+      if (n.at("id") == "node-3") {
+        left = n.at("state") == "left";
+        if (!left) {
+          REQUIRE(n.at("drain").is_object());  // draining: its progress
+          // (One less for a moment when a commit lands between reading the records and the map.)
+          const auto sum = n.at("drain").at("shards_moved").as_int64() + n.at("drain").at("shards_left").as_int64();
+          CHECK(sum <= on3);
+          CHECK(sum >= on3 - 1);
+          most_moving = std::max(most_moving, n.at("migrations_out").as_int64());
+        }
+      }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   w.finish(expected);
@@ -529,6 +540,26 @@ TEST_CASE("decommission under writes moves every shard off the node, then marks 
   for (const auto& [s, n] : owners(*c1, "d")) CHECK(n != "node-3");
   CHECK(w.acked.size() > 100);
   verify(*cl.node(2).client(), "d", expected);
+  CHECK(most_moving > 0);
+  // The node that left: its drain in the cluster view and in its own view, in JSON and text.
+  auto view = body(c1->get("/v1/cluster/nodes/node-3"));
+  CHECK(view.at("state") == "left");
+  CHECK(view.at("drain").at("shards_moved").as_int64() == on3);
+  CHECK(view.at("shard_list").as_array().empty());
+  auto text = c1->get("/v1/cluster?h=node,state,mig_in,mig_out,drain&s=node&v=false");
+  CHECK(text.body.find("node-3  left") != std::string::npos);
+  CHECK(text.body.find(std::to_string(on3) + "/" + std::to_string(on3)) != std::string::npos);
+  // Removed from the map, its id may join again: its process still runs, and joins as a new member.
+  auto removed = cl.node(2).client()->del("/v1/cluster/nodes/node-3");  // relayed to the controller
+  INFO(removed.body);
+  REQUIRE(removed.status == 200);
+  CHECK(body(removed).at("was") == "left");
+  CHECK(body(removed).at("shards_recreated_empty").as_array().empty());
+  cl.wait_states({"up", "up", "up"});
+  auto back = body(c1->get("/v1/cluster/nodes/node-3"));
+  CHECK(back.at("state") == "up");
+  CHECK(back.at("drain").is_null());
+  CHECK(cl.node(1).log().find("event=node_removed") != std::string::npos);
 }
 
 TEST_CASE("a node that joins under writes receives its share of shards") {

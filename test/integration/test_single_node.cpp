@@ -464,6 +464,86 @@ TEST_CASE("a bad config or flag stops start-up with a message naming the field")
   fails_with(node_options{.bootstrap = false}, "--bootstrap");
 }
 
+TEST_CASE("--check-config loads the TLS files, checks the data dir and binds the listen addresses; each problem names its field, exit 2") {
+  temp_dir dir;
+  const auto& c = test_certs();
+  const auto rest = free_port(), peer = free_port();
+  const auto shardd = [] { return std::string("SHARDD_TOKEN=") + test_token + " " + shardd_binary(); };
+  struct tls_files {
+    std::string cert, key, ca;
+  };
+  auto check = [&](const std::string& id, const tls_files& t, const std::string& data, const std::string& more = {}) {
+    return run_command(shardd() + " --check-config --node-id " + id + " --data-dir " + data + " --rest-listen 127.0.0.1:" +
+                       std::to_string(rest) + " --peer-listen 127.0.0.1:" + std::to_string(peer) + " --tls-cert " + t.cert +
+                       " --tls-key " + t.key + " --tls-ca " + t.ca + " " + more);
+  };
+  const tls_files good{c.cert("node-1"), c.key("node-1"), c.ca()};
+  const auto fresh = dir.sub("fresh");
+  {
+    auto [rc, out] = check("node-1", good, fresh, "--bootstrap");
+    INFO(out);
+    CHECK(rc == 0);
+    CHECK(out.find("config ok") != std::string::npos);
+  }
+  auto expect = [&](std::pair<int, std::string> r, const std::string& needle) {
+    INFO(r.second);
+    CHECK(r.first == 2);
+    CHECK(r.second.find(needle) != std::string::npos);
+  };
+  // The certificate of another node: its CN is not this node's id.
+  expect(check("node-2", good, fresh, "--bootstrap"), "tls.cert: its common name is 'node-1', not the node id 'node-2'");
+  // A key that is not the certificate's.
+  expect(check("node-1", {c.cert("node-1"), c.key("node-2"), c.ca()}, fresh, "--bootstrap"), "tls.key: ");
+  // A certificate from another CA.
+  expect(check("node-1", {c.rogue_dir + "/node-1.pem", c.rogue_dir + "/node-1.key", c.ca()}, fresh, "--bootstrap"),
+         "tls.ca: ");
+  // Files that are not what they should be.
+  expect(check("node-1", {c.key("node-1"), c.key("node-1"), c.ca()}, fresh, "--bootstrap"), "tls.cert: ");
+  expect(check("node-1", {c.cert("node-1"), c.cert("node-1"), c.ca()}, fresh, "--bootstrap"), "tls.key: ");
+  // An empty data dir without --bootstrap or --join.
+  expect(check("node-1", good, fresh), "cluster.bootstrap");
+  // Several problems at once: each on its own line.
+  {
+    auto [rc, out] = check("node-2", {c.cert("node-1"), c.key("node-2"), c.ca()}, fresh);
+    CHECK(rc == 2);
+    CHECK(out.find("tls.cert: its common name") != std::string::npos);
+    CHECK(out.find("tls.key: ") != std::string::npos);
+    CHECK(out.find("cluster.bootstrap") != std::string::npos);
+  }
+
+  // A data dir of a running node: its cluster and node are checked (read-only, while it runs),
+  // and its ports are taken.
+  shardd_process n(node_options{.data_dir = dir.sub("n1")});
+  n.start();
+  const auto data = dir.sub("n1") + "/data";
+  {
+    auto [rc, out] = run_command(shardd() + " --check-config --node-id node-1 --data-dir " + data +
+                                 " --rest-listen 127.0.0.1:" + std::to_string(n.rest_port()) + " --peer-listen 127.0.0.1:" +
+                                 std::to_string(peer) + " --tls-cert " + good.cert + " --tls-key " + good.key + " --tls-ca " +
+                                 good.ca);
+    INFO(out);
+    CHECK(rc == 2);
+    CHECK(out.find("rest.listen: cannot bind 127.0.0.1:" + std::to_string(n.rest_port())) != std::string::npos);
+    CHECK(out.find("peer.listen") == std::string::npos);
+    CHECK(out.find("data_dir") == std::string::npos);  // its own cluster and node: fine
+  }
+  expect(check("node-3", {c.cert("node-3"), c.key("node-3"), c.ca()}, data), "node_id: the data dir's map has no node 'node-3'");
+  {
+    const auto cfg = dir.sub("other.json");
+    std::ofstream(cfg) << R"({"cluster_id":"other"})";
+    expect(check("node-1", good, data, "--config " + cfg), "cluster_id: the data dir belongs to cluster 'shardd', not 'other'");
+  }
+  CHECK(n.terminate() == 0);
+
+  // Start-up runs the same checks: a certificate of another node is exit 2, named, not exit 1.
+  auto [rc, out] = run_command(shardd() + " --node-id node-2 --data-dir " + dir.sub("n2") + " --rest-listen 127.0.0.1:" +
+                               std::to_string(rest) + " --peer-listen 127.0.0.1:" + std::to_string(peer) + " --tls-cert " +
+                               good.cert + " --tls-key " + good.key + " --tls-ca " + good.ca + " --bootstrap");
+  INFO(out);
+  CHECK(rc == 2);
+  CHECK(out.find("tls.cert: its common name is 'node-1'") != std::string::npos);
+}
+
 TEST_CASE("a node refuses to found a cluster unless told to bootstrap, then keeps its cluster without the flag") {
   // Given an empty data dir, when started without --bootstrap or --join, then it exits 2 and
   // the dir holds no cluster: a later start with --bootstrap founds one (map version 1), and a

@@ -325,3 +325,59 @@ TEST_CASE("diff lists moves, splits, new and dropped indexes and node changes") 
   CHECK(diff(created, *dropped).size() == 1);
   CHECK(diff(created, *dropped)[0].what == map_change::kind::index_dropped);
 }
+
+TEST_CASE("removing a node: only when it left or is down; a down owner's shards need force and start again empty") {
+  auto m = create(with_nodes(4), "r", {partitioning::hash, 12, {}});
+  std::size_t on3 = 0;
+  for (const auto& s : m.find_index("r")->shards) on3 += s.owner == "node-3";
+  REQUIRE(on3 > 0);
+  CHECK(remove_node(m, "node-9", false).error().code == errc::not_found);
+  CHECK(remove_node(m, "node-0", true).error().code == errc::conflict);  // the controller
+  auto up = remove_node(m, "node-3", true);
+  REQUIRE(!up);
+  CHECK(up.error().detail.find("is up") != std::string::npos);
+
+  auto down = *set_node_state(m, "node-3", node_state::down);
+  auto refused = remove_node(down, "node-3", false);
+  REQUIRE(!refused);
+  CHECK(refused.error().code == errc::conflict);
+  CHECK(refused.error().detail.find(std::to_string(on3) + " shard(s): r/") != std::string::npos);
+
+  // Node-2 draining does not take shards: they go to node-0 and node-1, evened out by count.
+  auto draining = *set_node_state(down, "node-2", node_state::draining);
+  auto forced = remove_node(draining, "node-3", true);
+  REQUIRE(forced);
+  CHECK(forced->map.version == draining.version + 1);
+  CHECK(!forced->map.find_node("node-3"));
+  CHECK(forced->recreated.size() == on3);
+  std::map<std::string, int> count;
+  for (const auto& s : forced->map.find_index("r")->shards) {
+    CHECK(s.owner != "node-3");
+    ++count[s.owner];
+  }
+  for (const auto& r : forced->recreated) {
+    CHECK((r.owner == "node-0" || r.owner == "node-1"));
+    CHECK(forced->map.find_index("r")->find_shard(r.shard)->owner == r.owner);
+  }
+  CHECK(std::abs(count["node-0"] - count["node-1"]) <= 1);
+
+  // A node that owns nothing (left, or down and empty) goes without force.
+  partition_map empty_down = *set_node_state(with_nodes(3), "node-2", node_state::down);
+  CHECK(remove_node(empty_down, "node-2", false));
+  auto left = *set_node_state(with_nodes(3), "node-2", node_state::left);
+  auto gone = remove_node(left, "node-2", false);
+  REQUIRE(gone);
+  CHECK(gone->recreated.empty());
+  CHECK(gone->map.nodes.size() == 2);
+}
+
+TEST_CASE("a node a shard is moving to or from cannot be removed, forced or not") {
+  auto m = create(with_nodes(3), "mv", {partitioning::hash, 6, {}});
+  const auto& s = m.find_index("mv")->shards[0];
+  const std::string other = s.owner == "node-1" ? "node-2" : "node-1";
+  auto moving = *begin_migration(m, "mv", s.id, other);
+  auto down = *set_node_state(moving, other, node_state::down);
+  auto r = remove_node(down, other, true);
+  REQUIRE(!r);
+  CHECK(r.error().detail.find("cancel its migration") != std::string::npos);
+}

@@ -79,7 +79,7 @@ TEST_CASE("unknown paths, methods and query parameters are refused clearly") {
   CHECK(body(q).at("detail").as_string().find("fromat") != std::string::npos);
   // The 400 lists what the route takes.
   CHECK(body(q).at("detail").as_string().find("it takes format") != std::string::npos);
-  CHECK(body(f.get("/v1/health?x=1")).at("detail").as_string().find("it takes none") != std::string::npos);
+  CHECK(body(f.get("/v1/health?x=1")).at("detail").as_string().find("it takes pretty") != std::string::npos);
   // HEAD reaches the GET route (the server leaves the body out); not a route without GET.
   CHECK(f.call(net::http_method::head, "/v1/indexes").status == 200);
   CHECK(f.call(net::http_method::head, "/v1/indexes/nope").status == 404);
@@ -223,4 +223,86 @@ TEST_CASE("every answer leaves with its request id; 503 and 429 with Retry-After
   net::finish_response(ok, "rid-5");
   CHECK(ok.body == R"({"a":1})");
   CHECK(header(ok, "X-Request-Id") == "rid-5");
+}
+
+TEST_CASE("tables take Elasticsearch's _cat parameters: h, s, v, help, bytes; a _cat parameter alone asks for text") {
+  api_fixture f;
+  REQUIRE(f.put("/v1/indexes/small", R"({"shards":1})").status == 201);
+  REQUIRE(f.put("/v1/indexes/big", R"({"shards":1})").status == 201);
+  for (int i = 0; i < 200; ++i)
+    REQUIRE(f.put("/v1/indexes/big/records/k" + std::to_string(i), R"({"pad":")" + std::string(100, 'x') + "\"}").status == 201);
+  REQUIRE(f.put("/v1/indexes/small/records/only", "{}").status == 201);
+
+  auto t = f.get("/v1/indexes?h=records,index&s=records:desc");
+  REQUIRE(t.status == 200);
+  CHECK(t.content_type.starts_with("text/plain"));
+  CHECK(t.body ==
+        "records  index\n"
+        "    200  big\n"
+        "      1  small\n");
+  auto asc = f.get("/v1/indexes?format=text&h=index&s=records&v=false");
+  CHECK(asc.body == "small\nbig\n");
+
+  // Byte columns: human by default, whole units or raw bytes when asked.
+  auto human = f.get("/v1/indexes?h=bytes&v=false&s=index");
+  auto raw = f.get("/v1/indexes?h=bytes&v=false&s=index&bytes=b");
+  REQUIRE(raw.status == 200);
+  CHECK(raw.body.find("b\n") != std::string::npos);
+  CHECK(human.body.find_first_of("km") != std::string::npos);  // big's bytes are over 1 KiB
+  auto json_bytes = body(f.get("/v1/indexes")).at("indexes").as_array()[0].at("bytes").as_int64();
+  CHECK(raw.body.substr(0, raw.body.find('\n')) == std::to_string(json_bytes) + "b");
+
+  auto help = f.get("/v1/shards?help");
+  REQUIRE(help.status == 200);
+  for (const char* col : {"index", "shard", "start", "end", "node", "state", "records", "bytes"})
+    CHECK(help.body.find(std::string("\n") + col + " ") != std::string::npos);
+
+  auto unknown = f.get("/v1/shards?h=index,colour");
+  CHECK(unknown.status == 400);
+  CHECK(body(unknown).at("detail").as_string().find("index, shard, start, end, node, state, records, bytes") !=
+        std::string::npos);
+  CHECK(f.get("/v1/shards?s=bytes:sideways").status == 400);
+  CHECK(f.get("/v1/shards?bytes=pb").status == 400);
+  CHECK(f.get("/v1/shards?v=maybe").status == 400);
+  auto json_and_cat = f.get("/v1/shards?format=json&h=index");
+  CHECK(json_and_cat.status == 400);
+  CHECK(body(json_and_cat).at("detail").as_string().find("format=json") != std::string::npos);
+  // Routes without tables take none of them, and say what they take.
+  auto no_table = f.get("/v1/indexes/big/count?h=index");
+  CHECK(no_table.status == 400);
+  CHECK(body(no_table).at("detail").as_string().find("it takes pretty") != std::string::npos);
+}
+
+TEST_CASE("?pretty indents any JSON answer, problems included, and leaves text alone") {
+  api_fixture f;
+  REQUIRE(f.put("/v1/indexes/p", R"({"shards":2})").status == 201);
+  auto plain = f.get("/v1/indexes/p");
+  auto pretty = f.get("/v1/indexes/p?pretty");
+  REQUIRE(pretty.status == 200);
+  CHECK(pretty.body.find("\n  \"name\": \"p\",\n") != std::string::npos);
+  CHECK(json::parse(pretty.body) == json::parse(plain.body));
+  CHECK(f.get("/v1/indexes/p?pretty=false").body == plain.body);
+  auto problem = f.get("/v1/indexes/nope?pretty");
+  CHECK(problem.status == 404);
+  CHECK(problem.body.find("\n  \"status\": 404") != std::string::npos);
+  auto text = f.get("/v1/indexes?format=text&pretty");
+  CHECK(text.body.starts_with("index"));
+}
+
+TEST_CASE("+ in a query value is a plus, as in a path: key=a+b and records/a+b are one key") {
+  api_fixture f;
+  REQUIRE(f.put("/v1/indexes/plus", R"({"shards":8})").status == 201);
+  auto w = f.put("/v1/indexes/plus/records/a+b", R"({"n":1})");
+  REQUIRE(w.status == 201);
+  CHECK(body(w).at("key").as_string() == "a+b");
+  auto lookup = body(f.get("/v1/ring/lookup?index=plus&key=a+b"));
+  CHECK(lookup.at("shard") == body(w).at("shard"));
+  auto spaced = body(f.get("/v1/ring/lookup?index=plus&key=a%20b"));
+  CHECK(spaced.at("key").as_string() == "a b");
+  CHECK(lookup.at("key").as_string() == "a+b");
+  // A routing value too: the record written with routing=x+y is read back with the same text.
+  REQUIRE(f.put("/v1/indexes/plus/records/r?routing=x+y", R"({"n":2})").status == 201);
+  auto routed = body(f.get("/v1/ring/lookup?index=plus&key=r&routing=x+y"));
+  CHECK(body(f.get("/v1/indexes/plus/records/r?routing=x+y")).at("shard") == routed.at("shard"));
+  CHECK(f.get("/v1/indexes/plus/records?prefix=a+&format=text&h=key&v=false").body == "a+b\n");
 }

@@ -1,5 +1,7 @@
 #include "shardd/text.hpp"
 
+#include "shardd/cat_table.hpp"
+
 #include "shardd/json_fields.hpp"
 #include "shardd/key_codec.hpp"
 
@@ -95,4 +97,138 @@ TEST_CASE("to_valid_utf8 keeps valid text and replaces each stray byte with U+FF
   CHECK(to_valid_utf8("\xc3") == "\xEF\xBF\xBD");              // truncated sequence
   CHECK(to_valid_utf8("\xed\xa0\x80") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // a surrogate, byte by byte
   CHECK(is_valid_utf8(to_valid_utf8("\x80\x81\xfe\xff\xf0\x9f\x98")));
+}
+
+// --- _cat conventions ---------------------------------------------------------------------
+
+namespace {
+
+cat_table sample_table() {
+  return {{{"node", column_kind::text, "node id"},
+           {"shards", column_kind::number, "shards"},
+           {"bytes", column_kind::bytes, "bytes"},
+           {"progress", column_kind::number, "share done"}},
+          {{"node-1", "12", "1048576", "50%"}, {"node-2", "3", "1536", "7%"}, {"node-3", "-", "-", "100%"}}};
+}
+
+cat_options options(const char* v, const char* h, const char* s, const char* help, const char* bytes) {
+  std::string sv = v ? v : "", sh = h ? h : "", ss = s ? s : "", shelp = help ? help : "", sb = bytes ? bytes : "";
+  cat_query q{v ? &sv : nullptr, h ? &sh : nullptr, s ? &ss : nullptr, help ? &shelp : nullptr, bytes ? &sb : nullptr};
+  auto o = parse_cat_options(q);
+  REQUIRE(o);
+  return *o;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    auto nl = text.find('\n', pos);
+    out.push_back(text.substr(pos, nl - pos));
+    pos = nl + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("_cat tables: columns chosen and ordered by h, header off with v=false") {
+  auto t = render_cat(sample_table(), options(nullptr, "shards,node", nullptr, nullptr, nullptr));
+  REQUIRE(t);
+  CHECK(*t ==
+        "shards  node\n"
+        "    12  node-1\n"
+        "     3  node-2\n"
+        "     -  node-3\n");
+  auto nohead = render_cat(sample_table(), options("false", "node", nullptr, nullptr, nullptr));
+  REQUIRE(nohead);
+  CHECK(*nohead == "node-1\nnode-2\nnode-3\n");
+  // ?v alone (as in Elasticsearch) keeps the header, which is on by default.
+  CHECK(lines_of(render_cat(sample_table(), options("", "node", nullptr, nullptr, nullptr)).value())[0] == "node");
+}
+
+TEST_CASE("_cat tables: an unknown column is an error that lists the valid ones") {
+  auto bad = render_cat(sample_table(), options(nullptr, "node,colour", nullptr, nullptr, nullptr));
+  REQUIRE(!bad);
+  CHECK(bad.error().code == errc::invalid_argument);
+  CHECK(bad.error().detail.find("colour") != std::string::npos);
+  CHECK(bad.error().detail.find("node, shards, bytes, progress") != std::string::npos);
+  auto bad_sort = render_cat(sample_table(), options(nullptr, nullptr, "weight", nullptr, nullptr));
+  REQUIRE(!bad_sort);
+  CHECK(bad_sort.error().detail.find("s names unknown column weight") != std::string::npos);
+}
+
+TEST_CASE("_cat tables: s sorts numbers by value, text as text, percentages by their number, several keys in order") {
+  auto by_shards = lines_of(render_cat(sample_table(), options(nullptr, "node", "shards", nullptr, nullptr)).value());
+  CHECK(by_shards == std::vector<std::string>{"node", "node-3", "node-2", "node-1"});  // "-" first, then 3 < 12
+  auto desc = lines_of(render_cat(sample_table(), options(nullptr, "node", "shards:desc", nullptr, nullptr)).value());
+  CHECK(desc == std::vector<std::string>{"node", "node-1", "node-2", "node-3"});
+  auto pct = lines_of(render_cat(sample_table(), options(nullptr, "node", "progress", nullptr, nullptr)).value());
+  CHECK(pct == std::vector<std::string>{"node", "node-2", "node-1", "node-3"});  // 7% < 50% < 100%
+  auto text = lines_of(render_cat(sample_table(), options(nullptr, "node", "node:desc", nullptr, nullptr)).value());
+  CHECK(text == std::vector<std::string>{"node", "node-3", "node-2", "node-1"});
+  cat_table ties{{{"a", column_kind::text, ""}, {"b", column_kind::number, ""}}, {{"x", "2"}, {"y", "1"}, {"x", "1"}}};
+  auto two = lines_of(render_cat(ties, options("false", nullptr, "a,b:desc", nullptr, nullptr)).value());
+  CHECK(two == std::vector<std::string>{"x  2", "x  1", "y  1"});
+}
+
+TEST_CASE("_cat tables: byte columns print human by default and in the unit asked for") {
+  CHECK(format_bytes(0, byte_unit::human) == "0b");
+  CHECK(format_bytes(1023, byte_unit::human) == "1023b");
+  CHECK(format_bytes(1024, byte_unit::human) == "1kb");
+  CHECK(format_bytes(1536, byte_unit::human) == "1.5kb");
+  CHECK(format_bytes(1048576, byte_unit::human) == "1mb");
+  CHECK(format_bytes(5ull << 40, byte_unit::human) == "5tb");
+  CHECK(format_bytes(1536, byte_unit::b) == "1536b");
+  CHECK(format_bytes(1536, byte_unit::kb) == "1kb");  // whole units, rounded down
+  CHECK(format_bytes(1048575, byte_unit::mb) == "0mb");
+  CHECK(format_bytes(3ull << 30, byte_unit::gb) == "3gb");
+  auto human = lines_of(render_cat(sample_table(), options(nullptr, "bytes", nullptr, nullptr, nullptr)).value());
+  CHECK(human == std::vector<std::string>{"bytes", "1mb", "1.5kb", "-"});
+  auto kb = lines_of(render_cat(sample_table(), options(nullptr, "bytes", "bytes", nullptr, "kb")).value());
+  CHECK(kb == std::vector<std::string>{"bytes", "-", "1kb", "1024kb"});  // sorted by the raw value
+}
+
+TEST_CASE("_cat tables: help lists every column with its type and description") {
+  auto help = render_cat(sample_table(), options(nullptr, nullptr, nullptr, "", nullptr));
+  REQUIRE(help);
+  auto l = lines_of(*help);
+  REQUIRE(l.size() == 5);
+  CHECK(l[0].starts_with("column"));
+  CHECK(l[3] == "bytes     bytes   bytes");
+  CHECK(l[4] == "progress  number  share done");
+}
+
+TEST_CASE("_cat parameters: bad values name the parameter") {
+  const std::string yes = "yes", empty, bad_dir = "node:up", comma = "node,", unit = "pb";
+  auto err = [](cat_query q) {
+    auto o = parse_cat_options(q);
+    REQUIRE(!o);
+    return o.error().detail;
+  };
+  CHECK(err({&yes, nullptr, nullptr, nullptr, nullptr}).starts_with("v "));
+  CHECK(err({nullptr, nullptr, nullptr, &yes, nullptr}).starts_with("help "));
+  CHECK(err({nullptr, &empty, nullptr, nullptr, nullptr}).starts_with("h "));
+  CHECK(err({nullptr, &comma, nullptr, nullptr, nullptr}).starts_with("h "));
+  CHECK(err({nullptr, nullptr, &bad_dir, nullptr, nullptr}).find("node:up") != std::string::npos);
+  CHECK(err({nullptr, nullptr, nullptr, nullptr, &unit}).starts_with("bytes must be one of"));
+}
+
+TEST_CASE("pretty JSON is the same value, indented, and refuses what does not parse") {
+  const std::string in = R"({"a":[1,{"b":"x\"y"}],"c":{},"d":[]})";
+  auto p = pretty_json(in);
+  REQUIRE(p);
+  CHECK(*p ==
+        "{\n"
+        "  \"a\": [\n"
+        "    1,\n"
+        "    {\n"
+        "      \"b\": \"x\\\"y\"\n"
+        "    }\n"
+        "  ],\n"
+        "  \"c\": {},\n"
+        "  \"d\": []\n"
+        "}\n");
+  CHECK(boost::json::parse(*p) == boost::json::parse(in));
+  CHECK(!pretty_json("{\"a\":"));
 }
