@@ -17,6 +17,19 @@ if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk redis-server redis-tools python3)
 fi
 
+# Node.js runs the OpenAPI checks (test/openapi): Debian's nodejs and npm unless a node is there.
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
+
+# The OpenAPI validator and Ajv, pinned by test/openapi/package-lock.json, from npm (after apt).
+npm_modules() {
+  local dir
+  dir=$(cd "$(dirname "$0")/.." && pwd)/test/openapi
+  if [[ ! -f "$dir/node_modules/.package-lock.json" || "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]]; then
+    echo "setup: npm ci in test/openapi" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
+
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -24,6 +37,7 @@ for p in "${packages[@]}"; do
 done
 
 if ((${#missing[@]} == 0)); then
+  npm_modules
   exit 0
 fi
 
@@ -37,3 +51,4 @@ export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "setup: done" >&2
+npm_modules

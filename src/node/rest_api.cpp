@@ -164,6 +164,7 @@ const std::vector<rest_api::route>& rest_api::routes() {
   static const std::vector<route> table = {
       {M::get, "/v1/health", {}, [](rest_api& a, call& c) { return ready(a.health(c)); }},
       {M::get, "/v1/health/ready", {}, [](rest_api& a, call& c) { return a.health_ready(c); }},
+      {M::get, "/v1/openapi.json", {}, [](rest_api& a, call& c) { return ready(a.openapi(c)); }},
       {M::get, "/v1/cluster", {"format"}, [](rest_api& a, call& c) { return a.get_cluster(c); }},
       {M::get, "/v1/cluster/health", {"format"}, [](rest_api& a, call& c) { return a.cluster_health(c); }},
       {M::get, "/v1/cluster/load", {"format"}, [](rest_api& a, call& c) { return a.cluster_load(c); }, true},

@@ -144,6 +144,7 @@ class rest_api {
   net::http_response ring_lookup(call& c);
   net::http_response get_partition_map(call& c);
   net::http_response health(call& c);
+  net::http_response openapi(call& c);
   boost::asio::awaitable<net::http_response> health_ready(call& c);
   boost::asio::awaitable<net::http_response> cluster_health(call& c);
 

@@ -29,6 +29,10 @@ http_response rest_api::health(call& c) {
   return json_response(stopping ? 503 : 200, json::serialize(o));
 }
 
+std::string_view openapi_json();  // docs/openapi.json, compiled in (scripts/embed-file.py)
+
+http_response rest_api::openapi(call&) { return json_response(200, std::string(openapi_json())); }
+
 awaitable<http_response> rest_api::health_ready(call& c) {
   // Whether a load balancer should send this node requests: each check that fails is a reason.
   json::array reasons;
