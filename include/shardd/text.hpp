@@ -15,6 +15,9 @@ std::string base64url_encode(std::string_view bytes);
 /// Decodes base64url without padding; nullopt on any character outside the alphabet or a
 /// length that cannot occur.
 std::optional<std::string> base64url_decode(std::string_view text);
+/// Standard base64 with '=' padding (RFC 4648 §4), as etcd's JSON gateway writes bytes.
+std::string base64_encode(std::string_view bytes);
+std::optional<std::string> base64_decode(std::string_view text);
 
 /// An aligned text table with a header row, columns separated by two spaces, like
 /// Elasticsearch's _cat APIs. Numeric-looking cells are right-aligned.

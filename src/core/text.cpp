@@ -12,56 +12,67 @@
 namespace shardd {
 
 namespace {
-constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-int value_of(char c) {
+/// RFC 4648 base64: the standard alphabet (§4) or the URL one (§5); '=' padding or none.
+struct base64_kind {
+  const char* alphabet;
+  bool pad;
+};
+constexpr base64_kind url_kind{"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", false};
+constexpr base64_kind std_kind{"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", true};
+
+int value_of(char c, const base64_kind& k) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
   if (c >= 'a' && c <= 'z') return c - 'a' + 26;
   if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '-') return 62;
-  if (c == '_') return 63;
+  if (c == k.alphabet[62]) return 62;
+  if (c == k.alphabet[63]) return 63;
   return -1;
 }
 
-bool numeric(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.' || c == '-'; });
-}
-}  // namespace
-
-std::string base64url_encode(std::string_view in) {
+std::string encode(std::string_view in, const base64_kind& k) {
   std::string out;
   out.reserve((in.size() + 2) / 3 * 4);
   std::size_t i = 0;
   for (; i + 3 <= in.size(); i += 3) {
     unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
                  static_cast<unsigned char>(in[i + 2]);
-    out.push_back(alphabet[(v >> 18) & 63]);
-    out.push_back(alphabet[(v >> 12) & 63]);
-    out.push_back(alphabet[(v >> 6) & 63]);
-    out.push_back(alphabet[v & 63]);
+    out.push_back(k.alphabet[(v >> 18) & 63]);
+    out.push_back(k.alphabet[(v >> 12) & 63]);
+    out.push_back(k.alphabet[(v >> 6) & 63]);
+    out.push_back(k.alphabet[v & 63]);
   }
   const std::size_t rest = in.size() - i;
   if (rest == 1) {
     unsigned v = static_cast<unsigned char>(in[i]) << 16;
-    out.push_back(alphabet[(v >> 18) & 63]);
-    out.push_back(alphabet[(v >> 12) & 63]);
+    out.push_back(k.alphabet[(v >> 18) & 63]);
+    out.push_back(k.alphabet[(v >> 12) & 63]);
+    if (k.pad) out.append("==");
   } else if (rest == 2) {
     unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8);
-    out.push_back(alphabet[(v >> 18) & 63]);
-    out.push_back(alphabet[(v >> 12) & 63]);
-    out.push_back(alphabet[(v >> 6) & 63]);
+    out.push_back(k.alphabet[(v >> 18) & 63]);
+    out.push_back(k.alphabet[(v >> 12) & 63]);
+    out.push_back(k.alphabet[(v >> 6) & 63]);
+    if (k.pad) out.push_back('=');
   }
   return out;
 }
 
-std::optional<std::string> base64url_decode(std::string_view in) {
-  if (in.size() % 4 == 1) return std::nullopt;
+std::optional<std::string> decode(std::string_view in, const base64_kind& k) {
+  if (k.pad) {
+    if (in.size() % 4 != 0) return std::nullopt;
+    std::size_t pad = 0;
+    while (pad < 2 && pad < in.size() && in[in.size() - 1 - pad] == '=') ++pad;
+    in.remove_suffix(pad);
+  } else if (in.size() % 4 == 1) {
+    return std::nullopt;
+  }
   std::string out;
   out.reserve(in.size() * 3 / 4);
   unsigned acc = 0;
   int bits = 0;
   for (char c : in) {
-    int v = value_of(c);
+    int v = value_of(c, k);
     if (v < 0) return std::nullopt;
     acc = (acc << 6) | static_cast<unsigned>(v);
     bits += 6;
@@ -70,10 +81,20 @@ std::optional<std::string> base64url_decode(std::string_view in) {
       out.push_back(static_cast<char>((acc >> bits) & 0xff));
     }
   }
-  // Leftover bits must be zero, or the text was not produced by the encoder.
-  if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
+  // Leftover bits must be zero, and a lone sextet cannot occur: else no encoder wrote it.
+  if (bits >= 6 || (bits > 0 && (acc & ((1u << bits) - 1)) != 0)) return std::nullopt;
   return out;
 }
+
+bool numeric(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.' || c == '-'; });
+}
+}  // namespace
+
+std::string base64url_encode(std::string_view in) { return encode(in, url_kind); }
+std::optional<std::string> base64url_decode(std::string_view in) { return decode(in, url_kind); }
+std::string base64_encode(std::string_view in) { return encode(in, std_kind); }
+std::optional<std::string> base64_decode(std::string_view in) { return decode(in, std_kind); }
 
 std::string render_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> width(header.size(), 0);

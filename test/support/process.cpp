@@ -130,8 +130,15 @@ void shardd_process::spawn() {
   if (opts_.join) args.insert(args.end(), {"--join", *opts_.join});
   args.insert(args.end(), opts_.extra_args.begin(), opts_.extra_args.end());
 
-  int log_fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (log_fd < 0) throw std::runtime_error("cannot open " + log_path_);
+  auto env = opts_.env;
+  env.insert(env.begin(), {"SHARDD_TOKEN", test_token});
+  pid_ = spawn_logged(std::move(args), log_path_, env);
+}
+
+int spawn_logged(std::vector<std::string> args, const std::string& log_path,
+                 const std::vector<std::pair<std::string, std::string>>& env) {
+  int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) throw std::runtime_error("cannot open " + log_path);
   pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
@@ -140,13 +147,12 @@ void shardd_process::spawn() {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    ::setenv("SHARDD_TOKEN", test_token, 1);
-    for (const auto& [k, v] : opts_.env) ::setenv(k.c_str(), v.c_str(), 1);
-    ::execv(argv[0], argv.data());
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    ::execvp(argv[0], argv.data());
     std::_Exit(127);
   }
   ::close(log_fd);
-  pid_ = pid;
+  return pid;
 }
 
 void shardd_process::start() {

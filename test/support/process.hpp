@@ -86,6 +86,11 @@ class shardd_process {
   int pid_ = -1;
 };
 
+/// Starts `args[0]` (looked up in PATH) with `args`, stdout and stderr appended to `log_path`
+/// and `env` added to the environment; returns its PID.
+int spawn_logged(std::vector<std::string> args, const std::string& log_path,
+                 const std::vector<std::pair<std::string, std::string>>& env = {});
+
 /// Runs a shell command, returns {exit code, stdout+stderr}.
 std::pair<int, std::string> run_command(const std::string& cmd);
 
