@@ -2,6 +2,7 @@
 // control plane is built from, a member killed, every member gone, TLS with client certificates.
 
 #include "net/etcd_transport.hpp"
+#include "node/etcd_client.hpp"
 #include "shardd/etcd.hpp"
 
 #include "support/catch_result.hpp"
@@ -9,11 +10,13 @@
 #include "support/process.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <mutex>
 #include <thread>
 
 using namespace shardd;
@@ -181,4 +184,124 @@ TEST_CASE("etcd over TLS with client certificates: verified both ways; a client 
   auto d = distrust.call(etcd::range("secure"));
   REQUIRE(!d);
   CHECK(d.error().detail.find("TLS") != std::string::npos);
+}
+
+// --- the typed client: an election and a watch across a member's death ----------------------
+
+namespace {
+
+/// An etcd_client on its own io_context thread.
+struct typed {
+  asio::io_context ioc;
+  asio::executor_work_guard<asio::io_context::executor_type> work{ioc.get_executor()};
+  etcd_client c;
+  std::thread th;
+  explicit typed(net::etcd_options o) : c(ioc.get_executor(), std::move(o)), th([this] { ioc.run(); }) {}
+  ~typed() {
+    c.close_watches();
+    work.reset();
+    ioc.stop();
+    th.join();
+  }
+  template <class T>
+  T run(asio::awaitable<T> a) {
+    return asio::co_spawn(ioc, std::move(a), asio::use_future).get();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("etcd election on a lease-held key: one winner; when its lease lapses another takes over within the TTL") {
+  etcd_cluster e(3);
+  std::vector<std::unique_ptr<typed>> nodes;
+  std::vector<std::int64_t> leases;
+  for (int i = 0; i < 3; ++i) {
+    nodes.push_back(std::make_unique<typed>(plain(e)));
+    auto l = nodes.back()->run(nodes.back()->c.grant(std::chrono::seconds(2)));
+    REQUIRE(l);
+    leases.push_back(l->id);
+  }
+  int winners = 0, winner = -1;
+  std::int64_t won_at = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto r = nodes[i]->run(nodes[i]->c.put_if("shardd/controller", "node-" + std::to_string(i), 0, leases[i]));
+    REQUIRE(r);
+    if (r->done) {
+      ++winners;
+      winner = i;
+      won_at = r->revision;
+    } else {
+      REQUIRE(r->current);
+      CHECK(r->current->value == "node-" + std::to_string(winner));  // the loser learns who won
+    }
+  }
+  REQUIRE(winners == 1);
+  // The others watch the key; the winner stops renewing its lease (it died).
+  const int next = (winner + 1) % 3;
+  std::atomic<bool> stop_keepalive{false};
+  std::thread renew([&] {
+    while (!stop_keepalive) {
+      for (int i = 0; i < 3; ++i)
+        if (i != winner) (void)nodes[i]->run(nodes[i]->c.keepalive(leases[i]));
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+  });
+  const auto died = std::chrono::steady_clock::now();
+  bool deleted = false;
+  auto w = nodes[next]->run(nodes[next]->c.watch("shardd/controller", false, won_at + 1, [&](const etcd::watch_event& ev) {
+    deleted = ev.deleted;
+    return !deleted;
+  }));
+  REQUIRE(w);
+  CHECK(deleted);
+  auto took = nodes[next]->run(nodes[next]->c.put_if("shardd/controller", "node-" + std::to_string(next), 0, leases[next]));
+  const auto takeover = std::chrono::steady_clock::now() - died;
+  stop_keepalive = true;
+  renew.join();
+  REQUIRE(took);
+  CHECK(took->done);
+  CHECK(takeover < std::chrono::seconds(5));  // a 2 s lease (etcd may round it up a little)
+  auto now = nodes[0]->run(nodes[0]->c.get("shardd/controller"));
+  REQUIRE(now);
+  REQUIRE(*now);
+  CHECK((*now)->value == "node-" + std::to_string(next));
+  CHECK((*now)->lease == leases[next]);
+}
+
+TEST_CASE("etcd watch: the member it streams from is killed; it goes on from the next member, every change once and in order") {
+  etcd_cluster e(3);
+  typed writer(plain(e));
+  typed watcher(plain(e));
+  std::int64_t rev = 0;
+  REQUIRE(writer.run(writer.c.get("w/", &rev)));
+  std::mutex mu;
+  std::vector<std::string> seen;
+  std::atomic<bool> done{false};
+  std::thread th([&] {
+    auto r = watcher.run(watcher.c.watch("w/", true, rev + 1, [&](const etcd::watch_event& ev) {
+      std::lock_guard lock(mu);
+      seen.push_back(ev.item.key + "=" + ev.item.value);
+      return seen.size() < 10;
+    }));
+    CHECK(r);
+    done = true;
+  });
+  for (int i = 1; i <= 5; ++i) REQUIRE(writer.run(writer.c.put("w/" + std::to_string(i), std::to_string(i))));
+  auto count = [&] {
+    std::lock_guard lock(mu);
+    return seen.size();
+  };
+  for (int i = 0; i < 100 && count() < 5; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(count() == 5);
+  // Kill the member the watch streams from.
+  const auto streaming = watcher.c.transport().current_endpoint();
+  for (std::size_t i = 0; i < e.members().size(); ++i)
+    if ("127.0.0.1:" + std::to_string(e.members()[i].client_port) == streaming) e.kill9(i);
+  for (int i = 6; i <= 10; ++i) REQUIRE(writer.run(writer.c.put("w/" + std::to_string(i), std::to_string(i))));
+  for (int i = 0; i < 300 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  REQUIRE(done);
+  th.join();
+  std::vector<std::string> expected;
+  for (int i = 1; i <= 10; ++i) expected.push_back("w/" + std::to_string(i) + "=" + std::to_string(i));
+  CHECK(seen == expected);
 }
