@@ -65,3 +65,30 @@ for kind in GET PUT; do
   echo "RESULT monitor_${kind,,} off_req_per_s=$m_off on_req_per_s=$m_on ratio_on_off=$(awk -v a="$m_on" -v b="$m_off" 'BEGIN{printf "%.3f", a/b}')"
 done
 settings 5000
+
+# The access log's cost (rest.access_log is a start-up setting): the node restarted on the same
+# data with it on and off, alternating, GETs only (the cheapest request, where a log line weighs
+# most); three rounds each, ratio on/off of the medians.
+restart() {  # access_log true|false
+  kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  echo "{\"rest\":{\"access_log\":$1}}" > "$work/access.json"
+  "$build/src/node/shardd" --config "$work/access.json" --node-id node-1 --data-dir "$work/data" \
+    --rest-listen 127.0.0.1:$port --peer-listen 127.0.0.1:$peer --log-level info \
+    --tls-cert "$work/certs/node-1.pem" --tls-key "$work/certs/node-1.key" --tls-ca "$work/certs/ca.pem" 2>"$work/node.log" &
+  pid=$!
+  for _ in $(seq 100); do curl -fsS --cacert "$work/certs/ca.pem" "$url/v1/health" >/dev/null 2>&1 && break; sleep 0.1; done
+}
+off=() on=()
+for r in 1 2 3; do
+  for mode in false true; do
+    restart $mode
+    line=$(BENCH_INDEX=bench BENCH_KEYS=100000 BENCH_PREFIX=b wrk -t1 -c64 -d"${round_secs}s" -s "$repo/bench/wrk-get.lua" "$url" | grep RESULT)
+    rps=$(sed -E 's/.*req_per_s=([0-9]+).*/\1/' <<<"$line")
+    echo "# access_log $mode, GET round $r: $line ($(grep -c 'event=access' "$work/node.log") access lines)"
+    if [[ $mode == false ]]; then off+=("$rps"); else on+=("$rps"); fi
+  done
+done
+m_off=$(printf '%s\n' "${off[@]}" | median)
+m_on=$(printf '%s\n' "${on[@]}" | median)
+echo "RESULT access_log_get off_req_per_s=$m_off on_req_per_s=$m_on ratio_on_off=$(awk -v a="$m_on" -v b="$m_off" 'BEGIN{printf "%.3f", a/b}')"
+

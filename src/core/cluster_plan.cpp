@@ -234,8 +234,10 @@ layout_plan plan_layout(const partition_map& from, const partition_map& to, std:
       if (here_now && !owned_before && !importing_before) {
         plan.add.push_back({ix.id, s.id, range});  // new index, or an import that starts
         // An import starts from nothing: a copy this node kept after moving the shard away
-        // (its undo window) would otherwise mix stale records into the new one.
-        if (s.owner != self) plan.drop_ranges.push_back(range);
+        // (its undo window) would otherwise mix stale records into the new one. So does a
+        // shard given to this node without a move (its owner removed by force: recreated
+        // empty).
+        if (s.owner != self || old) plan.drop_ranges.push_back(range);
         continue;
       }
       if (!here_now && owned_before) {

@@ -313,6 +313,17 @@ TEST_CASE("a node's layout plan follows its shards through create, import, move,
   CHECK(local_ranges(m2, "node-0").size() == local_ranges(m1, "node-0").size() + 1);
   CHECK(local_ranges(m2, "node-0", true).size() == local_ranges(m1, "node-0").size());
 
+  // A shard given to a node without a move (its down owner removed by force) starts empty
+  // there: the node drops whatever it held in that range.
+  {
+    auto down = *set_node_state(m1, "node-1", node_state::down);
+    auto removed = remove_node(down, "node-1", true);
+    REQUIRE(removed);
+    p = plan_layout(down, removed->map, "node-0");
+    CHECK(p.add.size() == on1.size());
+    CHECK(p.drop_ranges.size() == on1.size());
+  }
+
   // Aborted: the target drops the slot and the data.
   auto aborted = *abort_migration(m2, "users", s);
   p = plan_layout(m2, aborted, "node-0");
