@@ -99,12 +99,15 @@ int main(int argc, char** argv) {
   if (const char* t = std::getenv("SHARDD_TOKEN"); t && *t) o.token = t;
   if (auto r = shardd::apply_overrides(cfg, o); !r) return fail(r.error().detail);
   if (auto r = shardd::validate(cfg); !r) return fail(r.error().detail);
-  // The files and the data dir, before anything is opened: a bad one is a configuration error
-  // (2), named by its field, not a start-up failure.
+  // The TLS files before anything is opened: a bad one is a configuration error (2), named by
+  // its field, not a start-up failure. The data dir is checked by the start itself (the same
+  // errors, exit 2) without a second, read-only open that would replay its log twice;
+  // --check-config opens it read-only and binds the listen addresses too.
   auto problems = shardd::check_tls(cfg);
-  for (auto& p : shardd::check_data_dir(cfg)) problems.push_back(std::move(p));
-  if (vm.count("check-config"))
+  if (vm.count("check-config")) {
+    for (auto& p : shardd::check_data_dir(cfg)) problems.push_back(std::move(p));
     for (auto& p : shardd::check_listen(cfg)) problems.push_back(std::move(p));
+  }
   if (!problems.empty()) {
     for (const auto& p : problems) std::cerr << "shardd: " << p << "\n";
     return exit_usage;

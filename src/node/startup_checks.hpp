@@ -1,6 +1,6 @@
 #pragma once
-// What `shardd --check-config` checks beyond the config's own validation, and what start-up
-// checks before it opens anything: the TLS files, the data directory, the listen addresses.
+// What `shardd --check-config` checks beyond the config's own validation: the TLS files (also
+// checked at every start, before anything is opened), the data directory, the listen addresses.
 
 #include "common/config.hpp"
 
