@@ -105,7 +105,9 @@ awaitable<http_response> rest_api::run(call& c) {
   } else {
     res = co_await dispatch(c);
   }
-  if (auto p = c.param("pretty"); p && *p != "false" && res.content_type.find("json") != std::string::npos)
+  // ?pretty once, on the node the client asked: a forwarded request's answer is relayed through
+  // that node's run(), which indents it.
+  if (auto p = c.param("pretty"); !c.forwarded && p && *p != "false" && res.content_type.find("json") != std::string::npos)
     if (auto nice = pretty_json(res.body)) res.body = std::move(*nice);
   auto& counted = ctx_.ring.loads().node();
   counted.rest_requests.fetch_add(1, std::memory_order_relaxed);

@@ -76,6 +76,12 @@ TEST_CASE("three nodes: an index made through node 2, 10,000 records written thr
     if (own[body(n1->get("/v1/ring/lookup?index=users&key=k" + std::to_string(i))).at("shard").as_int64()] == "node-2")
       remote_key = "k" + std::to_string(i);
   REQUIRE_FALSE(remote_key.empty());
+  // ?pretty through a forward: indented once, the same value.
+  auto pretty = n1->get("/v1/indexes/users/records/" + remote_key + "?pretty");
+  REQUIRE(pretty.status == 200);
+  CHECK(pretty.header("x-shardd-node") == "node-2");
+  CHECK(pretty.body.find("\n  \"doc\": {\n    \"n\": ") != std::string::npos);
+  CHECK(json::parse(pretty.body) == json::parse(n1->get("/v1/indexes/users/records/" + remote_key).body));
   auto traced = n1->request("GET", "/v1/indexes/users/records/" + remote_key, {}, {{"X-Request-Id", "fwd-trace-7"}});
   REQUIRE(traced.status == 200);
   CHECK(traced.header("x-request-id") == "fwd-trace-7");
