@@ -47,8 +47,11 @@ def free_port():
 
 
 class Cluster:
-    def __init__(self, work, n, config):
-        self.work, self.nodes, self.procs = work, [], []
+    """`meta`: an etcd://... address list (every node starts with --meta); None: the embedded
+    plane (node-1 bootstraps, the others join it)."""
+
+    def __init__(self, work, n, config, meta=None):
+        self.work, self.nodes, self.procs, self.meta = work, [], [], meta
         self.ca = os.path.join(work, "certs", "ca.pem")
         self.ctx = ssl.create_default_context(cafile=self.ca)
         self.config = config
@@ -68,11 +71,19 @@ class Cluster:
                 "--tls-cert", os.path.join(self.work, "certs", f"node-{i}.pem"),
                 "--tls-key", os.path.join(self.work, "certs", f"node-{i}.key"),
                 "--tls-ca", self.ca, "--log-level", os.environ.get("BENCH_LOG_LEVEL", "warn")]
-        args += ["--bootstrap"] if i == 1 else ["--join", f"127.0.0.1:{self.nodes[0]['peer']}"]
-        log = open(os.path.join(d, "shardd.log"), "a")
-        p = subprocess.Popen(args, stdout=log, stderr=log, env=dict(os.environ, SHARDD_TOKEN=TOKEN))
-        self.procs.append(p)
-        self.nodes.append({"rest": rest, "peer": peer, "url": f"https://127.0.0.1:{rest}"})
+        if self.meta:
+            args += ["--meta", self.meta]
+        else:
+            args += ["--bootstrap"] if i == 1 else ["--join", f"127.0.0.1:{self.nodes[0]['peer']}"]
+        self.nodes.append({"rest": rest, "peer": peer, "url": f"https://127.0.0.1:{rest}", "args": args})
+        self.procs.append(None)
+        self.start(i)
+
+    def start(self, i):
+        """Starts (or starts again) node i; returns once it answers."""
+        n = self.nodes[i - 1]
+        log = open(os.path.join(self.work, f"node-{i}", "shardd.log"), "a")
+        self.procs[i - 1] = subprocess.Popen(n["args"], stdout=log, stderr=log, env=dict(os.environ, SHARDD_TOKEN=TOKEN))
         for _ in range(200):
             try:
                 self.api(i, "GET", "/v1/health")
@@ -95,9 +106,11 @@ class Cluster:
 
     def stop(self):
         for p in self.procs:
-            p.terminate()
+            if p and p.poll() is None:
+                p.terminate()
         for p in self.procs:
-            p.wait()
+            if p:
+                p.wait()
 
 
 def routing_for(cl, index, owner):

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Runs a local shardd cluster with the embedded control plane.
+# Runs a local shardd cluster with the embedded control plane, or on a local etcd.
 #   scripts/run-cluster.sh          set up, build, make dev certificates, start three nodes (the
 #                                   first bootstraps the cluster, the others join it), create a
 #                                   sample index with sample data, print the URLs, the token and
 #                                   curl examples; Ctrl-C stops all
+#   scripts/run-cluster.sh --etcd   the same on a local one-member etcd (started first, stopped
+#                                   last, data in $SHARDD_HOME/etcd): every node starts with
+#                                   --meta etcd://..., the controller is elected, and killing it
+#                                   hands the role to another node within seconds
 #   scripts/run-cluster.sh stop     stop everything a previous run started
 #   scripts/run-cluster.sh env      print export SHARDD_URL=... SHARDD_TOKEN=... SHARDD_CACERT=...
 #                                   SHARDD_URLS=... (every node's REST URL)
@@ -13,7 +17,14 @@
 #   SHARDD_HOME       state folder (default: .shardd in the repository; git-ignored)
 #   SHARDD_BASE_PORT  first port (default 7400); node i uses BASE+2(i-1) (REST) and BASE+2(i-1)+1 (peer)
 #   SHARDD_NODES      nodes to start (default 3)
+#   The etcd member listens on BASE+98 (clients) and BASE+99 (its peers).
 set -euo pipefail
+meta_mode=embedded
+args=()
+for a in "$@"; do
+  if [[ "$a" == "--etcd" ]]; then meta_mode=etcd; else args+=("$a"); fi
+done
+set -- "${args[@]+"${args[@]}"}"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 home=${SHARDD_HOME:-$repo/.shardd}
 base_port=${SHARDD_BASE_PORT:-7400}
@@ -25,6 +36,39 @@ rest_port() { echo $((base_port + 2 * ($1 - 1))); }
 peer_port() { echo $((base_port + 2 * ($1 - 1) + 1)); }
 url_of() { echo "https://127.0.0.1:$(rest_port "$1")"; }
 token_of() { cat "$home/token"; }
+etcd_port() { echo $((base_port + 98)); }
+etcd_pid() { local f=$home/etcd/etcd.pid; [[ -f "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null && cat "$f"; }
+home_mode() { cat "$home/meta" 2>/dev/null || echo embedded; }
+
+start_etcd() {
+  [[ -n "$(etcd_pid || true)" ]] && return 0
+  command -v etcd >/dev/null || { echo "etcd is not installed (Debian: apt-get install etcd-server)" >&2; return 1; }
+  mkdir -p "$home/etcd"
+  local client="http://127.0.0.1:$(etcd_port)" peer="http://127.0.0.1:$(( $(etcd_port) + 1 ))"
+  ETCD_UNSUPPORTED_ARCH=${ETCD_UNSUPPORTED_ARCH:-} etcd --name local --data-dir "$home/etcd/data" \
+    --listen-client-urls "$client" --advertise-client-urls "$client" \
+    --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" --initial-cluster "local=$peer" \
+    >>"$home/etcd/etcd.log" 2>&1 &
+  echo $! > "$home/etcd/etcd.pid"
+  for _ in $(seq 1 100); do
+    if curl -fsS "$client/health" 2>/dev/null | grep -q '"health":"true"'; then return 0; fi
+    sleep 0.1
+  done
+  echo "etcd did not start; its log ($home/etcd/etcd.log) ends with:" >&2
+  tail -5 "$home/etcd/etcd.log" >&2
+  return 1
+}
+
+stop_etcd() {
+  local pid
+  pid=$(etcd_pid || true)
+  [[ -n "$pid" ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$home/etcd/etcd.pid"
+  echo "stopped etcd"
+}
 
 running_pids() {
   local f pid
@@ -38,12 +82,13 @@ running_pids() {
 stop_all() {
   local pids pid waited=0
   pids=$(running_pids || true)
-  [[ -n "$pids" ]] || { rm -f "$home"/node-*/shardd.pid; return 0; }
+  [[ -n "$pids" ]] || { rm -f "$home"/node-*/shardd.pid; stop_etcd; return 0; }
   for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
   while [[ -n "$(running_pids || true)" && $waited -lt 150 ]]; do sleep 0.1; waited=$((waited + 1)); done
   for pid in $(running_pids || true); do kill -KILL "$pid" 2>/dev/null || true; done
   rm -f "$home"/node-*/shardd.pid
   echo "stopped $(echo "$pids" | wc -w) node(s)"
+  stop_etcd
 }
 
 known_nodes() {  # how many nodes this home has configured
@@ -61,11 +106,16 @@ print_env() {
 write_config() {  # i
   local i=$1 dir=$home/node-$1 cluster
   mkdir -p "$dir"
-  if ((i == 1)); then cluster='"bootstrap": true'; else cluster="\"join\": \"127.0.0.1:$(peer_port 1)\""; fi
+  local meta='"meta": "embedded"'
+  if [[ "$(home_mode)" == etcd ]]; then
+    meta="\"meta\": \"etcd://127.0.0.1:$(etcd_port)\""
+    cluster=''
+  elif ((i == 1)); then cluster='"bootstrap": true'; else cluster="\"join\": \"127.0.0.1:$(peer_port 1)\""; fi
   cat > "$dir/shardd.json" <<JSON
 {
   "node_id": "node-$i",
   "cluster_id": "local",
+  $meta,
   "data_dir": "data",
   "rest": {"listen": "127.0.0.1:$(rest_port "$i")", "token": "$(token_of)"},
   "peer": {"listen": "127.0.0.1:$(peer_port "$i")"},
@@ -95,6 +145,7 @@ case "${1:-start}" in
   add)
     [[ -n "$(running_pids || true)" ]] || { echo "no cluster runs from $home; start one with $0" >&2; exit 1; }
     i=$(( $(known_nodes) + 1 ))
+    meta_mode=$(home_mode)
     "$repo/scripts/dev-certs.sh" "$home/certs" "node-$i"
     write_config "$i"
     start_node "$i" || exit 1
@@ -123,6 +174,12 @@ if [[ ! -f "$build_dir/build.ninja" ]]; then meson setup "$build_dir" >/dev/null
 ninja -C "$build_dir" src/node/shardd >/dev/null
 
 mkdir -p "$home"
+if [[ -f "$home/meta" && "$(home_mode)" != "$meta_mode" ]]; then
+  echo "$home holds a cluster on the $(home_mode) control plane; start it the same way, or use another SHARDD_HOME" >&2
+  exit 1
+fi
+echo "$meta_mode" > "$home/meta"
+if [[ "$meta_mode" == etcd ]]; then start_etcd || exit 1; fi
 ids=()
 for i in $(seq 1 "$nodes"); do ids+=("node-$i"); done
 "$repo/scripts/dev-certs.sh" "$home/certs" "${ids[@]}"
@@ -161,7 +218,7 @@ url2=$(url_of 2)
 url3=$(url_of 3)
 
 cat <<TXT
-shardd is running: $nodes nodes, state in $home
+shardd is running: $nodes nodes, state in $home, control plane: $meta_mode$( [[ $meta_mode == etcd ]] && echo " (etcd at http://127.0.0.1:$(etcd_port))")
   URLs:   $(for i in $(seq 1 "$nodes"); do printf '%s ' "$(url_of "$i")"; done)
   token:  $token
   CA:     $cacert

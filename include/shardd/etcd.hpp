@@ -50,6 +50,24 @@ request remove(std::string_view key, bool prefix = false);
 request put_if(std::string_view key, std::string_view value, std::int64_t mod_revision, std::int64_t lease = 0);
 /// Deletes `key` if its mod revision is `mod_revision`.
 request remove_if(std::string_view key, std::int64_t mod_revision);
+/// One condition of a transaction: `key`'s mod revision (or create revision) equals `revision`
+/// (0: the key does not exist).
+struct compare {
+  enum class target : std::uint8_t { mod, create };
+  std::string key;
+  target what = target::mod;
+  std::int64_t revision = 0;
+};
+/// One write of a transaction: a put of `value` (under `lease`), or a delete when `value` is
+/// nullopt.
+struct write {
+  std::string key;
+  std::optional<std::string> value;
+  std::int64_t lease = 0;
+};
+/// A transaction: every write at one revision if every condition holds; otherwise nothing is
+/// written and the keys of `read_back` are read (txn_reply::current, in that order).
+request txn(const std::vector<compare>& when, const std::vector<write>& then, const std::vector<std::string>& read_back = {});
 request lease_grant(std::int64_t ttl_seconds);
 request lease_keepalive(std::int64_t id);
 request lease_revoke(std::int64_t id);

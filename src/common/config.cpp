@@ -25,6 +25,28 @@ result<host_port> read_address(json_fields& f, std::string_view key, host_port f
 
 }  // namespace
 
+result<std::vector<host_port>> parse_meta(std::string_view meta) {
+  if (meta.empty() || meta == "embedded") return std::vector<host_port>{};
+  constexpr std::string_view scheme = "etcd://";
+  if (!meta.starts_with(scheme))
+    return make_error(errc::invalid_argument, "must be \"embedded\" or etcd://HOST:PORT[,HOST:PORT...], not \"" +
+                                                  std::string(meta) + "\"");
+  std::vector<host_port> out;
+  std::string_view rest = meta.substr(scheme.size());
+  while (true) {
+    const auto comma = rest.find(',');
+    auto one = rest.substr(0, comma);
+    if (!one.empty() && one.back() == '/' && comma == std::string_view::npos) one.remove_suffix(1);
+    auto hp = parse_host_port(one);
+    if (!hp) return make_error(errc::invalid_argument, "etcd member \"" + std::string(one) + "\": " + hp.error().detail);
+    out.push_back(*hp);
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  if (out.size() > 16) return make_error(errc::invalid_argument, "at most 16 etcd members");
+  return out;
+}
+
 result<node_config> parse_config(std::string_view text, const std::string& base_dir) {
   auto parsed = parse_json(text, "config");
   if (!parsed) return parsed.error();
@@ -39,7 +61,27 @@ result<node_config> parse_config(std::string_view text, const std::string& base_
   SHARDD_READ(c.threads, root.opt_u64("threads", c.threads, 1, 64));
   SHARDD_READ(c.shutdown_timeout_ms, root.opt_u64("shutdown_timeout_ms", c.shutdown_timeout_ms, 100, 600000));
 
+  {
+    auto meta = root.opt_string("meta");
+    if (!meta) return meta.error();
+    if (*meta) {
+      auto eps = parse_meta(**meta);
+      if (!eps) return root.fail("meta", eps.error().detail);
+      c.etcd.endpoints = std::move(*eps);
+    }
+  }
   const boost::json::object* obj = nullptr;
+  SHARDD_READ(obj, root.opt_object("etcd"));
+  if (obj) {
+    json_fields f(*obj, "etcd");
+    SHARDD_READ_OPT_STRING(c.etcd.ca, f, "ca");
+    SHARDD_READ_OPT_STRING(c.etcd.cert, f, "cert");
+    SHARDD_READ_OPT_STRING(c.etcd.key, f, "key");
+    SHARDD_READ_OPT_STRING(c.etcd.prefix, f, "prefix");
+    SHARDD_READ(c.etcd.election_ttl_s, f.opt_u64("election_ttl_s", c.etcd.election_ttl_s, 1, 60));
+    SHARDD_READ(c.etcd.timeout_ms, f.opt_u64("timeout_ms", c.etcd.timeout_ms, 100, 60000));
+    if (auto fin = f.finish(); !fin) return fin.error();
+  }
   SHARDD_READ(obj, root.opt_object("rest"));
   if (obj) {
     json_fields f(*obj, "rest");
@@ -161,6 +203,9 @@ result<node_config> parse_config(std::string_view text, const std::string& base_
   c.tls.cert = resolve(base_dir, c.tls.cert);
   c.tls.key = resolve(base_dir, c.tls.key);
   c.tls.ca = resolve(base_dir, c.tls.ca);
+  c.etcd.ca = resolve(base_dir, c.etcd.ca);
+  c.etcd.cert = resolve(base_dir, c.etcd.cert);
+  c.etcd.key = resolve(base_dir, c.etcd.key);
   return c;
 }
 
@@ -191,6 +236,14 @@ result<void> apply_overrides(node_config& c, const config_overrides& o) {
     c.join = *hp;
   }
   if (o.bootstrap) c.bootstrap = true;
+  if (o.meta) {
+    auto eps = parse_meta(*o.meta);
+    if (!eps) return make_error(errc::invalid_argument, "--meta: " + eps.error().detail);
+    c.etcd.endpoints = std::move(*eps);
+  }
+  if (o.etcd_ca) c.etcd.ca = *o.etcd_ca;
+  if (o.etcd_cert) c.etcd.cert = *o.etcd_cert;
+  if (o.etcd_key) c.etcd.key = *o.etcd_key;
   return {};
 }
 
@@ -215,6 +268,21 @@ result<void> validate(const node_config& c) {
   if (std::find(std::begin(levels), std::end(levels), c.log_level) == std::end(levels))
     return bad("log_level: must be one of trace, debug, info, warn, error, critical, off");
   if (c.bootstrap && c.join) return bad("cluster.bootstrap and cluster.join exclude each other: a node either starts a cluster or joins one");
+  if (c.etcd.enabled()) {
+    if (c.bootstrap || c.join)
+      return bad("cluster.bootstrap and cluster.join are for the embedded plane: with meta etcd://... every node finds the "
+                 "cluster (or founds it) in etcd");
+    if (c.etcd.cert.empty() != c.etcd.key.empty()) return bad("etcd.cert and etcd.key: give both or neither");
+    if (!c.etcd.cert.empty() && c.etcd.ca.empty()) return bad("etcd.cert: a client certificate needs etcd.ca (https)");
+    if (c.etcd.prefix.empty() || c.etcd.prefix.front() != '/' || c.etcd.prefix.back() != '/')
+      return bad("etcd.prefix: must start and end with '/'");
+    for (auto [field, path] : {std::pair{"etcd.ca", &c.etcd.ca}, {"etcd.cert", &c.etcd.cert}, {"etcd.key", &c.etcd.key}}) {
+      std::error_code ec;
+      if (!path->empty() && !std::filesystem::is_regular_file(*path, ec)) return bad(std::string(field) + ": no such file: " + *path);
+    }
+  } else if (!c.etcd.ca.empty() || !c.etcd.cert.empty()) {
+    return bad("etcd.ca, etcd.cert: set only with meta etcd://...");
+  }
   if (c.rest_listen == c.peer_listen) return bad("peer.listen: must differ from rest.listen");
   if (c.max_doc_bytes > c.max_body_bytes) return bad("limits.max_doc_bytes: must not exceed rest.max_body_bytes");
   return {};

@@ -22,6 +22,21 @@ struct tls_config {
   std::string ca;    ///< PEM cluster CA: verifies peers
 };
 
+/// Where the control plane keeps the map and elects the controller: the embedded plane (the
+/// bootstrap node's store) or etcd.
+struct etcd_config {
+  std::vector<host_port> endpoints;  ///< empty: the embedded plane
+  std::string ca;                    ///< PEM CA of etcd's certificates: https when set
+  std::string cert, key;             ///< PEM client certificate and key (etcd --client-cert-auth)
+  std::string prefix = "/shardd/";   ///< keys are prefix + cluster_id + "/..."
+  std::uint32_t election_ttl_s = 2;  ///< the controller's lease: a dead controller is replaced this soon
+  std::uint32_t timeout_ms = 2000;   ///< per etcd request and member
+  bool enabled() const noexcept { return !endpoints.empty(); }
+};
+
+/// Parses `meta`: "embedded" (or empty), or "etcd://HOST:PORT[,HOST:PORT...]".
+[[nodiscard]] result<std::vector<host_port>> parse_meta(std::string_view meta);
+
 /// Bounds of the monitor's settings (the config file and the API check the same ones).
 constexpr std::uint32_t monitor_min_interval_ms = 100;  ///< or 0: off
 constexpr std::uint32_t monitor_max_interval_ms = 3600 * 1000;
@@ -55,6 +70,9 @@ struct node_config {
   std::uint32_t peer_idle_timeout_ms = 600000;  ///< a peer connection with no frame this long is closed
 
   tls_config tls;
+
+  // meta: where the map lives (config "meta" and "etcd", flags --meta and --etcd-*)
+  etcd_config etcd;
 
   // cluster
   bool bootstrap = false;
@@ -115,6 +133,7 @@ struct node_config {
 struct config_overrides {
   std::optional<std::string> node_id, data_dir, rest_listen, peer_listen, join, log_level, token;
   std::optional<std::string> tls_cert, tls_key, tls_ca;
+  std::optional<std::string> meta, etcd_ca, etcd_cert, etcd_key;
   bool bootstrap = false;
 };
 [[nodiscard]] result<void> apply_overrides(node_config& c, const config_overrides& o);

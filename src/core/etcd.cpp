@@ -174,6 +174,45 @@ request remove_if(std::string_view key, std::int64_t mod_revision) {
   return if_mod_revision(key, mod_revision, "request_delete_range", key_fields(key, false));
 }
 
+request txn(const std::vector<compare>& when, const std::vector<write>& then, const std::vector<std::string>& read_back) {
+  json::array cmps, success, failure;
+  for (const auto& c : when) {
+    json::object o;
+    o["key"] = base64_encode(c.key);
+    o["result"] = "EQUAL";
+    if (c.what == compare::target::mod) {
+      o["target"] = "MOD";
+      o["mod_revision"] = std::to_string(c.revision);
+    } else {
+      o["target"] = "CREATE";
+      o["create_revision"] = std::to_string(c.revision);
+    }
+    cmps.push_back(std::move(o));
+  }
+  for (const auto& w : then) {
+    json::object op;
+    if (w.value) {
+      json::object p = key_fields(w.key, false);
+      p["value"] = base64_encode(*w.value);
+      if (w.lease) p["lease"] = std::to_string(w.lease);
+      op["request_put"] = std::move(p);
+    } else {
+      op["request_delete_range"] = key_fields(w.key, false);
+    }
+    success.push_back(std::move(op));
+  }
+  for (const auto& k : read_back) {
+    json::object op;
+    op["request_range"] = key_fields(k, false);
+    failure.push_back(std::move(op));
+  }
+  json::object o;
+  o["compare"] = std::move(cmps);
+  o["success"] = std::move(success);
+  o["failure"] = std::move(failure);
+  return {"/v3/kv/txn", text(o)};
+}
+
 request lease_grant(std::int64_t ttl_seconds) {
   json::object o;
   o["TTL"] = std::to_string(ttl_seconds);

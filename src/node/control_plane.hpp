@@ -62,6 +62,13 @@ class control_plane {
   /// The last heartbeat's round trip to the controller, in microseconds (members).
   virtual std::optional<std::uint64_t> heartbeat_rtt_us() const noexcept = 0;
 
+  /// Why no controller can be reached through this backend now, for a 503 (empty: nothing
+  /// more to say than that the controller is unreachable).
+  virtual std::string no_controller_reason() const { return {}; }
+
+  /// Stops the backend's loops (shutdown).
+  virtual void stop() {}
+
   /// Whether this node is the controller.
   bool is_controller(const std::string& self) { return elect_controller() == self; }
 };

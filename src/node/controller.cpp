@@ -20,10 +20,30 @@ namespace shardd {
 using asio::awaitable;
 
 controller::controller(asio::any_io_executor ex, const node_config& cfg, control_plane& plane, storage::store* store,
-                       peers* p)
-    : actor(ex, 1024, "controller"), cfg_(cfg), plane_(plane), journal_(store), ticker_(std::make_shared<asio::steady_timer>(ex)),
-      store_(store), peers_(p), faults_kill_after_begin_(test_fault("kill_after_begin") > 0),
-      faults_kill_in_phase_(test_fault_text("kill_in_phase")) {}
+                       peers* p, controller_meta* meta)
+    : actor(ex, 1024, "controller"), cfg_(cfg), plane_(plane), ticker_(std::make_shared<asio::steady_timer>(ex)),
+      store_(store), peers_(p), meta_(meta), faults_kill_after_begin_(test_fault("kill_after_begin") > 0),
+      faults_kill_in_phase_(test_fault_text("kill_in_phase")) {
+  if (!meta_ && store_) {
+    own_meta_ = std::make_unique<store_meta>(*store_);
+    meta_ = own_meta_.get();
+  }
+}
+
+awaitable<bool> controller::write_meta(std::vector<storage::write_op> ops, const char* what) {
+  if (!meta_ || ops.empty()) co_return true;
+  // etcd takes at most 128 operations in one transaction (its default --max-txn-ops).
+  constexpr std::size_t chunk = 100;
+  for (std::size_t at = 0; at < ops.size(); at += chunk) {
+    std::vector<storage::write_op> part(std::make_move_iterator(ops.begin() + static_cast<std::ptrdiff_t>(at)),
+                                        std::make_move_iterator(ops.begin() + static_cast<std::ptrdiff_t>(std::min(ops.size(), at + chunk))));
+    if (auto w = co_await meta_->write(std::move(part)); !w) {
+      SHARDD_LOG(err, what, "error", w.error().detail);
+      co_return false;
+    }
+  }
+  co_return true;
+}
 
 void controller::begin() {
   start();
@@ -59,9 +79,7 @@ awaitable<map_result> controller::change(std::string why, const std::function<re
 
 awaitable<void> controller::record(event e) {
   auto ops = journal_.append(std::move(e));
-  if (!store_) co_return;
-  if (auto w = co_await async_write(*store_, std::move(ops)); !w)
-    SHARDD_LOG(err, "event_not_saved", "error", w.error().detail);
+  co_await write_meta(std::move(ops), "event_not_saved");
 }
 
 awaitable<void> controller::journal_map(std::shared_ptr<const partition_map> before, std::shared_ptr<const partition_map> after,
@@ -144,8 +162,12 @@ migration_record* controller::record_or_reply(const std::string& id, reply_to<T>
 
 awaitable<void> controller::load_migrations() {
   migrations_loaded_ = true;
-  if (!store_) co_return;
-  auto stored = store_->scan_meta(rec_prefix);
+  if (!meta_) co_return;
+  if (auto events = co_await meta_->scan(std::string(event_prefix)); events)
+    journal_.load(*events);
+  else
+    SHARDD_LOG(err, "events_unreadable", "error", events.error().detail);
+  auto stored = co_await meta_->scan(rec_prefix);
   if (!stored) {
     SHARDD_LOG(err, "migration_records_unreadable", "error", stored.error().detail);
     co_return;
@@ -177,11 +199,9 @@ awaitable<void> controller::save(const migration_record& r) {
     if (r.phase == migration_phase::done) e.fields.emplace_back("fence_ms", static_cast<std::int64_t>(r.fence_ms));
     co_await record(std::move(e));
   }
-  if (!store_) co_return;
   std::vector<storage::write_op> ops;
   ops.push_back({storage::op_kind::meta_put, rec_prefix + r.id, to_json(r)});
-  if (auto w = co_await async_write(*store_, std::move(ops)); !w)
-    SHARDD_LOG(err, "migration_record_not_saved", "migration", r.id, "error", w.error().detail);
+  co_await write_meta(std::move(ops), "migration_record_not_saved");
 }
 
 awaitable<void> controller::forget(const std::vector<std::string>& ids) {
@@ -192,9 +212,9 @@ awaitable<void> controller::forget(const std::vector<std::string>& ids) {
     journaled_phase_.erase(id);
     ops.push_back({storage::op_kind::meta_del, rec_prefix + id, {}});
   }
-  if (!store_) co_return;
-  if (auto w = co_await async_write(*store_, std::move(ops)); !w)
-    SHARDD_LOG(err, "migration_records_not_deleted", "count", ids.size(), "error", w.error().detail);
+  if (!meta_) co_return;
+  if (!co_await write_meta(std::move(ops), "migration_records_not_deleted"))
+    SHARDD_LOG(err, "migration_records_not_deleted", "count", ids.size());
   else
     SHARDD_LOG(info, "migration_records_pruned", "count", ids.size(), "first", ids.front(), "last", ids.back());
 }
@@ -377,7 +397,7 @@ awaitable<void> controller::handle(controller_message m) {
       for (const auto& [id, n] : (*snap)->map->nodes) leases_[id].last_seen = now;
   }
   if (!migrations_loaded_) {
-    load_plan_number();
+    co_await load_plan_number();
     co_await load_migrations();
     co_await reconcile();
   }
@@ -965,6 +985,29 @@ awaitable<void> controller::on(settings_msg& st) {
   auto res = co_await change("API: cluster settings", [&](const cluster_snapshot& s) { return shardd::set_settings(*s.map, st.settings); });
   if (res) SHARDD_LOG(info, "settings_changed", "map_version", (*res)->map->version);
   st.reply.send(std::move(res));
+}
+
+}  // namespace shardd
+
+namespace shardd {
+
+controller_slot::controller_slot() = default;
+controller_slot::~controller_slot() = default;
+
+controller* controller_slot::install(std::unique_ptr<controller> c) {
+  std::lock_guard lock(mu_);
+  auto* raw = c.get();
+  kept_.push_back(std::move(c));
+  last_.store(raw, std::memory_order_release);
+  current_.store(raw, std::memory_order_release);
+  return raw;
+}
+
+std::vector<controller*> controller_slot::all() const {
+  std::lock_guard lock(mu_);
+  std::vector<controller*> out;
+  for (const auto& c : kept_) out.push_back(c.get());
+  return out;
 }
 
 }  // namespace shardd

@@ -3,6 +3,8 @@
 
 #include "node/actor.hpp"
 #include "node/control_plane.hpp"
+#include "node/controller_meta.hpp"
+#include "node/controller_slot.hpp"
 #include "node/event_journal.hpp"
 #include "shardd/cluster_plan.hpp"
 #include "shardd/forecast.hpp"
@@ -209,10 +211,11 @@ class peers;
 /// Strand: its own. Owned by the node.
 class controller final : public actor<controller_message> {
  public:
-  /// `store` keeps migration records; `p` reaches the sources (both may be null in tests
-  /// without a cluster: migrations are then refused).
+  /// `meta` keeps migration records, the journal and plan numbers (null: `store`'s meta column
+  /// family); `p` reaches the sources (store and p may be null in tests without a cluster:
+  /// migrations are then refused).
   controller(asio::any_io_executor ex, const node_config& cfg, control_plane& plane, storage::store* store = nullptr,
-             peers* p = nullptr);
+             peers* p = nullptr, controller_meta* meta = nullptr);
 
   /// Starts the actor and its liveness ticks.
   void begin();
@@ -300,7 +303,9 @@ class controller final : public actor<controller_message> {
   rebalance_run make_plan(const partition_map& m);
   asio::awaitable<rebalance_applied> apply_plan(const rebalance_run& run);
   /// Plan ids ("p" and a number) go on across restarts: the next number is kept in the store.
-  void load_plan_number();
+  asio::awaitable<void> load_plan_number();
+  /// Writes to the controller's metadata (logs `what` when it fails).
+  asio::awaitable<bool> write_meta(std::vector<storage::write_op> ops, const char* what);
   asio::awaitable<std::string> new_plan_id();
   /// In auto mode, every rebalance.interval_ms: plan and queue the moves.
   asio::awaitable<void> rebalance_tick();
@@ -368,6 +373,8 @@ class controller final : public actor<controller_message> {
   std::atomic<bool> stopping_{false};
   storage::store* store_;
   peers* peers_;
+  std::unique_ptr<controller_meta> own_meta_;  ///< the store's, when none was given
+  controller_meta* meta_ = nullptr;            ///< null: nothing is kept
   migration_table migrations_;
   std::set<std::string> starting_;  ///< begun in the map, migrate_start not answered yet
   /// Test fault kill_after_begin (node/faults.hpp): SIGKILL right after a move is begun in the map.

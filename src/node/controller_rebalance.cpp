@@ -20,9 +20,9 @@ std::int64_t now_wall_ms() {
 
 }  // namespace
 
-void controller::load_plan_number() {
-  if (!store_) return;
-  if (auto v = store_->get_meta(next_plan_key); v && *v) {
+awaitable<void> controller::load_plan_number() {
+  if (!meta_) co_return;
+  if (auto v = co_await meta_->get(std::string(next_plan_key)); v && *v) {
     std::uint64_t n = 0;
     if (auto [p, ec] = std::from_chars((*v)->data(), (*v)->data() + (*v)->size(), n); ec == std::errc{} && n > 0)
       next_plan_ = std::max(next_plan_, n);
@@ -33,12 +33,9 @@ awaitable<std::string> controller::new_plan_id() {
   auto id = "p" + std::to_string(next_plan_++);
   // Plan ids go on across restarts, so the journal and the migration records never name two
   // plans alike.
-  if (store_) {
-    std::vector<storage::write_op> ops;
-    ops.push_back({storage::op_kind::meta_put, std::string(next_plan_key), std::to_string(next_plan_)});
-    if (auto w = co_await async_write(*store_, std::move(ops)); !w)
-      SHARDD_LOG(err, "plan_number_not_saved", "error", w.error().detail);
-  }
+  std::vector<storage::write_op> ops;
+  ops.push_back({storage::op_kind::meta_put, std::string(next_plan_key), std::to_string(next_plan_)});
+  co_await write_meta(std::move(ops), "plan_number_not_saved");
   co_return id;
 }
 

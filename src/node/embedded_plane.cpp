@@ -39,6 +39,7 @@ void embedded_plane::stop() {
 std::string embedded_plane::controller_address() const {
   const auto snap = ring_.snapshot();
   if (const auto* c = snap->map->find_node(snap->map->controller)) return c->peer_address;
+  if (!join_address_.empty()) return join_address_;
   return cfg_.join ? cfg_.join->to_string() : std::string();
 }
 
@@ -136,9 +137,11 @@ awaitable<result<void>> embedded_plane::register_node(node_entry self) {
                                                            last.error().detail);
     SHARDD_LOG(info, "joined", "controller", controller_address(), "map_version", ring_.snapshot()->map->version);
   }
-  asio::co_spawn(ex_, heartbeat_loop(std::move(self)), asio::detached);
+  start_heartbeats(std::move(self));
   co_return result<void>{};
 }
+
+void embedded_plane::start_heartbeats(node_entry self) { asio::co_spawn(ex_, heartbeat_loop(std::move(self)), asio::detached); }
 
 awaitable<void> embedded_plane::heartbeat_loop(node_entry self) {
   // Join once per run (so a restarted node's addresses and weight are current), and again
@@ -146,7 +149,11 @@ awaitable<void> embedded_plane::heartbeat_loop(node_entry self) {
   bool need_join = true;
   int failures = 0;
   while (!stopping_) {
-    if (need_join) {
+    if (is_controller(self.id)) {
+      // On etcd the elected node is the map's controller: it sends itself nothing.
+      reachable_ = true;
+      need_join = true;  // a join when it is a member again (its addresses are current)
+    } else if (need_join) {
       if (auto r = co_await join_once(self); r) {
         need_join = false;
         reachable_ = true;

@@ -38,7 +38,19 @@ class embedded_plane final : public control_plane {
   std::string elect_controller() override;
 
   /// Stops heartbeats.
-  void stop();
+  void stop() override;
+
+  // The member's half, which the etcd plane uses too.
+  /// Joins through the controller (the map's, else the join address); installs the map it answers.
+  boost::asio::awaitable<result<void>> join_once(const node_entry& self);
+  /// Heartbeats to the map's controller, every heartbeat interval, until stop (none while this
+  /// node is the map's controller).
+  void start_heartbeats(node_entry self);
+  /// Sends `snap` to every member that is up (a second at most), all at once.
+  boost::asio::awaitable<void> push(snapshot_ptr snap);
+  /// Where to join while the map names no controller this node can reach by id.
+  void set_join_address(std::string a) { join_address_ = std::move(a); }
+  std::string controller_address() const;
   /// Whether the last heartbeat reached the controller (members); always true on it.
   bool controller_reachable() const noexcept override { return reachable_.load(); }
   void set_load_source(load_source f) override { load_source_ = std::move(f); }
@@ -50,10 +62,7 @@ class embedded_plane final : public control_plane {
   }
 
  private:
-  boost::asio::awaitable<void> push(snapshot_ptr snap);
-  boost::asio::awaitable<result<void>> join_once(const node_entry& self);
   boost::asio::awaitable<void> heartbeat_loop(node_entry self);
-  std::string controller_address() const;
   /// Calls the controller. Once the map names it, by its id: the answering certificate must
   /// be the controller's. Before (a first join), at the --join address; the answer says who
   /// sent it, and the map it brings must name that node as controller.
@@ -71,6 +80,7 @@ class embedded_plane final : public control_plane {
   const disk_guard* disk_ = nullptr;     ///< set before the heartbeats start
   event_source event_source_;            ///< ditto
   std::shared_ptr<boost::asio::steady_timer> timer_;
+  std::string join_address_;  ///< set before the heartbeats start
 };
 
 }  // namespace shardd

@@ -13,9 +13,16 @@ using asio::awaitable;
 
 etcd_client::etcd_client(asio::any_io_executor ex, net::etcd_options o) : ex_(ex), transport_(ex, std::move(o)) {}
 
+awaitable<result<std::string>> etcd_client::post(const etcd::request& req) {
+  auto r = co_await transport_.post(req.path, req.body);
+  // A 4xx is an answer: etcd is there. Only no answer at all means it cannot be reached.
+  reachable_ = r || r.error().code != errc::unavailable;
+  co_return r;
+}
+
 awaitable<result<std::optional<etcd::kv>>> etcd_client::get(std::string key, std::int64_t* revision) {
   const auto req = etcd::range(key);
-  auto text = co_await transport_.post(req.path, req.body);
+  auto text = co_await post(req);
   if (!text) co_return text.error();
   auto r = etcd::parse_range(*text);
   if (!r) co_return r.error();
@@ -26,7 +33,7 @@ awaitable<result<std::optional<etcd::kv>>> etcd_client::get(std::string key, std
 
 awaitable<result<std::vector<etcd::kv>>> etcd_client::list(std::string prefix) {
   const auto req = etcd::range(prefix, true);
-  auto text = co_await transport_.post(req.path, req.body);
+  auto text = co_await post(req);
   if (!text) co_return text.error();
   auto r = etcd::parse_range(*text);
   if (!r) co_return r.error();
@@ -35,7 +42,7 @@ awaitable<result<std::vector<etcd::kv>>> etcd_client::list(std::string prefix) {
 
 awaitable<result<std::int64_t>> etcd_client::put(std::string key, std::string value, std::int64_t lease) {
   const auto req = etcd::put(key, value, lease);
-  auto text = co_await transport_.post(req.path, req.body);
+  auto text = co_await post(req);
   if (!text) co_return text.error();
   auto h = etcd::parse_header(*text);
   if (!h) co_return h.error();
@@ -44,7 +51,7 @@ awaitable<result<std::int64_t>> etcd_client::put(std::string key, std::string va
 
 awaitable<result<void>> etcd_client::remove(std::string key) {
   const auto req = etcd::remove(key);
-  auto text = co_await transport_.post(req.path, req.body);
+  auto text = co_await post(req);
   if (!text) co_return text.error();
   auto h = etcd::parse_header(*text);
   if (!h) co_return h.error();
@@ -54,7 +61,7 @@ awaitable<result<void>> etcd_client::remove(std::string key) {
 awaitable<result<etcd_client::cas_outcome>> etcd_client::put_if(std::string key, std::string value, std::int64_t mod_revision,
                                                                 std::int64_t lease) {
   const auto req = etcd::put_if(key, value, mod_revision, lease);
-  auto text = co_await transport_.post(req.path, req.body);
+  auto text = co_await post(req);
   if (!text) co_return text.error();
   auto t = etcd::parse_txn(*text);
   if (!t) co_return t.error();
@@ -67,9 +74,25 @@ awaitable<result<etcd_client::cas_outcome>> etcd_client::put_if(std::string key,
   co_return out;
 }
 
+awaitable<result<etcd_client::txn_outcome>> etcd_client::txn(std::vector<etcd::compare> when, std::vector<etcd::write> then,
+                                                              std::vector<std::string> read_back) {
+  const auto req = etcd::txn(when, then, read_back);
+  auto text = co_await post(req);
+  if (!text) co_return text.error();
+  auto t = etcd::parse_txn(*text);
+  if (!t) co_return t.error();
+  txn_outcome out;
+  out.done = t->succeeded;
+  if (t->succeeded)
+    out.revision = t->head.revision;
+  else
+    out.current = std::move(t->current);
+  co_return out;
+}
+
 awaitable<result<bool>> etcd_client::remove_if(std::string key, std::int64_t mod_revision) {
   const auto req = etcd::remove_if(key, mod_revision);
-  auto text = co_await transport_.post(req.path, req.body);
+  auto text = co_await post(req);
   if (!text) co_return text.error();
   auto t = etcd::parse_txn(*text);
   if (!t) co_return t.error();
@@ -78,14 +101,14 @@ awaitable<result<bool>> etcd_client::remove_if(std::string key, std::int64_t mod
 
 awaitable<result<etcd::lease_reply>> etcd_client::grant(std::chrono::seconds ttl) {
   const auto req = etcd::lease_grant(ttl.count());
-  auto text = co_await transport_.post(req.path, req.body);
+  auto text = co_await post(req);
   if (!text) co_return text.error();
   co_return etcd::parse_lease(*text);
 }
 
 awaitable<result<std::int64_t>> etcd_client::keepalive(std::int64_t lease) {
   const auto req = etcd::lease_keepalive(lease);
-  auto text = co_await transport_.post(req.path, req.body);
+  auto text = co_await post(req);
   if (!text) co_return text.error();
   auto l = etcd::parse_lease(*text);
   if (!l) co_return l.error();
@@ -94,7 +117,7 @@ awaitable<result<std::int64_t>> etcd_client::keepalive(std::int64_t lease) {
 
 awaitable<result<void>> etcd_client::revoke(std::int64_t lease) {
   const auto req = etcd::lease_revoke(lease);
-  auto text = co_await transport_.post(req.path, req.body);
+  auto text = co_await post(req);
   if (!text) co_return text.error();
   auto h = etcd::parse_header(*text);
   if (!h) co_return h.error();

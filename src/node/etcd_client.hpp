@@ -38,6 +38,14 @@ class etcd_client {
   /// Writes `value` if `key`'s mod revision is `mod_revision` (0: only if absent).
   boost::asio::awaitable<result<cas_outcome>> put_if(std::string key, std::string value, std::int64_t mod_revision,
                                                      std::int64_t lease = 0);
+  struct txn_outcome {
+    bool done = false;
+    std::int64_t revision = 0;         ///< done: the store's revision after the writes
+    std::vector<etcd::kv> current;     ///< not done: the keys of `read_back` that exist
+  };
+  /// Every write of `then` at one revision if every condition of `when` holds (etcd::txn).
+  boost::asio::awaitable<result<txn_outcome>> txn(std::vector<etcd::compare> when, std::vector<etcd::write> then,
+                                                  std::vector<std::string> read_back = {});
   /// Deletes `key` if its mod revision is `mod_revision`; false if it was not.
   boost::asio::awaitable<result<bool>> remove_if(std::string key, std::int64_t mod_revision);
 
@@ -63,11 +71,15 @@ class etcd_client {
     transport_.close_streams();
   }
   net::etcd_transport& transport() { return transport_; }
+  /// Whether some member answered the last request (true before the first).
+  bool reachable() const noexcept { return reachable_.load(); }
 
  private:
+  boost::asio::awaitable<result<std::string>> post(const etcd::request& req);
   boost::asio::any_io_executor ex_;
   net::etcd_transport transport_;
   std::atomic<bool> closing_{false};
+  std::atomic<bool> reachable_{true};
 };
 
 }  // namespace shardd

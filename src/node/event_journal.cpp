@@ -13,14 +13,11 @@ namespace shardd {
 
 namespace json = boost::json;
 
-namespace {
-constexpr std::string_view prefix = "event/";
-}
 
 std::string event_key(std::uint64_t id) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
-  return std::string(prefix) + buf;
+  return std::string(event_prefix) + buf;
 }
 
 std::string to_json(const event& e) {
@@ -65,14 +62,19 @@ result<event> event_from_json(std::string_view text) {
   return e;
 }
 
-event_journal::event_journal(storage::store* store, std::size_t max) : store_(store), max_(std::max<std::size_t>(1, max)) {
-  if (!store_) return;
-  auto stored = store_->scan_meta(prefix);
+event_journal::event_journal(storage::store* store, std::size_t max) : max_(std::max<std::size_t>(1, max)) {
+  if (!store) return;
+  auto stored = store->scan_meta(event_prefix);
   if (!stored) {
     SHARDD_LOG(err, "events_unreadable", "error", stored.error().detail);
     return;
   }
-  for (const auto& [key, value] : *stored) {
+  load(*stored);
+}
+
+void event_journal::load(const std::vector<std::pair<std::string, std::string>>& stored) {
+  events_.clear();
+  for (const auto& [key, value] : stored) {
     auto e = event_from_json(value);
     if (!e) {
       SHARDD_LOG(err, "event_unreadable", "key", key, "error", e.error().detail);

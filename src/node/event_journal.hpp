@@ -39,8 +39,13 @@ class event_journal {
  public:
   static constexpr std::size_t default_max = 10000;
 
-  /// Reads what the store kept (a null store: memory only).
-  event_journal(storage::store* store, std::size_t max = default_max);
+  /// Empty; `load` gives it what was kept.
+  explicit event_journal(std::size_t max = default_max) : max_(std::max<std::size_t>(1, max)) {}
+  /// Reads what the store kept.
+  event_journal(storage::store* store, std::size_t max);
+  /// Takes the kept events (key, JSON) in key order, as `append`'s writes left them under
+  /// `event_prefix`; ids go on after the last.
+  void load(const std::vector<std::pair<std::string, std::string>>& stored);
 
   /// Gives `e` the next id and the time, keeps it, and returns the writes that persist it (and
   /// delete the events it pushes out); the caller writes them.
@@ -52,12 +57,12 @@ class event_journal {
   std::uint64_t last_id() const noexcept { return next_id_ - 1; }
 
  private:
-  storage::store* store_;
   std::size_t max_;
   std::deque<event> events_;
   std::uint64_t next_id_ = 1;
 };
 
+inline constexpr std::string_view event_prefix = "event/";
 std::string event_key(std::uint64_t id);
 std::string to_json(const event& e);
 [[nodiscard]] result<event> event_from_json(std::string_view text);

@@ -40,6 +40,10 @@ int main(int argc, char** argv) {
     ("peer-listen", po::value<std::string>(), ("HOST:PORT of the mutual-TLS peer protocol (default " + defaults.peer_listen.to_string() + ")").c_str())
     ("bootstrap", "start a new cluster with this node as its controller (a data dir with no cluster needs this or --join)")
     ("join", po::value<std::string>(), "HOST:PORT: peer address of the controller to join")
+    ("meta", po::value<std::string>(), "where the map lives: embedded (default: the bootstrap node's store) or etcd://HOST:PORT[,HOST:PORT...] (every node elects the controller through etcd; no --bootstrap or --join)")
+    ("etcd-ca", po::value<std::string>(), "PEM CA of etcd's certificates: talk to etcd over https")
+    ("etcd-cert", po::value<std::string>(), "PEM client certificate for etcd (with --etcd-key)")
+    ("etcd-key", po::value<std::string>(), "PEM private key of --etcd-cert")
     ("log-level", po::value<std::string>(), ("trace, debug, info, warn, error, critical or off (default " + defaults.log_level + ")").c_str())
     ("tls-cert", po::value<std::string>(), "PEM certificate chain of this node (required)")
     ("tls-key", po::value<std::string>(), "PEM private key of this node (required)")
@@ -95,6 +99,10 @@ int main(int argc, char** argv) {
   flag("tls-cert", o.tls_cert);
   flag("tls-key", o.tls_key);
   flag("tls-ca", o.tls_ca);
+  flag("meta", o.meta);
+  flag("etcd-ca", o.etcd_ca);
+  flag("etcd-cert", o.etcd_cert);
+  flag("etcd-key", o.etcd_key);
   o.bootstrap = vm.count("bootstrap") > 0;
   if (const char* t = std::getenv("SHARDD_TOKEN"); t && *t) o.token = t;
   if (auto r = shardd::apply_overrides(cfg, o); !r) return fail(r.error().detail);

@@ -5,6 +5,7 @@
 #include "node/controller.hpp"
 #include "node/disk_guard.hpp"
 #include "node/embedded_plane.hpp"
+#include "node/etcd_plane.hpp"
 #include "common/log.hpp"
 #include "node/migrator.hpp"
 #include "node/monitor.hpp"
@@ -62,8 +63,9 @@ struct node::impl {
   std::unique_ptr<storage::store> store;
   std::unique_ptr<ring_actor> ring;
   std::unique_ptr<peers> peer_pool;
-  std::unique_ptr<embedded_plane> plane;
-  std::unique_ptr<controller> ctl;
+  std::unique_ptr<control_plane> plane;
+  etcd_plane* etcd = nullptr;  ///< the plane, when it is on etcd
+  controller_slot controllers;
   std::unique_ptr<migrator> mig;
   std::unique_ptr<monitor> mon;
   std::unique_ptr<disk_guard> disk;
@@ -74,6 +76,16 @@ struct node::impl {
   int exit_code = 0;
 
   asio::awaitable<void> shutdown(int signal);
+  /// Starts a controller on this node (it leads) and makes it the one the API and peers reach.
+  controller* start_controller(controller_meta* meta) {
+    auto c = std::make_unique<controller>(ioc.get_executor(), cfg, *plane, store.get(), peer_pool.get(), meta);
+    c->set_local_load([m = mon.get()] { return m->latest_load(); });
+    c->set_local_disk(disk.get());
+    c->set_local_events({[m = mon.get()](std::size_t n) { return m->pending_events(n); },
+                         [m = mon.get()](std::uint64_t seq) { m->acknowledge_events(seq); }, mon->incarnation()});
+    c->begin();
+    return controllers.install(std::move(c));
+  }
   node_entry self_entry() const {
     return node_entry{cfg.node_id, cfg.rest_listen.to_string(), cfg.peer_listen.to_string(), cfg.weight, node_state::up};
   }
@@ -109,7 +121,17 @@ result<void> node::start() {
   } catch (const std::exception& e) {
     return make_error(errc::invalid_argument, e.what());
   }
-  m.plane = std::make_unique<embedded_plane>(asio::make_strand(m.ioc), m.cfg, *m.ring, *m.store, *m.peer_pool);
+  try {
+    if (m.cfg.etcd.enabled()) {
+      auto e = std::make_unique<etcd_plane>(asio::make_strand(m.ioc), m.cfg, *m.ring, *m.store, *m.peer_pool);
+      m.etcd = e.get();
+      m.plane = std::move(e);
+    } else {
+      m.plane = std::make_unique<embedded_plane>(asio::make_strand(m.ioc), m.cfg, *m.ring, *m.store, *m.peer_pool);
+    }
+  } catch (const std::exception& e) {
+    return make_error(errc::invalid_argument, e.what());
+  }
   m.disk = std::make_unique<disk_guard>(m.cfg);
   m.disk->refresh(m.ring->snapshot()->map->settings.rebalance.disk);
   m.plane->set_disk(m.disk.get());
@@ -120,21 +142,26 @@ result<void> node::start() {
                                      [mon = m.mon.get()](std::uint64_t seq) { mon->acknowledge_events(seq); },
                                      m.mon->incarnation()};
   m.plane->set_event_source(events);
-  const bool is_controller = m.plane->is_controller(m.cfg.node_id);
-  if (is_controller) {
-    m.ctl = std::make_unique<controller>(m.ioc.get_executor(), m.cfg, *m.plane, m.store.get(), m.peer_pool.get());
-    m.ctl->set_local_load(latest_load);
-    m.ctl->set_local_disk(m.disk.get());
-    m.ctl->set_local_events(events);
-    m.ctl->begin();
-  }
+  // On etcd the node runs a controller while it leads; on the embedded plane, the bootstrap node always.
+  const bool is_controller = !m.etcd && m.plane->is_controller(m.cfg.node_id);
+  if (is_controller) m.start_controller(nullptr);
+  if (m.etcd)
+    m.etcd->on_leadership([&m](bool leads) {
+      if (leads) {
+        if (!m.stopping) m.start_controller(&m.etcd->meta());
+        SHARDD_LOG(info, "controller_started", "map_version", m.ring->snapshot()->map->version);
+      } else if (auto* c = m.controllers.retire()) {
+        c->end();
+        SHARDD_LOG(warn, "controller_stopped");
+      }
+    });
   m.mig = std::make_unique<migrator>(m.ioc.get_executor(), m.cfg, *m.store, *m.ring, *m.peer_pool, m.migration_pool);
   m.mig->set_foreground([mon = m.mon.get()] {
     const auto f = mon->foreground();
     return std::pair<std::uint64_t, std::uint64_t>(f.samples, f.p99_us);
   });
 
-  node_context ctx{m.cfg, *m.store, *m.ring, m.read_pool, m.stopping, m.peer_pool.get(), m.plane.get(), m.ctl.get(),
+  node_context ctx{m.cfg, *m.store, *m.ring, m.read_pool, m.stopping, m.peer_pool.get(), m.plane.get(), &m.controllers,
                    m.mig.get(), m.mon.get(), m.disk.get()};
   m.api = std::make_unique<rest_api>(ctx);
   m.peer_svc = std::make_unique<peer_service>(ctx, [api = m.api.get()](net::http_request req, std::uint64_t v) {
@@ -164,7 +191,7 @@ result<void> node::start() {
     auto self = m.self_entry();
     asio::co_spawn(
         m.ioc,
-        [ctl = m.ctl.get(), self]() -> asio::awaitable<void> {
+        [ctl = m.controllers.current(), self]() -> asio::awaitable<void> {
           peer::join_request j{self.id, self.rest_address, self.peer_address, self.weight};
           auto r = co_await ctl->join(std::move(j));
           if (!r) SHARDD_LOG(err, "self_registration_failed", "error", r.error().detail);
@@ -244,7 +271,8 @@ asio::awaitable<void> node::impl::shutdown(int sig) {
   plane->stop();
   mon->stop();
   co_await mig->stop(std::chrono::milliseconds(500));
-  if (ctl) ctl->end();
+  if (auto* c = controllers.retire()) c->end();
+  if (etcd) co_await etcd->resign();
   peer_listener->stop();
   peer_pool->close_all();
   ring->stop();

@@ -313,17 +313,22 @@ awaitable<http_response> rest_api::forward(call& c, const std::string& node) {
 awaitable<http_response> rest_api::to_controller(call& c) {
   // Changes of the map are made by the controller; other nodes relay the request to it.
   const std::string controller_id = ctx_.plane ? ctx_.plane->elect_controller() : std::string();
-  if (c.forwarded || !ctx_.peer || controller_id.empty())
-    co_return c.fail(503, "unavailable", "this node cannot change the map and cannot reach the controller");
+  if (c.forwarded || !ctx_.peer || controller_id.empty() || controller_id == ctx_.config.node_id) {
+    const auto why = ctx_.plane ? ctx_.plane->no_controller_reason() : std::string();
+    co_return c.fail(503, "unavailable", why.empty() ? "this node cannot change the map and cannot reach the controller" : why);
+  }
   // The peer protocol relays no headers: a plan's If-Match travels as ?if_match= instead.
   auto relayed = c.req;
   if (!relayed.if_match.empty() && c.path.ends_with("/apply") && !c.param("if_match"))
     relayed.target += std::string(relayed.target.find('?') == std::string::npos ? "?" : "&") + "if_match=" +
                       (parse_version_tag(relayed.if_match) ? std::to_string(*parse_version_tag(relayed.if_match)) : "invalid");
   auto r = co_await cluster_.forward(controller_id, relayed, c.snap->map->version);
-  if (!r && r.error().code == errc::unavailable)
+  if (!r && r.error().code == errc::unavailable) {
+    const auto why = ctx_.plane->no_controller_reason();
     co_return c.fail(503, "unavailable", "the controller " + quoted(controller_id) +
-                                             " is unreachable; index and membership changes wait for it");
+                                             " is unreachable; index and membership changes wait for it" +
+                                             (why.empty() ? std::string() : " (" + why + ")"));
+  }
   if (!r) co_return c.fail(502, "bad-gateway", r.error().detail);
   if (r->moved) co_return c.fail(503, "unavailable", "the controller " + quoted(controller_id) + " answered moved; retry");
   co_return std::move(r->response);

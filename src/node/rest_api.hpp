@@ -4,6 +4,7 @@
 #include "common/config.hpp"
 #include "net/http_types.hpp"
 #include "node/cluster_client.hpp"
+#include "node/controller_slot.hpp"
 #include "node/ring_actor.hpp"
 #include "node/shard_service.hpp"
 #include "shardd/sha256.hpp"
@@ -43,7 +44,7 @@ struct node_context {
   const std::atomic<bool>& stopping;
   peers* peer = nullptr;
   control_plane* plane = nullptr;
-  controller* ctl = nullptr;  ///< set on the controller node only
+  controller_ref ctl;  ///< the controller this node runs (false: none; see controller_slot)
   migrator* mig = nullptr;
   monitor* mon = nullptr;  ///< the node's monitor (null in unit tests that need none)
   const disk_guard* disk = nullptr;  ///< the data disk against its watermarks (null: not checked)

@@ -30,6 +30,21 @@ void ring_actor::publish(partition_map m) {
   for (auto& f : listeners_) f(published);
 }
 
+result<partition_map> founding_map(const node_config& cfg) {
+  partition_map m;
+  m.cluster_id = cfg.cluster_id;
+  m.controller = cfg.node_id;
+  m.settings.migration_bytes_per_sec = cfg.migration_bytes_per_sec;
+  m.settings.max_outgoing = cfg.migration_max_outgoing;
+  m.settings.max_incoming = cfg.migration_max_incoming;
+  m.settings.migration_adaptive = cfg.migration_adaptive;
+  m.settings.adaptive_p99_ms = cfg.migration_adaptive_p99_ms;
+  m.settings.adaptive_min_bytes_per_sec = cfg.migration_adaptive_min_bytes_per_sec;
+  m.settings.rebalance = cfg.rebalance;
+  node_entry self{cfg.node_id, cfg.rest_listen.to_string(), cfg.peer_listen.to_string(), cfg.weight, node_state::up};
+  return upsert_node(m, self);
+}
+
 result<bool> ring_actor::load() {
   auto stored = store_.get_meta(storage::meta_partition_map);
   if (!stored) return stored.error();
@@ -44,8 +59,8 @@ result<bool> ring_actor::load() {
     if (!m.find_node(cfg_.node_id))
       return make_error(errc::invalid_argument,
                         "node_id: the data dir's map has no node '" + cfg_.node_id + "'; was it started with another id?");
-  } else if (cfg_.join) {
-    // A new member: it serves no map until the controller gives it one.
+  } else if (cfg_.join || cfg_.etcd.enabled()) {
+    // A new member (or any node on etcd): it serves no map until the cluster gives it one.
     return false;
   } else if (!cfg_.bootstrap) {
     // Never found a cluster by accident (a mistyped data dir, a lost --join).
@@ -54,19 +69,9 @@ result<bool> ring_actor::load() {
                                                   "with --join HOST:PORT to join one");
   } else {
     // A new cluster: this node is its controller and only member.
-    m.cluster_id = cfg_.cluster_id;
-    m.controller = cfg_.node_id;
-    m.settings.migration_bytes_per_sec = cfg_.migration_bytes_per_sec;
-    m.settings.max_outgoing = cfg_.migration_max_outgoing;
-    m.settings.max_incoming = cfg_.migration_max_incoming;
-    m.settings.migration_adaptive = cfg_.migration_adaptive;
-    m.settings.adaptive_p99_ms = cfg_.migration_adaptive_p99_ms;
-    m.settings.adaptive_min_bytes_per_sec = cfg_.migration_adaptive_min_bytes_per_sec;
-    m.settings.rebalance = cfg_.rebalance;
-    node_entry self{cfg_.node_id, cfg_.rest_listen.to_string(), cfg_.peer_listen.to_string(), cfg_.weight, node_state::up};
-    auto next = upsert_node(m, self);
-    if (!next) return next.error();
-    m = std::move(*next);
+    auto founded = founding_map(cfg_);
+    if (!founded) return founded.error();
+    m = std::move(*founded);
     std::promise<result<void>> done;
     auto fut = done.get_future();
     storage::layout_change change;

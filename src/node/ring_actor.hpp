@@ -27,6 +27,10 @@ struct cluster_snapshot {
 using snapshot_ptr = std::shared_ptr<const cluster_snapshot>;
 using map_result = result<snapshot_ptr>;
 
+/// The first map of a new cluster founded by `cfg`'s node: it is the controller and only member,
+/// with the cluster's initial settings from the config.
+[[nodiscard]] result<partition_map> founding_map(const node_config& cfg);
+
 struct install_map_cmd {
   partition_map map;
   reply_to<map_result> reply;

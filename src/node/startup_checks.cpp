@@ -86,8 +86,29 @@ std::string common_name(X509* x) {
 
 }  // namespace
 
+namespace {
+
+/// etcd's TLS files, when set: a CA, and a client certificate that its key belongs to.
+void check_etcd_tls(const node_config& cfg, std::vector<std::string>& problems) {
+  if (!cfg.etcd.ca.empty()) (void)read_certs(cfg.etcd.ca, "etcd.ca", problems);
+  if (cfg.etcd.cert.empty()) return;
+  auto chain = read_certs(cfg.etcd.cert, "etcd.cert", problems);
+  pkey_ptr key;
+  if (auto b = open_file(cfg.etcd.key, "etcd.key", problems)) {
+    key.reset(PEM_read_bio_PrivateKey(b.get(), nullptr, nullptr, nullptr));
+    if (!key) problems.push_back("etcd.key: " + cfg.etcd.key + " holds no PEM private key (" + ssl_error() + ")");
+  }
+  if (!chain.empty() && key && X509_check_private_key(chain.front().get(), key.get()) != 1) {
+    ERR_clear_error();
+    problems.push_back("etcd.key: " + cfg.etcd.key + " is not the private key of the certificate in " + cfg.etcd.cert);
+  }
+}
+
+}  // namespace
+
 std::vector<std::string> check_tls(const node_config& cfg) {
   std::vector<std::string> problems;
+  check_etcd_tls(cfg, problems);
   auto chain = read_certs(cfg.tls.cert, "tls.cert", problems);
   auto cas = read_certs(cfg.tls.ca, "tls.ca", problems);
   pkey_ptr key;
@@ -141,7 +162,7 @@ std::vector<std::string> check_data_dir(const node_config& cfg) {
     return problems;
   }
   if (!*stored) {
-    if (!cfg.bootstrap && !cfg.join)
+    if (!cfg.bootstrap && !cfg.join && !cfg.etcd.enabled())
       problems.push_back("cluster.bootstrap: the data dir " + cfg.data_dir +
                          " holds no cluster; start with --bootstrap to found a new one, or with --join HOST:PORT to join one");
     return problems;

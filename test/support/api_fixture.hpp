@@ -57,7 +57,8 @@ struct api_fixture {
   std::unique_ptr<storage::store> store;
   std::unique_ptr<ring_actor> ring;
   std::unique_ptr<local_plane> plane;
-  std::unique_ptr<controller> ctl;
+  controller_slot controllers;
+  controller* ctl = nullptr;
   std::unique_ptr<monitor> mon;
   std::unique_ptr<rest_api> api;
   std::thread runner;
@@ -78,7 +79,7 @@ struct api_fixture {
     if (!ring->load()) throw std::runtime_error("ring load failed");
     ring->start();
     plane = std::make_unique<local_plane>(*ring);
-    ctl = std::make_unique<controller>(ioc.get_executor(), cfg, *plane);
+    ctl = controllers.install(std::make_unique<controller>(ioc.get_executor(), cfg, *plane));
     ctl->begin();
     mon = std::make_unique<monitor>(ioc.get_executor(), cfg, *store, *ring);
     mon->start();
@@ -86,7 +87,7 @@ struct api_fixture {
     ctl->set_local_events({[m = mon.get()](std::size_t n) { return m->pending_events(n); },
                            [m = mon.get()](std::uint64_t seq) { m->acknowledge_events(seq); }, mon->incarnation()});
     api = std::make_unique<rest_api>(
-        node_context{cfg, *store, *ring, pool, stopping, nullptr, plane.get(), ctl.get(), nullptr, mon.get()});
+        node_context{cfg, *store, *ring, pool, stopping, nullptr, plane.get(), &controllers, nullptr, mon.get()});
     runner = std::thread([this] { ioc.run(); });
   }
   ~api_fixture() {

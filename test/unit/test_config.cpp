@@ -166,3 +166,51 @@ TEST_CASE("the example config in conf/ parses and sets what it shows") {
   CHECK(r->rebalance.mode == rebalance_mode::automatic);
   CHECK(r->read_threads == 2);
 }
+
+TEST_CASE("meta: the embedded plane by default, or etcd members with TLS files resolved, checked against the cluster flags") {
+  temp_dir dir;
+  auto c = valid_config(dir);
+  CHECK(!c.etcd.enabled());
+  auto eps = parse_meta("etcd://10.0.0.1:2379,etcd-2.example:2379/");
+  REQUIRE(eps);
+  REQUIRE(eps->size() == 2);
+  CHECK((*eps)[1].to_string() == "etcd-2.example:2379");
+  CHECK(parse_meta("embedded")->empty());
+  CHECK(parse_meta("")->empty());
+  CHECK(!parse_meta("http://127.0.0.1:2379"));
+  CHECK(!parse_meta("etcd://127.0.0.1"));       // no port
+  CHECK(!parse_meta("etcd://127.0.0.1:2379,"));  // an empty member
+
+  auto file = parse_config(R"({"meta":"etcd://127.0.0.1:2379","etcd":{"ca":"ca.pem","election_ttl_s":3,"prefix":"/p/"}})",
+                           "/etc/shardd");
+  REQUIRE(file);
+  CHECK(file->etcd.endpoints.size() == 1);
+  CHECK(file->etcd.ca == "/etc/shardd/ca.pem");
+  CHECK(file->etcd.election_ttl_s == 3);
+  CHECK(file->etcd.prefix == "/p/");
+  CHECK(error_of(R"({"meta":"zk://h:1"})").find("meta") != std::string::npos);
+  CHECK(error_of(R"({"etcd":{"election_ttl_s":0}})").find("etcd.election_ttl_s") != std::string::npos);
+  CHECK(error_of(R"({"etcd":{"user":"x"}})").find("etcd.user") != std::string::npos);
+
+  config_overrides o;
+  o.meta = "etcd://127.0.0.1:2379";
+  REQUIRE(apply_overrides(c, o));
+  CHECK(c.etcd.enabled());
+  CHECK(validate(c));
+  c.bootstrap = true;
+  auto v = validate(c);
+  REQUIRE(!v);
+  CHECK(v.error().detail.find("cluster.bootstrap and cluster.join are for the embedded plane") != std::string::npos);
+  c.bootstrap = false;
+  c.etcd.cert = dir.sub("c.pem");
+  CHECK(!validate(c));  // a client certificate without its key
+  c.etcd.key = dir.sub("k.pem");
+  CHECK(!validate(c));  // and without a CA: https needs one
+  c.etcd.ca = dir.sub("ca.pem");
+  CHECK(validate(c));
+  c.etcd.prefix = "shardd";
+  CHECK(!validate(c));
+  config_overrides bad;
+  bad.meta = "etcd:/x";
+  CHECK(!apply_overrides(c, bad));
+}

@@ -50,6 +50,25 @@ TEST_CASE("etcd requests: paths and bodies as the gateway takes them") {
   CHECK(cas.at("failure").as_array()[0].as_object().contains("request_range"));
   CHECK(etcd::put_if("k", "v", 0).path == "/v3/kv/txn");
   CHECK(json::parse(etcd::remove_if("k", 3).body).at("success").as_array()[0].as_object().contains("request_delete_range"));
+  // A transaction: every condition, then every write (puts and deletes), else the reads.
+  auto t = json::parse(etcd::txn({{"m", etcd::compare::target::mod, 4}, {"c", etcd::compare::target::create, 9}},
+                                  {{"m", std::string("x"), 0}, {"e/1", std::nullopt, 0}, {"n", std::string("y"), 77}},
+                                  {"m", "c"})
+                           .body)
+               .as_object();
+  const auto& cmp = t.at("compare").as_array();
+  REQUIRE(cmp.size() == 2);
+  CHECK(cmp[0].at("target") == "MOD");
+  CHECK(cmp[0].at("mod_revision") == "4");
+  CHECK(cmp[1].at("target") == "CREATE");
+  CHECK(cmp[1].at("create_revision") == "9");
+  CHECK(*etcd::base64_decode(cmp[1].at("key").as_string()) == "c");
+  const auto& ok = t.at("success").as_array();
+  REQUIRE(ok.size() == 3);
+  CHECK(ok[0].as_object().contains("request_put"));
+  CHECK(ok[1].as_object().contains("request_delete_range"));
+  CHECK(ok[2].at("request_put").at("lease") == "77");
+  CHECK(t.at("failure").as_array().size() == 2);
   CHECK(json::parse(etcd::lease_grant(5).body) == json::parse(R"({"TTL":"5"})"));
   CHECK(etcd::lease_keepalive(9).path == "/v3/lease/keepalive");
   CHECK(etcd::lease_revoke(9).path == "/v3/lease/revoke");
