@@ -69,6 +69,8 @@ struct write {
 /// written and the keys of `read_back` are read (txn_reply::current, in that order).
 request txn(const std::vector<compare>& when, const std::vector<write>& then, const std::vector<std::string>& read_back = {});
 request lease_grant(std::int64_t ttl_seconds);
+/// A token for `name` (etcd's auth); sent back in the Authorization header of each request.
+request authenticate(std::string_view name, std::string_view password);
 request lease_keepalive(std::int64_t id);
 request lease_revoke(std::int64_t id);
 /// A watch of `key` (or the prefix) from `start_revision` (0: from now); the answer is a
@@ -110,5 +112,6 @@ result<range_reply> parse_range(std::string_view json);
 result<txn_reply> parse_txn(std::string_view json);
 result<lease_reply> parse_lease(std::string_view json);  ///< grant and keepalive answers
 result<watch_reply> parse_watch(std::string_view json);
+result<std::string> parse_token(std::string_view json);  ///< an authenticate answer
 
 }  // namespace shardd::etcd

@@ -78,6 +78,8 @@ result<node_config> parse_config(std::string_view text, const std::string& base_
     SHARDD_READ_OPT_STRING(c.etcd.cert, f, "cert");
     SHARDD_READ_OPT_STRING(c.etcd.key, f, "key");
     SHARDD_READ_OPT_STRING(c.etcd.prefix, f, "prefix");
+    SHARDD_READ_OPT_STRING(c.etcd.user, f, "user");
+    SHARDD_READ_OPT_STRING(c.etcd.password, f, "password");
     SHARDD_READ(c.etcd.election_ttl_s, f.opt_u64("election_ttl_s", c.etcd.election_ttl_s, 1, 60));
     SHARDD_READ(c.etcd.timeout_ms, f.opt_u64("timeout_ms", c.etcd.timeout_ms, 100, 60000));
     if (auto fin = f.finish(); !fin) return fin.error();
@@ -244,6 +246,8 @@ result<void> apply_overrides(node_config& c, const config_overrides& o) {
   if (o.etcd_ca) c.etcd.ca = *o.etcd_ca;
   if (o.etcd_cert) c.etcd.cert = *o.etcd_cert;
   if (o.etcd_key) c.etcd.key = *o.etcd_key;
+  if (o.etcd_user) c.etcd.user = *o.etcd_user;
+  if (o.etcd_password) c.etcd.password = *o.etcd_password;
   return {};
 }
 
@@ -273,6 +277,8 @@ result<void> validate(const node_config& c) {
       return bad("cluster.bootstrap and cluster.join are for the embedded plane: with meta etcd://... every node finds the "
                  "cluster (or founds it) in etcd");
     if (c.etcd.cert.empty() != c.etcd.key.empty()) return bad("etcd.cert and etcd.key: give both or neither");
+    if (c.etcd.user.empty() != c.etcd.password.empty())
+      return bad("etcd.user and etcd.password: give both or neither (the password also as SHARDD_ETCD_PASSWORD)");
     if (!c.etcd.cert.empty() && c.etcd.ca.empty()) return bad("etcd.cert: a client certificate needs etcd.ca (https)");
     if (c.etcd.prefix.empty() || c.etcd.prefix.front() != '/' || c.etcd.prefix.back() != '/')
       return bad("etcd.prefix: must start and end with '/'");
@@ -280,8 +286,8 @@ result<void> validate(const node_config& c) {
       std::error_code ec;
       if (!path->empty() && !std::filesystem::is_regular_file(*path, ec)) return bad(std::string(field) + ": no such file: " + *path);
     }
-  } else if (!c.etcd.ca.empty() || !c.etcd.cert.empty()) {
-    return bad("etcd.ca, etcd.cert: set only with meta etcd://...");
+  } else if (!c.etcd.ca.empty() || !c.etcd.cert.empty() || !c.etcd.user.empty()) {
+    return bad("etcd.ca, etcd.cert, etcd.user: set only with meta etcd://...");
   }
   if (c.rest_listen == c.peer_listen) return bad("peer.listen: must differ from rest.listen");
   if (c.max_doc_bytes > c.max_body_bytes) return bad("limits.max_doc_bytes: must not exceed rest.max_body_bytes");

@@ -28,6 +28,7 @@ struct etcd_config {
   std::vector<host_port> endpoints;  ///< empty: the embedded plane
   std::string ca;                    ///< PEM CA of etcd's certificates: https when set
   std::string cert, key;             ///< PEM client certificate and key (etcd --client-cert-auth)
+  std::string user, password;        ///< etcd's auth: a user and its password (or SHARDD_ETCD_PASSWORD)
   std::string prefix = "/shardd/";   ///< keys are prefix + cluster_id + "/..."
   std::uint32_t election_ttl_s = 2;  ///< the controller's lease: a dead controller is replaced this soon
   std::uint32_t timeout_ms = 2000;   ///< per etcd request and member
@@ -133,7 +134,7 @@ struct node_config {
 struct config_overrides {
   std::optional<std::string> node_id, data_dir, rest_listen, peer_listen, join, log_level, token;
   std::optional<std::string> tls_cert, tls_key, tls_ca;
-  std::optional<std::string> meta, etcd_ca, etcd_cert, etcd_key;
+  std::optional<std::string> meta, etcd_ca, etcd_cert, etcd_key, etcd_user, etcd_password;
   bool bootstrap = false;
 };
 [[nodiscard]] result<void> apply_overrides(node_config& c, const config_overrides& o);

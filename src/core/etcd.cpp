@@ -213,6 +213,13 @@ request txn(const std::vector<compare>& when, const std::vector<write>& then, co
   return {"/v3/kv/txn", text(o)};
 }
 
+request authenticate(std::string_view name, std::string_view password) {
+  json::object o;
+  o["name"] = name;
+  o["password"] = password;
+  return {"/v3/auth/authenticate", text(o)};
+}
+
 request lease_grant(std::int64_t ttl_seconds) {
   json::object o;
   o["TTL"] = std::to_string(ttl_seconds);
@@ -282,6 +289,14 @@ result<txn_reply> parse_txn(std::string_view t) {
       }
     }
   return r;
+}
+
+result<std::string> parse_token(std::string_view t) {
+  auto o = parse_object(t);
+  if (!o) return o.error();
+  const auto* tok = o->if_contains("token");
+  if (!tok || !tok->is_string() || tok->get_string().empty()) return make_error(errc::corrupt, "etcd answer: no token");
+  return std::string(tok->get_string());
 }
 
 result<lease_reply> parse_lease(std::string_view t) {

@@ -35,6 +35,7 @@ struct etcd_transport::impl {
   std::atomic<std::size_t> preferred{0};
   std::mutex mu;
   std::set<beast::tcp_stream*> streams;  ///< open watch streams, under mu
+  std::string token;                      ///< etcd auth token, under mu (empty: none)
 
   /// One connection to one member: plain or TLS.
   struct connection {
@@ -65,10 +66,14 @@ struct etcd_transport::impl {
     co_return c;
   }
 
-  static http::request<http::string_body> make_request(const host_port& ep, const std::string& path, const std::string& body) {
+  http::request<http::string_body> make_request(const host_port& ep, const std::string& path, const std::string& body) {
     http::request<http::string_body> req{http::verb::post, path, 11};
     req.set(http::field::host, ep.to_string());
     req.set(http::field::content_type, "application/json");
+    {
+      std::lock_guard lock(mu);
+      if (!token.empty()) req.set(http::field::authorization, token);
+    }
     req.body() = body;
     req.prepare_payload();
     return req;
@@ -89,6 +94,7 @@ struct etcd_transport::impl {
     auto& res = parser.get();
     const auto status = res.result_int();
     if (status >= 500) co_return make_error(errc::unavailable, ep.to_string() + ": HTTP " + std::to_string(status) + ": " + res.body());
+    if (status == 401) co_return make_error(errc::forbidden, "etcd " + ep.to_string() + ": HTTP 401: " + res.body());
     if (status >= 400) co_return make_error(errc::invalid_argument, "etcd " + ep.to_string() + ": HTTP " + std::to_string(status) + ": " + res.body());
     co_return std::move(res.body());
   }
@@ -118,6 +124,7 @@ struct etcd_transport::impl {
     parser.body_limit(boost::none);
     auto [hec, hn] = co_await http::async_read_header(s, buf, parser, tuple_awaitable);
     if (hec) co_return make_error(errc::unavailable, ep.to_string() + ": " + hec.message());
+    if (parser.get().result_int() == 401) co_return make_error(errc::forbidden, ep.to_string() + ": watch answered HTTP 401");
     if (parser.get().result_int() != 200)
       co_return make_error(errc::unavailable, ep.to_string() + ": watch answered HTTP " + std::to_string(parser.get().result_int()));
     low.expires_never();
@@ -173,6 +180,11 @@ etcd_transport::etcd_transport(asio::any_io_executor ex, etcd_options o) : impl_
 }
 
 etcd_transport::~etcd_transport() { close_streams(); }
+
+void etcd_transport::set_token(std::string token) {
+  std::lock_guard lock(impl_->mu);
+  impl_->token = std::move(token);
+}
 
 void etcd_transport::close_streams() {
   std::lock_guard lock(impl_->mu);

@@ -11,10 +11,35 @@ namespace shardd {
 namespace asio = boost::asio;
 using asio::awaitable;
 
-etcd_client::etcd_client(asio::any_io_executor ex, net::etcd_options o) : ex_(ex), transport_(ex, std::move(o)) {}
+etcd_client::etcd_client(asio::any_io_executor ex, net::etcd_options o)
+    : ex_(ex), user_(o.user), password_(o.password), transport_(ex, std::move(o)) {}
+
+awaitable<result<void>> etcd_client::authenticate() {
+  const auto req = etcd::authenticate(user_, password_);
+  transport_.set_token({});
+  auto text = co_await transport_.post(req.path, req.body);
+  reachable_ = text || text.error().code != errc::unavailable;
+  if (!text) {
+    if (text.error().code == errc::unavailable) co_return text.error();
+    co_return make_error(errc::forbidden, "etcd refused user '" + user_ + "': " + text.error().detail);
+  }
+  auto token = etcd::parse_token(*text);
+  if (!token) co_return token.error();
+  transport_.set_token(std::move(*token));
+  authenticated_ = true;
+  co_return result<void>{};
+}
 
 awaitable<result<std::string>> etcd_client::post(const etcd::request& req) {
+  if (!user_.empty() && !authenticated_)
+    if (auto a = co_await authenticate(); !a) co_return a.error();
   auto r = co_await transport_.post(req.path, req.body);
+  if (!r && !user_.empty() && (r.error().code == errc::forbidden || r.error().detail.find("invalid auth token") != std::string::npos)) {
+    // The token lapsed (etcd's simple tokens last minutes) or etcd restarted: once more with a new one.
+    authenticated_ = false;
+    if (auto a = co_await authenticate(); !a) co_return a.error();
+    r = co_await transport_.post(req.path, req.body);
+  }
   // A 4xx is an answer: etcd is there. Only no answer at all means it cannot be reached.
   reachable_ = r || r.error().code != errc::unavailable;
   co_return r;
@@ -158,7 +183,9 @@ awaitable<result<void>> etcd_client::watch(std::string key, bool prefix, std::in
       }
       return true;
     };
+    if (!user_.empty() && !authenticated_) (void)co_await authenticate();
     auto r = co_await transport_.stream(req.path, req.body, on_line);
+    if (!r && r.error().code == errc::forbidden) authenticated_ = false;  // a new token at the next open
     if (stopped || closing_) co_return result<void>{};
     if (fatal) co_return *fatal;
     // The stream ended or could not be opened: open it again from `next`, on whichever

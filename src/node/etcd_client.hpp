@@ -76,7 +76,11 @@ class etcd_client {
 
  private:
   boost::asio::awaitable<result<std::string>> post(const etcd::request& req);
+  /// A token for the configured user (etcd's auth), set on the transport.
+  boost::asio::awaitable<result<void>> authenticate();
   boost::asio::any_io_executor ex_;
+  std::string user_, password_;  ///< etcd's auth (empty user: none)
+  std::atomic<bool> authenticated_{false};
   net::etcd_transport transport_;
   std::atomic<bool> closing_{false};
   std::atomic<bool> reachable_{true};

@@ -24,6 +24,8 @@ net::etcd_options options_of(const node_config& c) {
   o.ca = c.etcd.ca;
   o.cert = c.etcd.cert;
   o.key = c.etcd.key;
+  o.user = c.etcd.user;
+  o.password = c.etcd.password;
   o.timeout = std::chrono::milliseconds(c.etcd.timeout_ms);
   return o;
 }
@@ -230,6 +232,8 @@ awaitable<result<void>> etcd_plane::register_node(node_entry self) {
       if (*kv) co_await take_map((*kv)->value, (*kv)->mod_revision);
       break;
     }
+    if (kv.error().code != errc::unavailable)  // refused (auth, a bad prefix): no retry makes it work
+      co_return make_error(errc::invalid_argument, "etcd: " + kv.error().detail);
     SHARDD_LOG(warn, "etcd_unreachable", "attempt", attempt + 1, "error", kv.error().detail);
     if (have_map) break;
     if (attempt >= 30) co_return make_error(errc::unavailable, "etcd cannot be reached: " + kv.error().detail);

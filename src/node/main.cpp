@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
     ("etcd-ca", po::value<std::string>(), "PEM CA of etcd's certificates: talk to etcd over https")
     ("etcd-cert", po::value<std::string>(), "PEM client certificate for etcd (with --etcd-key)")
     ("etcd-key", po::value<std::string>(), "PEM private key of --etcd-cert")
+    ("etcd-user", po::value<std::string>(), "etcd user (etcd's auth); its password from SHARDD_ETCD_PASSWORD or etcd.password")
     ("log-level", po::value<std::string>(), ("trace, debug, info, warn, error, critical or off (default " + defaults.log_level + ")").c_str())
     ("tls-cert", po::value<std::string>(), "PEM certificate chain of this node (required)")
     ("tls-key", po::value<std::string>(), "PEM private key of this node (required)")
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
   if (vm.count("help")) {
     std::cout << opts
               << "\nEnvironment:\n  SHARDD_TOKEN  bearer token for the REST API (overrides rest.token)\n"
+                 "  SHARDD_ETCD_PASSWORD  password of --etcd-user (overrides etcd.password)\n"
                  "\nThe config file's other settings and their defaults: conf/shardd.example.json and docs/operations.md.\n"
                  "\nExit codes:\n"
                  "  0  stopped cleanly (SIGTERM or SIGINT), or --help, --version, --check-config found nothing wrong\n"
@@ -103,6 +105,8 @@ int main(int argc, char** argv) {
   flag("etcd-ca", o.etcd_ca);
   flag("etcd-cert", o.etcd_cert);
   flag("etcd-key", o.etcd_key);
+  flag("etcd-user", o.etcd_user);
+  if (const char* p = std::getenv("SHARDD_ETCD_PASSWORD"); p && *p) o.etcd_password = p;
   o.bootstrap = vm.count("bootstrap") > 0;
   if (const char* t = std::getenv("SHARDD_TOKEN"); t && *t) o.token = t;
   if (auto r = shardd::apply_overrides(cfg, o); !r) return fail(r.error().detail);

@@ -241,6 +241,35 @@ TEST_CASE("on etcd, one etcd member killed changes nothing; all of etcd gone: re
   c.wait_all("up", c.controller());
 }
 
+TEST_CASE("on etcd with its auth on: a node with the user's password runs, a wrong password stops start-up with exit code 2") {
+  etcd_cluster etcd(1);
+  const auto at = "--endpoints=http://" + etcd.endpoints();
+  for (const auto& cmd : {"user add root:rootpw-0123", "user grant-role root root", "auth enable"}) {
+    const auto line = "ETCDCTL_API=3 etcdctl " + at + " " + cmd + " > /dev/null";
+    REQUIRE(std::system(line.c_str()) == 0);
+  }
+  const std::string with_user =
+      R"({"cluster":{"heartbeat_interval_ms":200},"etcd":{"election_ttl_s":2,"timeout_ms":1000,"user":"root","password":"rootpw-0123"}})";
+  etcd_nodes c(etcd, 2, with_user);
+  REQUIRE(c.controller() == 1);
+  c.wait_all("up", 1);
+  auto cl = c.node(2).client();
+  REQUIRE(cl->put("/v1/indexes/a", R"({"shards":2})").status == 201);
+  // What shardd wrote, read back with etcd's own client as that user.
+  const auto check = "ETCDCTL_API=3 etcdctl " + at + " --user root:rootpw-0123 get /shardd/shardd/controller --print-value-only | grep -qx node-1";
+  CHECK(std::system(check.c_str()) == 0);
+
+  node_options o;
+  o.id = "node-3";
+  o.data_dir = c.dir.sub("node-3");
+  o.bootstrap = false;
+  o.config_json = R"({"etcd":{"user":"root","password":"wrong-password"}})";
+  o.extra_args = {"--meta", "etcd://" + etcd.endpoints()};
+  shardd_process p(o);
+  CHECK(p.start_and_wait_exit(std::chrono::seconds(20)) == 2);
+  CHECK(p.log().find("etcd refused user 'root'") != std::string::npos);
+}
+
 TEST_CASE("--meta etcd:// refuses --bootstrap and --join, and a bad etcd address, with exit code 2") {
   temp_dir dir;
   node_options o;

@@ -190,7 +190,7 @@ TEST_CASE("meta: the embedded plane by default, or etcd members with TLS files r
   CHECK(file->etcd.prefix == "/p/");
   CHECK(error_of(R"({"meta":"zk://h:1"})").find("meta") != std::string::npos);
   CHECK(error_of(R"({"etcd":{"election_ttl_s":0}})").find("etcd.election_ttl_s") != std::string::npos);
-  CHECK(error_of(R"({"etcd":{"user":"x"}})").find("etcd.user") != std::string::npos);
+  CHECK(error_of(R"({"etcd":{"usr":"x"}})").find("etcd.usr") != std::string::npos);
 
   config_overrides o;
   o.meta = "etcd://127.0.0.1:2379";
@@ -207,6 +207,10 @@ TEST_CASE("meta: the embedded plane by default, or etcd members with TLS files r
   c.etcd.key = dir.sub("k.pem");
   CHECK(!validate(c));  // and without a CA: https needs one
   c.etcd.ca = dir.sub("ca.pem");
+  CHECK(validate(c));
+  c.etcd.user = "shardd";
+  CHECK(!validate(c));  // a user without a password
+  c.etcd.password = "pw";
   CHECK(validate(c));
   c.etcd.prefix = "shardd";
   CHECK(!validate(c));
