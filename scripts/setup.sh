@@ -12,7 +12,7 @@ packages=(
   clang libclang-rt-14-dev
   openssl curl ca-certificates procps
   prometheus
-  etcd-server
+  etcd-server etcd-client
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk redis-server redis-tools python3)
