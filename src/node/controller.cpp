@@ -1003,11 +1003,4 @@ controller* controller_slot::install(std::unique_ptr<controller> c) {
   return raw;
 }
 
-std::vector<controller*> controller_slot::all() const {
-  std::lock_guard lock(mu_);
-  std::vector<controller*> out;
-  for (const auto& c : kept_) out.push_back(c.get());
-  return out;
-}
-
 }  // namespace shardd

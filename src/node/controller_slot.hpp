@@ -33,8 +33,6 @@ class controller_slot {
   controller* install(std::unique_ptr<controller> c);
   /// No controller runs any more; returns the one that ran (null: none), for the caller to end.
   controller* retire() noexcept { return current_.exchange(nullptr, std::memory_order_acq_rel); }
-  /// Every controller started (for shutdown).
-  std::vector<controller*> all() const;
 
  private:
   mutable std::mutex mu_;
@@ -51,7 +49,6 @@ class controller_ref {
   controller_ref(const controller_slot* s) : slot_(s) {}  // NOLINT: implicit by design
   explicit operator bool() const noexcept { return slot_ && slot_->current(); }
   controller* operator->() const noexcept { return slot_ ? slot_->latest() : nullptr; }
-  controller* get() const noexcept { return slot_ ? slot_->current() : nullptr; }
 
  private:
   const controller_slot* slot_ = nullptr;

@@ -270,6 +270,55 @@ TEST_CASE("on etcd with its auth on: a node with the user's password runs, a wro
   CHECK(p.log().find("etcd refused user 'root'") != std::string::npos);
 }
 
+TEST_CASE("moving from the embedded plane to etcd: the embedded controller seeds etcd with its map, a member never does") {
+  etcd_cluster etcd(1);
+  temp_dir dir;
+  node_options o1;
+  o1.id = "node-1";
+  o1.data_dir = dir.sub("node-1");
+  o1.config_json = ha_config;
+  auto embedded1 = std::make_unique<shardd_process>(o1);
+  embedded1->start();
+  node_options o2;
+  o2.id = "node-2";
+  o2.data_dir = dir.sub("node-2");
+  o2.config_json = ha_config;
+  o2.bootstrap = false;
+  o2.join = "127.0.0.1:" + std::to_string(embedded1->peer_port());
+  auto embedded2 = std::make_unique<shardd_process>(o2);
+  embedded2->start();
+  REQUIRE(embedded1->client()->put("/v1/indexes/kept", R"({"shards":4})").status == 201);
+  REQUIRE(embedded1->client()->put("/v1/indexes/kept/records/a", R"({"n":7})").status == 201);
+  auto moved = [&](const shardd_process& p) {
+    auto o = p.options();
+    o.bootstrap = false;
+    o.join.reset();
+    o.extra_args = {"--meta", "etcd://" + etcd.endpoints()};
+    return o;
+  };
+  const auto on_etcd1 = moved(*embedded1), on_etcd2 = moved(*embedded2);
+  REQUIRE(embedded1->terminate() == 0);
+  REQUIRE(embedded2->terminate() == 0);
+  // The member first: its map names node-1 as controller, so it does not seed etcd.
+  shardd_process member(on_etcd2);
+  member.start();
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  CHECK(member.log().find("etcd_not_seeded") != std::string::npos);
+  CHECK(body(member.client()->get("/v1/health")).at("role") == "member");
+  // The old controller seeds etcd with its map: the index and its record are there, and it leads.
+  shardd_process controller(on_etcd1);
+  controller.start();
+  auto c = controller.client();
+  // It serves with its stored map at once, and leads once the member's failed term ends.
+  for (int i = 0; i < 100 && body(c->get("/v1/health")).at("role") != "controller"; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  CHECK(controller.log().find("etcd_seeded") != std::string::npos);
+  auto rec = get_settled(*c, "/v1/indexes/kept/records/a");
+  CHECK(body(rec).at("doc").at("n").as_int64() == 7);
+  CHECK(body(c->get("/v1/health")).at("role") == "controller");
+  CHECK(member.client()->put("/v1/indexes/after", R"({"shards":2})").status == 201);
+}
+
 TEST_CASE("--meta etcd:// refuses --bootstrap and --join, and a bad etcd address, with exit code 2") {
   temp_dir dir;
   node_options o;
