@@ -23,6 +23,7 @@ enum class errc {
   corrupt = 8,           ///< data failed its checksum on the way: nothing of it was applied; send it again
   forbidden = 9,         ///< the sender may not do this: a peer outside its role, a key outside its shard
   insufficient_storage = 10,  ///< the owner's data disk is above its flood watermark: no writes that add data
+  not_controller = 11,   ///< this node is not (or no longer) the elected controller: nothing was changed; ask the next one
 };
 
 const std::error_category& shardd_category() noexcept;

@@ -32,6 +32,7 @@ std::string_view to_string(errc e) noexcept {
     case errc::corrupt: return "corrupt";
     case errc::forbidden: return "forbidden";
     case errc::insufficient_storage: return "insufficient_storage";
+    case errc::not_controller: return "not_controller";
   }
   return "unknown";
 }

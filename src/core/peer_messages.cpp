@@ -55,7 +55,7 @@ result<error_reply> decode_error(std::string_view p) {
   error_reply m;
   const auto code = r.u8();
   m.detail = r.bytes();
-  if (!r.done() || code > static_cast<std::uint8_t>(errc::insufficient_storage)) return malformed("error");
+  if (!r.done() || code > static_cast<std::uint8_t>(errc::not_controller)) return malformed("error");
   m.code = static_cast<errc>(code);
   return m;
 }

@@ -8,6 +8,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -65,6 +66,11 @@ class control_plane {
   /// Why no controller can be reached through this backend now, for a 503 (empty: nothing
   /// more to say than that the controller is unreachable).
   virtual std::string no_controller_reason() const { return {}; }
+
+  /// How long a node relaying a map change waits for the next controller when the one it asked
+  /// answers `not_controller` (it stepped down; nothing was changed). Zero: a backend whose
+  /// controller does not change at run time.
+  virtual std::chrono::milliseconds handover_wait() const { return std::chrono::milliseconds(0); }
 
   /// Stops the backend's loops (shutdown).
   virtual void stop() {}

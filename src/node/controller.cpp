@@ -596,6 +596,14 @@ awaitable<void> controller::on(tick_msg&) {
       local_events_.acknowledge(mine.back().seq);
     }
   const auto limit = std::int64_t(cfg_.heartbeat_interval_ms) * cfg_.heartbeat_miss_limit;
+  const auto interval = std::chrono::milliseconds(cfg_.heartbeat_interval_ms);
+  if (last_tick_end_ && now - *last_tick_end_ > 2 * interval) {
+    // The controller was stalled (a map write waiting out an etcd leader election, say): the
+    // heartbeats sent meanwhile wait in its mailbox behind this tick. The stall is not silence.
+    const auto stalled = now - *last_tick_end_ - interval;
+    for (auto& [id, l] : leases_) l.last_seen = std::min(now, l.last_seen + stalled);
+    SHARDD_LOG(info, "controller_stalled", "ms", std::chrono::duration_cast<std::chrono::milliseconds>(stalled).count());
+  }
   if (auto snap = co_await plane_.load(); snap) {
     lease_table seen;
     for (const auto& [id, l] : leases_) seen[id] = steady_ms(l.last_seen);
@@ -624,6 +632,7 @@ awaitable<void> controller::on(tick_msg&) {
   co_await finish_decommissions();
   const auto old = prunable_migrations(migrations_, wall_ms(), cfg_.migration_keep_finished_ms, cfg_.migration_keep_finished);
   co_await forget(old);
+  last_tick_end_ = std::chrono::steady_clock::now();
 }
 
 awaitable<void> controller::on(migrate_msg& mg) {

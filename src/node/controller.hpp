@@ -359,6 +359,9 @@ class controller final : public actor<controller_message> {
     disk_level disk = disk_level::ok;             ///< under the map's watermarks, flood held until under high
   };
   std::map<std::string, lease, std::less<>> leases_;
+  /// When the last tick ended: a longer gap to the next one is time the controller did not
+  /// take heartbeats (it waited on its control plane), and no member is blamed for it.
+  std::optional<std::chrono::steady_clock::time_point> last_tick_end_;
   control_plane::load_source local_load_;
   const disk_guard* local_disk_ = nullptr;
   control_plane::event_source local_events_;  ///< the controller's own monitor's events

@@ -67,7 +67,7 @@ class etcd_plane::etcd_meta final : public controller_meta {
   }
   awaitable<result<void>> write(std::vector<storage::write_op> ops) override {
     const auto rev = p_.election_revision_.load();
-    if (rev == 0) co_return make_error(errc::unavailable, "this node is not the elected controller");
+    if (rev == 0) co_return make_error(errc::not_controller, "this node is not the elected controller");
     std::vector<etcd::write> writes;
     writes.reserve(ops.size());
     for (auto& op : ops) {
@@ -80,7 +80,7 @@ class etcd_plane::etcd_meta final : public controller_meta {
     std::vector<etcd::compare> when{{p_.key("controller"), etcd::compare::target::create, rev}};
     auto out = co_await p_.etcd_.txn(std::move(when), std::move(writes));
     if (!out) co_return out.error();
-    if (!out->done) co_return make_error(errc::unavailable, "this node lost the controller election");
+    if (!out->done) co_return make_error(errc::not_controller, "this node lost the controller election");
     co_return result<void>{};
   }
 
@@ -106,6 +106,12 @@ std::string etcd_plane::no_controller_reason() const {
     return "etcd cannot be reached, so no controller can be elected and the map cannot change now; every node serves "
            "with the map it holds (version " + std::to_string(ring_.snapshot()->map->version) + ")";
   return "the controller is changing (elected through etcd); retry in a few seconds";
+}
+
+std::chrono::milliseconds etcd_plane::handover_wait() const {
+  // The old controller's lease lapses within a TTL of its death; the next one is elected and
+  // has written its map within about another.
+  return std::chrono::milliseconds(2000 * std::max<std::uint32_t>(cfg_.etcd.election_ttl_s, 1) + 1000);
 }
 
 void etcd_plane::stop() {
@@ -171,7 +177,7 @@ awaitable<result<snapshot_ptr>> etcd_plane::load() {
 awaitable<result<snapshot_ptr>> etcd_plane::compare_and_set(std::uint64_t expected, partition_map next) {
   const auto election = election_revision_.load();
   if (!leading_ || election == 0)
-    co_return make_error(errc::unavailable, "this node is not the elected controller (the map names '" + elect_controller() + "')");
+    co_return make_error(errc::not_controller, "this node is not the elected controller (the map names '" + elect_controller() + "')");
   const auto current = ring_.snapshot();
   if (current->map->version != expected)
     co_return make_error(errc::conflict, "map version is " + std::to_string(current->map->version) + ", not " +
@@ -191,26 +197,55 @@ awaitable<result<snapshot_ptr>> etcd_plane::compare_and_set(std::uint64_t expect
   std::vector<etcd::compare> when{{map_key, etcd::compare::target::mod, map_revision},
                                   {controller_key, etcd::compare::target::create, election}};
   std::vector<std::string> read_back{map_key, controller_key};
-  auto out = co_await etcd_.txn(std::move(when), std::move(writes), std::move(read_back));
-  if (!out) {
-    co_return make_error(errc::unavailable, "etcd cannot be reached, so the map cannot change now (nodes serve with map version " +
-                                                std::to_string(expected) + "): " + out.error().detail);
-  }
-  if (!out->done) {
+  // A transaction without an answer (a member that lost its leader drops a proposal and says
+  // nothing until the timeout) is sent again while this node leads: the comparison on the map's
+  // mod revision lets at most one of the copies write. When a copy did write and its answer was
+  // lost, the next one fails its comparison and reads back this node's own map: done.
+  const auto give_up = clock_type::now() + std::chrono::seconds(std::max<std::uint32_t>(cfg_.etcd.election_ttl_s, 1));
+  const auto body = to_json(next);
+  std::int64_t written = 0;
+  for (;;) {
+    std::vector<etcd::write> writes;
+    writes.push_back({map_key, body, 0});
+    std::vector<etcd::compare> when{{map_key, etcd::compare::target::mod, map_revision},
+                                    {controller_key, etcd::compare::target::create, election}};
+    std::vector<std::string> read_back{map_key, controller_key};
+    auto out = co_await etcd_.txn(std::move(when), std::move(writes), std::move(read_back));
+    if (!out) {
+      if (leading_ && !stopping_ && !lost_ && clock_type::now() < give_up) {
+        SHARDD_LOG(warn, "etcd_map_write_retried", "map_version", next.version, "error", out.error().detail);
+        co_await pause(std::chrono::milliseconds(100));
+        continue;
+      }
+      co_return make_error(errc::unavailable, "etcd cannot be reached, so the map cannot change now (nodes serve with map version " +
+                                                  std::to_string(expected) + "): " + out.error().detail);
+    }
+    if (out->done) {
+      written = out->revision;
+      break;
+    }
     bool still_elected = false;
     for (const auto& kv : out->current)
       if (kv.key == controller_key && kv.create_revision == election) still_elected = true;
     if (!still_elected) {
       lost_ = true;
-      co_return make_error(errc::unavailable, "this node lost the controller election; the next controller takes over");
+      co_return make_error(errc::not_controller, "this node lost the controller election; the next controller takes over");
     }
+    // Only the holder of this election writes the map: a map of the next version is this
+    // node's own, written by a copy whose answer was lost.
+    const etcd::kv* now_in = nullptr;
     for (const auto& kv : out->current)
-      if (kv.key == map_key) co_await take_map(kv.value, kv.mod_revision);
+      if (kv.key == map_key) now_in = &kv;
+    if (now_in && now_in->value == body) {
+      written = now_in->mod_revision;
+      break;
+    }
+    if (now_in) co_await take_map(now_in->value, now_in->mod_revision);
     co_return make_error(errc::conflict, "the map in etcd changed; try again");
   }
   {
     std::lock_guard lock(map_mu_);
-    map_revision_ = out->revision;
+    map_revision_ = written;
     map_version_ = next.version;
   }
   auto installed = co_await ring_.install(std::move(next));
@@ -441,20 +476,34 @@ awaitable<void> etcd_plane::lead(std::int64_t lease, std::int64_t ttl_s, clock_t
   auto alive = std::make_shared<std::atomic<std::int64_t>>(asked_at.time_since_epoch().count());
   auto done = std::make_shared<std::atomic<bool>>(false);
   auto gone = std::make_shared<std::atomic<bool>>(false);
+  // A keepalive every sixth of the TTL, each on its own: one held by a member that lost its
+  // leader (it answers once a new leader is elected, or at the timeout) does not hold back the
+  // next, so the lease is confirmed again as soon as etcd has a leader. At most four wait.
+  auto in_flight = std::make_shared<std::atomic<int>>(0);
   asio::co_spawn(
       ex_,
-      [this, lease, ttl, alive, done, gone]() -> awaitable<void> {
+      [this, lease, ttl, alive, done, gone, in_flight]() -> awaitable<void> {
         while (!*done && !stopping_) {
-          co_await pause(ttl / 3);
-          if (*done || stopping_) break;
-          const auto sent = clock_type::now();
-          auto k = co_await etcd_.keepalive(lease);
-          if (k && *k > 0) {
-            alive->store(sent.time_since_epoch().count());
-          } else if (k) {
-            *gone = true;  // etcd says the lease is gone
-            break;
-          }
+          co_await pause(std::max<std::chrono::milliseconds>(ttl / 6, std::chrono::milliseconds(100)));
+          if (*done || stopping_ || *gone) break;
+          if (in_flight->load() >= 4) continue;
+          ++*in_flight;
+          asio::co_spawn(
+              ex_,
+              [this, lease, alive, gone, in_flight]() -> awaitable<void> {
+                const auto sent = clock_type::now();
+                auto k = co_await etcd_.keepalive(lease);
+                --*in_flight;
+                if (k && *k > 0) {
+                  auto seen = alive->load();
+                  const auto at = sent.time_since_epoch().count();
+                  while (seen < at && !alive->compare_exchange_weak(seen, at)) {
+                  }
+                } else if (k) {
+                  *gone = true;  // etcd says the lease is gone
+                }
+              },
+              asio::detached);
         }
       },
       asio::detached);

@@ -55,6 +55,7 @@ class etcd_plane final : public control_plane {
   std::optional<std::uint64_t> heartbeat_rtt_us() const noexcept override { return member_.heartbeat_rtt_us(); }
   void stop() override;
   std::string no_controller_reason() const override;
+  std::chrono::milliseconds handover_wait() const override;
   /// Gives the election and the registration up at once (their leases revoked), so another
   /// node takes over without waiting out the TTL (a clean shutdown; after stop).
   boost::asio::awaitable<void> resign();

@@ -10,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/url/encoding_opts.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
@@ -310,28 +311,60 @@ awaitable<http_response> rest_api::forward(call& c, const std::string& node) {
   co_return std::move(r->response);
 }
 
+namespace {
+
+/// Whether a relayed answer is the controller's `not-controller`: it stepped down (or was not
+/// elected) and changed nothing, so the change may be asked of the next one.
+bool says_not_controller(const http_response& r) {
+  if (r.status != 503) return false;
+  boost::system::error_code ec;
+  auto v = boost::json::parse(r.body, ec);
+  if (ec || !v.is_object()) return false;
+  const auto* t = v.as_object().if_contains("type");
+  return t && t->is_string() && t->get_string() == "urn:shardd:problem:not-controller";
+}
+
+}  // namespace
+
 awaitable<http_response> rest_api::to_controller(call& c) {
-  // Changes of the map are made by the controller; other nodes relay the request to it.
-  const std::string controller_id = ctx_.plane ? ctx_.plane->elect_controller() : std::string();
-  if (c.forwarded || !ctx_.peer || controller_id.empty() || controller_id == ctx_.config.node_id) {
-    const auto why = ctx_.plane ? ctx_.plane->no_controller_reason() : std::string();
-    co_return c.fail(503, "unavailable", why.empty() ? "this node cannot change the map and cannot reach the controller" : why);
+  // Changes of the map are made by the controller; other nodes relay the request to it. When
+  // the controller changes at run time (etcd), a relay that finds none, or one that answers it
+  // is not the controller any more, waits for the map naming the next one and asks it.
+  const auto wait = ctx_.plane ? ctx_.plane->handover_wait() : std::chrono::milliseconds(0);
+  const auto until = std::chrono::steady_clock::now() + wait;
+  auto remaining = [&] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+  };
+  for (;;) {
+    const std::string controller_id = ctx_.plane ? ctx_.plane->elect_controller() : std::string();
+    if (c.forwarded || !ctx_.peer || controller_id.empty() || controller_id == ctx_.config.node_id) {
+      if (!c.forwarded && ctx_.peer && remaining().count() > 0 && co_await await_newer_map(c, remaining())) continue;
+      const auto why = ctx_.plane ? ctx_.plane->no_controller_reason() : std::string();
+      // A relayed change that reached a node running no controller: the relay may ask the next.
+      const bool handing_over = c.forwarded && ctx_.plane && ctx_.plane->handover_wait().count() > 0;
+      co_return c.fail(503, handing_over ? "not-controller" : "unavailable",
+                       why.empty() ? "this node cannot change the map and cannot reach the controller" : why);
+    }
+    // The peer protocol relays no headers: a plan's If-Match travels as ?if_match= instead.
+    auto relayed = c.req;
+    if (!relayed.if_match.empty() && c.path.ends_with("/apply") && !c.param("if_match"))
+      relayed.target += std::string(relayed.target.find('?') == std::string::npos ? "?" : "&") + "if_match=" +
+                        (parse_version_tag(relayed.if_match) ? std::to_string(*parse_version_tag(relayed.if_match)) : "invalid");
+    auto r = co_await cluster_.forward(controller_id, relayed, c.snap->map->version);
+    if (r && !r->moved && says_not_controller(r->response) && remaining().count() > 0) {
+      SHARDD_LOG(info, "controller_handover_wait", "asked", controller_id, "target", c.req.target);
+      if (co_await await_newer_map(c, remaining())) continue;
+    }
+    if (!r && r.error().code == errc::unavailable) {
+      const auto why = ctx_.plane->no_controller_reason();
+      co_return c.fail(503, "unavailable", "the controller " + quoted(controller_id) +
+                                               " is unreachable; index and membership changes wait for it" +
+                                               (why.empty() ? std::string() : " (" + why + ")"));
+    }
+    if (!r) co_return c.fail(502, "bad-gateway", r.error().detail);
+    if (r->moved) co_return c.fail(503, "unavailable", "the controller " + quoted(controller_id) + " answered moved; retry");
+    co_return std::move(r->response);
   }
-  // The peer protocol relays no headers: a plan's If-Match travels as ?if_match= instead.
-  auto relayed = c.req;
-  if (!relayed.if_match.empty() && c.path.ends_with("/apply") && !c.param("if_match"))
-    relayed.target += std::string(relayed.target.find('?') == std::string::npos ? "?" : "&") + "if_match=" +
-                      (parse_version_tag(relayed.if_match) ? std::to_string(*parse_version_tag(relayed.if_match)) : "invalid");
-  auto r = co_await cluster_.forward(controller_id, relayed, c.snap->map->version);
-  if (!r && r.error().code == errc::unavailable) {
-    const auto why = ctx_.plane->no_controller_reason();
-    co_return c.fail(503, "unavailable", "the controller " + quoted(controller_id) +
-                                             " is unreachable; index and membership changes wait for it" +
-                                             (why.empty() ? std::string() : " (" + why + ")"));
-  }
-  if (!r) co_return c.fail(502, "bad-gateway", r.error().detail);
-  if (r->moved) co_return c.fail(503, "unavailable", "the controller " + quoted(controller_id) + " answered moved; retry");
-  co_return std::move(r->response);
 }
 
 std::optional<http_response> rest_api::owner_unavailable(call& c, const index_entry& ix, const shard_entry& s) {

@@ -46,6 +46,7 @@ inline unsigned status_of(errc e) {
     case errc::corrupt: return 502;
     case errc::forbidden: return 403;
     case errc::insufficient_storage: return 507;
+    case errc::not_controller: return 503;
     default: return 500;
   }
 }

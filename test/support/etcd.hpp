@@ -60,6 +60,29 @@ class etcd_cluster {
     for (auto i : which) spawn(i, false);
     for (auto i : which) wait_ready(i);
   }
+  /// The index of the member that is raft leader now (-1: none answered naming itself).
+  int leader() const {
+    for (std::size_t i = 0; i < members_.size(); ++i) {
+      if (members_[i].pid <= 0) continue;
+      std::string curl = "curl -s -m 1 -X POST -d '{}' ";
+      if (tls_) {
+        const auto& c = test_certs();
+        curl += "--cacert " + c.ca() + " --cert " + c.cert("node-1") + " --key " + c.key("node-1") + " ";
+      }
+      auto [rc, out] = run_command(curl + scheme() + "://127.0.0.1:" + std::to_string(members_[i].client_port) +
+                                   "/v3/maintenance/status");
+      // {"header":{...,"member_id":"N",...},...,"leader":"N",...}: the gateway writes 64-bit ids as strings.
+      auto field = [&out = out](const std::string& name) {
+        const auto at = out.find("\"" + name + "\":\"");
+        if (at == std::string::npos) return std::string();
+        const auto from = at + name.size() + 4;
+        return out.substr(from, out.find('"', from) - from);
+      };
+      if (rc == 0 && !field("leader").empty() && field("leader") == field("member_id")) return static_cast<int>(i);
+    }
+    return -1;
+  }
+
   std::string log(std::size_t i) const {
     std::ifstream in(dir_.sub(members_[i].name + ".log"));
     std::stringstream s;

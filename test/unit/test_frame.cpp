@@ -211,7 +211,8 @@ TEST_CASE("every peer message round-trips through its codec") {
   auto full = decode_error(encode(error_reply{errc::insufficient_storage, "disk above flood"}));
   REQUIRE(full);
   CHECK(full->code == errc::insufficient_storage);
-  CHECK(!decode_error(std::string("\x0b\0\0\0\0", 5)));  // one past the last code (insufficient_storage, 10)
+  CHECK(decode_error(encode(error_reply{errc::not_controller, "stepped down"}))->code == errc::not_controller);
+  CHECK(!decode_error(std::string("\x0c\0\0\0\0", 5)));  // one past the last code (not_controller, 11)
 
   forward_response fr{404, "application/problem+json", {{"X-Shardd-Node", "n2"}, {"Allow", "GET"}}, "{}"};
   auto fr2 = decode_forward_response(encode(fr));
