@@ -13,6 +13,7 @@ packages=(
   openssl curl ca-certificates procps
   prometheus
   etcd-server etcd-client
+  chromium chromium-driver python3-selenium fonts-dejavu-core
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(wrk redis-server redis-tools python3)

@@ -30,7 +30,9 @@ namespace {
 bool is_probe(std::string_view target) {
   const auto q = target.find('?');
   const auto path = target.substr(0, q);
-  return path == "/v1/health" || path == "/v1/health/ready";
+  // The probes, and the dashboard's static files: the page asks for the token and sends it
+  // with every API call it makes.
+  return path == "/v1/health" || path == "/v1/health/ready" || path == "/ui" || path == "/ui/app.js" || path == "/ui/app.css";
 }
 
 }  // namespace
@@ -168,6 +170,9 @@ const std::vector<rest_api::route>& rest_api::routes() {
       {M::get, "/v1/health", {}, [](rest_api& a, call& c) { return ready(a.health(c)); }},
       {M::get, "/v1/health/ready", {}, [](rest_api& a, call& c) { return a.health_ready(c); }},
       {M::get, "/v1/openapi.json", {}, [](rest_api& a, call& c) { return ready(a.openapi(c)); }},
+      {M::get, "/ui", {}, [](rest_api& a, call& c) { return ready(a.ui_file(c)); }},
+      {M::get, "/ui/app.js", {}, [](rest_api& a, call& c) { return ready(a.ui_file(c)); }},
+      {M::get, "/ui/app.css", {}, [](rest_api& a, call& c) { return ready(a.ui_file(c)); }},
       {M::get, "/v1/cluster", {"format"}, [](rest_api& a, call& c) { return a.get_cluster(c); }},
       {M::get, "/v1/cluster/health", {"format"}, [](rest_api& a, call& c) { return a.cluster_health(c); }},
       {M::get, "/v1/cluster/load", {"format"}, [](rest_api& a, call& c) { return a.cluster_load(c); }, true},
@@ -186,7 +191,7 @@ const std::vector<rest_api::route>& rest_api::routes() {
        [](rest_api& a, call& c) { return a.remove_node(c, c.arg("node")); }, true},
       {M::post, "/v1/cluster/nodes/{node}/decommission", {},
        [](rest_api& a, call& c) { return a.decommission(c, c.arg("node")); }, true},
-      {M::get, "/v1/ring", {"format"}, [](rest_api& a, call& c) { return ready(a.get_ring(c)); }},
+      {M::get, "/v1/ring", {"format", "vnodes"}, [](rest_api& a, call& c) { return ready(a.get_ring(c)); }},
       {M::get, "/v1/ring/lookup", {"index", "key", "routing"},
        [](rest_api& a, call& c) { return ready(a.ring_lookup(c)); }},
       {M::get, "/v1/partition-map", {},

@@ -146,6 +146,8 @@ class rest_api {
   net::http_response get_partition_map(call& c);
   net::http_response health(call& c);
   net::http_response openapi(call& c);
+  /// GET /ui, /ui/app.js, /ui/app.css: the dashboard (src/ui/), compiled in.
+  net::http_response ui_file(call& c);
   boost::asio::awaitable<net::http_response> health_ready(call& c);
   boost::asio::awaitable<net::http_response> cluster_health(call& c);
 

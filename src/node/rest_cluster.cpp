@@ -30,8 +30,33 @@ http_response rest_api::health(call& c) {
 }
 
 std::string_view openapi_json();  // docs/openapi.json, compiled in (scripts/embed-file.py)
+std::string_view ui_index_html();  // src/ui/, compiled in the same way
+std::string_view ui_app_js();
+std::string_view ui_app_css();
 
 http_response rest_api::openapi(call&) { return json_response(200, std::string(openapi_json())); }
+
+http_response rest_api::ui_file(call& c) {
+  http_response r;
+  if (c.path == "/ui") {
+    r.content_type = "text/html; charset=utf-8";
+    r.body = std::string(ui_index_html());
+  } else if (c.path == "/ui/app.js") {
+    r.content_type = "text/javascript; charset=utf-8";
+    r.body = std::string(ui_app_js());
+  } else {
+    r.content_type = "text/css; charset=utf-8";
+    r.body = std::string(ui_app_css());
+  }
+  // The page loads nothing but its own files and talks to nothing but this node.
+  r.set_header("Content-Security-Policy",
+               "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
+  r.set_header("X-Content-Type-Options", "nosniff");
+  r.set_header("Referrer-Policy", "no-referrer");
+  r.set_header("Cache-Control", "no-cache");
+  return r;
+}
 
 awaitable<http_response> rest_api::health_ready(call& c) {
   // Whether a load balancer should send this node requests: each check that fails is a reason.
@@ -404,6 +429,19 @@ http_response rest_api::get_ring(call& c) {
   out["vnodes_per_weight"] = r.vnodes_per_weight();
   out["vnode_count"] = r.vnode_count();
   out["memory_bytes"] = r.memory_bytes();
+  if (const auto* v = c.param("vnodes"); v && *v == "true") {
+    // Every vnode's token (16 hex digits) and its owner's ordinal in `nodes`, in ring order:
+    // what the dashboard draws.
+    json::array tokens, owners;
+    tokens.reserve(r.vnode_count());
+    owners.reserve(r.vnode_count());
+    for (std::size_t i = 0; i < r.vnode_count(); ++i) {
+      tokens.emplace_back(to_hex(token_key(r.vnode_token(i))));
+      owners.emplace_back(r.vnode_owner(i));
+    }
+    out["tokens"] = std::move(tokens);
+    out["owners"] = std::move(owners);
+  }
   out["nodes"] = std::move(nodes);
   out["map_version"] = c.snap->map->version;
   return json_response(200, json::serialize(out));
