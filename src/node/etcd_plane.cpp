@@ -192,11 +192,6 @@ awaitable<result<snapshot_ptr>> etcd_plane::compare_and_set(std::uint64_t expect
     map_revision = map_revision_;
   }
   const auto map_key = key("map"), controller_key = key("controller");
-  std::vector<etcd::write> writes;
-  writes.push_back({map_key, to_json(next), 0});
-  std::vector<etcd::compare> when{{map_key, etcd::compare::target::mod, map_revision},
-                                  {controller_key, etcd::compare::target::create, election}};
-  std::vector<std::string> read_back{map_key, controller_key};
   // A transaction without an answer (a member that lost its leader drops a proposal and says
   // nothing until the timeout) is sent again while this node leads: the comparison on the map's
   // mod revision lets at most one of the copies write. When a copy did write and its answer was

@@ -27,7 +27,7 @@
     lookup: null,
   };
   // For the browser test (and the curious): the state, a render of it, a stop of the refresh.
-  window.shardd = { state, render: renderAll, refreshNow: () => refresh(), stop: () => { clearInterval(timer); timer = null; } };
+  window.shardd = { state, render: renderAll, stop: () => { clearInterval(timer); timer = null; } };
 
   // ---- helpers -----------------------------------------------------------------------------
   const $ = (id) => document.getElementById(id);
