@@ -71,8 +71,10 @@ class json_fields {
 result<boost::json::value> parse_json(std::string_view text, std::string_view what);
 
 /// Serialises `v` like boost::json::serialize, but writes doubles the way people read them:
-/// the shortest decimal that reads back the same ("0", "0.5", "12.25", "1e+21"), never "5E-1"
-/// as Boost.JSON 1.81 does; a non-finite double becomes null.
+/// the shortest decimal that reads back the same ("0.0", "0.5", "12.25", "1e+21"), never "5E-1"
+/// as Boost.JSON 1.81 does, and always with a "." or an exponent so that it reads back as a
+/// double; a non-finite double becomes null. Every JSON answer and every stored document is
+/// written with it.
 std::string to_json_text(const boost::json::value& v);
 
 }  // namespace shardd

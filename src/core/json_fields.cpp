@@ -143,7 +143,10 @@ void write_json(std::string& out, const boost::json::value& v) {
       }
       char buf[32];
       auto [p, ec] = std::to_chars(buf, buf + sizeof buf, d);
-      out.append(buf, ec == std::errc{} ? p : buf);
+      const std::string_view text(buf, ec == std::errc{} ? static_cast<std::size_t>(p - buf) : 0);
+      out += text;
+      // A double stays a double when read back ("1.0", not "1", which parsers take for an integer).
+      if (text.find_first_of(".e") == std::string_view::npos) out += ".0";
       return;
     }
     case json::kind::string: out += json::serialize(v.get_string()); return;

@@ -276,7 +276,7 @@ std::string to_json(const migration_record& m) {
   o["error"] = m.error;
   o["created_ms"] = m.created_ms;
   o["updated_ms"] = m.updated_ms;
-  return json::serialize(o);
+  return to_json_text(o);
 }
 
 result<migration_record> migration_from_json(std::string_view text) {
@@ -331,7 +331,7 @@ std::string to_json(const migration_fsm::state& s) {
   o["peer_failures"] = s.peer_failures;
   o["catchup_rounds"] = s.catchup_rounds;
   o["error"] = s.error;
-  return json::serialize(o);
+  return to_json_text(o);
 }
 
 result<migration_fsm::state> fsm_state_from_json(std::string_view text) {

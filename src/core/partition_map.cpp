@@ -502,7 +502,7 @@ std::string to_json(const partition_map& m) {
   settings["adaptive_min_bytes_per_sec"] = m.settings.adaptive_min_bytes_per_sec;
   settings["rebalance"] = to_json_object(m.settings.rebalance);
   root["settings"] = std::move(settings);
-  return json::serialize(root);
+  return to_json_text(root);
 }
 
 namespace {

@@ -1,5 +1,6 @@
 #include "shardd/text.hpp"
 
+#include "shardd/json_fields.hpp"
 #include "shardd/key_codec.hpp"
 
 #include <boost/json/parse.hpp>
@@ -160,7 +161,7 @@ void pretty(const boost::json::value& v, std::string& out, std::size_t indent) {
       out.append(indent, ' ').push_back(']');
       return;
     }
-    default: out.append(boost::json::serialize(v));
+    default: out.append(to_json_text(v));
   }
 }
 }  // namespace
@@ -198,8 +199,12 @@ std::string to_valid_utf8(std::string_view s) {
 void append_json_string(std::string& out, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
   out.push_back('"');
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
+  std::size_t run = 0;  // the start of the bytes not yet copied that need no escape
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
     switch (c) {
       case '"': out.append("\\\""); break;
       case '\\': out.append("\\\\"); break;
@@ -209,15 +214,12 @@ void append_json_string(std::string& out, std::string_view s) {
       case '\b': out.append("\\b"); break;
       case '\f': out.append("\\f"); break;
       default:
-        if (c < 0x20) {
-          out.append("\\u00");
-          out.push_back(hex[c >> 4]);
-          out.push_back(hex[c & 15]);
-        } else {
-          out.push_back(ch);
-        }
+        out.append("\\u00");
+        out.push_back(hex[c >> 4]);
+        out.push_back(hex[c & 15]);
     }
   }
+  out.append(s.data() + run, s.size() - run);
   out.push_back('"');
 }
 

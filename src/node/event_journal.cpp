@@ -1,4 +1,5 @@
 #include "node/event_journal.hpp"
+#include "shardd/json_fields.hpp"
 
 #include "common/log.hpp"
 
@@ -36,7 +37,7 @@ std::string to_json(const event& e) {
     for (const auto& c : e.changes) a.push_back(json::value(c));
     o["changes"] = std::move(a);
   }
-  return json::serialize(o);
+  return to_json_text(o);
 }
 
 result<event> event_from_json(std::string_view text) {

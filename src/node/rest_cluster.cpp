@@ -26,7 +26,7 @@ http_response rest_api::health(call& c) {
   o["role"] = ctx_.ctl ? "controller" : "member";
   o["map_version"] = c.snap->map->version;
   o["version"] = SHARDD_VERSION;
-  return json_response(stopping ? 503 : 200, json::serialize(o));
+  return json_response(stopping ? 503 : 200, to_json_text(o));
 }
 
 std::string_view openapi_json();  // docs/openapi.json, compiled in (scripts/embed-file.py)
@@ -77,7 +77,7 @@ awaitable<http_response> rest_api::health_ready(call& c) {
   o["node"] = ctx_.config.node_id;
   o["map_version"] = map.version;
   o["reasons"] = std::move(reasons);
-  co_return json_response(o["ready"].as_bool() ? 200 : 503, json::serialize(o));
+  co_return json_response(o["ready"].as_bool() ? 200 : 503, to_json_text(o));
 }
 
 awaitable<http_response> rest_api::cluster_health(call& c) {
@@ -115,7 +115,7 @@ awaitable<http_response> rest_api::cluster_health(call& c) {
   o["nodes"] = c.snap->map->nodes.size();
   o["migrations_running"] = running;
   o["map_version"] = c.snap->map->version;
-  co_return json_response(200, json::serialize(o));
+  co_return json_response(200, to_json_text(o));
 }
 
 // --- cluster, ring, partition map ----------------------------------------------------------
@@ -312,7 +312,7 @@ awaitable<http_response> rest_api::get_cluster(call& c) {
   o["map_version"] = map.version;
   o["answered_by"] = ctx_.config.node_id;
   o["nodes"] = std::move(nodes);
-  co_return json_response(200, json::serialize(o));
+  co_return json_response(200, to_json_text(o));
 }
 
 awaitable<http_response> rest_api::get_node(call& c, const std::string& id) {
@@ -353,7 +353,7 @@ awaitable<http_response> rest_api::get_node(call& c, const std::string& id) {
     o["writes_per_sec"] = std::round(writes * 1000) / 1000;
   }
   o["map_version"] = map.version;
-  co_return json_response(200, json::serialize(o));
+  co_return json_response(200, to_json_text(o));
 }
 
 awaitable<http_response> rest_api::remove_node(call& c, const std::string& id) {
@@ -378,7 +378,7 @@ awaitable<http_response> rest_api::remove_node(call& c, const std::string& id) {
   }
   o["shards_recreated_empty"] = std::move(lost);
   o["map_version"] = r->map_version;
-  co_return json_response(200, json::serialize(o));
+  co_return json_response(200, to_json_text(o));
 }
 
 awaitable<http_response> rest_api::set_node(call& c, const std::string& id) {
@@ -399,7 +399,7 @@ awaitable<http_response> rest_api::set_node(call& c, const std::string& id) {
   o["weight"] = n->weight;
   o["state"] = to_string(n->state);
   o["map_version"] = c.snap->map->version;
-  co_return json_response(200, json::serialize(o));
+  co_return json_response(200, to_json_text(o));
 }
 
 http_response rest_api::get_ring(call& c) {
@@ -444,7 +444,7 @@ http_response rest_api::get_ring(call& c) {
   }
   out["nodes"] = std::move(nodes);
   out["map_version"] = c.snap->map->version;
-  return json_response(200, json::serialize(out));
+  return json_response(200, to_json_text(out));
 }
 
 http_response rest_api::ring_lookup(call& c) {
@@ -477,7 +477,7 @@ http_response rest_api::ring_lookup(call& c) {
     o["desired_owner"] = desired[rt.shard_pos];
   }
   o["map_version"] = c.snap->map->version;
-  return json_response(200, json::serialize(o));
+  return json_response(200, to_json_text(o));
 }
 
 http_response rest_api::get_partition_map(call& c) {

@@ -106,7 +106,7 @@ awaitable<http_response> rest_api::get_index(call& c, const std::string& name, u
   if (!view.unreachable.empty()) o["unreachable"] = unreachable_json(view.unreachable);
   o["map_version"] = c.snap->map->version;
   o["shards"] = std::move(shards);
-  co_return json_response(status, json::serialize(o));
+  co_return json_response(status, to_json_text(o));
 }
 
 awaitable<http_response> rest_api::list_indexes(call& c) {
@@ -146,7 +146,7 @@ awaitable<http_response> rest_api::list_indexes(call& c) {
   o["indexes"] = std::move(list);
   if (!view.unreachable.empty()) o["unreachable"] = unreachable_json(view.unreachable);
   o["map_version"] = c.snap->map->version;
-  co_return json_response(200, json::serialize(o));
+  co_return json_response(200, to_json_text(o));
 }
 
 awaitable<http_response> rest_api::put_index(call& c, const std::string& name) {
@@ -200,7 +200,7 @@ awaitable<http_response> rest_api::delete_index(call& c, const std::string& name
   o["acknowledged"] = true;
   o["index"] = name;
   o["map_version"] = c.snap->map->version;
-  co_return json_response(200, json::serialize(o));
+  co_return json_response(200, to_json_text(o));
 }
 
 awaitable<http_response> rest_api::list_shards(call& c) {
@@ -223,7 +223,7 @@ awaitable<http_response> rest_api::list_shards(call& c) {
   o["shards"] = std::move(list);
   if (!view.unreachable.empty()) o["unreachable"] = unreachable_json(view.unreachable);
   o["map_version"] = c.snap->map->version;
-  co_return json_response(200, json::serialize(o));
+  co_return json_response(200, to_json_text(o));
 }
 
 }  // namespace shardd

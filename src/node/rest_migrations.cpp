@@ -71,7 +71,7 @@ awaitable<http_response> rest_api::split_shard(call& c, const std::string& index
     if (sh) halves.push_back(shard_json(*ix, *sh, nullptr));
   o["shards"] = std::move(halves);
   o["map_version"] = c.snap->map->version;
-  co_return json_response(200, json::serialize(o));
+  co_return json_response(200, to_json_text(o));
 }
 
 awaitable<http_response> rest_api::list_migrations(call& c, const std::string* id) {
@@ -136,7 +136,7 @@ awaitable<http_response> rest_api::migration_settings(call& c) {
     o["adaptive_p99_ms"] = st.adaptive_p99_ms;
     o["adaptive_min_bytes_per_sec"] = st.adaptive_min_bytes_per_sec;
     o["map_version"] = version;
-    return json::serialize(o);
+    return to_json_text(o);
   };
   if (c.req.method == http_method::get) co_return json_response(200, render(cur, c.snap->map->version));
   auto parsed = parse_json(c.req.body, "request body");
@@ -182,7 +182,7 @@ awaitable<http_response> rest_api::decommission(call& c, const std::string& id) 
   json::array ms;
   for (const auto& m : *r) ms.push_back(json::value(m.id));
   o["migrations"] = std::move(ms);
-  co_return json_response(202, json::serialize(o));
+  co_return json_response(202, to_json_text(o));
 }
 
 }  // namespace shardd

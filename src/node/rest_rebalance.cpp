@@ -116,7 +116,7 @@ awaitable<http_response> rest_api::rebalance_apply(call& c, const std::string& i
   json::array split;
   for (const auto& s : r->split) split.push_back(json::value(s));
   o["split"] = std::move(split);
-  co_return json_response(202, json::serialize(o));
+  co_return json_response(202, to_json_text(o));
 }
 
 awaitable<http_response> rest_api::simulate(call& c) {

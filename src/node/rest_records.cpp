@@ -27,7 +27,7 @@ result<std::string> normalize_doc(std::string_view body, std::size_t max_bytes) 
     return make_error(errc::invalid_argument, "the body must be a JSON document; it is empty");
   auto v = parse_json(body, "document");
   if (!v) return v.error();
-  auto out = json::serialize(*v);
+  auto out = to_json_text(*v);
   if (out.size() > max_bytes)
     return make_error(errc::too_large, "document is " + std::to_string(out.size()) + " bytes; the limit is " +
                                            std::to_string(max_bytes));
@@ -289,7 +289,7 @@ awaitable<http_response> rest_api::bulk(call& c, const index_entry& ix) {
         add_error(line_no, 400, "doc is required for put");
         continue;
       }
-      std::string text = json::serialize(*doc);
+      std::string text = to_json_text(*doc);
       if (text.size() > ctx_.config.max_doc_bytes) {
         add_error(line_no, 413, "document is " + std::to_string(text.size()) + " bytes; the limit is " +
                                     std::to_string(ctx_.config.max_doc_bytes));
@@ -412,7 +412,7 @@ awaitable<http_response> rest_api::bulk(call& c, const index_entry& ix) {
   }
   o["errors"] = std::move(errs);
   o["took_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
-  co_return json_response(200, json::serialize(o));
+  co_return json_response(200, to_json_text(o));
 }
 
 // --- scans ----------------------------------------------------------------------------------
@@ -563,7 +563,7 @@ awaitable<http_response> rest_api::count(call& c, const index_entry& ix) {
   o["index"] = ix.name;
   o["count"] = n;
   o["shards"] = ix.shards.size();
-  co_return json_response(200, json::serialize(o));
+  co_return json_response(200, to_json_text(o));
 }
 
 }  // namespace shardd

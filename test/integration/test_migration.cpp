@@ -483,7 +483,7 @@ TEST_CASE("finished migrations are listed in creation order with readable progre
   }
   REQUIRE(ids.size() == 3);
   const auto raw = c1->get("/v1/migrations/" + ids.back());
-  CHECK(raw.body.find(R"("progress":1,)") != std::string::npos);  // not 1E0
+  CHECK(raw.body.find(R"("progress":1.0,)") != std::string::npos);  // not 1E0
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   std::vector<std::string> listed;
   while (std::chrono::steady_clock::now() < until) {

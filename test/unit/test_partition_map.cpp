@@ -246,7 +246,7 @@ TEST_CASE("the adaptive throttle's settings travel with the map; an older map ge
   REQUIRE(back);
   CHECK(back->settings == m.settings);
   std::string older = to_json(m);
-  for (const std::string field : {"\"migration_adaptive\":true,", "\"adaptive_p99_ms\":2.5E0,", "\"adaptive_min_bytes_per_sec\":65536,"}) {
+  for (const std::string field : {"\"migration_adaptive\":true,", "\"adaptive_p99_ms\":2.5,", "\"adaptive_min_bytes_per_sec\":65536,"}) {
     const auto at = older.find(field);
     INFO(field << " in " << older);
     REQUIRE(at != std::string::npos);
@@ -257,7 +257,7 @@ TEST_CASE("the adaptive throttle's settings travel with the map; an older map ge
   CHECK_FALSE(old->settings.migration_adaptive);
   CHECK(old->settings.adaptive_min_bytes_per_sec == 1u << 20);
   std::string bad = to_json(m);
-  bad.replace(bad.find("2.5E0"), 5, "0");
+  bad.replace(bad.find("\"adaptive_p99_ms\":2.5"), 21, "\"adaptive_p99_ms\":0");
   CHECK_FALSE(from_json(bad));  // a bound of 0 is out of range
 }
 

@@ -120,6 +120,23 @@ TEST_CASE("put then get returns the canonical document with its shard") {
   CHECK(big.status == 413);
 }
 
+TEST_CASE("numbers in documents and answers read as written: 9.99 stays 9.99, 1.0 stays a double, never 9.99E0") {
+  api_fixture f;
+  REQUIRE(f.put("/v1/indexes/n", R"({"shards":1})").status == 201);
+  REQUIRE(f.put("/v1/indexes/n/records/p", R"({"price":9.99,"one":1.0,"n":7,"big":1e21,"tiny":-2.5e-7,"s":"1E5"})").status == 201);
+  auto r = f.get("/v1/indexes/n/records/p");
+  REQUIRE(r.status == 200);
+  INFO(r.body);
+  CHECK(r.body.find(R"("doc":{"price":9.99,"one":1.0,"n":7,"big":1e+21,"tiny":-2.5e-07,"s":"1E5"})") != std::string::npos);
+  const auto doc = body(r).at("doc");
+  CHECK(doc.at("one").is_double());
+  CHECK(doc.at("n").is_int64());
+  // ?pretty writes numbers the same way.
+  auto pretty = f.get("/v1/indexes/n/records/p?pretty");
+  CHECK(pretty.body.find("\"price\": 9.99") != std::string::npos);
+  CHECK(pretty.body.find("9.99E0") == std::string::npos);
+}
+
 TEST_CASE("text format gives an aligned table with a header row") {
   api_fixture f;
   REQUIRE(f.put("/v1/indexes/a", R"({"shards":2})").status == 201);

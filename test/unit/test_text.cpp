@@ -81,10 +81,12 @@ TEST_CASE("JSON text writes doubles as people read them and everything else as B
   o["nested"] = json::object{{"k", std::uint64_t(18446744073709551615ull)}};
   const auto text = to_json_text(o);
   CHECK(text ==
-        R"({"zero":0,"half":0.5,"one":1,"big":1e+21,"eta":12.25,"nan":null,"list":[1,-2,true,null,"a\"b\n"],)"
+        R"({"zero":0.0,"half":0.5,"one":1.0,"big":1e+21,"eta":12.25,"nan":null,"list":[1,-2,true,null,"a\"b\n"],)"
         R"("nested":{"k":18446744073709551615}})");
   auto back = json::parse(text).as_object();
   CHECK(back.at("half").to_number<double>() == 0.5);
+  CHECK(back.at("one").is_double());  // read back as the double it was
+  CHECK(back.at("zero").is_double());
   CHECK(back.at("list") == o.at("list"));
   CHECK(back.at("nested") == o.at("nested"));
   CHECK(text.find('E') == std::string::npos);
