@@ -2,8 +2,10 @@
 // Trends for the monitor's forecasts: a least-squares line through a window of samples, with
 // its fit quality, and when it reaches a limit. Pure.
 
+#include <cstddef>
 #include <optional>
 #include <span>
+#include <vector>
 
 namespace shardd {
 
@@ -28,5 +30,10 @@ struct trend {
 /// The least-squares line through `pts`; empty with fewer than two points or when every t is
 /// the same.
 [[nodiscard]] std::optional<trend> fit_trend(std::span<const trend_point> pts) noexcept;
+
+/// Which of the positions `first` .. `last` (inclusive) to fit a trend over: all of them, or
+/// when there are more than `max_points`, every k-th counted back from `last` (always kept),
+/// k the least stride that leaves at most `max_points`. Ascending. `max_points` ≥ 1.
+[[nodiscard]] std::vector<std::size_t> spread_positions(std::size_t first, std::size_t last, std::size_t max_points);
 
 }  // namespace shardd

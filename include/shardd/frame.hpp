@@ -31,6 +31,7 @@ enum class frame_type : std::uint8_t {
   map_ack = 15,
   map_get = 16,       ///< any → any: send me your map
   map_reply = 17,
+  ping = 18,          ///< member → member: nothing to do; the reply is `ack` (the monitor's round trip per peer)
   forward = 20,       ///< an HTTP request for the node that owns the shard
   forward_reply = 21,
   write_ops = 22,     ///< a batch of record writes for shards the receiver owns

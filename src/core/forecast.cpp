@@ -39,4 +39,14 @@ std::optional<double> trend::time_to(double limit, double now) const noexcept {
   return (limit - y) / slope;
 }
 
+std::vector<std::size_t> spread_positions(std::size_t first, std::size_t last, std::size_t max_points) {
+  std::vector<std::size_t> out;
+  if (last < first || max_points == 0) return out;
+  const std::size_t n = last - first + 1;
+  const std::size_t stride = (n + max_points - 1) / max_points;
+  out.reserve(n / stride + 1);
+  for (std::size_t i = last + stride; i >= first + stride; i -= stride) out.push_back(i - stride);
+  return {out.rbegin(), out.rend()};
+}
+
 }  // namespace shardd

@@ -21,6 +21,7 @@ bool known_type(std::uint8_t t) noexcept {
     case frame_type::map_ack:
     case frame_type::map_get:
     case frame_type::map_reply:
+    case frame_type::ping:
     case frame_type::forward:
     case frame_type::forward_reply:
     case frame_type::write_ops:
@@ -59,6 +60,7 @@ std::string_view to_string(frame_type t) noexcept {
     case frame_type::map_ack: return "map_ack";
     case frame_type::map_get: return "map_get";
     case frame_type::map_reply: return "map_reply";
+    case frame_type::ping: return "ping";
     case frame_type::forward: return "forward";
     case frame_type::forward_reply: return "forward_reply";
     case frame_type::write_ops: return "write_ops";

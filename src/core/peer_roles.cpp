@@ -11,7 +11,8 @@ peer_rule rule_of(peer::frame_type t) noexcept {
     case F::join: return {R::any_node, true, false};
     case F::heartbeat: return {R::any_node, true, false};  // a node the controller forgot hears not_found and joins again
     case F::map_push: return {R::controller, false, false};
-    case F::map_get: return {R::member, false, false};
+    case F::map_get:
+    case F::ping: return {R::member, false, false};
     case F::forward:
     case F::write_ops:
     case F::scan_shard:

@@ -3,6 +3,7 @@
 #include "node/ring_actor.hpp"
 #include "common/log.hpp"
 #include "storage/store.hpp"
+#include "shardd/json_fields.hpp"
 #include "shardd/text.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -40,6 +41,8 @@ constexpr std::uint64_t min_latency_samples = 20;
 constexpr std::uint64_t min_hot_key_samples = 32;  // sampled requests before a hottest key's share is told
 /// The load a heartbeat reports is the rate over this many sampling intervals (or all there are).
 constexpr std::size_t load_smoothing_samples = 6;
+/// A trend is fitted over at most this many samples of its window.
+constexpr std::size_t forecast_max_points = 720;
 
 /// The detector of each series. Rates: a change of a few requests per second on an idle shard
 /// is not news (min_sigma 2/s). Latency: p99 moves by a quarter without meaning much.
@@ -77,11 +80,49 @@ void monitor::sparse_histogram::add_to(histogram& h) const {
   h.add_totals(sum, max);
 }
 
+std::string to_json(const monitor_settings& s) {
+  json::object o;
+  o["interval_ms"] = s.interval_ms;
+  o["history_ms"] = s.history_ms;
+  return to_json_text(o);
+}
+
+std::optional<monitor_settings> monitor_settings_from_json(std::string_view text) {
+  auto v = parse_json(text, "monitor settings");
+  if (!v || !v->is_object()) return std::nullopt;
+  json_fields f(v->get_object(), "");
+  monitor_settings s;
+  auto interval = f.opt_u64("interval_ms", s.interval_ms, 0, monitor_max_interval_ms);
+  auto history = f.opt_u64("history_ms", s.history_ms, monitor_min_history_ms, monitor_max_history_ms);
+  if (!interval || !history || !f.finish()) return std::nullopt;
+  if (*interval != 0 && *interval < monitor_min_interval_ms) return std::nullopt;
+  s.interval_ms = static_cast<std::uint32_t>(*interval);
+  s.history_ms = *history;
+  return s;
+}
+
+namespace {
+/// The settings a node starts with: those set through the API and kept in its store, else the
+/// config file's.
+monitor_settings initial_settings(const node_config& cfg, const storage::store& store) {
+  monitor_settings s{cfg.monitor_interval_ms, cfg.monitor_history_ms};
+  auto stored = store.get_meta(monitor_settings_key);
+  if (!stored || !*stored) return s;
+  if (auto kept = monitor_settings_from_json(**stored)) return *kept;
+  SHARDD_LOG(warn, "monitor_settings_unreadable", "stored", **stored, "using", "the config file's");
+  return s;
+}
+}  // namespace
+
 monitor::monitor(asio::any_io_executor ex, const node_config& cfg, storage::store& store, ring_actor& ring)
     : cfg_(cfg), store_(store), ring_(ring), strand_(asio::make_strand(ex)), timer_(strand_),
-      epoch_(std::chrono::steady_clock::now()), interval_ms_(cfg.monitor_interval_ms), history_ms_(cfg.monitor_history_ms),
+      epoch_(std::chrono::steady_clock::now()), unix_epoch_ms_(unix_ms()), interval_ms_(initial_settings(cfg, store).interval_ms),
+      history_ms_(initial_settings(cfg, store).history_ms),
       disk_growth_{anomaly_detector(settings_for(anomaly_series::disk_growth))},
-      incarnation_((std::uint64_t(std::random_device{}()) << 32 | std::random_device{}()) | 1) {}  // never 0
+      incarnation_((std::uint64_t(std::random_device{}()) << 32 | std::random_device{}()) | 1) {  // never 0
+  if (interval_ms_.load() != cfg.monitor_interval_ms || history_ms_.load() != cfg.monitor_history_ms)
+    SHARDD_LOG(info, "monitor_settings_stored", "interval_ms", interval_ms_.load(), "history_ms", history_ms_.load());
+}
 
 void monitor::push_event(std::string type, std::string summary, std::string fields_json) {
   std::lock_guard lock(outbox_mutex_);
@@ -138,7 +179,7 @@ std::string monitor::anomaly_fields(const anomaly& a) const {
     o["peak_score"] = std::round(a.peak_score * 1000) / 1000;
     o["closed_because"] = a.closed_because;
   }
-  return json::serialize(o);
+  return to_json_text(o);
 }
 
 monitor::shard_series monitor::fresh_series() {
@@ -238,7 +279,7 @@ asio::awaitable<void> monitor::apply(monitor_settings s) {
       f["was_history_ms"] = history_ms_.load();
       push_event("monitor", "monitor settings: interval_ms " + std::to_string(s.interval_ms) + ", history_ms " +
                                 std::to_string(s.history_ms),
-                 json::serialize(f));
+                 to_json_text(f));
     }
     interval_ms_ = s.interval_ms;
     history_ms_ = s.history_ms;
@@ -269,9 +310,170 @@ asio::awaitable<void> monitor::loop(std::uint64_t gen) {
     const auto interval = interval_ms_.load(std::memory_order_relaxed);
     if (interval == 0) co_return;  // off: apply() starts a loop again
     sample();
+    if (!pinging_ && sources_.ping) {
+      pinging_ = true;
+      asio::co_spawn(strand_, ping_peers(), asio::detached);
+    }
     timer_.expires_after(std::chrono::milliseconds(interval));
     (void)co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
   }
+}
+
+asio::awaitable<void> monitor::ping_peers() {
+  const auto snap = ring_.snapshot();
+  std::vector<std::string> ids;
+  for (const auto& [id, n] : snap->map->nodes)
+    if (id != cfg_.node_id && n.state != node_state::down && n.state != node_state::left) ids.push_back(id);
+  std::map<std::string, peer_track> next;
+  for (const auto& id : ids) {
+    if (stopped_) break;
+    auto r = co_await sources_.ping(id);
+    std::lock_guard lock(peers_mutex_);
+    auto it = peers_.find(id);
+    peer_track t = it != peers_.end() ? std::move(it->second) : peer_track{};
+    t.last.node = id;
+    if (r) {
+      t.last.rtt_us = std::max<std::uint64_t>(*r, 1);
+      t.last.at_unix_ms = unix_ms();
+      t.last.error.clear();
+      t.recent.push_back(t.last.rtt_us);
+      while (t.recent.size() > 10) t.recent.pop_front();
+      t.last.max_us = *std::max_element(t.recent.begin(), t.recent.end());
+    } else {
+      t.last.error = r.error().detail.substr(0, 200);
+    }
+    peers_[id] = t;  // kept while the round goes on; the round's end drops nodes no longer asked
+    next.emplace(id, std::move(t));
+  }
+  {
+    std::lock_guard lock(peers_mutex_);
+    if (!stopped_) peers_ = std::move(next);
+  }
+  pinging_ = false;
+}
+
+asio::awaitable<history_view> monitor::history(history_query q) {
+  auto compute = [this, q] {
+    history_view v;
+    v.interval_ms = interval_ms_.load(std::memory_order_relaxed);
+    if (node_.size() < 2) return v;
+    const auto end = node_.back().t_ms;
+    const auto from = end - std::max<std::int64_t>(q.window.count(), 1);
+    std::size_t nb = node_.size() - 1;
+    while (nb > 0 && node_[nb].t_ms > from) --nb;
+    if (nb == node_.size() - 1) --nb;  // at least one interval
+    const auto points = std::max<std::size_t>(q.points, 1);
+    const std::int64_t span = end - node_[nb].t_ms;
+    const std::int64_t step = std::max<std::int64_t>(1, (span + static_cast<std::int64_t>(points) - 1) / static_cast<std::int64_t>(points));
+    v.step_ms = std::max<std::int64_t>(step, v.interval_ms);  // points are samples: never closer than an interval
+    v.seconds = static_cast<double>(span) / 1000.0;
+    // The samples that end a point: each at least `step` after the one before, and the last.
+    std::vector<std::size_t> idx{nb};
+    for (std::size_t j = nb + 1; j < node_.size(); ++j) {
+      const bool last = j + 1 == node_.size();
+      if (node_[j].t_ms - node_[idx.back()].t_ms >= step) {
+        idx.push_back(j);
+      } else if (last) {
+        if (idx.size() - 1 >= points) idx.back() = j;  // the short tail joins the point before
+        else idx.push_back(j);
+      }
+    }
+    const std::size_t k_count = idx.size() - 1;
+    std::vector<std::int64_t> t(idx.size());
+    for (std::size_t k = 0; k < idx.size(); ++k) t[k] = node_[idx[k]].t_ms;
+    for (std::size_t k = 1; k <= k_count; ++k) {
+      const auto& a = node_[idx[k - 1]].f;
+      const auto& b = node_[idx[k]].f;
+      const double secs = std::max<double>(1, static_cast<double>(t[k] - t[k - 1])) / 1000.0;
+      v.t_unix_ms.push_back(unix_epoch_ms_ + t[k]);
+      v.requests_per_sec.push_back(static_cast<double>(delta(b.rest_requests, a.rest_requests)) / secs);
+      v.forwarded_per_sec.push_back(static_cast<double>(delta(b.forwarded, a.forwarded)) / secs);
+      v.data_bytes.push_back(b.data_bytes);
+      v.disk_used_bytes.push_back(b.disk_used);
+      v.rss_bytes.push_back(b.rss_bytes);
+    }
+    // For one shard: the index of its newest sample at or before each point's time.
+    auto positions = [&](const shard_series& ser) {
+      std::vector<std::optional<std::size_t>> pos(idx.size());
+      std::size_t i = 0;
+      for (std::size_t k = 0; k < idx.size(); ++k) {
+        while (i < ser.samples.size() && ser.samples[i].t_ms <= t[k]) ++i;
+        if (i > 0) pos[k] = i - 1;
+      }
+      return pos;
+    };
+    auto requests_of = [](const shard_sample& b, const shard_sample& a) {
+      std::uint64_t n = 0;
+      for (std::size_t c = 0; c < 4; ++c) n += delta(b.counters[c], a.counters[c]);
+      return n;
+    };
+    // Every shard's intervals feed the node's p99; the busiest `top` of those asked for get series.
+    std::vector<histogram> node_p99(idx.size());
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> ranked;  // (requests, key)
+    for (const auto& [key, ser] : shards_) {
+      if (ser.samples.empty()) continue;
+      const auto pos = positions(ser);
+      for (std::size_t k = 1; k <= k_count; ++k)
+        for (std::size_t j = pos[k - 1] ? *pos[k - 1] + 1 : 0; pos[k] && j <= *pos[k]; ++j)
+          for (const auto& h : ser.samples[j].interval) h.add_to(node_p99[k]);
+      const auto index_id = static_cast<std::uint32_t>(key >> 32);
+      const auto shard_id = static_cast<std::uint32_t>(key);
+      if ((q.index_id && *q.index_id != index_id) || (q.shard_id && *q.shard_id != shard_id)) continue;
+      std::uint64_t n = 0;
+      const auto first = pos.front() ? *pos.front() : 0;
+      if (pos.back() && *pos.back() > first) n = requests_of(ser.samples[*pos.back()], ser.samples[first]);
+      ranked.emplace_back(n, key);
+    }
+    for (std::size_t k = 1; k <= k_count; ++k)
+      v.p99_us.push_back(node_p99[k].count() ? std::optional<std::uint64_t>(node_p99[k].quantile(0.99)) : std::nullopt);
+    v.shards_total = ranked.size();
+    std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first > b.first : a.second < b.second;
+    });
+    if (ranked.size() > q.top) ranked.resize(q.top);
+    for (const auto& [n, key] : ranked) {
+      const auto& ser = shards_.at(key);
+      const auto pos = positions(ser);
+      shard_history h;
+      h.index_id = static_cast<std::uint32_t>(key >> 32);
+      h.shard_id = static_cast<std::uint32_t>(key);
+      h.requests = n;
+      for (std::size_t k = 1; k <= k_count; ++k) {
+        const double secs = std::max<double>(1, static_cast<double>(t[k] - t[k - 1])) / 1000.0;
+        if (pos[k - 1] && pos[k]) {
+          const auto& a = ser.samples[*pos[k - 1]];
+          const auto& b = ser.samples[*pos[k]];
+          h.reads_per_sec.push_back(static_cast<double>(delta(b.counters[0], a.counters[0]) + delta(b.counters[3], a.counters[3])) / secs);
+          h.writes_per_sec.push_back(static_cast<double>(delta(b.counters[1], a.counters[1]) + delta(b.counters[2], a.counters[2])) / secs);
+        } else {
+          h.reads_per_sec.emplace_back();
+          h.writes_per_sec.emplace_back();
+        }
+        histogram lat;
+        for (std::size_t j = pos[k - 1] ? *pos[k - 1] + 1 : 0; pos[k] && j <= *pos[k]; ++j)
+          for (const auto& x : ser.samples[j].interval) x.add_to(lat);
+        h.p99_us.push_back(lat.count() ? std::optional<std::uint64_t>(lat.quantile(0.99)) : std::nullopt);
+        if (pos[k] && !ser.samples[*pos[k]].counters_only) {
+          h.bytes.push_back(ser.samples[*pos[k]].bytes);
+          h.records.push_back(ser.samples[*pos[k]].records);
+        } else {
+          h.bytes.emplace_back();
+          h.records.emplace_back();
+        }
+      }
+      v.shards.push_back(std::move(h));
+    }
+    return v;
+  };
+  co_return co_await run_on(strand_, std::move(compute));
+}
+
+std::vector<peer_rtt> monitor::peer_rtts() const {
+  std::lock_guard lock(peers_mutex_);
+  std::vector<peer_rtt> out;
+  out.reserve(peers_.size());
+  for (const auto& [id, t] : peers_) out.push_back(t.last);
+  return out;
 }
 
 node_figures monitor::figures_now() const {
@@ -397,8 +599,10 @@ void monitor::sample() {
     const auto& a = node_[node_.size() - 2];
     const auto& b = node_.back();
     const double secs = std::max<double>(1, static_cast<double>(b.t_ms - a.t_ms)) / 1000.0;
-    observe(disk_growth_, anomaly_series::disk_growth, false, 0,
-            (static_cast<double>(b.f.disk_used) - static_cast<double>(a.f.disk_used)) / secs);
+    // The store's own bytes (table files and memtables), not the file system's: another
+    // process writing to the same disk is not this node's anomaly.
+    auto store_bytes = [](const node_figures& f) { return static_cast<double>(f.data_bytes + f.memtable_bytes); };
+    observe(disk_growth_, anomaly_series::disk_growth, false, 0, (store_bytes(b.f) - store_bytes(a.f)) / secs);
   }
   publish_open_count();
   trim(t);
@@ -430,6 +634,7 @@ asio::awaitable<stats_view> monitor::window(std::chrono::milliseconds w) {
   auto compute = [this, w] {
     stats_view v;
     v.settings = settings();
+    v.peers = peer_rtts();
     if (node_.empty()) return v;
     const auto end = node_.back().t_ms;
     const auto from = end - std::max<std::int64_t>(w.count(), 1);
@@ -516,48 +721,51 @@ asio::awaitable<forecast_view> monitor::forecast(std::chrono::milliseconds w, fo
 }
 
 forecast_view monitor::compute_forecast(std::chrono::milliseconds w, const forecast_limits& lim) const {
-  {
-    forecast_view v;
-    if (node_.empty()) return v;
-    const auto end = node_.back().t_ms;
-    const auto from = end - std::max<std::int64_t>(w.count(), 1);
-    auto secs = [](std::int64_t t_ms) { return static_cast<double>(t_ms) / 1000.0; };
-    std::vector<trend_point> disk;
-    std::int64_t first = end;
-    for (const auto& n : node_)
-      if (n.t_ms >= from) {
-        disk.push_back({secs(n.t_ms), static_cast<double>(n.f.disk_used)});
-        first = std::min(first, n.t_ms);
+  forecast_view v;
+  if (node_.empty()) return v;
+  const auto end = node_.back().t_ms;
+  const auto from = end - std::max<std::int64_t>(w.count(), 1);
+  auto secs = [](std::int64_t t_ms) { return static_cast<double>(t_ms) / 1000.0; };
+  // The samples of a series in the window, at most `forecast_max_points` of them evenly spread
+  // (every k-th, the last one always): a trend needs no more, and the monitor refits every
+  // second, so an hour at 100 ms intervals over many shards must not cost 36,000 points each.
+  auto chosen = [from](const auto& dq) {
+    std::size_t first = dq.size();
+    while (first > 0 && dq[first - 1].t_ms >= from) --first;
+    return first == dq.size() ? std::vector<std::size_t>{} : spread_positions(first, dq.size() - 1, forecast_max_points);
+  };
+  std::vector<trend_point> disk;
+  const auto nodes = chosen(node_);
+  for (auto i : nodes) disk.push_back({secs(node_[i].t_ms), static_cast<double>(node_[i].f.disk_used)});
+  v.seconds = nodes.empty() ? 0 : secs(end - node_[nodes.front()].t_ms);
+  v.disk_total = node_.back().f.disk_total;
+  std::optional<double> watermark;
+  if (v.disk_total > 0) watermark = lim.disk_watermark * static_cast<double>(v.disk_total);
+  v.disk_used = fit(disk, watermark);
+  for (const auto& [key, ser] : shards_) {
+    std::vector<trend_point> bytes, records, writes;
+    const shard_sample* prev = nullptr;
+    for (auto i : chosen(ser.samples)) {
+      const auto& s = ser.samples[i];
+      if (!s.counters_only) {
+        bytes.push_back({secs(s.t_ms), static_cast<double>(s.bytes)});
+        records.push_back({secs(s.t_ms), static_cast<double>(s.records)});
       }
-    v.seconds = secs(end - first);
-    v.disk_total = node_.back().f.disk_total;
-    std::optional<double> watermark;
-    if (v.disk_total > 0) watermark = lim.disk_watermark * static_cast<double>(v.disk_total);
-    v.disk_used = fit(disk, watermark);
-    for (const auto& [key, ser] : shards_) {
-      std::vector<trend_point> bytes, records, writes;
-      const shard_sample* prev = nullptr;
-      for (const auto& s : ser.samples) {
-        if (s.t_ms >= from && !s.counters_only) {
-          bytes.push_back({secs(s.t_ms), static_cast<double>(s.bytes)});
-          records.push_back({secs(s.t_ms), static_cast<double>(s.records)});
-        }
-        if (prev && s.t_ms >= from && s.t_ms > prev->t_ms) {
-          const double n = static_cast<double>(delta(s.counters[1], prev->counters[1]) + delta(s.counters[2], prev->counters[2]));
-          writes.push_back({secs(s.t_ms), n / secs(s.t_ms - prev->t_ms)});
-        }
-        prev = &s;
+      if (prev && s.t_ms > prev->t_ms) {
+        const double n = static_cast<double>(delta(s.counters[1], prev->counters[1]) + delta(s.counters[2], prev->counters[2]));
+        writes.push_back({secs(s.t_ms), n / secs(s.t_ms - prev->t_ms)});
       }
-      shard_forecast f;
-      f.index_id = static_cast<std::uint32_t>(key >> 32);
-      f.shard_id = static_cast<std::uint32_t>(key);
-      f.bytes = fit(bytes, lim.shard_bytes);
-      f.records = fit(records, lim.shard_records);
-      f.write_rate = fit(writes, std::nullopt);
-      v.shards.push_back(std::move(f));
+      prev = &s;
     }
-    return v;
+    shard_forecast f;
+    f.index_id = static_cast<std::uint32_t>(key >> 32);
+    f.shard_id = static_cast<std::uint32_t>(key);
+    f.bytes = fit(bytes, lim.shard_bytes);
+    f.records = fit(records, lim.shard_records);
+    f.write_rate = fit(writes, std::nullopt);
+    v.shards.push_back(std::move(f));
   }
+  return v;
 }
 
 void monitor::check_forecasts() {
@@ -593,7 +801,7 @@ void monitor::check_forecasts() {
                     *f.seconds_to_limit / 3600.0, f.r2);
     else
       std::snprintf(text, sizeof text, " is no longer forecast to reach its limit within %.1f h", horizon / 3600.0);
-    push_event("forecast", what + text, json::serialize(o));
+    push_event("forecast", what + text, to_json_text(o));
   };
   check(0, v.disk_used, "the disk", "disk_used_bytes", std::nullopt);
   for (const auto& s : v.shards)

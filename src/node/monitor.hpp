@@ -32,17 +32,33 @@ class store;
 class ring_actor;
 
 /// The monitor's settings: the first from the config file, changed at run time through
-/// `PUT /v1/monitor/settings` (not persisted: a restart takes the file's again).
+/// `PUT /v1/monitor/settings`, which keeps them in the node's store (`monitor_settings_key`):
+/// from then on a restart takes the stored ones, not the file's.
 struct monitor_settings {
   std::uint32_t interval_ms = 5000;  ///< 0: off (no sampling, and requests are not counted per shard)
   std::uint64_t history_ms = 3600 * 1000;
 };
+inline constexpr std::string_view monitor_settings_key = "monitor/settings";
+std::string to_json(const monitor_settings& s);
+/// The stored form back; nullopt if it does not parse or is out of the accepted ranges.
+std::optional<monitor_settings> monitor_settings_from_json(std::string_view text);
 
 /// Where the monitor reads what other parts of the node own (set once at start).
 struct monitor_sources {
   std::function<std::size_t()> rest_connections;
   std::function<std::size_t()> peer_connections;
   std::function<std::optional<std::uint64_t>()> heartbeat_rtt_us;  ///< to the controller (members)
+  /// Sends a `ping` to a node and answers the round trip in microseconds, or why it failed.
+  std::function<asio::awaitable<result<std::uint64_t>>(std::string node)> ping;
+};
+
+/// The last round trip to one other node, measured by the monitor's ping once per sample.
+struct peer_rtt {
+  std::string node;
+  std::uint64_t rtt_us = 0;    ///< of the last ping answered
+  std::uint64_t max_us = 0;    ///< the largest of the last ten answered
+  std::int64_t at_unix_ms = 0; ///< when the last ping was answered (0: never)
+  std::string error;           ///< why the last ping failed; empty when it was answered
 };
 
 /// The node's figures at one sample. Counts marked cumulative only grow.
@@ -153,6 +169,39 @@ struct stats_view {
   monitor_settings settings;
   node_window node;
   std::vector<shard_window> shards;  ///< by (index id, shard id)
+  std::vector<peer_rtt> peers;       ///< the last ping to each other node, by node id
+};
+
+/// What to draw from the history (`GET /v1/stats/history`).
+struct history_query {
+  std::chrono::milliseconds window{15 * 60 * 1000};
+  std::size_t points = 120;  ///< at most this many points per series (consecutive samples merged)
+  std::size_t top = 10;      ///< the busiest shards of the window (by requests), at most
+  std::optional<std::uint32_t> index_id;  ///< only this index's shards
+  std::optional<std::uint32_t> shard_id;  ///< ... and of it only this shard
+};
+
+/// One shard's series, a value per point; empty optionals where the shard was not on the node.
+struct shard_history {
+  std::uint32_t index_id = 0, shard_id = 0;
+  std::uint64_t requests = 0;  ///< reads, writes, deletes and scans over the window (the rank)
+  std::vector<std::optional<double>> reads_per_sec, writes_per_sec;
+  std::vector<std::optional<std::uint64_t>> p99_us;  ///< of all its requests in the point; empty: none
+  std::vector<std::optional<std::uint64_t>> bytes, records;
+};
+
+/// Series over the history: `t` gives each point's end (unix ms); every series has a value per
+/// point, the rate or p99 over the samples since the point before.
+struct history_view {
+  std::uint32_t interval_ms = 0;
+  double seconds = 0;  ///< from the sample before the first point to the last point
+  std::int64_t step_ms = 0;  ///< the least time between points
+  std::vector<std::int64_t> t_unix_ms;
+  std::vector<double> requests_per_sec, forwarded_per_sec;  ///< REST requests answered, relayed
+  std::vector<std::optional<std::uint64_t>> p99_us;  ///< every request on this node's shards
+  std::vector<std::uint64_t> data_bytes, disk_used_bytes, rss_bytes;
+  std::size_t shards_total = 0;  ///< shards that matched (before `top`)
+  std::vector<shard_history> shards;  ///< the busiest first
 };
 
 /// Samples and history of one node.
@@ -173,6 +222,8 @@ class monitor {
 
   /// The last `window` (at least one interval), ending at the last sample.
   asio::awaitable<stats_view> window(std::chrono::milliseconds window);
+  /// Series of the node and its busiest shards over the history, for charts.
+  asio::awaitable<history_view> history(history_query q);
   monitor_settings settings() const;
   /// Applies new settings (the next tick uses them; turning sampling on starts it now).
   asio::awaitable<void> apply(monitor_settings s);
@@ -206,6 +257,9 @@ class monitor {
   std::uint64_t incarnation() const noexcept { return incarnation_; }
   static constexpr std::size_t outbox_max = 256;
 
+  /// The round trip to every other node that is not down or left, by node id. Any thread.
+  std::vector<peer_rtt> peer_rtts() const;
+
   /// Trends over the last `window` of every local shard and of the node's disk.
   asio::awaitable<forecast_view> forecast(std::chrono::milliseconds window, forecast_limits limits);
 
@@ -237,6 +291,8 @@ class monitor {
   };
 
   asio::awaitable<void> loop(std::uint64_t generation);
+  /// Pings every other node in the map that is not down or left, one after the other.
+  asio::awaitable<void> ping_peers();
   void sample();
   void trim(std::int64_t now_ms);
   void observe(watched& w, anomaly_series s, bool per_shard, std::uint64_t key, double value);
@@ -259,6 +315,7 @@ class monitor {
   asio::steady_timer timer_;
   monitor_sources sources_;
   std::chrono::steady_clock::time_point epoch_;
+  const std::int64_t unix_epoch_ms_;  ///< the wall clock at `epoch_`: a sample's unix time is this + its t_ms
   std::atomic<std::uint32_t> interval_ms_;
   std::atomic<std::uint64_t> history_ms_;
   std::uint64_t generation_ = 0;  ///< a new loop per start or settings change; an old one ends
@@ -279,6 +336,13 @@ class monitor {
   std::uint64_t next_event_seq_ = 1;
   std::map<std::uint64_t, bool> forecast_soon_;  ///< 0: the disk; a shard's load key + 1
   std::uint32_t samples_since_forecast_ = 0;
+  bool pinging_ = false;  ///< a round of pings is under way (on the strand)
+  struct peer_track {
+    peer_rtt last;
+    std::deque<std::uint64_t> recent;  ///< the last ten answered round trips
+  };
+  mutable std::mutex peers_mutex_;  // the strand writes; REST handlers read
+  std::map<std::string, peer_track> peers_;
 };
 
 /// Parses a window: "90s", "5m", "1h", "500ms" (a bare number is seconds).

@@ -228,6 +228,14 @@ result<void> node::start() {
   sources.rest_connections = [http = m.http.get()] { return http->open_connections(); };
   sources.peer_connections = [p = m.peer_listener.get()] { return p->open_connections(); };
   sources.heartbeat_rtt_us = [plane = m.plane.get()] { return plane->heartbeat_rtt_us(); };
+  sources.ping = [pool = m.peer_pool.get(), ring = m.ring.get()](std::string id) -> asio::awaitable<result<std::uint64_t>> {
+    const auto sent = std::chrono::steady_clock::now();
+    auto f = make_frame(peer::frame_type::ping, {}, ring->snapshot()->map->version);
+    auto r = check_reply(co_await pool->call(std::move(id), std::move(f), std::chrono::seconds(1)));
+    if (!r) co_return r.error();
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - sent).count();
+    co_return static_cast<std::uint64_t>(std::max<std::int64_t>(us, 1));
+  };
   m.mon->set_sources(std::move(sources));
   m.mon->start();
   // The data disk against the map's watermarks, every heartbeat interval (the write path and

@@ -81,6 +81,10 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
       if (!r) co_return fail(r.error(), version());
       co_return reply(peer::frame_type::map_ack, {}, (*r)->map->version);
     }
+    case peer::frame_type::ping: {
+      if (!f.payload.empty()) co_return fail(make_error(errc::invalid_argument, "a ping frame carries nothing"), version());
+      co_return ack();
+    }
     case peer::frame_type::map_get: {
       const auto snap = ctx_.ring.snapshot();
       co_return reply(peer::frame_type::map_reply, to_json(*snap->map), snap->map->version);

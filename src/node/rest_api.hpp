@@ -153,13 +153,18 @@ class rest_api {
 
   // monitoring (rest_monitor.cpp)
   boost::asio::awaitable<net::http_response> stats(call& c);
+  boost::asio::awaitable<net::http_response> stats_history(call& c);
   boost::asio::awaitable<net::http_response> anomalies(call& c);
   boost::asio::awaitable<net::http_response> events(call& c);
   boost::asio::awaitable<net::http_response> forecast(call& c);
   boost::asio::awaitable<net::http_response> hot_keys(call& c, const std::string& index, std::uint32_t shard);
   /// `mine` and the same GET of `target` answered by every other node that is up (the rest
   /// listed with why not), for the views with `?scope=cluster`.
-  boost::asio::awaitable<boost::json::array> fan_out(call& c, std::string target, boost::json::object mine);
+  /// Asks every other up node for `target` (as a forwarded request: GET, or `method` with
+  /// `body`) and lists their answers after `mine`, with an error for each node that did not.
+  boost::asio::awaitable<boost::json::array> fan_out(call& c, std::string target, boost::json::object mine,
+                                                     net::http_method method = net::http_method::get,
+                                                     std::string body = {});
   /// `?scope=node|cluster`: sets `cluster` (never for a forwarded request); an error text if bad.
   std::optional<std::string> parse_scope(call& c, bool& cluster);
   boost::asio::awaitable<net::http_response> metrics(call& c);

@@ -5,6 +5,7 @@
 #include "node/gather.hpp"
 #include "node/monitor.hpp"
 #include "node/rest_internal.hpp"
+#include "node/store_ops.hpp"
 #include "shardd/json_fields.hpp"
 #include "shardd/text.hpp"
 
@@ -15,6 +16,8 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <limits>
+#include <type_traits>
 
 namespace shardd {
 
@@ -26,6 +29,12 @@ std::map<std::uint32_t, std::string> index_names(const partition_map& m) {
   std::map<std::uint32_t, std::string> out;
   for (const auto& [name, ix] : m.indexes) out.emplace(ix.id, name);
   return out;
+}
+
+/// An index's name from `index_names`, or its id when the map no longer has it.
+std::string name_of(const std::map<std::uint32_t, std::string>& names, std::uint32_t index_id) {
+  auto it = names.find(index_id);
+  return it != names.end() ? it->second : std::to_string(index_id);
 }
 
 double per_sec(std::uint64_t n, double secs) { return secs > 0 ? static_cast<double>(n) / secs : 0.0; }
@@ -82,11 +91,26 @@ json::object view_json(const stats_view& v, const std::string& node, const parti
   n["migration_out_bytes_per_sec"] = round3(per_sec(v.node.migration_bytes_out, s));
   n["latency_us"] = latency_json(v.node.latency);
   o["totals"] = std::move(n);
+  json::array peers;
+  for (const auto& p : v.peers) {
+    json::object e;
+    e["node"] = p.node;
+    if (p.at_unix_ms) {
+      e["rtt_us"] = p.rtt_us;
+      e["max_rtt_us"] = p.max_us;  // of the last ten answered
+      e["answered_unix_ms"] = p.at_unix_ms;
+    } else {
+      e["rtt_us"] = nullptr;
+    }
+    e["reachable"] = p.error.empty();
+    if (!p.error.empty()) e["error"] = p.error;
+    peers.push_back(std::move(e));
+  }
+  o["peers"] = std::move(peers);
   json::array shards;
   for (const auto& sw : v.shards) {
     json::object e;
-    auto it = names.find(sw.index_id);
-    e["index"] = it != names.end() ? it->second : std::to_string(sw.index_id);
+    e["index"] = name_of(names, sw.index_id);
     e["shard"] = sw.shard_id;
     e["records"] = sw.records;
     e["bytes"] = sw.bytes;
@@ -214,7 +238,8 @@ std::string format_le(std::uint64_t us) {
 
 }  // namespace
 
-awaitable<json::array> rest_api::fan_out(call& c, std::string target, json::object mine) {
+awaitable<json::array> rest_api::fan_out(call& c, std::string target, json::object mine, http_method method,
+                                         std::string body) {
   // Every other node that is up answers for itself, at once; the others are listed with why
   // they did not.
   std::vector<std::string> asked;
@@ -225,9 +250,11 @@ awaitable<json::array> rest_api::fan_out(call& c, std::string target, json::obje
   std::vector<awaitable<result<cluster_client::relayed>>> calls;
   for (const auto& id : asked) {
     net::http_request r;
-    r.method = http_method::get;
-    r.method_text = "GET";
+    r.method = method;
+    r.method_text = method == http_method::put ? "PUT" : "GET";
     r.target = target;
+    r.body = body;
+    if (!body.empty()) r.content_type = "application/json";
     reqs.push_back(std::move(r));
     calls.push_back(cluster_.forward(id, reqs.back(), c.snap->map->version));
   }
@@ -290,14 +317,14 @@ awaitable<http_response> rest_api::stats(call& c) {
       one.push_back(std::move(mine));
       co_return c.table(stats_text(one));
     }
-    co_return json_response(200, json::serialize(mine));
+    co_return json_response(200, to_json_text(mine));
   }
   auto nodes = co_await fan_out(c, "/v1/stats?window=" + wtext, std::move(mine));
   if (c.text()) co_return c.table(stats_text(nodes));
   json::object o;
   o["window"] = wtext;
   o["nodes"] = std::move(nodes);
-  co_return json_response(200, json::serialize(o));
+  co_return json_response(200, to_json_text(o));
 }
 
 awaitable<http_response> rest_api::metrics(call& c) {
@@ -335,6 +362,14 @@ awaitable<http_response> rest_api::metrics(call& c) {
     gauge("shardd_peer_connections", "Open incoming peer connections.", static_cast<double>(f.peer_connections));
     if (f.heartbeat_rtt_us)
       gauge("shardd_heartbeat_rtt_seconds", "Round trip of the last heartbeat to the controller.", *f.heartbeat_rtt_us / 1e6);
+    const auto peers = ctx_.mon->peer_rtts();
+    if (!peers.empty()) {
+      x.family("shardd_peer_rtt_seconds", "gauge", "Round trip of the monitor's last answered ping to each other node.");
+      for (const auto& p : peers)
+        if (p.at_unix_ms) x.sample("shardd_peer_rtt_seconds", node_label + ",peer=\"" + label_value(p.node) + "\"", p.rtt_us / 1e6);
+      x.family("shardd_peer_reachable", "gauge", "1 if the monitor's last ping to the node was answered, else 0.");
+      for (const auto& p : peers) x.sample("shardd_peer_reachable", node_label + ",peer=\"" + label_value(p.node) + "\"", p.error.empty() ? 1 : 0);
+    }
     counter("shardd_rest_requests_total", "REST requests answered, forwarded ones included.", static_cast<double>(f.rest_requests));
     counter("shardd_rest_errors_total", "REST requests answered with a 5xx status.", static_cast<double>(f.rest_errors));
     counter("shardd_forwarded_requests_total", "Requests relayed to the node that owns their shard.", static_cast<double>(f.forwarded));
@@ -346,8 +381,7 @@ awaitable<http_response> rest_api::metrics(call& c) {
     for (const auto& a : co_await ctx_.mon->anomalies(0)) {
       std::string labels = "series=\"" + std::string(anomaly_series_names[static_cast<std::size_t>(a.series)]) + "\",";
       if (a.per_shard) {
-        auto it = names.find(a.index_id);
-        labels += "index=\"" + label_value(it != names.end() ? it->second : std::to_string(a.index_id)) + "\",shard=\"" +
+        labels += "index=\"" + label_value(name_of(names, a.index_id)) + "\",shard=\"" +
                   std::to_string(a.shard_id) + "\",";
       }
       x.sample("shardd_anomaly", labels + node_label + ",id=\"" + std::to_string(a.id) + "\"", 1);
@@ -363,8 +397,7 @@ awaitable<http_response> rest_api::metrics(call& c) {
   std::vector<shard_row> rows;
   if (snap->load)
     for (const auto& sc : snap->load->all()) {
-      auto it = names.find(sc->index_id);
-      std::string labels = "index=\"" + label_value(it != names.end() ? it->second : std::to_string(sc->index_id)) +
+      std::string labels = "index=\"" + label_value(name_of(names, sc->index_id)) +
                            "\",shard=\"" + std::to_string(sc->shard_id) + "\"," + node_label;
       rows.push_back({std::move(labels), sc.get(), ctx_.store.stats(sc->index_id, sc->shard_id)});
     }
@@ -411,7 +444,10 @@ awaitable<http_response> rest_api::metrics(call& c) {
 
 awaitable<http_response> rest_api::monitor_settings_endpoint(call& c) {
   if (!ctx_.mon) co_return c.fail(503, "unavailable", "this node runs no monitor");
+  bool cluster = false;
+  if (auto bad = parse_scope(c, cluster)) co_return c.fail(400, "invalid-argument", *bad);
   auto s = ctx_.mon->settings();
+  std::string applied;  // the body sent on to the other nodes: every field, as applied here
   if (c.req.method == http_method::put) {
     auto parsed = parse_json(c.req.body, "request body");
     if (!parsed) co_return c.fail(parsed.error());
@@ -427,15 +463,30 @@ awaitable<http_response> rest_api::monitor_settings_endpoint(call& c) {
                        "interval_ms: must be 0 (off) or at least " + std::to_string(monitor_min_interval_ms));
     s.interval_ms = static_cast<std::uint32_t>(*interval);
     s.history_ms = *history;
+    // Kept in the node's store, so a restart keeps them (the config file gives the first ones).
+    std::vector<storage::write_op> ops;
+    ops.push_back({storage::op_kind::meta_put, std::string(monitor_settings_key), to_json(s)});
+    if (auto w = co_await async_write(ctx_.store, std::move(ops)); !w) co_return c.fail(w.error());
     co_await ctx_.mon->apply(s);
     SHARDD_LOG(info, "monitor_settings_changed", "interval_ms", s.interval_ms, "history_ms", s.history_ms);
+    applied = to_json(s);
   }
   json::object o;
   o["node"] = ctx_.config.node_id;
   o["interval_ms"] = s.interval_ms;
   o["history_ms"] = s.history_ms;
   o["sampling"] = s.interval_ms != 0;
-  co_return json_response(200, json::serialize(o));
+  if (!cluster) co_return json_response(200, to_json_text(o));
+  // Every node's settings (a PUT: set on each, as this node applied them); a node that did not
+  // take them is listed with why, and `complete` says whether every node did.
+  auto nodes = co_await fan_out(c, "/v1/monitor/settings", std::move(o), c.req.method, std::move(applied));
+  bool all = true;
+  for (const auto& n : nodes)
+    if (n.as_object().contains("error")) all = false;
+  json::object out;
+  out["nodes"] = std::move(nodes);
+  out["complete"] = all;
+  co_return json_response(200, to_json_text(out));
 }
 
 awaitable<http_response> rest_api::cluster_load(call& c) {
@@ -456,8 +507,7 @@ awaitable<http_response> rest_api::cluster_load(call& c) {
     json::array shards;
     for (const auto& l : m.load) {
       json::object e;
-      auto it = names.find(l.index_id);
-      const std::string ix = it != names.end() ? it->second : std::to_string(l.index_id);
+      const std::string ix = name_of(names, l.index_id);
       e["index"] = ix;
       e["shard"] = l.shard_id;
       e["records"] = l.records;
@@ -498,7 +548,7 @@ awaitable<http_response> rest_api::cluster_load(call& c) {
   json::object o;
   o["map_version"] = c.snap->map->version;
   o["nodes"] = std::move(nodes);
-  co_return json_response(200, json::serialize(o));
+  co_return json_response(200, to_json_text(o));
 }
 
 // --- anomalies, forecasts, hot keys ------------------------------------------------------------
@@ -511,8 +561,7 @@ json::object anomaly_json(const anomaly& a, const std::map<std::uint32_t, std::s
   e["state"] = a.closed_unix_ms ? "closed" : "open";
   e["series"] = anomaly_series_names[static_cast<std::size_t>(a.series)];
   if (a.per_shard) {
-    auto it = names.find(a.index_id);
-    e["index"] = it != names.end() ? it->second : std::to_string(a.index_id);
+    e["index"] = name_of(names, a.index_id);
     e["shard"] = a.shard_id;
   } else {
     e["index"] = nullptr;
@@ -631,13 +680,13 @@ awaitable<http_response> rest_api::anomalies(call& c) {
   if (cluster) {
     nodes = co_await fan_out(c, "/v1/anomalies?state=" + state + "&limit=" + std::to_string(limit), std::move(mine));
   } else {
-    if (!c.text()) co_return json_response(200, json::serialize(mine));
+    if (!c.text()) co_return json_response(200, to_json_text(mine));
     nodes.push_back(std::move(mine));
   }
   if (c.text()) co_return c.table(anomalies_text(nodes));
   json::object o;
   o["nodes"] = std::move(nodes);
-  co_return json_response(200, json::serialize(o));
+  co_return json_response(200, to_json_text(o));
 }
 
 awaitable<http_response> rest_api::forecast(call& c) {
@@ -685,8 +734,7 @@ awaitable<http_response> rest_api::forecast(call& c) {
   json::array shards;
   for (const auto& s : f.shards) {
     json::object e;
-    auto it = names.find(s.index_id);
-    e["index"] = it != names.end() ? it->second : std::to_string(s.index_id);
+    e["index"] = name_of(names, s.index_id);
     e["shard"] = s.shard_id;
     e["bytes"] = forecast_part(s.bytes);
     e["records"] = forecast_part(s.records);
@@ -698,13 +746,121 @@ awaitable<http_response> rest_api::forecast(call& c) {
   if (cluster) {
     nodes = co_await fan_out(c, "/v1/forecast?" + query, std::move(mine));
   } else {
-    if (!c.text()) co_return json_response(200, json::serialize(mine));
+    if (!c.text()) co_return json_response(200, to_json_text(mine));
     nodes.push_back(std::move(mine));
   }
   if (c.text()) co_return c.table(forecast_text(nodes));
   json::object o;
   o["nodes"] = std::move(nodes);
-  co_return json_response(200, json::serialize(o));
+  co_return json_response(200, to_json_text(o));
+}
+
+namespace {
+
+constexpr std::size_t history_max_points = 500;
+constexpr std::size_t history_max_top = 50;
+
+json::array doubles3(const std::vector<double>& v) {
+  json::array a;
+  a.reserve(v.size());
+  for (double x : v) a.push_back(round3(x));
+  return a;
+}
+
+template <class T>
+json::array optionals(const std::vector<std::optional<T>>& v) {
+  json::array a;
+  a.reserve(v.size());
+  for (const auto& x : v) {
+    if (!x) a.push_back(nullptr);
+    else if constexpr (std::is_floating_point_v<T>) a.push_back(round3(*x));
+    else a.push_back(*x);
+  }
+  return a;
+}
+
+json::array integers(const std::vector<std::uint64_t>& v) { return json::array(v.begin(), v.end()); }
+
+json::object history_json(const history_view& v, const std::string& node, const partition_map& m) {
+  const auto names = index_names(m);
+  json::object o;
+  o["node"] = node;
+  o["interval_ms"] = v.interval_ms;
+  o["window_seconds"] = round3(v.seconds);
+  o["step_ms"] = v.step_ms;
+  o["t"] = json::array(v.t_unix_ms.begin(), v.t_unix_ms.end());
+  json::object n;
+  n["requests_per_sec"] = doubles3(v.requests_per_sec);
+  n["forwarded_per_sec"] = doubles3(v.forwarded_per_sec);
+  n["p99_us"] = optionals(v.p99_us);
+  n["data_bytes"] = integers(v.data_bytes);
+  n["disk_used_bytes"] = integers(v.disk_used_bytes);
+  n["rss_bytes"] = integers(v.rss_bytes);
+  o["totals"] = std::move(n);
+  o["shards_total"] = v.shards_total;
+  json::array shards;
+  for (const auto& h : v.shards) {
+    json::object e;
+    e["index"] = name_of(names, h.index_id);
+    e["shard"] = h.shard_id;
+    e["requests"] = h.requests;
+    e["reads_per_sec"] = optionals(h.reads_per_sec);
+    e["writes_per_sec"] = optionals(h.writes_per_sec);
+    e["p99_us"] = optionals(h.p99_us);
+    e["bytes"] = optionals(h.bytes);
+    e["records"] = optionals(h.records);
+    shards.push_back(std::move(e));
+  }
+  o["shards"] = std::move(shards);
+  return o;
+}
+
+}  // namespace
+
+awaitable<http_response> rest_api::stats_history(call& c) {
+  if (!ctx_.mon) co_return c.fail(503, "unavailable", "this node runs no monitor");
+  history_query q;
+  const std::string wtext = c.param("window") ? *c.param("window") : std::string("15m");
+  auto w = parse_window(wtext);
+  if (!w) co_return c.fail(w.error());
+  if (static_cast<std::uint64_t>(w->count()) > monitor_max_history_ms)
+    co_return c.fail(400, "invalid-argument", "window must not exceed the longest history, " +
+                                                  std::to_string(monitor_max_history_ms / 3600000) + "h");
+  q.window = *w;
+  if (auto p = c.param("points")) {
+    const auto n = parse_decimal(*p, 1, history_max_points);
+    if (!n) co_return c.fail(400, "invalid-argument", "points must be a number from 1 to " + std::to_string(history_max_points));
+    q.points = static_cast<std::size_t>(*n);
+  }
+  if (auto p = c.param("top")) {
+    const auto n = parse_decimal(*p, 0, history_max_top);
+    if (!n) co_return c.fail(400, "invalid-argument", "top must be a number from 0 to " + std::to_string(history_max_top));
+    q.top = static_cast<std::size_t>(*n);
+  }
+  std::string query = "window=" + wtext + "&points=" + std::to_string(q.points) + "&top=" + std::to_string(q.top);
+  if (auto ix = c.param("index")) {
+    const auto* entry = c.snap->map->find_index(*ix);
+    if (!entry) co_return c.fail(404, "not-found", "index " + quoted(to_valid_utf8(*ix)) + " does not exist");
+    q.index_id = entry->id;
+    query += "&index=" + *ix;  // a name of the map: [a-z0-9_-]
+    if (auto sh = c.param("shard")) {
+      const auto n = parse_decimal(*sh, 0, std::numeric_limits<std::uint32_t>::max());
+      if (!n || !entry->find_shard(static_cast<std::uint32_t>(*n)))
+        co_return c.fail(404, "not-found", "index " + quoted(*ix) + " has no shard " + quoted(to_valid_utf8(*sh)));
+      q.shard_id = static_cast<std::uint32_t>(*n);
+      query += "&shard=" + std::to_string(*q.shard_id);
+    }
+  } else if (c.param("shard")) {
+    co_return c.fail(400, "invalid-argument", "shard needs index");
+  }
+  bool cluster = false;
+  if (auto bad = parse_scope(c, cluster)) co_return c.fail(400, "invalid-argument", *bad);
+  auto mine = history_json(co_await ctx_.mon->history(q), ctx_.config.node_id, *c.snap->map);
+  if (!cluster) co_return json_response(200, to_json_text(mine));
+  json::object o;
+  o["window"] = wtext;
+  o["nodes"] = co_await fan_out(c, "/v1/stats/history?" + query, std::move(mine));
+  co_return json_response(200, to_json_text(o));
 }
 
 awaitable<http_response> rest_api::hot_keys(call& c, const std::string& index, std::uint32_t shard) {
@@ -757,7 +913,7 @@ awaitable<http_response> rest_api::hot_keys(call& c, const std::string& index, s
                         {"estimated_requests", num_col, "sampled times the sampling period"}},
                        std::move(rows)});
   o["keys"] = std::move(keys);
-  co_return json_response(200, json::serialize(o));
+  co_return json_response(200, to_json_text(o));
 }
 
 // --- the event journal ---------------------------------------------------------------------

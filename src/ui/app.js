@@ -4,7 +4,8 @@
 
 (() => {
   const REFRESH_MS = 1500;
-  const HISTORY_POINTS = 120;
+  const HISTORY = "/v1/stats/history?scope=cluster&window=15m&points=90&top=8";
+  const HISTORY_EVERY_MS = 5000;  // the monitor's history changes once per sample; no need to ask at every refresh
   const PAGE_ROWS = 200;  // shard rows drawn at once: a page stays quick at any cluster size
   const TOKEN_KEY = "shardd.token";
   const PALETTE = ["#2f6fde", "#e0803a", "#2e9d5b", "#c2417a", "#7b5cc4", "#1fa3a3", "#b5942b", "#d64545", "#5a7d2a",
@@ -21,7 +22,8 @@
     events: [],         // GET /v1/events, newest last (the last 500)
     lastEvent: 0,
     plan: null, planTag: null,
-    history: {},        // node -> [{t, rps, p99, bytes}]
+    history: null,      // GET /v1/stats/history?scope=cluster (the monitor's stored samples)
+    historyAt: 0,
     sort: { key: "shard", dir: 1 },
     page: 0,            // the shards table's page (PAGE_ROWS rows each)
     lookup: null,
@@ -120,7 +122,7 @@
         const rg = await api("GET", "/v1/ring?vnodes=true");
         if (rg.status === 200) state.ring = rg.json;
       }
-      if (state.view === "load") await sampleLoad();
+      if (state.view === "load" && Date.now() - state.historyAt >= HISTORY_EVERY_MS) await fetchHistory();
       showError("");
       renderAll();
     } catch (e) {
@@ -130,20 +132,38 @@
     }
   }
 
-  async function sampleLoad() {
-    const r = await api("GET", "/v1/stats?window=1m&scope=cluster");
+  async function fetchHistory() {
+    const r = await api("GET", HISTORY);
     if (r.status !== 200) return;
-    const t = Date.now();
-    for (const n of r.json.nodes || []) {
-      if (!n.totals) continue;
-      let p99 = 0;
-      for (const h of Object.values(n.totals.latency_us || {})) p99 = Math.max(p99, h.p99 || 0);
-      const series = state.history[n.node] || (state.history[n.node] = []);
-      series.push({ t, rps: n.totals.requests_per_sec || 0, p99: p99 / 1000, bytes: nodeBytes(n.node) });
-      if (series.length > HISTORY_POINTS) series.shift();
-    }
+    state.history = r.json;
+    state.historyAt = Date.now();
   }
-  const nodeBytes = (id) => { const n = state.cluster && state.cluster.nodes.find((x) => x.id === id); return n ? n.bytes : 0; };
+  // The history as chart series: per node (requests/s, p99 ms, bytes stored) and per shard (the
+  // busiest across the cluster: requests/s, p99 ms, bytes), each a list of {t, v} without gaps.
+  function historySeries() {
+    const nodes = { rps: {}, p99: {}, bytes: {} }, shards = { rps: {}, p99: {}, bytes: {} };
+    const ranked = [];
+    // A series' points, the gaps (null: no requests, or the shard not there yet) left out.
+    const line = (ts, vals, scale) => ts.map((t, i) => ({ t, v: vals[i] })).filter((p) => p.v !== null && p.v !== undefined)
+      .map((p) => ({ t: p.t, v: p.v * (scale || 1) }));
+    for (const n of (state.history && state.history.nodes) || []) {
+      if (!n.t) continue;  // a node that did not answer
+      nodes.rps[n.node] = line(n.t, n.totals.requests_per_sec);
+      nodes.p99[n.node] = line(n.t, n.totals.p99_us, 1 / 1000);
+      nodes.bytes[n.node] = line(n.t, n.totals.data_bytes);
+      for (const s of n.shards || []) ranked.push({ n, s });
+    }
+    ranked.sort((a, b) => b.s.requests - a.s.requests);
+    for (const { n, s } of ranked.slice(0, 8)) {
+      const id = s.index + "/" + s.shard;
+      shards.rps[id] = line(n.t, s.reads_per_sec.map((r, i) => (r === null ? null : r + s.writes_per_sec[i])));
+      shards.p99[id] = line(n.t, s.p99_us, 1 / 1000);
+      shards.bytes[id] = line(n.t, s.bytes);
+    }
+    const ts = ((state.history && state.history.nodes) || []).flatMap((n) => n.t || []);
+    const span = ts.length ? { t0: Math.min(...ts), t1: Math.max(...ts) } : null;
+    return { nodes, shards, shardIds: ranked.slice(0, 8).map(({ s }) => s.index + "/" + s.shard), span };
+  }
   function shardLoad() {
     const m = new Map();
     for (const n of (state.load && state.load.nodes) || [])
@@ -380,11 +400,14 @@
     }));
   }
 
-  function chart(title, series, field, unit) {
+  // A line chart of {id: [{t, v}]}, each line in colourOf(id) and tagged with data-<kind>=id.
+  // `span` ({t0, t1}) fixes the time axis, so that charts of one history line up.
+  function chart(title, series, field, unit, colourOf, kind, span) {
     const W = 640, H = 150, L = 48, B = 18;
     let max = 0, t0 = Infinity, t1 = -Infinity;
     for (const pts of Object.values(series))
-      for (const p of pts) { max = Math.max(max, p[field]); t0 = Math.min(t0, p.t); t1 = Math.max(t1, p.t); }
+      for (const p of pts) { max = Math.max(max, p.v); t0 = Math.min(t0, p.t); t1 = Math.max(t1, p.t); }
+    if (span && span.t1 > span.t0) { t0 = span.t0; t1 = span.t1; }
     if (max <= 0) max = 1;
     if (!(t1 > t0)) { t0 = t1 - 1; }
     const x = (t) => L + (W - L - 8) * (t - t0) / (t1 - t0);
@@ -394,22 +417,38 @@
       el("svg:text", { x: 4, y: H - B, text: "0" }), el("svg:text", { x: 4, y: 16, text: fmtRate(max) })];
     for (const [id, pts] of Object.entries(series)) {
       if (!pts.length) continue;
-      const d = pts.map((p, i) => (i ? "L" : "M") + x(p.t).toFixed(1) + " " + y(p[field]).toFixed(1)).join("");
-      parts.push(el("svg:path", { d, fill: "none", stroke: nodeColour(id), "stroke-width": 1.5, "data-node": id }));
+      const d = pts.map((p, i) => (i ? "L" : "M") + x(p.t).toFixed(1) + " " + y(p.v).toFixed(1)).join("");
+      parts.push(el("svg:path", { d, fill: "none", stroke: colourOf(id), "stroke-width": 1.5, ["data-" + kind]: id,
+        "data-points": pts.length }));
+      // Sparse series (a p99 exists only where there were requests): each point as a dot too.
+      if (pts.length <= 60)
+        for (const p of pts) parts.push(el("svg:circle", { cx: x(p.t).toFixed(1), cy: y(p.v).toFixed(1), r: 2, fill: colourOf(id) }));
     }
-    return el("svg:svg", { class: "chart", width: W, height: H, viewBox: "0 0 " + W + " " + H, "data-field": field }, parts);
+    if (t1 > t0) parts.push(el("svg:text", { x: L, y: H - 4, text: new Date(t0).toLocaleTimeString() }),
+      el("svg:text", { x: W - 70, y: H - 4, text: new Date(t1).toLocaleTimeString() }));
+    return el("svg:svg", { class: "chart", width: W, height: H, viewBox: "0 0 " + W + " " + H, "data-field": field, "data-kind": kind }, parts);
   }
 
   function renderLoad() {
     if (state.view !== "load") return;
-    const h = state.history;
-    const legend = el("div", { class: "legend" }, Object.keys(h).sort().map((id) => {
+    const { nodes, shards, shardIds, span } = historySeries();
+    const shardColour = (id) => PALETTE[(shardIds.indexOf(id) + 7) % PALETTE.length];
+    const legend = (ids, colourOf) => el("div", { class: "legend" }, ids.map((id) => {
       const sw = el("span", { class: "swatch" });
-      sw.style.background = nodeColour(id);
+      sw.style.background = colourOf(id);
       return el("span", {}, sw, id);
     }));
-    $("charts").replaceChildren(legend, chart("requests/s", h, "rps", "req/s"), chart("p99 latency", h, "p99", "ms"),
-      chart("bytes stored", h, "bytes", "B"));
+    const h = state.history;
+    const step = h && h.nodes && h.nodes[0] && h.nodes[0].step_ms;
+    $("history-note").textContent = h ? "the monitor's last " + h.window + (step ? ", a point every " + (step / 1000).toFixed(1) + " s" : "") : "loading…";
+    $("charts").replaceChildren(legend(Object.keys(nodes.rps).sort(), nodeColour),
+      chart("requests/s", nodes.rps, "rps", "req/s", nodeColour, "node", span),
+      chart("p99 latency", nodes.p99, "p99", "ms", nodeColour, "node", span),
+      chart("bytes stored", nodes.bytes, "bytes", "B", nodeColour, "node", span));
+    $("shard-charts").replaceChildren(legend(shardIds, shardColour),
+      chart("requests/s", shards.rps, "rps", "req/s", shardColour, "shard", span),
+      chart("p99 latency", shards.p99, "p99", "ms", shardColour, "shard", span),
+      chart("bytes", shards.bytes, "bytes", "B", shardColour, "shard", span));
     const hot = [...shardLoad().values()].sort((a, b) => (b.reads_per_sec + b.writes_per_sec) - (a.reads_per_sec + a.writes_per_sec)).slice(0, 10);
     const owner = new Map(state.shards.map((s) => [s.index + "/" + s.shard, s.node]));
     $("hot-shards").tBodies[0].replaceChildren(...hot.map((s) => el("tr", {},
@@ -454,7 +493,7 @@
     for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.view === v);
     for (const s of document.querySelectorAll(".view")) s.hidden = s.id !== "view-" + v;
     location.hash = v;
-    if (v === "load") sampleLoad().then(renderLoad);
+    if (v === "load") fetchHistory().then(renderLoad);
     renderAll();
   }
   for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => switchView(b.dataset.view));

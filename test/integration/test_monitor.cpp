@@ -6,8 +6,10 @@
 #include "support/migration_ops.hpp"
 
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <chrono>
+#include <csignal>
 #include <fstream>
 #include <thread>
 
@@ -226,6 +228,115 @@ TEST_CASE("the monitor's settings change at run time, 0 turns sampling off, and 
   CHECK(c->get("/metrics").status == 401);
   CHECK(c->put("/v1/monitor/settings", R"({"interval_ms":0})").status == 401);
   CHECK(c->get("/v1/health/ready").status == 200);
+}
+
+TEST_CASE("monitor settings set with scope=cluster reach every node and survive a restart; a bad body changes none") {
+  cluster cl(3, {}, monitor_config);
+  auto c = cl.node(1).client();
+  auto interval_on = [&](int i) {
+    return body(cl.node(i).client()->get("/v1/monitor/settings")).at("interval_ms").as_int64();
+  };
+  auto r = c->put("/v1/monitor/settings?scope=cluster", R"({"interval_ms":200})");
+  REQUIRE(r.status == 200);
+  auto b = body(r);
+  CHECK(b.at("complete") == true);
+  REQUIRE(b.at("nodes").as_array().size() == 3);
+  for (const auto& n : b.at("nodes").as_array()) {
+    INFO(json::serialize(n));
+    CHECK(n.at("interval_ms").as_int64() == 200);
+    CHECK(n.at("history_ms").as_int64() == 3600000);  // as node-1 applied them: the field not sent kept its value
+  }
+  for (int i = 1; i <= 3; ++i) CHECK(interval_on(i) == 200);
+  // A GET with scope=cluster lists them.
+  auto g = body(c->get("/v1/monitor/settings?scope=cluster"));
+  CHECK(g.at("nodes").as_array().size() == 3);
+  // Refused on the node asked: nothing sent on, nothing changed anywhere.
+  for (const char* bad : {R"({"interval_ms":50})", R"({"colour":"blue"})", "{not json"}) {
+    INFO(bad);
+    CHECK(c->put("/v1/monitor/settings?scope=cluster", bad).status == 400);
+  }
+  CHECK(c->put("/v1/monitor/settings?scope=planet", R"({"interval_ms":200})").status == 400);
+  for (int i = 1; i <= 3; ++i) CHECK(interval_on(i) == 200);
+  // Kept in the node's store: a restart takes them, not the config file's 300.
+  REQUIRE(cl.node(2).terminate() == 0);
+  cl.node(2).start();
+  cl.wait_states({"up", "up", "up"});
+  CHECK(interval_on(2) == 200);
+  // A node that is down is listed with why, and the answer says it is not complete.
+  cl.node(3).kill9();
+  cl.wait_states({"up", "up", "down"});
+  b = body(c->put("/v1/monitor/settings?scope=cluster", R"({"history_ms":60000})"));
+  CHECK(b.at("complete") == false);
+  int errors = 0;
+  for (const auto& n : b.at("nodes").as_array())
+    if (n.as_object().contains("error")) {
+      ++errors;
+      CHECK(n.at("node").as_string() == "node-3");
+    } else {
+      CHECK(n.at("history_ms").as_int64() == 60000);
+    }
+  CHECK(errors == 1);
+}
+
+TEST_CASE("every node measures its round trip to every other: in /v1/stats and /metrics, unreachable while a peer is "
+          "stopped, back after") {
+  // A long miss limit keeps a stopped node `up` in the map, so that it is still pinged.
+  cluster cl(3, {},
+             R"({"cluster":{"heartbeat_interval_ms":200,"heartbeat_miss_limit":100},"monitor":{"interval_ms":200}})");
+  auto c = cl.node(1).client();
+  auto peer = [&](const std::string& id) -> std::optional<json::object> {
+    auto s = body(c->get("/v1/stats?window=1s"));
+    for (const auto& p : s.at("peers").as_array())
+      if (p.at("node").as_string() == id) return p.as_object();
+    return std::nullopt;
+  };
+  REQUIRE(within(std::chrono::seconds(5), [&] {
+    auto a = peer("node-2"), b = peer("node-3");
+    return a && b && a->at("reachable") == true && b->at("reachable") == true && a->at("rtt_us").is_number();
+  }));
+  CHECK_FALSE(peer("node-1"));  // not itself
+  auto p2 = *peer("node-2");
+  CHECK(p2.at("rtt_us").to_number<std::int64_t>() > 0);
+  CHECK(p2.at("rtt_us").to_number<std::int64_t>() < 1'000'000);  // answered within the ping's 1 s
+  CHECK(p2.at("max_rtt_us").to_number<std::int64_t>() >= p2.at("rtt_us").to_number<std::int64_t>());
+  // The whole matrix through one node: each node lists the two others (once it has pinged
+  // them: a node pings those in its map when it samples).
+  json::value all;
+  CHECK(within(std::chrono::seconds(5), [&] {
+    all = body(c->get("/v1/stats?window=1s&scope=cluster"));
+    if (all.at("nodes").as_array().size() != 3) return false;
+    for (const auto& n : all.at("nodes").as_array()) {
+      const auto* peers = n.as_object().if_contains("peers");
+      if (!peers || peers->as_array().size() != 2) return false;
+      for (const auto& p : peers->as_array())
+        if (p.at("reachable") != true || p.at("node") == n.at("node")) return false;
+    }
+    return true;
+  }));
+  INFO(json::serialize(all));
+  temp_dir dir;
+  auto metrics = c->get("/metrics").body;
+  CHECK(metrics.find(R"(shardd_peer_rtt_seconds{node="node-1",peer="node-2"})") != std::string::npos);
+  CHECK(metrics.find(R"(shardd_peer_reachable{node="node-1",peer="node-3"} 1)") != std::string::npos);
+  auto [rc, said] = promtool_check(metrics, dir);
+  CHECK(rc == 0);
+  INFO(said);
+
+  // node-3 stopped (SIGSTOP): its pings go unanswered.
+  REQUIRE(::kill(cl.node(3).pid(), SIGSTOP) == 0);
+  const auto unreachable = within(std::chrono::seconds(6), [&] {
+    auto p = peer("node-3");
+    return p && p->at("reachable") == false && p->contains("error");
+  });
+  const auto metric_zero = c->get("/metrics").body.find(R"(shardd_peer_reachable{node="node-1",peer="node-3"} 0)");
+  REQUIRE(::kill(cl.node(3).pid(), SIGCONT) == 0);
+  CHECK(unreachable);
+  CHECK(metric_zero != std::string::npos);
+  CHECK(peer("node-2")->at("reachable") == true);  // the others go on answering
+  CHECK(within(std::chrono::seconds(6), [&] {
+    auto p = peer("node-3");
+    return p && p->at("reachable") == true;
+  }));
 }
 
 TEST_CASE("readiness and the cluster's colour: 503 with the reason when the controller is gone, red when a shard's "

@@ -97,7 +97,11 @@ TEST_CASE("docs/openapi.json is a valid OpenAPI 3.1 document, and a live cluster
   get(*c1, "/v1/events?limit=5", "/v1/events");
   get(*c1, "/v1/anomalies", "/v1/anomalies");
   get(*c1, "/v1/forecast", "/v1/forecast");
+  get(*c1, "/v1/stats/history?window=1m&points=20", "/v1/stats/history");
+  get(*c1, "/v1/stats/history?scope=cluster&top=2", "/v1/stats/history");
+  get(*c1, "/v1/stats/history?index=nope", "/v1/stats/history");  // 404
   get(*c1, "/v1/monitor/settings", "/v1/monitor/settings");
+  get(*c1, "/v1/monitor/settings?scope=cluster", "/v1/monitor/settings");
   get(*c1, "/metrics", "/metrics");
   get(*c1, "/v1/migrations/settings", "/v1/migrations/settings");
   get(*c1, "/v1/rebalance/settings", "/v1/rebalance/settings");

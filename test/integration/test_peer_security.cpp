@@ -164,6 +164,12 @@ TEST_CASE("a member with a valid certificate cannot act outside its role: maps, 
   CHECK(refusal(call_peer_as("node-5", port2, frame_of(peer::frame_type::forward, fwd))) == errc::forbidden);
   CHECK(refusal(call_peer_as("node-5", port2, frame_of(peer::frame_type::node_stats, ""))) == errc::forbidden);
   CHECK(refusal(call_peer_as("node-5", port2, frame_of(peer::frame_type::map_get, ""))) == errc::forbidden);
+  // A ping: answered for a member, refused for anyone else and with anything in it.
+  auto pong = call_peer_as("node-3", port2, frame_of(peer::frame_type::ping, ""));
+  REQUIRE(pong);
+  CHECK(pong->header.type == peer::frame_type::ack);
+  CHECK(refusal(call_peer_as("node-5", port2, frame_of(peer::frame_type::ping, ""))) == errc::forbidden);
+  CHECK(refusal(call_peer_as("node-3", port2, frame_of(peer::frame_type::ping, "xyz"))) == errc::invalid_argument);
   CHECK(refusal(call_peer_as("node-5", port1, frame_of(peer::frame_type::write_ops,
                                                       peer::encode(peer::write_request{map->find_index("h")->id, {}})))) ==
         errc::forbidden);

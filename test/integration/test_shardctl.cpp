@@ -123,4 +123,16 @@ TEST_CASE("shardctl: records, tables, a migration and a drain waited for with pr
   CHECK(rc == 0);
   std::tie(rc, out) = ctl("count users");
   CHECK(rc == 1);
+
+  // The monitor's settings on every node (node-3 has left: two nodes).
+  std::tie(rc, out) = ctl("monitor --interval-ms 700");
+  CHECK(rc == 0);
+  CHECK(out == "node-1: sampling every 700 ms, history 3600000 ms\nnode-2: sampling every 700 ms, history 3600000 ms\n");
+  std::tie(rc, out) = ctl("monitor --this-node --interval-ms 0");  // the node it asks: node-2
+  CHECK(out == "node-2: sampling off, history 3600000 ms\n");
+  std::tie(rc, out) = ctl("monitor");
+  CHECK(out == "node-1: sampling every 700 ms, history 3600000 ms\nnode-2: sampling off, history 3600000 ms\n");
+  std::tie(rc, out) = ctl("monitor --interval-ms 5");
+  CHECK(rc == 1);
+  CHECK(out.find("400") != std::string::npos);
 }

@@ -46,6 +46,31 @@ TEST_CASE("a series without a trend has a low fit quality and never reaches a li
   CHECK(f->time_to(5, 2).value() == 0.0);
 }
 
+TEST_CASE("a long window is fitted over at most so many evenly spread points, the last always among them") {
+  CHECK(spread_positions(3, 7, 10) == std::vector<std::size_t>{3, 4, 5, 6, 7});
+  CHECK(spread_positions(0, 0, 1) == std::vector<std::size_t>{0});
+  CHECK(spread_positions(5, 4, 10).empty());
+  for (std::size_t n : {1u, 2u, 719u, 720u, 721u, 1440u, 1441u, 36000u}) {
+    INFO(n);
+    const auto p = spread_positions(100, 100 + n - 1, 720);
+    REQUIRE_FALSE(p.empty());
+    CHECK(p.size() <= 720);
+    CHECK(p.size() >= std::min<std::size_t>(n, 360));  // the stride is the least that fits
+    CHECK(p.back() == 100 + n - 1);
+    CHECK(p.front() >= 100);
+    for (std::size_t i = 1; i < p.size(); ++i) CHECK(p[i] - p[i - 1] == p[1] - p[0]);  // even
+  }
+  // A line fitted over the spread points is the line.
+  std::vector<trend_point> line;
+  for (int i = 0; i < 36000; ++i) line.push_back({i * 0.1, 5.0 + 2.0 * i * 0.1});
+  std::vector<trend_point> some;
+  for (auto i : spread_positions(0, line.size() - 1, 720)) some.push_back(line[i]);
+  auto tr = fit_trend(some);
+  REQUIRE(tr);
+  CHECK(tr->slope == Approx(2.0).epsilon(1e-9));
+  CHECK(tr->points <= 720);
+}
+
 TEST_CASE("too few points or one instant give no trend; a flat series fits exactly") {
   CHECK_FALSE(fit_trend(std::vector<trend_point>{}).has_value());
   CHECK_FALSE(fit_trend(std::vector<trend_point>{{1, 1}}).has_value());

@@ -157,6 +157,83 @@ TEST_CASE("with the monitor off, requests are not counted per shard; on again, c
   CHECK(v.at("shards").as_array()[0].at("records").as_int64() == 11);  // the store's counts are exact regardless
 }
 
+TEST_CASE("GET /v1/stats/history: series per node and for the busiest shards that agree with /v1/stats; bounds refused") {
+  api_fixture f(100);
+  REQUIRE(f.put("/v1/indexes/h", R"({"shards":4})").status == 201);
+  for (int i = 0; i < 40; ++i) REQUIRE(f.put("/v1/indexes/h/records/k" + std::to_string(i), R"({"n":1})").status == 201);
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  for (int i = 0; i < 60; ++i) REQUIRE(f.get("/v1/indexes/h/records/k7").status == 200);
+  const auto hot = get_json(f, "/v1/indexes/h/records/k7").at("shard").as_int64();  // 61 reads
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+
+  auto h = get_json(f, "/v1/stats/history?window=1h&points=500");
+  auto st = get_json(f, "/v1/stats?window=1h");
+  const auto& t = h.at("t").as_array();
+  REQUIRE(t.size() >= 5);
+  CHECK(t.size() <= 500);
+  for (std::size_t i = 1; i < t.size(); ++i) CHECK(t[i].as_int64() > t[i - 1].as_int64());
+  const auto& totals = h.at("totals").as_object();
+  for (const char* k : {"requests_per_sec", "forwarded_per_sec", "p99_us", "data_bytes", "disk_used_bytes", "rss_bytes"}) {
+    INFO(k);
+    CHECK(totals.at(k).as_array().size() == t.size());
+  }
+  double peak = 0;
+  bool some_p99 = false;
+  for (const auto& v : totals.at("requests_per_sec").as_array()) peak = std::max(peak, v.to_number<double>());
+  for (const auto& v : totals.at("p99_us").as_array()) some_p99 = some_p99 || !v.is_null();
+  CHECK(peak > 0);
+  CHECK(some_p99);
+  CHECK(h.at("shards_total").as_int64() == 4);
+  const auto& shards = h.at("shards").as_array();
+  REQUIRE(shards.size() == 4);  // top 10 by default, four there are
+  CHECK(shards[0].at("shard").as_int64() == hot);  // the busiest first
+  for (std::size_t i = 1; i < shards.size(); ++i)
+    CHECK(shards[i - 1].at("requests").as_int64() >= shards[i].at("requests").as_int64());
+  // Each shard's requests over the window are /v1/stats' reads, writes, deletes and scans of it,
+  // and its last bytes and records are what /v1/stats says it holds.
+  for (const auto& s : shards) {
+    const json::object* w = nullptr;
+    for (const auto& x : st.at("shards").as_array())
+      if (x.at("shard") == s.at("shard")) w = &x.as_object();
+    REQUIRE(w);
+    INFO("shard " << s.at("shard"));
+    CHECK(s.at("requests").as_int64() ==
+          w->at("reads").as_int64() + w->at("writes").as_int64() + w->at("deletes").as_int64() + w->at("scans").as_int64());
+    CHECK(s.at("bytes").as_array().back() == w->at("bytes"));
+    CHECK(s.at("records").as_array().back() == w->at("records"));
+    for (const char* k : {"reads_per_sec", "writes_per_sec", "p99_us", "bytes", "records"}) CHECK(s.at(k).as_array().size() == t.size());
+  }
+  // The read rates of the hot shard add up to its reads: each point's rate times its length.
+  double reads = 0;
+  const auto& rr = shards[0].at("reads_per_sec").as_array();
+  for (std::size_t i = 1; i < t.size(); ++i)
+    if (!rr[i].is_null()) reads += rr[i].to_number<double>() * static_cast<double>(t[i].as_int64() - t[i - 1].as_int64()) / 1000.0;
+  CHECK(reads == Approx(61).margin(0.5));  // all fell after the first point (three samples passed before them)
+
+  // Fewer points: merged samples, the same totals.
+  auto few = get_json(f, "/v1/stats/history?window=1h&points=3");
+  CHECK(few.at("t").as_array().size() <= 3);
+  CHECK(few.at("t").as_array().back().as_int64() >= t.back().as_int64());  // the last sample (or a newer one)
+  CHECK(few.at("shards").as_array()[0].at("requests") == shards[0].at("requests"));
+  // top, index and shard choose the shards.
+  auto one = get_json(f, "/v1/stats/history?top=1");
+  CHECK(one.at("shards").as_array().size() == 1);
+  CHECK(one.at("shards_total").as_int64() == 4);
+  auto only = get_json(f, "/v1/stats/history?index=h&shard=" + std::to_string(hot));
+  REQUIRE(only.at("shards").as_array().size() == 1);
+  CHECK(only.at("shards").as_array()[0].at("shard").as_int64() == hot);
+  CHECK(get_json(f, "/v1/stats/history?top=0").at("shards").as_array().empty());
+  for (const char* bad : {"/v1/stats/history?points=0", "/v1/stats/history?points=501", "/v1/stats/history?top=51",
+                          "/v1/stats/history?window=abc", "/v1/stats/history?window=9000h", "/v1/stats/history?shard=1",
+                          "/v1/stats/history?scope=planet", "/v1/stats/history?colour=blue"}) {
+    INFO(bad);
+    CHECK(f.get(bad).status == 400);
+  }
+  CHECK(f.get("/v1/stats/history?index=nope").status == 404);
+  CHECK(f.get("/v1/stats/history?index=h&shard=99").status == 404);
+  CHECK(f.get("/v1/stats/history?index=h&shard=x").status == 404);
+}
+
 TEST_CASE("the hot-key sampler takes one request in eight and finds the busiest keys; a rotation keeps the last sketch") {
   hot_key_sampler h;
   int due = 0;

@@ -59,6 +59,11 @@ TEST_CASE("check_sender: the controller's frames from the controller only, membe
   CHECK(check_sender(F::forward, m, "node-2", "node-1"));
   CHECK(check_sender(F::forward, m, "node-2", "node-3").error().code == errc::forbidden);
   CHECK(check_sender(F::write_ops, m, "node-2", "node-9").error().code == errc::forbidden);
+  // A ping (the monitor's round trip) from any current member, to any member.
+  CHECK(check_sender(F::ping, m, "node-2", "node-1"));
+  CHECK(check_sender(F::ping, m, "node-1", "node-2"));
+  CHECK(check_sender(F::ping, m, "node-2", "node-3").error().code == errc::forbidden);
+  CHECK(check_sender(F::ping, m, "node-2", "node-9").error().code == errc::forbidden);
   // Frames for the controller go to the controller.
   CHECK(check_sender(F::migrate_report, m, "node-1", "node-2"));
   CHECK(check_sender(F::migrate_report, m, "node-2", "node-1").error().code == errc::conflict);
