@@ -759,6 +759,9 @@ namespace {
 
 constexpr std::size_t history_max_points = 500;
 constexpr std::size_t history_max_top = 50;
+/// With scope=cluster every node's series come back in one answer: points × (top + 1) at most
+/// this (about 1 MiB of JSON per node at most).
+constexpr std::size_t history_max_cluster_values = 20000;
 
 json::array doubles3(const std::vector<double>& v) {
   json::array a;
@@ -855,6 +858,9 @@ awaitable<http_response> rest_api::stats_history(call& c) {
   }
   bool cluster = false;
   if (auto bad = parse_scope(c, cluster)) co_return c.fail(400, "invalid-argument", *bad);
+  if (const auto* scope = c.param("scope"); scope && *scope == "cluster" && q.points * (q.top + 1) > history_max_cluster_values)
+    co_return c.fail(400, "invalid-argument", "with scope=cluster, points * (top + 1) must be at most " +
+                                                  std::to_string(history_max_cluster_values) + "; ask for fewer, or node by node");
   auto mine = history_json(co_await ctx_.mon->history(q), ctx_.config.node_id, *c.snap->map);
   if (!cluster) co_return json_response(200, to_json_text(mine));
   json::object o;

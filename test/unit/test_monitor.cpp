@@ -225,7 +225,8 @@ TEST_CASE("GET /v1/stats/history: series per node and for the busiest shards tha
   CHECK(get_json(f, "/v1/stats/history?top=0").at("shards").as_array().empty());
   for (const char* bad : {"/v1/stats/history?points=0", "/v1/stats/history?points=501", "/v1/stats/history?top=51",
                           "/v1/stats/history?window=abc", "/v1/stats/history?window=9000h", "/v1/stats/history?shard=1",
-                          "/v1/stats/history?scope=planet", "/v1/stats/history?colour=blue"}) {
+                          "/v1/stats/history?scope=planet", "/v1/stats/history?colour=blue",
+                          "/v1/stats/history?scope=cluster&points=500&top=50"}) {
     INFO(bad);
     CHECK(f.get(bad).status == 400);
   }
