@@ -3,6 +3,9 @@
 # connections (wrk), and bulk NDJSON of 100-byte documents (bench/bulk_bench). Client and
 # server share this machine. Prints one RESULT line per measurement.
 #   bench/http-bench.sh [SECONDS]
+# The anchor: nginx (Debian's nginx-light, 2 workers, TLS 1.3, the same certificate) serving a
+# file the size of a GET's answer, measured in the same run with the same wrk settings; RESULT
+# ratio_get_nginx and ratio_put_get compare them.
 # Ends with the monitor on and off side by side (RESULT monitor_get, monitor_put: on/off ratio).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,7 +17,12 @@ ninja -C "$build" src/node/shardd bench/bulk_bench >/dev/null
 
 work=$(mktemp -d /tmp/shardd-bench.XXXXXX)
 pid=
-cleanup() { [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
+nginx_pid=
+cleanup() {
+  [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  [[ -n $nginx_pid ]] && kill "$nginx_pid" 2>/dev/null && wait "$nginx_pid" 2>/dev/null
+  rm -rf "$work"
+}
 trap cleanup EXIT
 "$repo/scripts/dev-certs.sh" "$work/certs" node-1
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -34,10 +42,58 @@ echo "# bulk NDJSON, 100-byte documents, 1,000,000 records, batches of 10,000, 2
 "$build/bench/bulk_bench" "$port" "$work/certs/ca.pem" bulk 1000000 10000 2
 echo "# preload 100,000 records for GET"
 "$build/bench/bulk_bench" "$port" "$work/certs/ca.pem" bench 100000 10000 2 >/dev/null
+
+# nginx beside it: a static file as long as one GET answer's body, over TLS 1.3.
+answer=$(curl -fsS --cacert "$work/certs/ca.pem" "${auth[@]}" "$url/v1/indexes/bench/records/b42")
+mkdir -p "$work/www" "$work/nginx"
+printf '%s' "$answer" > "$work/www/r.json"
+chmod 755 "$work" "$work/www" && chmod 644 "$work/www/r.json"
+nport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$work/nginx/nginx.conf" <<CONF
+worker_processes 2;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  keepalive_requests 100000000;
+  default_type application/json;
+  server {
+    listen 127.0.0.1:$nport ssl;
+    ssl_certificate $work/certs/node-1.pem;
+    ssl_certificate_key $work/certs/node-1.key;
+    ssl_protocols TLSv1.3;
+    root $work/www;
+  }
+}
+CONF
+nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+nginx_pid=$!
+for _ in $(seq 100); do curl -fsS --cacert "$work/certs/ca.pem" "https://127.0.0.1:$nport/r.json" >/dev/null 2>&1 && break; sleep 0.1; done
+rps_of() { sed -E 's/.*req_per_s=([0-9]+).*/\1/' <<<"$1"; }
+
+echo "# nginx: a ${#answer}-byte file over TLS 1.3, 2 workers, 64 connections, ${secs}s"
+line=$(wrk -t1 -c64 -d"${secs}s" --latency -s "$repo/bench/wrk-static.lua" "https://127.0.0.1:$nport" | grep RESULT)
+echo "$line"
+nginx_rps=$(rps_of "$line")
 echo "# GET single record, 64 connections, ${secs}s"
-BENCH_INDEX=bench BENCH_KEYS=100000 BENCH_PREFIX=b wrk -t1 -c64 -d"${secs}s" --latency -s "$repo/bench/wrk-get.lua" "$url" | grep -E "RESULT|Requests/sec|Non-2xx"
+line=$(BENCH_INDEX=bench BENCH_KEYS=100000 BENCH_PREFIX=b wrk -t1 -c64 -d"${secs}s" --latency -s "$repo/bench/wrk-get.lua" "$url" | grep RESULT)
+echo "$line"
+get_rps=$(rps_of "$line")
 echo "# durable PUT (fsync, group commit), 64 connections, ${secs}s"
-BENCH_INDEX=bench wrk -t1 -c64 -d"${secs}s" --latency -s "$repo/bench/wrk-put.lua" "$url" | grep -E "RESULT|Requests/sec|Non-2xx"
+line=$(BENCH_INDEX=bench wrk -t1 -c64 -d"${secs}s" --latency -s "$repo/bench/wrk-put.lua" "$url" | grep RESULT)
+echo "$line"
+put_rps=$(rps_of "$line")
+kill "$nginx_pid" 2>/dev/null && wait "$nginx_pid" 2>/dev/null || true
+nginx_pid=
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", a/b}'; }
+echo "RESULT anchor nginx_req_per_s=$nginx_rps get_req_per_s=$get_rps put_req_per_s=$put_rps ratio_get_nginx=$(ratio "$get_rps" "$nginx_rps") ratio_put_get=$(ratio "$put_rps" "$get_rps")"
 
 # The monitor's cost, side by side in this run: rounds alternate between the monitor off
 # (interval 0: no per-shard counting, no sampling) and on at 1 s (five times the default rate),

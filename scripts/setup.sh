@@ -16,7 +16,7 @@ packages=(
   chromium chromium-driver python3-selenium fonts-dejavu-core
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(wrk redis-server redis-tools python3)
+  packages+=(wrk redis-server redis-tools python3 nginx-light)
 fi
 
 # Node.js runs the OpenAPI checks (test/openapi): Debian's nodejs and npm unless a node is there.
