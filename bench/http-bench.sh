@@ -79,7 +79,7 @@ for _ in $(seq 100); do curl -fsS --cacert "$work/certs/ca.pem" "https://127.0.0
 rps_of() { sed -E 's/.*req_per_s=([0-9]+).*/\1/' <<<"$1"; }
 
 echo "# nginx: a ${#answer}-byte file over TLS 1.3, 2 workers, 64 connections, ${secs}s"
-line=$(wrk -t1 -c64 -d"${secs}s" --latency -s "$repo/bench/wrk-static.lua" "https://127.0.0.1:$nport" | grep RESULT)
+line=$(BENCH_PATH=/r.json wrk -t1 -c64 -d"${secs}s" --latency -s "$repo/bench/wrk-get.lua" "https://127.0.0.1:$nport" | grep RESULT)
 echo "$line"
 nginx_rps=$(rps_of "$line")
 echo "# GET single record, 64 connections, ${secs}s"

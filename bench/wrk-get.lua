@@ -1,11 +1,13 @@
 -- wrk script: GET random existing records <prefix><n>. Env: SHARDD_TOKEN, BENCH_INDEX, BENCH_KEYS,
--- BENCH_PREFIX (default k), BENCH_ROUTING (optional ?routing= value).
+-- BENCH_PREFIX (default k), BENCH_ROUTING (optional ?routing= value); or, with BENCH_PATH, that
+-- one path each time (the nginx anchor), with the same header.
 local token = os.getenv("SHARDD_TOKEN")
 local index = os.getenv("BENCH_INDEX") or "bench"
 local keys = tonumber(os.getenv("BENCH_KEYS") or "100000")
 local prefix = os.getenv("BENCH_PREFIX") or "k"
 local routing = os.getenv("BENCH_ROUTING")
 local suffix = routing and ("?routing=" .. routing) or ""
+local fixed = os.getenv("BENCH_PATH")
 local headers = { ["Authorization"] = "Bearer " .. token }
 
 function setup(thread)
@@ -17,6 +19,7 @@ function init(args)
 end
 
 request = function()
+  if fixed then return wrk.format("GET", fixed, headers) end
   return wrk.format("GET", "/v1/indexes/" .. index .. "/records/" .. prefix .. math.random(0, keys - 1) .. suffix, headers)
 end
 

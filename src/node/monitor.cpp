@@ -115,9 +115,13 @@ monitor_settings initial_settings(const node_config& cfg, const storage::store& 
 }  // namespace
 
 monitor::monitor(asio::any_io_executor ex, const node_config& cfg, storage::store& store, ring_actor& ring)
+    : monitor(std::move(ex), cfg, store, ring, initial_settings(cfg, store)) {}
+
+monitor::monitor(asio::any_io_executor ex, const node_config& cfg, storage::store& store, ring_actor& ring,
+                 monitor_settings start)
     : cfg_(cfg), store_(store), ring_(ring), strand_(asio::make_strand(ex)), timer_(strand_),
-      epoch_(std::chrono::steady_clock::now()), unix_epoch_ms_(unix_ms()), interval_ms_(initial_settings(cfg, store).interval_ms),
-      history_ms_(initial_settings(cfg, store).history_ms),
+      epoch_(std::chrono::steady_clock::now()), unix_epoch_ms_(unix_ms()), interval_ms_(start.interval_ms),
+      history_ms_(start.history_ms),
       disk_growth_{anomaly_detector(settings_for(anomaly_series::disk_growth))},
       incarnation_((std::uint64_t(std::random_device{}()) << 32 | std::random_device{}()) | 1) {  // never 0
   if (interval_ms_.load() != cfg.monitor_interval_ms || history_ms_.load() != cfg.monitor_history_ms)
@@ -324,13 +328,11 @@ asio::awaitable<void> monitor::ping_peers() {
   std::vector<std::string> ids;
   for (const auto& [id, n] : snap->map->nodes)
     if (id != cfg_.node_id && n.state != node_state::down && n.state != node_state::left) ids.push_back(id);
-  std::map<std::string, peer_track> next;
   for (const auto& id : ids) {
     if (stopped_) break;
     auto r = co_await sources_.ping(id);
     std::lock_guard lock(peers_mutex_);
-    auto it = peers_.find(id);
-    peer_track t = it != peers_.end() ? std::move(it->second) : peer_track{};
+    auto& t = peers_[id];
     t.last.node = id;
     if (r) {
       t.last.rtt_us = std::max<std::uint64_t>(*r, 1);
@@ -342,12 +344,11 @@ asio::awaitable<void> monitor::ping_peers() {
     } else {
       t.last.error = r.error().detail.substr(0, 200);
     }
-    peers_[id] = t;  // kept while the round goes on; the round's end drops nodes no longer asked
-    next.emplace(id, std::move(t));
   }
   {
+    // Nodes no longer asked (down, left, gone from the map) leave the table.
     std::lock_guard lock(peers_mutex_);
-    if (!stopped_) peers_ = std::move(next);
+    std::erase_if(peers_, [&](const auto& e) { return std::find(ids.begin(), ids.end(), e.first) == ids.end(); });
   }
   pinging_ = false;
 }

@@ -264,6 +264,9 @@ class monitor {
   asio::awaitable<forecast_view> forecast(std::chrono::milliseconds window, forecast_limits limits);
 
  private:
+  /// `start`: the settings to begin with (stored through the API, else the config file's).
+  monitor(asio::any_io_executor ex, const node_config& cfg, storage::store& store, ring_actor& ring, monitor_settings start);
+
   struct sparse_histogram {
     std::vector<std::pair<std::uint16_t, std::uint32_t>> buckets;  ///< (bucket, count), non-zero only
     std::uint64_t sum = 0, max = 0;

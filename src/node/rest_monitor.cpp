@@ -251,7 +251,7 @@ awaitable<json::array> rest_api::fan_out(call& c, std::string target, json::obje
   for (const auto& id : asked) {
     net::http_request r;
     r.method = method;
-    r.method_text = method == http_method::put ? "PUT" : "GET";
+    r.method_text = std::string(method_name(method));
     r.target = target;
     r.body = body;
     if (!body.empty()) r.content_type = "application/json";
