@@ -216,14 +216,21 @@ def part_big(work, quick):
             m, secs, alone = move(index, shard, "node-1", "node-2")
             c0, f0 = children_cpu_seconds(), time.time()
             floor = sh(f"{BUILD}/bench/tls_floor {work}/certs/node-1.pem {work}/certs/node-1.key {cl.ca} {m['bytes_done']}")
-            floor_cores = (children_cpu_seconds() - c0) / (time.time() - f0)
+            floor_cpu = children_cpu_seconds() - c0
+            floor_cores = floor_cpu / (time.time() - f0)
             floor_mib = float(floor.split("mib_per_s=")[1])
             mib = m["bytes_done"] / secs / (1 << 20)
+            # CPU per MiB moved, both ends together, beside the raw stream's (both ends too).
+            total_mib = m["bytes_done"] / (1 << 20)
+            cpu_ms_per_mib = 1000 * alone["cores"] * secs / total_mib
+            floor_cpu_ms_per_mib = 1000 * floor_cpu / total_mib
             print(f"RESULT migration docs={label.replace(' ', '_')} records={m['records_done']} "
                   f"mib={m['bytes_done'] / (1 << 20):.0f} seconds={secs:.1f} mib_per_s={mib:.1f} "
                   f"records_per_s={m['records_done'] / secs:.0f} fence_ms={m['fence_ms']} "
                   f"raw_tls_mib_per_s={floor_mib:.1f} of_floor={100 * mib / floor_mib:.0f}% "
-                  f"cores_used={alone['cores']:.2f} floor_cores_used={floor_cores:.2f}", flush=True)
+                  f"cores_used={alone['cores']:.2f} floor_cores_used={floor_cores:.2f} "
+                  f"cpu_ms_per_mib={cpu_ms_per_mib:.2f} floor_cpu_ms_per_mib={floor_cpu_ms_per_mib:.2f} "
+                  f"cpu_vs_floor={cpu_ms_per_mib / floor_cpu_ms_per_mib:.2f}x", flush=True)
             # The same shard back, with foreground reads running through both nodes.
             m, secs, fg = move(index, shard, "node-2", "node-1", fg_seconds=max(3, int(secs * 1.5) + 2))
             mib = m["bytes_done"] / secs / (1 << 20)

@@ -17,7 +17,11 @@ namespace shardd {
 class range_digest {
  public:
   void add(std::string_view key, std::string_view value) noexcept;
+  /// Takes a record out again: the digest of the set without it (the record must be in it).
+  void remove(std::string_view key, std::string_view value) noexcept;
   void merge(const range_digest& other) noexcept;
+  /// The digest of this set without `other`, a subset of it.
+  void subtract(const range_digest& other) noexcept;
 
   std::uint64_t count() const noexcept { return count_; }
   /// The sum as 64 hex digits, most significant first.
@@ -29,7 +33,9 @@ class range_digest {
   static range_digest from(std::uint64_t count, const std::array<std::uint64_t, 4>& limbs) noexcept;
 
  private:
-  void add_digest(const digest256& d) noexcept;
+  static std::array<std::uint64_t, 4> limbs_of(const digest256& d) noexcept;
+  void add_limbs(const std::array<std::uint64_t, 4>& v) noexcept;
+  void sub_limbs(const std::array<std::uint64_t, 4>& v) noexcept;
   std::uint64_t count_ = 0;
   std::array<std::uint64_t, 4> sum_{};
 };

@@ -502,38 +502,32 @@ awaitable<migration_fsm::event> migrator::tail_round(outgoing& m) {
 }
 
 awaitable<migration_fsm::event> migrator::verify(outgoing& m) {
-  auto snap = store_.take_snapshot();
-  if (!snap) co_return failed(E::peer_failed, snap.error().detail);
-  // Bring the target exactly to the snapshot, then compare the two digests of the range.
-  auto shipped = co_await ship_tail(m, snap->seq);
+  const auto map = ring_.snapshot();
+  const auto* ix = map->map->find_index(m.rec.index);
+  if (!ix) co_return failed(E::peer_failed, "index " + m.rec.index + " is gone");
+  // The shard's digest is kept by the store with every write: read it with the sequence it is
+  // exact at, bring the target exactly to that sequence, and compare it with the target's,
+  // kept the same way over what it ingested and applied. No side reads the range again.
+  const auto at = store_.stats_now(ix->id, m.rec.shard);
+  if (!at) co_return failed(E::peer_failed, "the shard is no longer held here");
+  auto shipped = co_await ship_tail(m, at->seq);
   if (!shipped) co_return from_send_error(shipped.error());
-  // Both sides scan at once: the target's answer arrives on a channel while this side scans.
-  const auto& ix = *ring_.snapshot()->map->find_index(m.rec.index);
-  peer::import_range req{m.rec.id, ix.id, m.rec.shard, m.range.begin, m.range.end};
-  auto f = make_frame(peer::frame_type::import_digest, peer::encode(req), ring_.snapshot()->map->version);
-  auto answer = std::make_shared<send_channel>(m.strand, 1);
-  auto ask = [this, target = m.rec.target, f = std::move(f), answer]() mutable -> awaitable<void> {
-    auto reply = co_await peers_.call(target, std::move(f), std::chrono::seconds(120));
-    (void)answer->try_send(boost::system::error_code{}, std::move(reply));
-  };
-  asio::co_spawn(m.strand, std::move(ask), asio::detached);
-  auto local_work = [&store = store_, range = m.range, s = *snap] { return store.digest(range, &s); };
-  auto local = co_await on_pool(pool_, std::move(local_work));
-  auto [ec, r] = co_await answer->async_receive(asio::as_tuple(asio::use_awaitable));
-  if (!local) co_return failed(E::peer_failed, "local digest: " + local.error().detail);
-  if (ec) co_return failed(E::peer_failed, "target digest: " + ec.message());
+  peer::import_range req{m.rec.id, ix->id, m.rec.shard, m.range.begin, m.range.end};
+  auto f = make_frame(peer::frame_type::import_digest, peer::encode(req), map->map->version);
+  auto r = co_await peers_.call(m.rec.target, std::move(f), std::chrono::seconds(120));
   if (!r) co_return failed(E::peer_failed, "target digest: " + r.error().detail);
   auto theirs = peer::decode_digest_reply(r->payload);
   if (!theirs) co_return failed(E::peer_failed, "unreadable digest");
-  auto remote = range_digest::from(theirs->count, theirs->sum);
-  bool match = remote == *local;
+  const auto remote = range_digest::from(theirs->count, theirs->sum);
+  const auto local = at->stats.digest();
+  bool match = remote == local;
   if (faults_.digest_mismatch > 0 && ++digests_compared_ <= faults_.digest_mismatch) {
     SHARDD_LOG(warn, "fault_injected", "migration", m.rec.id, "fault", "digest_mismatch");
     match = false;
   }
-  SHARDD_LOG(info, "migration_verified", "migration", m.rec.id, "records", local->count(), "match", match ? "yes" : "no");
+  SHARDD_LOG(info, "migration_verified", "migration", m.rec.id, "records", local.count(), "match", match ? "yes" : "no");
   if (!match)
-    SHARDD_LOG(warn, "migration_digest_mismatch", "migration", m.rec.id, "local_records", local->count(), "target_records",
+    SHARDD_LOG(warn, "migration_digest_mismatch", "migration", m.rec.id, "local_records", local.count(), "target_records",
                remote.count());
   migration_fsm::event e = make_event(E::verified);
   e.match = match;

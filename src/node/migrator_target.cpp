@@ -183,15 +183,19 @@ awaitable<result<void>> migrator::import_batch(const import_grant& g, std::strin
   }
   if (batch.kind == 0) {
     // A copy batch holds sorted, distinct keys of one snapshot: it becomes an SST file that
-    // is ingested whole — no log, no memtable, no compaction. The shard's exact stats come
-    // from the verification scan.
+    // is ingested whole — no log, no memtable, no compaction. The ingest hashes each record
+    // as it writes the file; the shard's stats and digest take what it added and replaced,
+    // so the verification compares kept digests instead of reading the range back.
     std::vector<std::pair<std::string_view, std::string_view>> sorted;
     sorted.reserve(batch.ops.size());
     for (const auto& op : batch.ops) sorted.emplace_back(op.key, op.value);
     auto ingest = [&store = store_, &sorted] { return store.ingest(sorted); };
     auto r = co_await on_pool(pool_, std::move(ingest));
     if (!r) co_return r.error();
-    co_return result<void>{};
+    storage::layout_change c;
+    c.adjust_stats.push_back({g.index_id, g.shard_id, std::move(*r)});
+    c.durable = false;  // lost only with the machine: the digests then differ and the copy starts again
+    co_return co_await layout(std::move(c));
   }
   // The target keeps no import position of its own: the source's persisted cursor (moved
   // only by acknowledgments of durable batches) is where a resumed copy or tail continues.
@@ -208,28 +212,14 @@ awaitable<result<void>> migrator::import_batch(const import_grant& g, std::strin
 }
 
 awaitable<result<peer::digest_reply>> migrator::import_digest(const import_grant& g) {
-  struct scanned {
-    range_digest digest;
-    std::uint64_t bytes = 0;
-  };
-  auto work = [&store = store_, range = g.range]() -> result<scanned> {
-    scanned out;
-    auto d = store.digest(range, nullptr, &out.bytes);
-    if (!d) return d.error();
-    out.digest = *d;
-    return out;
-  };
-  auto d = co_await on_pool(pool_, std::move(work));
-  if (!d) co_return d.error();
-  // The scan saw every record of the import: its counts become the shard's exact stats.
-  // The source sends nothing else while it waits for this answer, and later tail batches are
-  // counted by the writer from here on.
-  storage::layout_change stats;
-  stats.set_stats.push_back({g.index_id, g.shard_id, storage::shard_stats{d->digest.count(), d->bytes}});
-  if (auto l = co_await layout(std::move(stats)); !l) co_return l.error();
+  // Every batch before this request is applied and counted (the import takes one request at
+  // a time): the shard's kept digest is that of what it holds.
+  auto kept = store_.stats(g.index_id, g.shard_id);
+  if (!kept) co_return make_error(errc::unavailable, "node " + cfg_.node_id + " does not hold the importing shard yet; retry");
+  const range_digest d = kept->digest();
   peer::digest_reply out;
-  out.count = d->digest.count();
-  out.sum = d->digest.limbs();
+  out.count = d.count();
+  out.sum = d.limbs();
   co_return out;
 }
 

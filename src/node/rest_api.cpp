@@ -203,6 +203,8 @@ const std::vector<rest_api::route>& rest_api::routes() {
        [](rest_api& a, call& c) { return a.hot_keys(c, c.arg("index"), c.shard_no); }},
       {M::post, "/v1/shards/{index}/{shard}/migrate", {},
        [](rest_api& a, call& c) { return a.migrate_shard(c, c.arg("index"), c.shard_no); }, true},
+      {M::post, "/v1/shards/{index}/{shard}/verify", {},
+       [](rest_api& a, call& c) { return a.verify_shard(c, c.arg("index"), c.shard_no); }},
       {M::post, "/v1/shards/{index}/{shard}/split", {},
        [](rest_api& a, call& c) { return a.split_shard(c, c.arg("index"), c.shard_no); }, true},
       {M::get, "/v1/migrations", {"state", "format"}, [](rest_api& a, call& c) { return a.list_migrations(c, nullptr); }, true},

@@ -174,6 +174,7 @@ class rest_api {
   // migrations (rest_migrations.cpp)
   boost::asio::awaitable<net::http_response> migrate_shard(call& c, const std::string& index, std::uint32_t shard);
   boost::asio::awaitable<net::http_response> split_shard(call& c, const std::string& index, std::uint32_t shard);
+  boost::asio::awaitable<net::http_response> verify_shard(call& c, const std::string& index, std::uint32_t shard);
   boost::asio::awaitable<net::http_response> list_migrations(call& c, const std::string* id);
   boost::asio::awaitable<net::http_response> control_migration(call& c, const std::string& id, const std::string& command);
   boost::asio::awaitable<net::http_response> migration_settings(call& c);

@@ -121,6 +121,25 @@ awaitable<result<peer::median_reply>> shard_service::median(peer::median_request
   co_return co_await on_pool(read_pool_, std::move(work));
 }
 
+awaitable<result<shard_service::full_check>> shard_service::verify(const index_entry& ix, const shard_entry& s) {
+  // The kept stats and a snapshot at the same sequence: the scan of the snapshot must agree.
+  std::optional<storage::snapshot> snap;
+  const auto at = store_.stats_now(ix.id, s.id, &snap);
+  if (!at) co_return make_error(errc::conflict, "shard " + std::to_string(s.id) + " of '" + ix.name + "' is not on this node");
+  if (!snap) co_return make_error(errc::internal, "cannot take a snapshot");
+  auto work = [&store = store_, range = shard_storage_range(ix, s), snap = std::move(*snap)]() -> result<storage::shard_stats> {
+    storage::shard_stats st;
+    auto d = store.digest(range, &snap, &st.bytes);
+    if (!d) return d.error();
+    st.records = d->count();
+    st.sum = d->limbs();
+    return st;
+  };
+  auto scanned = co_await on_pool(read_pool_, std::move(work));
+  if (!scanned) co_return scanned.error();
+  co_return full_check{at->stats, *scanned, at->seq};
+}
+
 awaitable<result<std::vector<storage::op_status>>> shard_service::write(std::vector<storage::write_op> ops) {
   if (disk_)
     if (auto full = disk_->refuse_puts())

@@ -37,6 +37,16 @@ class shard_service {
   result<peer::stats_reply> stats() const;
   /// The median user key of a local range shard, for a split.
   boost::asio::awaitable<result<peer::median_reply>> median(peer::median_request q);
+  /// A full check of a local shard: its kept stats and digest (what every write updates, what
+  /// a migration compares) beside a scan of every record at the same sequence. They differ
+  /// only if the data changed behind the store's back (a disk, a bug, a hand).
+  struct full_check {
+    storage::shard_stats kept;
+    storage::shard_stats scanned;
+    std::uint64_t seq = 0;
+    bool match() const noexcept { return kept.bytes == scanned.bytes && kept.digest() == scanned.digest(); }
+  };
+  boost::asio::awaitable<result<full_check>> verify(const index_entry& ix, const shard_entry& s);
   /// Writes; the store refuses keys outside the shards this node holds (`no_shard`), so a
   /// sender with a stale map cannot write where it should not.
   boost::asio::awaitable<result<std::vector<storage::op_status>>> write(std::vector<storage::write_op> ops);

@@ -38,11 +38,23 @@ std::string stats_key(std::uint32_t index_id, std::uint32_t shard_id) {
   return k;
 }
 
+// records, bytes and the digest's four limbs, all u64 big-endian (16 bytes: stats written
+// before digests were kept, without them).
 std::string encode_stats(const shard_stats& s) {
   std::string v;
   append_u64be(v, s.records);
   append_u64be(v, s.bytes);
+  for (auto limb : s.sum) append_u64be(v, limb);
   return v;
+}
+
+std::optional<shard_stats> decode_stats(std::string_view v) {
+  if (v.size() != 48) return std::nullopt;
+  shard_stats s;
+  s.records = read_u64be(v);
+  s.bytes = read_u64be(v.substr(8));
+  for (std::size_t i = 0; i < 4; ++i) s.sum[i] = read_u64be(v.substr(16 + 8 * i));
+  return s;
 }
 
 rocksdb::Slice slice(std::string_view s) { return {s.data(), s.size()}; }
@@ -55,6 +67,22 @@ error io_error(std::string_view what, const rocksdb::Status& st) {
 }
 
 }  // namespace
+
+void shard_stats::add(std::string_view key, std::string_view value) noexcept {
+  auto d = digest();
+  d.add(key, value);
+  records = d.count();
+  sum = d.limbs();
+  bytes += key.size() + value.size();
+}
+
+void shard_stats::remove(std::string_view key, std::string_view value) noexcept {
+  auto d = digest();
+  d.remove(key, value);
+  records = d.count();
+  sum = d.limbs();
+  bytes -= key.size() + value.size();
+}
 
 struct store::slot {
   std::uint32_t index_id;
@@ -261,15 +289,15 @@ void store::commit_writes(std::vector<queued>& group) {
   // New stats of the shards this group touches; published only once the write is durable.
   std::unordered_map<slot*, shard_stats> working;
   slot* s = nullptr;
-  bool present = false;      // the current key exists before this op
-  std::size_t prev_size = 0;  // and its value has this size
+  bool present = false;    // the current key exists before this op
+  std::string_view prev;   // and has this value (in `values` or an earlier op of the group)
   std::size_t key_no = 0;
   for (std::size_t i = 0; i < order.size() && !failure; ++i) {
     const write_op& op = *order[i].op;
     if (i == 0 || op.key != order[i - 1].op->key) {
       if (i > 0) ++key_no;
       present = statuses[key_no].ok();
-      prev_size = present ? values[key_no].size() : 0;
+      prev = present ? std::string_view(values[key_no].data(), values[key_no].size()) : std::string_view();
       if (!s || !s->range.contains(op.key)) s = find_slot(op.key);
     }
     op_status& out = outcomes[order[i].request][order[i].index];
@@ -284,20 +312,14 @@ void store::commit_writes(std::vector<queued>& group) {
     auto& st = working.try_emplace(s, s->stats).first->second;
     if (op.kind == op_kind::put) {
       batch.Put(records_, slice(op.key), slice(op.value));
-      if (present) {
-        st.bytes = st.bytes - prev_size + op.value.size();
-        out = op_status::updated;
-      } else {
-        st.records += 1;
-        st.bytes += op.key.size() + op.value.size();
-        out = op_status::created;
-      }
+      if (present) st.remove(op.key, prev);
+      st.add(op.key, op.value);
+      out = present ? op_status::updated : op_status::created;
       present = true;
-      prev_size = op.value.size();
+      prev = op.value;
     } else if (present) {
       batch.Delete(records_, slice(op.key));
-      st.records -= 1;
-      st.bytes -= op.key.size() + prev_size;
+      st.remove(op.key, prev);
       present = false;
       out = op_status::deleted;
     } else {
@@ -332,10 +354,11 @@ void store::commit_writes(std::vector<queued>& group) {
     wo.sync = opts_.mode == durability::fsync;
     auto st = db_->Write(wo, &batch);
     if (!st.ok()) failure = io_error("write", st);
-  }
-  if (!failure && !working.empty()) {
-    std::lock_guard lock(stats_mutex_);
-    for (auto& [sl, st] : working) sl->stats = st;
+    // Published before the sequence lock goes: stats_now reads stats and sequence together.
+    if (!failure && !working.empty()) {
+      std::lock_guard lock(stats_mutex_);
+      for (auto& [sl, st] : working) sl->stats = st;
+    }
   }
   commits_.fetch_add(1, std::memory_order_relaxed);
   for (std::size_t g = 0; g < group.size(); ++g) {
@@ -372,14 +395,16 @@ void store::apply_layout(queued& item) {
     rocksdb::Slice hi = slice(it->range.end);
     ro.iterate_upper_bound = &hi;
     std::unique_ptr<rocksdb::Iterator> iter(db_->NewIterator(ro, records_));
-    for (iter->Seek(slice(sp.at)); iter->Valid(); iter->Next()) {
-      ++upper.records;
-      upper.bytes += iter->key().size() + iter->value().size();
-    }
+    for (iter->Seek(slice(sp.at)); iter->Valid(); iter->Next())
+      upper.add(std::string_view(iter->key().data(), iter->key().size()),
+                std::string_view(iter->value().data(), iter->value().size()));
     if (!iter->status().ok()) return fail(io_error("split scan", iter->status()));
     slot up{sp.index_id, sp.new_shard_id, key_range{sp.at, it->range.end}, upper};
     it->range.end = sp.at;
-    it->stats.records -= upper.records;
+    auto lower = it->stats.digest();
+    lower.subtract(upper.digest());
+    it->stats.records = lower.count();
+    it->stats.sum = lower.limbs();
     it->stats.bytes -= upper.bytes;
     batch.Put(meta_, stats_key(it->index_id, it->shard_id), encode_stats(it->stats));
     batch.Put(meta_, stats_key(up.index_id, up.shard_id), encode_stats(up.stats));
@@ -396,6 +421,17 @@ void store::apply_layout(queued& item) {
         sl.stats = u.stats;
         batch.Put(meta_, stats_key(u.index_id, u.shard_id), encode_stats(u.stats));
       }
+  for (const auto& a : change.adjust_stats)
+    for (auto& sl : next)
+      if (sl.index_id == a.index_id && sl.shard_id == a.shard_id) {
+        auto d = sl.stats.digest();
+        d.merge(a.delta.added);
+        d.subtract(a.delta.replaced);
+        sl.stats.records = d.count();
+        sl.stats.sum = d.limbs();
+        sl.stats.bytes = sl.stats.bytes + a.delta.added_bytes - a.delta.replaced_bytes;
+        batch.Put(meta_, stats_key(a.index_id, a.shard_id), encode_stats(sl.stats));
+      }
   for (const auto& a : change.add) {
     // A shard may come back (a move that was rolled back): it starts from the stats of what
     // the range holds now, which a drop in the same change has emptied.
@@ -410,15 +446,12 @@ void store::apply_layout(queued& item) {
   if (change.map_json) batch.Put(meta_, slice(meta_partition_map), slice(*change.map_json));
 
   rocksdb::WriteOptions wo;
-  wo.sync = true;  // layout changes are rare and always durable
-  rocksdb::Status st;
+  wo.sync = change.durable || opts_.mode == durability::fsync;  // layout changes are rare and durable
   {
     std::lock_guard seq_lock(seq_mutex_);
-    st = db_->Write(wo, &batch);
-  }
-  if (!st.ok()) return fail(io_error("layout write", st));
-  {
-    std::lock_guard lock(stats_mutex_);
+    auto st = db_->Write(wo, &batch);
+    if (!st.ok()) return fail(io_error("layout write", st));
+    std::lock_guard lock(stats_mutex_);  // under the sequence lock, as a write's stats
     slots_ = std::move(next);
   }
   // The deletions are durable; files wholly inside a dropped range can go at once, which
@@ -443,22 +476,55 @@ void store::apply_layout(queued& item) {
 
 result<void> store::load_ranges(const std::vector<shard_range>& ranges) {
   std::vector<slot> next;
+  rocksdb::WriteBatch recounted;
   for (const auto& r : ranges) {
     slot s{r.index_id, r.shard_id, r.range, {}};
     std::string v;
     auto st = db_->Get(rocksdb::ReadOptions(), meta_, stats_key(r.index_id, r.shard_id), &v);
-    if (st.ok() && v.size() == 16) {
-      s.stats.records = read_u64be(v);
-      s.stats.bytes = read_u64be(std::string_view(v).substr(8));
-    } else if (!st.IsNotFound() && !st.ok()) {
-      return io_error("load stats", st);
+    if (!st.ok() && !st.IsNotFound()) return io_error("load stats", st);
+    if (st.ok()) {
+      if (auto decoded = decode_stats(v)) {
+        s.stats = *decoded;
+      } else {
+        // Stats without a digest (or unreadable): count the shard again, once.
+        auto d = digest(r.range, nullptr, &s.stats.bytes);
+        if (!d) return d.error();
+        s.stats.records = d->count();
+        s.stats.sum = d->limbs();
+        recounted.Put(meta_, stats_key(r.index_id, r.shard_id), encode_stats(s.stats));
+      }
     }
     next.push_back(std::move(s));
+  }
+  if (recounted.Count() > 0) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    auto st = db_->Write(wo, &recounted);
+    if (!st.ok()) return io_error("write recounted stats", st);
   }
   std::sort(next.begin(), next.end(), [](const slot& a, const slot& b) { return a.range.begin < b.range.begin; });
   std::lock_guard lock(stats_mutex_);
   slots_ = std::move(next);
   return {};
+}
+
+std::optional<store::stats_at> store::stats_now(std::uint32_t index_id, std::uint32_t shard_id,
+                                               std::optional<snapshot>* snap) const {
+  std::lock_guard seq_lock(seq_mutex_);  // no write, layout change or ingest meanwhile
+  stats_at out;
+  {
+    std::lock_guard lock(stats_mutex_);
+    auto it = std::find_if(slots_.begin(), slots_.end(),
+                           [&](const slot& s) { return s.index_id == index_id && s.shard_id == shard_id; });
+    if (it == slots_.end()) return std::nullopt;
+    out.stats = it->stats;
+  }
+  out.seq = db_->GetLatestSequenceNumber();
+  if (snap) {
+    auto taken = take_snapshot();
+    if (taken) *snap = std::move(*taken);
+  }
+  return out;
 }
 
 std::optional<shard_stats> store::stats(std::uint32_t index_id, std::uint32_t shard_id) const {
@@ -609,8 +675,30 @@ result<range_digest> store::digest(const key_range& range, const snapshot* snap,
 
 std::uint64_t store::latest_sequence() const { return db_->GetLatestSequenceNumber(); }
 
-result<void> store::ingest(std::span<const std::pair<std::string_view, std::string_view>> sorted) {
-  if (sorted.empty()) return {};
+result<ingest_delta> store::ingest(std::span<const std::pair<std::string_view, std::string_view>> sorted) {
+  ingest_delta delta;
+  if (sorted.empty()) return delta;
+  // The records already in the file's key span that it replaces (none in a first copy, which
+  // starts from an emptied range; those a copy resumed after a failure sends again).
+  {
+    rocksdb::ReadOptions ro;
+    ro.fill_cache = false;
+    const std::string end = std::string(sorted.back().first) + '\0';
+    rocksdb::Slice hi = slice(end);
+    ro.iterate_upper_bound = &hi;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, records_));
+    std::size_t i = 0;
+    for (it->Seek(slice(sorted.front().first)); it->Valid(); it->Next()) {
+      const std::string_view k(it->key().data(), it->key().size());
+      while (i < sorted.size() && sorted[i].first < k) ++i;
+      if (i == sorted.size()) break;
+      if (sorted[i].first != k) continue;
+      const std::string_view v(it->value().data(), it->value().size());
+      delta.replaced.add(k, v);
+      delta.replaced_bytes += k.size() + v.size();
+    }
+    if (!it->status().ok()) return io_error("import span scan", it->status());
+  }
   const auto dir = std::filesystem::path(opts_.path) / "import";
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -628,6 +716,8 @@ result<void> store::ingest(std::span<const std::pair<std::string_view, std::stri
       std::filesystem::remove(file, ec);
       return io_error("import file (keys must be sorted and distinct)", st);
     }
+    delta.added.add(k, v);
+    delta.added_bytes += k.size() + v.size();
   }
   st = writer.Finish();
   if (!st.ok()) return io_error("import file", st);
@@ -646,7 +736,7 @@ result<void> store::ingest(std::span<const std::pair<std::string_view, std::stri
   }
   std::filesystem::remove(file, ec);  // moved already, or left behind by a failure
   if (!st.ok()) return io_error("ingest", st);
-  return {};
+  return delta;
 }
 
 result<void> store::compact(const key_range& range) {

@@ -70,10 +70,23 @@ enum class op_status : std::uint8_t {
   fenced,     ///< the shard is fenced for a migration cutover: retry with the next map
 };
 
-/// Records and bytes (key + value) of one shard, exact.
+/// Records and bytes (key + value) of one shard, exact, and the digest of its records
+/// (range_digest: `records` is its count, `sum` its sum), kept up to date by every write,
+/// ingest, split and drop, so that a migration compares two numbers instead of scanning.
 struct shard_stats {
   std::uint64_t records = 0;
   std::uint64_t bytes = 0;
+  std::array<std::uint64_t, 4> sum{};
+
+  range_digest digest() const noexcept { return range_digest::from(records, sum); }
+  void add(std::string_view key, std::string_view value) noexcept;
+  void remove(std::string_view key, std::string_view value) noexcept;
+};
+
+/// What an ingest changed in its range: the records it wrote and those it replaced.
+struct ingest_delta {
+  range_digest added, replaced;
+  std::uint64_t added_bytes = 0, replaced_bytes = 0;
 };
 
 /// A shard's storage range, announced by the node when its partition map changes.
@@ -97,6 +110,13 @@ struct layout_change {
     shard_stats stats;
   };
   std::vector<stats_update> set_stats;  ///< exact stats learned by a full scan (imports)
+  struct stats_adjustment {
+    std::uint32_t index_id, shard_id;
+    ingest_delta delta;
+  };
+  std::vector<stats_adjustment> adjust_stats;  ///< what ingests added to shards
+  /// Sync the change to disk whatever the durability mode (false: as writes are).
+  bool durable = true;
 };
 
 /// One record read by a scan.
@@ -193,9 +213,22 @@ class store {
 
   /// Writes sorted, distinct records into an SST file and ingests it: no write-ahead log, no
   /// memtable, no compaction (the file lands at the lowest level its keys allow). Durable when
-  /// it returns. Bypasses the writer, so the stats of the range are not updated: the caller
-  /// sets them (set_stats) once it knows them. Blocking: call it off the network threads.
-  [[nodiscard]] result<void> ingest(std::span<const std::pair<std::string_view, std::string_view>> sorted);
+  /// it returns. Bypasses the writer, so the stats of the range are not updated: the answer
+  /// says what the file added and which records already there it replaced (their digests,
+  /// computed as the file is written and from the few records found in its key span), for
+  /// the caller to apply (adjust_stats). Nothing else may write the span meanwhile.
+  /// Blocking: call it off the network threads.
+  [[nodiscard]] result<ingest_delta> ingest(std::span<const std::pair<std::string_view, std::string_view>> sorted);
+
+  /// A shard's kept stats (digest included) together with the sequence number they are exact
+  /// at, read in one step with respect to writes and ingests; `snap`, if given, gets a
+  /// snapshot at that sequence (for a full scan to compare with).
+  struct stats_at {
+    shard_stats stats;
+    std::uint64_t seq = 0;
+  };
+  [[nodiscard]] std::optional<stats_at> stats_now(std::uint32_t index_id, std::uint32_t shard_id,
+                                                  std::optional<snapshot>* snap = nullptr) const;
 
   /// Compacts the records of `range` through every level (flushing the memtable if it holds
   /// any): deleted data and its tombstones are gone afterwards. Blocking: off the network threads.
@@ -224,7 +257,8 @@ class store {
   /// Exact stats of a shard known to the store.
   std::optional<shard_stats> stats(std::uint32_t index_id, std::uint32_t shard_id) const;
 
-  /// Loads shard ranges at start-up, with the stats persisted for them.
+  /// Loads shard ranges at start-up, with the stats persisted for them (stats persisted
+  /// before digests were kept are counted again by a scan, once).
   [[nodiscard]] result<void> load_ranges(const std::vector<shard_range>& ranges);
 
   [[nodiscard]] result<std::optional<std::string>> get_meta(std::string_view key) const;

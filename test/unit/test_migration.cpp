@@ -292,6 +292,25 @@ TEST_CASE("a range digest is order-independent and sensitive to every record") {
   left.merge(right);
   CHECK(left == a);
   CHECK(range_digest::from(a.count(), a.limbs()) == a);
+  // Removal undoes an add, in any order, across carries and borrows of the 256-bit sum.
+  range_digest e = a;
+  for (const auto& [k, v] : recs)
+    if (k.size() % 2) e.remove(k, v);
+  range_digest odd;
+  for (const auto& [k, v] : recs)
+    if (k.size() % 2) odd.add(k, v);
+  range_digest even = a;
+  even.subtract(odd);
+  CHECK(e == even);
+  e.merge(odd);
+  CHECK(e == a);
+  range_digest gone = a;
+  for (const auto& [k, v] : recs) gone.remove(k, v);
+  CHECK(gone == range_digest{});
+  range_digest under;  // below zero wraps modulo 2^256 and comes back
+  under.remove("k", "v");
+  under.add("k", "v");
+  CHECK(under == range_digest{});
 }
 
 TEST_CASE("a token bucket holds a sender to its rate") {

@@ -3,6 +3,8 @@
 #include "support/catch_result.hpp"
 #include "support/temp_dir.hpp"
 
+#include <rocksdb/db.h>
+
 #include <future>
 #include <thread>
 
@@ -447,8 +449,12 @@ TEST_CASE("an ingested import file is read back, digested, counted once stats ar
     REQUIRE(empty);
     CHECK(empty->count() == 0);
 
-    REQUIRE(s->ingest(views(0, 250)));
-    REQUIRE(s->ingest(views(250, sorted.size())));
+    auto first = s->ingest(views(0, 250));
+    REQUIRE(first);
+    auto second = s->ingest(views(250, sorted.size()));
+    REQUIRE(second);
+    CHECK(first->replaced.count() == 0);
+    CHECK(first->added.count() == 250);
     auto got = s->get(storage_key_range(2, "k0042"));
     REQUIRE(got);
     CHECK(*got == std::optional<std::string>(sorted[42].second));
@@ -457,11 +463,15 @@ TEST_CASE("an ingested import file is read back, digested, counted once stats ar
     REQUIRE(d);
     CHECK(*d == want);
     CHECK(scanned == bytes);
-    // The writer does not see ingested records; the import's scan sets the stats.
+    // The writer does not see ingested records: the ingests' deltas go to the stats, and give
+    // what a scan finds.
     layout_change c;
-    c.set_stats.push_back({2, 0, shard_stats{d->count(), scanned}});
+    c.adjust_stats.push_back({2, 0, *first});
+    c.adjust_stats.push_back({2, 0, *second});
     REQUIRE(apply_change(*s, std::move(c)));
     CHECK(s->stats(2, 0)->records == 500);
+    CHECK(s->stats(2, 0)->bytes == bytes);
+    CHECK(s->stats(2, 0)->digest() == want);
     // A later write over an imported key counts as an update.
     auto r = write(*s, {put(2, "k0001", "{}"), put(2, "new", "{}")});
     REQUIRE(r);
@@ -488,4 +498,126 @@ TEST_CASE("an ingested import file is read back, digested, counted once stats ar
   CHECK(s->digest(r2)->count() == 10);
   CHECK(*s->get(storage_key_range(2, "k0009")) == std::optional<std::string>(sorted[9].second));
   CHECK(*s->get(storage_key_range(1, "a")) == std::optional<std::string>("1"));
+}
+
+namespace {
+
+/// The digest and bytes of `range` read back from the store, beside what it keeps.
+void check_kept(store& s, std::uint32_t index, std::uint32_t shard, const key_range& range) {
+  std::uint64_t bytes = 0;
+  auto d = s.digest(range, nullptr, &bytes);
+  REQUIRE(d);
+  auto kept = s.stats(index, shard);
+  REQUIRE(kept);
+  CHECK(kept->records == d->count());
+  CHECK(kept->bytes == bytes);
+  CHECK(kept->digest() == *d);
+}
+
+}  // namespace
+
+TEST_CASE("every shard's kept digest equals a scan of its records through writes, ingests, splits and restarts") {
+  temp_dir dir;
+  const key_range r10{storage_key_range(1, ""), storage_key_range(1, "m")};
+  const key_range r11{storage_key_range(1, "m"), index_upper_bound(1)};
+  const key_range r2{index_prefix(2), index_upper_bound(2)};
+  {
+    auto s = open_store(dir.path());
+    REQUIRE(s->load_ranges(layout()));
+    // Creates, overwrites, deletes of present and missing keys, several ops on one key in
+    // one group, and groups of many requests at once.
+    REQUIRE(write(*s, {put(1, "a", "1"), put(1, "a", "22"), del(1, "a"), put(1, "a", "333"), put(1, "b", "x"),
+                       del(1, "nope"), put(1, "q", "{}")}));
+    std::vector<std::thread> writers;
+    for (int t = 0; t < 4; ++t)
+      writers.emplace_back([&, t] {
+        for (int i = 0; i < 200; ++i) {
+          const auto k = "k" + std::to_string((i * 7 + t) % 90);
+          (void)write(*s, {i % 5 == 4 ? del(1, k) : put(1, k, std::to_string(i * t))});
+        }
+      });
+    for (auto& w : writers) w.join();
+    check_kept(*s, 1, 0, r10);
+    check_kept(*s, 1, 1, r11);
+    const auto before = s->stats(1, 0)->records;
+    CHECK(before > 3);
+
+    // An ingest over a span that already holds some of its keys (a copy sent again): the
+    // delta takes out what it replaced.
+    REQUIRE(write(*s, {put(2, "c", "old"), put(2, "e", "kept")}));
+    const std::string a = storage_key_range(2, "a"), c = storage_key_range(2, "c"), g = storage_key_range(2, "g");
+    std::vector<std::pair<std::string_view, std::string_view>> batch{{a, "1"}, {c, "new"}, {g, "3"}};
+    // The writer saw the first two records; from here the ingest's delta must keep the count.
+    auto delta = s->ingest(batch);
+    REQUIRE(delta);
+    CHECK(delta->added.count() == 3);
+    CHECK(delta->replaced.count() == 1);  // "c"; "e" is in the span but not in the file
+    layout_change adjust;
+    adjust.adjust_stats.push_back({2, 0, *delta});
+    adjust.durable = false;
+    REQUIRE(apply_change(*s, std::move(adjust)));
+    CHECK(s->stats(2, 0)->records == 4);
+    check_kept(*s, 2, 0, r2);
+
+    // A split: the upper half is counted, the lower keeps the rest.
+    layout_change split;
+    split.splits.push_back({1, 0, 7, storage_key_range(1, "k5")});
+    REQUIRE(apply_change(*s, std::move(split)));
+    check_kept(*s, 1, 0, key_range{storage_key_range(1, ""), storage_key_range(1, "k5")});
+    check_kept(*s, 1, 7, key_range{storage_key_range(1, "k5"), storage_key_range(1, "m")});
+    CHECK(s->stats(1, 0)->records + s->stats(1, 7)->records == before);
+  }
+  // After a restart the persisted digests are read back, not recounted.
+  auto layout2 = layout();
+  layout2[0].range.end = storage_key_range(1, "k5");
+  layout2.push_back({1, 7, key_range{storage_key_range(1, "k5"), storage_key_range(1, "m")}});
+  auto s = open_store(dir.path());
+  REQUIRE(s->load_ranges(layout2));
+  check_kept(*s, 1, 0, layout2[0].range);
+  check_kept(*s, 1, 7, layout2.back().range);
+  check_kept(*s, 2, 0, r2);
+  // stats_now: the kept stats with the sequence they hold at, and a snapshot of it.
+  std::optional<snapshot> snap;
+  auto at = s->stats_now(2, 0, &snap);
+  REQUIRE(at);
+  REQUIRE(snap);
+  CHECK(snap->seq == at->seq);
+  REQUIRE(write(*s, {put(2, "z", "after")}));
+  auto then = s->digest(r2, &*snap);
+  REQUIRE(then);
+  CHECK(*then == at->stats.digest());
+  CHECK_FALSE(s->stats(2, 0)->digest() == at->stats.digest());
+  CHECK_FALSE(s->stats_now(9, 9));
+}
+
+TEST_CASE("stats kept before digests were are counted again once at start-up") {
+  temp_dir dir;
+  const key_range r2{index_prefix(2), index_upper_bound(2)};
+  {
+    auto s = open_store(dir.path());
+    REQUIRE(s->load_ranges(layout()));
+    REQUIRE(write(*s, {put(2, "a", "1"), put(2, "b", "22")}));
+    s->close();
+  }
+  {
+    // Rewrite shard 2/0's stats in the old 16-byte form (records, bytes), as an older
+    // version left them.
+    rocksdb::Options o;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families = {{rocksdb::kDefaultColumnFamilyName, {}}, {"meta", {}}};
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(o), dir.path(), families, &handles, &raw).ok());
+    std::string key = "stats/", old;
+    append_u32be(key, 2);
+    append_u32be(key, 0);
+    append_u64be(old, 2);
+    append_u64be(old, 999);  // and wrong, as a crash could leave it
+    REQUIRE(raw->Put(rocksdb::WriteOptions(), handles[1], key, old).ok());
+    for (auto* h : handles) (void)raw->DestroyColumnFamilyHandle(h);
+    delete raw;
+  }
+  auto s = open_store(dir.path());
+  REQUIRE(s->load_ranges(layout()));
+  check_kept(*s, 2, 0, r2);
+  CHECK(s->stats(2, 0)->bytes != 999);
 }
