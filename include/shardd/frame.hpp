@@ -80,10 +80,16 @@ struct frame {
   bool corrupt_after_checksum = false;
   /// Set by the transport on a reply: the node id (certificate CN) of the peer that sent it.
   std::string sender;
+  /// The payload starts with header_bytes of room for the header (data_batch_writer builds
+  /// batches so): encode(frame&&) writes the header there instead of copying the payload.
+  bool header_room = false;
 };
 
 /// Serialises a frame; sets the length, and appends the CRC32C when flag_checksummed is set.
 std::string encode(const frame& f);
+/// The same, taking the payload: with `header_room`, the frame is built in the payload's own
+/// buffer (no copy of it).
+std::string encode(frame&& f);
 
 /// Parses and checks a header: length within [header_bytes, max_frame_bytes], a known type,
 /// no unknown flags, reserved bytes zero.
@@ -102,6 +108,15 @@ class frame_decoder {
   /// A frame if one is complete, nullopt if more bytes are needed, or an error.
   [[nodiscard]] result<std::optional<frame>> next();
   std::size_t buffered() const noexcept { return buffer_.size() - pos_; }
+  /// A frame of at least `min_length` bytes whose header is buffered but not all its body:
+  /// its header and the body bytes buffered so far, taken out of the decoder, for the caller
+  /// to read the rest straight into place and call finish_frame. Nothing otherwise (a bad
+  /// header included: next() reports it).
+  struct partial {
+    frame_header header;
+    std::string body;  ///< the bytes buffered so far
+  };
+  std::optional<partial> take_partial(std::size_t min_length);
   std::size_t reserved() const noexcept { return buffer_.capacity(); }  ///< bytes held for frames to come
 
  private:

@@ -180,7 +180,9 @@ std::string encode(const stats_reply& m);
 /// The writer builds a payload one record at a time.
 class data_batch_writer {
  public:
-  data_batch_writer(std::string_view migration, std::uint8_t kind, std::size_t reserve_bytes = 0);
+  /// `header_room`: the payload starts with room for the frame header (frame::header_room),
+  /// so the frame is built around it without copying the batch.
+  data_batch_writer(std::string_view migration, std::uint8_t kind, std::size_t reserve_bytes = 0, bool header_room = false);
   void add(std::uint8_t op_kind, std::string_view key, std::string_view value);
   std::uint32_t count() const noexcept { return count_; }
   /// Appends the cursor and sequence and returns the payload.

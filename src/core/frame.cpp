@@ -136,20 +136,45 @@ std::uint32_t crc32c(std::string_view data, std::uint32_t seed) noexcept {
 
 
 
+namespace {
+
+void write_header(char* at, const frame_header& h, std::size_t length) {
+  std::string head;
+  head.reserve(header_bytes);
+  append_u32be(head, static_cast<std::uint32_t>(length));
+  head.push_back(static_cast<char>(h.type));
+  head.push_back(static_cast<char>(h.flags));
+  head.append(2, '\0');
+  append_u64be(head, h.request_id);
+  append_u64be(head, h.map_version);
+  std::memcpy(at, head.data(), header_bytes);
+}
+
+}  // namespace
+
 std::string encode(const frame& f) {
   const bool sum = f.header.flags & flag_checksummed;
-  const std::size_t length = header_bytes + f.payload.size() + (sum ? 4 : 0);
+  const std::string_view payload = f.header_room ? std::string_view(f.payload).substr(header_bytes) : f.payload;
+  const std::size_t length = header_bytes + payload.size() + (sum ? 4 : 0);
   std::string out;
   out.reserve(length);
-  append_u32be(out, static_cast<std::uint32_t>(length));
-  out.push_back(static_cast<char>(f.header.type));
-  out.push_back(static_cast<char>(f.header.flags));
-  out.append(2, '\0');
-  append_u64be(out, f.header.request_id);
-  append_u64be(out, f.header.map_version);
-  out.append(f.payload);
-  if (sum) append_u32be(out, crc32c(f.payload));
-  if (f.corrupt_after_checksum && !f.payload.empty()) out[header_bytes] = static_cast<char>(out[header_bytes] ^ 0x5a);
+  out.resize(header_bytes);
+  write_header(out.data(), f.header, length);
+  out.append(payload);
+  if (sum) append_u32be(out, crc32c(payload));
+  if (f.corrupt_after_checksum && !payload.empty()) out[header_bytes] = static_cast<char>(out[header_bytes] ^ 0x5a);
+  return out;
+}
+
+std::string encode(frame&& f) {
+  if (!f.header_room || f.payload.size() < header_bytes) return encode(static_cast<const frame&>(f));
+  const bool sum = f.header.flags & flag_checksummed;
+  std::string out = std::move(f.payload);
+  const std::size_t length = out.size() + (sum ? 4 : 0);
+  write_header(out.data(), f.header, length);
+  if (sum) append_u32be(out, crc32c(std::string_view(out).substr(header_bytes)));
+  if (f.corrupt_after_checksum && out.size() > header_bytes + (sum ? 4 : 0))
+    out[header_bytes] = static_cast<char>(out[header_bytes] ^ 0x5a);
   return out;
 }
 
@@ -187,6 +212,18 @@ result<frame> finish_frame(const frame_header& h, std::string body) {
     f.corrupt = crc32c(f.payload) != want;
   }
   return f;
+}
+
+std::optional<frame_decoder::partial> frame_decoder::take_partial(std::size_t min_length) {
+  if (failed_) return std::nullopt;
+  const std::size_t avail = buffer_.size() - pos_;
+  if (avail < header_bytes) return std::nullopt;
+  auto h = decode_header(std::span(reinterpret_cast<const std::uint8_t*>(buffer_.data() + pos_), header_bytes), max_);
+  if (!h || h->length < min_length || avail >= h->length) return std::nullopt;
+  partial out{*h, buffer_.substr(pos_ + header_bytes)};
+  buffer_.clear();
+  pos_ = 0;
+  return out;
 }
 
 result<std::optional<frame>> frame_decoder::next() {

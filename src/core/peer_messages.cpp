@@ -323,8 +323,11 @@ result<stats_reply> decode_stats_reply(std::string_view p) {
   return m;
 }
 
-data_batch_writer::data_batch_writer(std::string_view migration, std::uint8_t kind, std::size_t reserve_bytes) {
-  w_.buffer().reserve(reserve_bytes + migration.size() + 9);
+data_batch_writer::data_batch_writer(std::string_view migration, std::uint8_t kind, std::size_t reserve_bytes,
+                                     bool header_room) {
+  // Room for the frame's header and checksum too: the frame is built in this buffer.
+  w_.buffer().reserve(reserve_bytes + migration.size() + 9 + (header_room ? header_bytes + 4 : 0));
+  if (header_room) w_.buffer().append(header_bytes, '\0');
   w_.bytes(migration).u8(kind);
   count_at_ = w_.buffer().size();
   w_.u32(0);  // patched by finish()

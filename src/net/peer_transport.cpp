@@ -60,6 +60,7 @@ class frame_reader {
 
   awaitable<result<peer::frame>> next(tls_stream& s) {
     for (;;) {
+      if (auto big = decoder_.take_partial(chunk_.size())) co_return co_await read_body(s, std::move(*big));
       auto f = decoder_.next();
       if (!f) co_return f.error();
       if (*f) co_return std::move(**f);
@@ -70,6 +71,22 @@ class frame_reader {
   }
 
  private:
+  /// A frame larger than a read chunk (a migration batch) is read straight into its payload:
+  /// no copy through the decoder's buffer. The buffer grows as the bytes come (8 MiB at first,
+  /// then at most doubling), so a header that announces a large frame reserves little before
+  /// its bytes arrive.
+  awaitable<result<peer::frame>> read_body(tls_stream& s, peer::frame_decoder::partial p) {
+    const std::size_t want = p.header.length - peer::header_bytes;
+    std::size_t have = p.body.size();
+    while (have < want) {
+      if (p.body.size() == have) p.body.resize(std::min(want, std::max<std::size_t>(have * 2, 8u << 20)));
+      auto [ec, n] = co_await s.async_read_some(asio::buffer(p.body.data() + have, p.body.size() - have), tuple_awaitable);
+      if (ec) co_return make_error(errc::unavailable, ec.message());
+      have += n;
+    }
+    co_return peer::finish_frame(p.header, std::move(p.body));
+  }
+
   peer::frame_decoder decoder_;
   std::vector<char> chunk_;
 };
@@ -531,7 +548,7 @@ awaitable<result<peer::frame>> peer_client::impl::connection::call(peer::frame r
   request.header.request_id = id;
   auto ch = std::make_shared<reply_channel>(strand, 1);
   pending.emplace(id, ch);
-  outgoing.emplace_back(generation, peer::encode(request));
+  outgoing.emplace_back(generation, peer::encode(std::move(request)));
   if (!writing) {
     writing = true;
     asio::co_spawn(strand, write_loop(), asio::detached);

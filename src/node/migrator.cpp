@@ -383,6 +383,7 @@ awaitable<result<peer::frame>> migrator::send_batch(outgoing& m, std::string pay
   co_await throttle(m, bytes);
   auto f = make_frame(peer::frame_type::data_batch, std::move(payload), ring_.snapshot()->map->version);
   f.header.flags = peer::flag_checksummed;
+  f.header_room = true;  // the batch was written after room for the header (no copy to frame it)
   if (faults_.corrupt_batch > 0 && ++batches_sent_ == faults_.corrupt_batch) {
     f.corrupt_after_checksum = true;
     SHARDD_LOG(warn, "fault_injected", "migration", m.rec.id, "fault", "corrupt_batch");
@@ -409,7 +410,7 @@ awaitable<migration_fsm::event> migrator::copy_step(outgoing& m) {
     const auto limit = co_await copy_batch_bytes(m);
     auto read = [&store = store_, snap = *m.snap, range = m.range, after, limit,
                  id = m.rec.id]() -> result<page> {
-      peer::data_batch_writer w(id, 0, limit + limit / 8);
+      peer::data_batch_writer w(id, 0, limit + limit / 8, true);
       auto seen = store.scan_snapshot_visit(snap, range, after, batch_records, limit,
                                             [&w](std::string_view k, std::string_view v) { w.add(0, k, v); });
       if (!seen) return seen.error();
@@ -475,7 +476,7 @@ awaitable<result<std::uint64_t>> migrator::ship_tail(outgoing& m, std::uint64_t 
     if (!page->changes.empty()) {
       std::uint64_t bytes = 0;
       for (const auto& c : page->changes) bytes += c.key.size() + c.value.size();
-      peer::data_batch_writer w(m.rec.id, 1, bytes + 9 * page->changes.size());
+      peer::data_batch_writer w(m.rec.id, 1, bytes + 9 * page->changes.size(), true);
       for (const auto& c : page->changes) w.add(c.deleted ? 1 : 0, c.key, c.value);
       shipped += w.count();
       ack.bytes = bytes;
