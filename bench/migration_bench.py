@@ -367,12 +367,15 @@ def part_redis(work, quick):
         before = {s["shard"]: s["node"] for s in cl.api(1, "GET", "/v1/shards?index=kv")["shards"]}
         t0 = time.time()
         cl.add()
+        started, first_move = time.time() - t0, None  # the new node answers; the first move for it
         # Balanced when no move the rebalancer made for the join is queued or moving data: a
         # migration in "retiring" has committed the new owner and only waits out the source's
         # undo window (Redis counts a key as moved once it is on the new node, too).
         while True:
             conv = [m for m in cl.api(1, "GET", "/v1/migrations")["migrations"] if m["id"] not in earlier]
             moving = [m for m in conv if m["phase"] in moving_phases]
+            if conv and first_move is None:
+                first_move = time.time() - t0
             if conv and not moving:
                 break
             if time.time() - t0 > 3600:
@@ -385,7 +388,8 @@ def part_redis(work, quick):
         changed = sum(1 for s in shards if before[s["shard"]] != s["node"])
         rate = moved / secs
         print(f"RESULT shardd_join records={records} moved={moved} shards_moved={changed} shards_on_new_node={on4} "
-              f"seconds={secs:.1f} keys_per_s={rate:.0f} vs_redis={rate / redis_rate:.1f}x", flush=True)
+              f"seconds={secs:.1f} keys_per_s={rate:.0f} vs_redis={rate / redis_rate:.1f}x "
+              f"node_up_s={started:.2f} first_move_seen_s={first_move:.2f}", flush=True)
     finally:
         cl.stop()
 

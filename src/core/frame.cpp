@@ -106,21 +106,64 @@ std::uint32_t crc32c_table(std::string_view data, std::uint32_t seed) noexcept {
 }
 
 #if defined(__x86_64__)
-// The SSE4.2 crc32 instruction computes CRC32C 8 bytes at a time (~20x the table).
+// The SSE4.2 crc32 instruction computes CRC32C 8 bytes at a time (~20x the table). It takes
+// three cycles and can start one per cycle, so large inputs run three streams at once over
+// three blocks of `block` bytes and join them: the CRC register is linear, so the state after
+// A‖B is shift(state after A, |B|) xor (state of B from 0), where shift feeds |B| zero bytes,
+// done with four table lookups for the fixed block size.
+__attribute__((target("sse4.2"))) std::uint64_t crc32c_run(std::uint64_t c, const char* p, std::size_t n) noexcept {
+  for (; n >= 8; p += 8, n -= 8) {
+    std::uint64_t v;
+    std::memcpy(&v, p, 8);
+    c = __builtin_ia32_crc32di(c, v);
+  }
+  auto c32 = static_cast<std::uint32_t>(c);
+  while (n--) c32 = __builtin_ia32_crc32qi(c32, static_cast<unsigned char>(*p++));
+  return c32;
+}
+
+constexpr std::size_t crc_block = 4096;
+
+/// shift[k][b]: the register after crc_block zero bytes from the register b << 8k.
+struct crc_shift_table {
+  std::array<std::array<std::uint32_t, 256>, 4> t{};
+  crc_shift_table() {
+    const std::string zeros(crc_block, '\0');
+    for (std::size_t k = 0; k < 4; ++k)
+      for (std::uint32_t b = 0; b < 256; ++b)
+        t[k][b] = static_cast<std::uint32_t>(crc32c_run(static_cast<std::uint64_t>(b) << (8 * k), zeros.data(), crc_block));
+  }
+  std::uint32_t shift(std::uint32_t c) const noexcept {
+    return t[0][c & 0xff] ^ t[1][(c >> 8) & 0xff] ^ t[2][(c >> 16) & 0xff] ^ t[3][c >> 24];
+  }
+};
+
 __attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(std::string_view data, std::uint32_t seed) noexcept {
   std::uint64_t c = ~seed;
   const char* p = data.data();
   std::size_t n = data.size();
-  while (n >= 8) {
-    std::uint64_t v;
-    std::memcpy(&v, p, 8);
-    c = __builtin_ia32_crc32di(c, v);
-    p += 8;
-    n -= 8;
+  if (n >= 3 * crc_block) {
+    static const crc_shift_table table;
+    while (n >= 3 * crc_block) {
+      std::uint64_t a = c, b = 0, d = 0;
+      const char* pb = p + crc_block;
+      const char* pd = p + 2 * crc_block;
+      for (std::size_t i = 0; i < crc_block; i += 8) {
+        std::uint64_t va, vb, vd;
+        std::memcpy(&va, p + i, 8);
+        std::memcpy(&vb, pb + i, 8);
+        std::memcpy(&vd, pd + i, 8);
+        a = __builtin_ia32_crc32di(a, va);
+        b = __builtin_ia32_crc32di(b, vb);
+        d = __builtin_ia32_crc32di(d, vd);
+      }
+      const std::uint32_t ab = table.shift(static_cast<std::uint32_t>(a)) ^ static_cast<std::uint32_t>(b);
+      c = table.shift(ab) ^ static_cast<std::uint32_t>(d);
+      p += 3 * crc_block;
+      n -= 3 * crc_block;
+    }
   }
-  auto c32 = static_cast<std::uint32_t>(c);
-  while (n--) c32 = __builtin_ia32_crc32qi(c32, static_cast<unsigned char>(*p++));
-  return ~c32;
+  return ~static_cast<std::uint32_t>(crc32c_run(c, p, n));
 }
 #endif
 

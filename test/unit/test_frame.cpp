@@ -452,6 +452,16 @@ TEST_CASE("CRC32C agrees at every length and alignment, so the fast path matches
   };
   for (std::size_t off = 0; off < 9; ++off)
     for (std::size_t len = 0; len < 120; ++len) CHECK(crc32c(std::string_view(data).substr(off, len)) == reference(std::string_view(data).substr(off, len)));
+  // Large inputs run three interleaved streams over 4 KiB blocks and join them: lengths at,
+  // around and well past the block boundaries, at odd offsets, and seeded (a CRC continued).
+  std::string big(200000, '\0');
+  for (auto& ch : big) ch = static_cast<char>(rng());
+  for (std::size_t len : {12287u, 12288u, 12289u, 24576u, 30001u, 199990u})
+    for (std::size_t off : {0u, 3u, 7u}) {
+      const auto part = std::string_view(big).substr(off, len);
+      CHECK(crc32c(part) == reference(part));
+      CHECK(crc32c(part.substr(5000), crc32c(part.substr(0, 5000))) == reference(part));
+    }
 }
 
 TEST_CASE("a forwarded request carries its request id; one from a sender without it decodes, one too long is refused") {
