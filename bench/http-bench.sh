@@ -11,7 +11,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-10}
 "$repo/scripts/setup.sh" --bench
-build=$repo/build-release
+build=${BENCH_BUILD:-$repo/build-release}  # another build to compare with
 if [[ ! -f $build/build.ninja ]]; then meson setup "$build" -Dbuildtype=release -Db_ndebug=true >/dev/null; fi
 ninja -C "$build" src/node/shardd bench/bulk_bench >/dev/null
 

@@ -13,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -172,22 +173,68 @@ awaitable<void> http_server::impl::accept_loop() {
   }
 }
 
+namespace {
+
+bool field_safe(std::string_view v) { return v.find_first_of("\r\n") == std::string_view::npos; }
+
+/// The answer's status line and header fields in one buffer, as Beast's serializer would
+/// write them (Server, Content-Type, the handler's fields, Connection, Content-Length), without
+/// a field container that allocates per field. A field the handler sets twice keeps its last
+/// value; one with a line break in it is dropped.
+std::string response_head(const http_response& res, unsigned version, bool keep_alive) {
+  std::string h;
+  h.reserve(160 + res.content_type.size() + res.headers.size() * 48);
+  h += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  h += std::to_string(res.status);
+  h += ' ';
+  const auto reason = http::obsolete_reason(static_cast<http::status>(res.status));
+  h.append(reason.data(), reason.size());
+  h += "\r\n";
+  auto field = [&h](std::string_view name, std::string_view value) {
+    h.append(name);
+    h += ": ";
+    h.append(value);
+    h += "\r\n";
+  };
+  auto overridden = [&res](std::string_view name, std::size_t from) {
+    for (std::size_t j = from; j < res.headers.size(); ++j)
+      if (beast::iequals(res.headers[j].first, name)) return true;
+    return false;
+  };
+  if (!overridden("Server", 0)) field("Server", "shardd");
+  if (!overridden("Content-Type", 0)) field("Content-Type", res.content_type);
+  for (std::size_t i = 0; i < res.headers.size(); ++i) {
+    const auto& [name, value] = res.headers[i];
+    if (overridden(name, i + 1) || !field_safe(name) || !field_safe(value) || beast::iequals(name, "Content-Length") ||
+        beast::iequals(name, "Connection"))
+      continue;
+    field(name, value);
+  }
+  if (version >= 11 && !keep_alive) field("Connection", "close");
+  if (version == 10 && keep_alive) field("Connection", "keep-alive");
+  const bool bodiless = res.status < 200 || res.status == 204 || res.status == 304;
+  if (!bodiless) field("Content-Length", std::to_string(res.body.size()));
+  h += "\r\n";
+  return h;
+}
+
+}  // namespace
+
 awaitable<bool> http_server::impl::write(session& s, http_response res, unsigned version, bool keep_alive, bool head) {
-  http::response<http::string_body> out{static_cast<http::status>(res.status), version};
-  out.set(http::field::server, "shardd");
-  out.set(http::field::content_type, res.content_type);
-  for (auto& [name, value] : res.headers) out.set(name, value);
-  out.body() = std::move(res.body);
-  out.keep_alive(keep_alive);
-  out.prepare_payload();
+  std::string out = response_head(res, version, keep_alive);
+  const bool bodiless = res.status < 200 || res.status == 204 || res.status == 304;
   beast::get_lowest_layer(s.stream).expires_after(opts.io_timeout);
-  if (head) {
-    // HEAD: the headers a GET would get, Content-Length included, and no body.
-    http::response_serializer<http::string_body> sr(out);
-    auto [ec, n] = co_await http::async_write_header(s.stream, sr, as_tuple_awaitable);
+  // HEAD: the headers a GET would get, Content-Length included, and no body. A small body
+  // goes in the same buffer as the head (one TLS record); a large one is written after it.
+  const bool with_body = !head && !bodiless && !res.body.empty();
+  if (with_body && res.body.size() <= 16 * 1024) {
+    out += res.body;
+    auto [ec, n] = co_await asio::async_write(s.stream, asio::buffer(out), as_tuple_awaitable);
     co_return !ec;
   }
-  auto [ec, n] = co_await http::async_write(s.stream, out, as_tuple_awaitable);
+  if (auto [ec, n] = co_await asio::async_write(s.stream, asio::buffer(out), as_tuple_awaitable); ec) co_return false;
+  if (!with_body) co_return true;
+  auto [ec, n] = co_await asio::async_write(s.stream, asio::buffer(res.body), as_tuple_awaitable);
   co_return !ec;
 }
 
