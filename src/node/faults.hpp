@@ -9,6 +9,7 @@
 //                        asks for itself is not delayed
 //   median_delay_ms=N    this node takes N ms longer to find a range shard's median key (a
 //                        large shard), so a split waits that long for it
+//   verify_delay_ms=N    this node's full check of a shard (POST .../verify) takes N ms longer
 //   lose_commit_answer=N the first N answers to this node's migrate_commit are dropped, as if
 //                        lost on the way (the controller did commit)
 //   kill_after_commit=N  this node SIGKILLs itself right after the answer to its N-th

@@ -163,6 +163,7 @@ result<void> node::start() {
 
   node_context ctx{m.cfg, *m.store, *m.ring, m.read_pool, m.stopping, m.peer_pool.get(), m.plane.get(), &m.controllers,
                    m.mig.get(), m.mon.get(), m.disk.get()};
+  ctx.bulk_pool = &m.migration_pool;
   m.api = std::make_unique<rest_api>(ctx);
   m.peer_svc = std::make_unique<peer_service>(ctx, [api = m.api.get()](net::http_request req, std::uint64_t v) {
     return api->handle_forwarded(std::move(req), v);

@@ -21,7 +21,7 @@
 namespace shardd {
 
 rest_api::rest_api(node_context ctx)
-    : ctx_(ctx), shards_(ctx.config, ctx.store, ctx.ring, ctx.read_pool, ctx.peer == nullptr, ctx.disk),
+    : ctx_(ctx), shards_(ctx.config, ctx.store, ctx.ring, ctx.read_pool, ctx.peer == nullptr, ctx.disk, ctx.bulk_pool),
       cluster_(ctx.config, ctx.ring, ctx.peer, shards_), token_digest_(sha256(ctx.config.token)) {}
 
 namespace {

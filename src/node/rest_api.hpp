@@ -48,6 +48,9 @@ struct node_context {
   migrator* mig = nullptr;
   monitor* mon = nullptr;  ///< the node's monitor (null in unit tests that need none)
   const disk_guard* disk = nullptr;  ///< the data disk against its watermarks (null: not checked)
+  /// Long scans an operator asks for (a shard's full check), apart from the read pool so that
+  /// no GET queues behind them: the migration threads. Null: the read pool.
+  boost::asio::thread_pool* bulk_pool = nullptr;
 };
 
 /// Turns HTTP requests into answers. Stateless between requests; safe to call from many

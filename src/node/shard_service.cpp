@@ -122,6 +122,18 @@ awaitable<result<peer::median_reply>> shard_service::median(peer::median_request
 }
 
 awaitable<result<shard_service::full_check>> shard_service::verify(const index_entry& ix, const shard_entry& s) {
+  // One at a time: a full check reads the whole shard.
+  if (verifying_.exchange(true))
+    co_return make_error(errc::conflict, "a full check of a shard runs on " + cfg_.node_id + " already; retry when it ends");
+  struct clear {
+    std::atomic<bool>& flag;
+    ~clear() { flag = false; }
+  } clear_on_exit{verifying_};
+  if (static const std::uint32_t delay_ms = test_fault("verify_delay_ms"); delay_ms > 0) {
+    asio::steady_timer t(co_await asio::this_coro::executor);  // a large shard, for tests
+    t.expires_after(std::chrono::milliseconds(delay_ms));
+    (void)co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
   // The kept stats and a snapshot at the same sequence: the scan of the snapshot must agree.
   std::optional<storage::snapshot> snap;
   const auto at = store_.stats_now(ix.id, s.id, &snap);
@@ -135,7 +147,7 @@ awaitable<result<shard_service::full_check>> shard_service::verify(const index_e
     st.sum = d->limbs();
     return st;
   };
-  auto scanned = co_await on_pool(read_pool_, std::move(work));
+  auto scanned = co_await on_pool(bulk_pool_, std::move(work));
   if (!scanned) co_return scanned.error();
   co_return full_check{at->stats, *scanned, at->seq};
 }

@@ -9,6 +9,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include <atomic>
 #include <vector>
 
 namespace shardd {
@@ -27,9 +28,11 @@ class shard_service {
 
   /// `standalone`: no cluster (unit tests): every shard counts as local.
   /// `disk`: puts are refused (insufficient_storage) while it is at its flood watermark.
+  /// `bulk`: where a full check scans (null: the read pool).
   shard_service(const node_config& cfg, storage::store& store, ring_actor& ring, boost::asio::thread_pool& read_pool,
-                bool standalone, const disk_guard* disk = nullptr)
-      : cfg_(cfg), store_(store), ring_(ring), read_pool_(read_pool), standalone_(standalone), disk_(disk) {}
+                bool standalone, const disk_guard* disk = nullptr, boost::asio::thread_pool* bulk = nullptr)
+      : cfg_(cfg), store_(store), ring_(ring), read_pool_(read_pool), standalone_(standalone), disk_(disk),
+        bulk_pool_(bulk ? *bulk : read_pool) {}
 
   /// One page of a scan of shard `q.shard`, which this node must own.
   boost::asio::awaitable<result<peer::scan_reply>> scan(peer::scan_request q);
@@ -39,7 +42,8 @@ class shard_service {
   boost::asio::awaitable<result<peer::median_reply>> median(peer::median_request q);
   /// A full check of a local shard: its kept stats and digest (what every write updates, what
   /// a migration compares) beside a scan of every record at the same sequence. They differ
-  /// only if the data changed behind the store's back (a disk, a bug, a hand).
+  /// only if the data changed behind the store's back (a disk, a bug, a hand). One at a time
+  /// per node (a second gets `conflict`), on the bulk pool.
   struct full_check {
     storage::shard_stats kept;
     storage::shard_stats scanned;
@@ -61,6 +65,8 @@ class shard_service {
   boost::asio::thread_pool& read_pool_;
   bool standalone_;
   const disk_guard* disk_;
+  boost::asio::thread_pool& bulk_pool_;
+  std::atomic<bool> verifying_{false};
 };
 
 }  // namespace shardd

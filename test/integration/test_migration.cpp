@@ -754,3 +754,22 @@ TEST_CASE("a full check of a moved shard agrees with the kept digest, and finds 
   CHECK(c1->post("/v1/shards/v/99/verify", "").status == 404);
   CHECK(c1->get("/v1/shards/v/" + shard + "/verify").status == 405);
 }
+
+TEST_CASE("a node runs one full check at a time: a second one meanwhile is refused with 409") {
+  cluster cl(1, {{1, {{"SHARDD_TEST_FAULTS", "verify_delay_ms=1500"}}}});
+  auto c1 = cl.node(1).client();
+  REQUIRE(c1->put("/v1/indexes/w", R"({"shards":1})").status == 201);
+  REQUIRE(c1->put("/v1/indexes/w/records/a", R"({"n":1})").status < 300);
+  net::client_response first;
+  std::thread t([&] { first = cl.node(1).client()->post("/v1/shards/w/0/verify", ""); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto second = c1->post("/v1/shards/w/0/verify", "");
+  t.join();
+  CHECK(second.status == 409);
+  CHECK(second.body.find("runs on node-1 already") != std::string::npos);
+  REQUIRE(first.status == 200);
+  CHECK(body(first).at("match").as_bool());
+  CHECK(body(first).at("kept").at("records").as_int64() == 1);
+  // Once it ended, the next one runs.
+  CHECK(c1->post("/v1/shards/w/0/verify", "").status == 200);
+}
