@@ -730,8 +730,9 @@ TEST_CASE("a full check of a moved shard agrees with the kept digest, and finds 
     std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(rocksdb::ReadOptions(), handles[0]));
     std::string changed;
     for (it->SeekToFirst(); it->Valid() && changed.empty(); it->Next()) {
-      auto d = decode_storage_key(it->key().ToString(), partitioning::hash);
-      if (d && d->user_key == "k7") changed = it->key().ToString();
+      const std::string key = it->key().ToString();  // the decoded views point into it
+      auto d = decode_storage_key(key, partitioning::hash);
+      if (d && d->user_key == "k7") changed = key;
     }
     it.reset();
     REQUIRE_FALSE(changed.empty());
