@@ -143,8 +143,7 @@ awaitable<result<shard_service::full_check>> shard_service::verify(const index_e
     storage::shard_stats st;
     auto d = store.digest(range, &snap, &st.bytes);
     if (!d) return d.error();
-    st.records = d->count();
-    st.sum = d->limbs();
+    st.set_digest(*d);
     return st;
   };
   auto scanned = co_await on_pool(bulk_pool_, std::move(work));

@@ -71,16 +71,14 @@ error io_error(std::string_view what, const rocksdb::Status& st) {
 void shard_stats::add(std::string_view key, std::string_view value) noexcept {
   auto d = digest();
   d.add(key, value);
-  records = d.count();
-  sum = d.limbs();
+  set_digest(d);
   bytes += key.size() + value.size();
 }
 
 void shard_stats::remove(std::string_view key, std::string_view value) noexcept {
   auto d = digest();
   d.remove(key, value);
-  records = d.count();
-  sum = d.limbs();
+  set_digest(d);
   bytes -= key.size() + value.size();
 }
 
@@ -403,8 +401,7 @@ void store::apply_layout(queued& item) {
     it->range.end = sp.at;
     auto lower = it->stats.digest();
     lower.subtract(upper.digest());
-    it->stats.records = lower.count();
-    it->stats.sum = lower.limbs();
+    it->stats.set_digest(lower);
     it->stats.bytes -= upper.bytes;
     batch.Put(meta_, stats_key(it->index_id, it->shard_id), encode_stats(it->stats));
     batch.Put(meta_, stats_key(up.index_id, up.shard_id), encode_stats(up.stats));
@@ -427,8 +424,7 @@ void store::apply_layout(queued& item) {
         auto d = sl.stats.digest();
         d.merge(a.delta.added);
         d.subtract(a.delta.replaced);
-        sl.stats.records = d.count();
-        sl.stats.sum = d.limbs();
+        sl.stats.set_digest(d);
         sl.stats.bytes = sl.stats.bytes + a.delta.added_bytes - a.delta.replaced_bytes;
         batch.Put(meta_, stats_key(a.index_id, a.shard_id), encode_stats(sl.stats));
       }
@@ -489,8 +485,7 @@ result<void> store::load_ranges(const std::vector<shard_range>& ranges) {
         // Stats without a digest (or unreadable): count the shard again, once.
         auto d = digest(r.range, nullptr, &s.stats.bytes);
         if (!d) return d.error();
-        s.stats.records = d->count();
-        s.stats.sum = d->limbs();
+        s.stats.set_digest(*d);
         recounted.Put(meta_, stats_key(r.index_id, r.shard_id), encode_stats(s.stats));
       }
     }

@@ -79,6 +79,11 @@ struct shard_stats {
   std::array<std::uint64_t, 4> sum{};
 
   range_digest digest() const noexcept { return range_digest::from(records, sum); }
+  /// Records and sum from `d` (bytes are kept apart).
+  void set_digest(const range_digest& d) noexcept {
+    records = d.count();
+    sum = d.limbs();
+  }
   void add(std::string_view key, std::string_view value) noexcept;
   void remove(std::string_view key, std::string_view value) noexcept;
 };
