@@ -181,16 +181,17 @@ std::uint32_t crc32c(std::string_view data, std::uint32_t seed) noexcept {
 
 namespace {
 
+/// The 24 header bytes, big-endian, written in place (no buffer of their own).
 void write_header(char* at, const frame_header& h, std::size_t length) {
-  std::string head;
-  head.reserve(header_bytes);
-  append_u32be(head, static_cast<std::uint32_t>(length));
-  head.push_back(static_cast<char>(h.type));
-  head.push_back(static_cast<char>(h.flags));
-  head.append(2, '\0');
-  append_u64be(head, h.request_id);
-  append_u64be(head, h.map_version);
-  std::memcpy(at, head.data(), header_bytes);
+  auto put = [&at](std::uint64_t v, int bytes) {
+    for (int i = bytes - 1; i >= 0; --i) *at++ = static_cast<char>(v >> (8 * i));
+  };
+  put(static_cast<std::uint32_t>(length), 4);
+  put(static_cast<std::uint8_t>(h.type), 1);
+  put(h.flags, 1);
+  put(0, 2);
+  put(h.request_id, 8);
+  put(h.map_version, 8);
 }
 
 }  // namespace

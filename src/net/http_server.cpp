@@ -177,6 +177,9 @@ namespace {
 
 bool field_safe(std::string_view v) { return v.find_first_of("\r\n") == std::string_view::npos; }
 
+/// Statuses whose answer carries no body and no Content-Length (RFC 9110 §6.4.1).
+bool bodiless(unsigned status) { return status < 200 || status == 204 || status == 304; }
+
 /// The answer's status line and header fields in one buffer, as Beast's serializer would
 /// write them (Server, Content-Type, the handler's fields, Connection, Content-Length), without
 /// a field container that allocates per field. A field the handler sets twice keeps its last
@@ -212,8 +215,7 @@ std::string response_head(const http_response& res, unsigned version, bool keep_
   }
   if (version >= 11 && !keep_alive) field("Connection", "close");
   if (version == 10 && keep_alive) field("Connection", "keep-alive");
-  const bool bodiless = res.status < 200 || res.status == 204 || res.status == 304;
-  if (!bodiless) field("Content-Length", std::to_string(res.body.size()));
+  if (!bodiless(res.status)) field("Content-Length", std::to_string(res.body.size()));
   h += "\r\n";
   return h;
 }
@@ -221,20 +223,16 @@ std::string response_head(const http_response& res, unsigned version, bool keep_
 }  // namespace
 
 awaitable<bool> http_server::impl::write(session& s, http_response res, unsigned version, bool keep_alive, bool head) {
-  std::string out = response_head(res, version, keep_alive);
-  const bool bodiless = res.status < 200 || res.status == 204 || res.status == 304;
+  const std::string out = response_head(res, version, keep_alive);
   beast::get_lowest_layer(s.stream).expires_after(opts.io_timeout);
-  // HEAD: the headers a GET would get, Content-Length included, and no body. A small body
-  // goes in the same buffer as the head (one TLS record); a large one is written after it.
-  const bool with_body = !head && !bodiless && !res.body.empty();
-  if (with_body && res.body.size() <= 16 * 1024) {
-    out += res.body;
-    auto [ec, n] = co_await asio::async_write(s.stream, asio::buffer(out), as_tuple_awaitable);
-    co_return !ec;
-  }
-  if (auto [ec, n] = co_await asio::async_write(s.stream, asio::buffer(out), as_tuple_awaitable); ec) co_return false;
-  if (!with_body) co_return true;
-  auto [ec, n] = co_await asio::async_write(s.stream, asio::buffer(res.body), as_tuple_awaitable);
+  // HEAD: the headers a GET would get, Content-Length included, and no body. Head and body go
+  // in one write (Beast's ssl_stream joins buffers up to 16 KiB into one TLS record). Not a
+  // std::array of two buffers: Asio's special case for it hands the stream an empty first
+  // buffer once the head is out, the ssl_stream then writes 0 bytes and async_write stops there
+  // with the body unsent. buffers_cat's sequence skips what is consumed.
+  const std::string_view body = head || bodiless(res.status) ? std::string_view() : std::string_view(res.body);
+  auto [ec, n] = co_await asio::async_write(
+      s.stream, beast::buffers_cat(asio::buffer(out), asio::buffer(body.data(), body.size())), as_tuple_awaitable);
   co_return !ec;
 }
 

@@ -509,7 +509,10 @@ awaitable<migration_fsm::event> migrator::verify(outgoing& m) {
   // The shard's digest is kept by the store with every write: read it with the sequence it is
   // exact at, bring the target exactly to that sequence, and compare it with the target's,
   // kept the same way over what it ingested and applied. No side reads the range again.
-  const auto at = store_.stats_now(ix->id, m.rec.shard);
+  // On the pool: stats_now waits for the writer's sequence lock, held across a write's fsync
+  // and an ingest.
+  auto read_kept = [&store = store_, index_id = ix->id, shard = m.rec.shard] { return store.stats_now(index_id, shard); };
+  const auto at = co_await on_pool(pool_, std::move(read_kept));
   if (!at) co_return failed(E::peer_failed, "the shard is no longer held here");
   auto shipped = co_await ship_tail(m, at->seq);
   if (!shipped) co_return from_send_error(shipped.error());

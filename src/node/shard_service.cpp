@@ -134,21 +134,21 @@ awaitable<result<shard_service::full_check>> shard_service::verify(const index_e
     t.expires_after(std::chrono::milliseconds(delay_ms));
     (void)co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
   }
-  // The kept stats and a snapshot at the same sequence: the scan of the snapshot must agree.
-  std::optional<storage::snapshot> snap;
-  const auto at = store_.stats_now(ix.id, s.id, &snap);
-  if (!at) co_return make_error(errc::conflict, "shard " + std::to_string(s.id) + " of '" + ix.name + "' is not on this node");
-  if (!snap) co_return make_error(errc::internal, "cannot take a snapshot");
-  auto work = [&store = store_, range = shard_storage_range(ix, s), snap = std::move(*snap)]() -> result<storage::shard_stats> {
-    storage::shard_stats st;
-    auto d = store.digest(range, &snap, &st.bytes);
+  // The kept stats and a snapshot at the same sequence, then a scan of the snapshot, which
+  // must agree. All of it on the bulk pool: stats_now waits for the writer's sequence lock.
+  auto work = [&store = store_, &node = cfg_.node_id, ix_id = ix.id, s_id = s.id, name = ix.name,
+               range = shard_storage_range(ix, s)]() -> result<full_check> {
+    std::optional<storage::snapshot> snap;
+    const auto at = store.stats_now(ix_id, s_id, &snap);
+    if (!at) return make_error(errc::conflict, "shard " + std::to_string(s_id) + " of '" + name + "' is not on " + node);
+    if (!snap) return make_error(errc::internal, "cannot take a snapshot");
+    storage::shard_stats scanned;
+    auto d = store.digest(range, &*snap, &scanned.bytes);
     if (!d) return d.error();
-    st.set_digest(*d);
-    return st;
+    scanned.set_digest(*d);
+    return full_check{at->stats, scanned, at->seq};
   };
-  auto scanned = co_await on_pool(bulk_pool_, std::move(work));
-  if (!scanned) co_return scanned.error();
-  co_return full_check{at->stats, *scanned, at->seq};
+  co_return co_await on_pool(bulk_pool_, std::move(work));
 }
 
 awaitable<result<std::vector<storage::op_status>>> shard_service::write(std::vector<storage::write_op> ops) {

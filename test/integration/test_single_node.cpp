@@ -14,6 +14,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 
 using namespace shardd;
@@ -596,6 +597,37 @@ TEST_CASE("curl habits work: Expect 100-continue, --data-binary @file, keep-aliv
                                     s.node.url() + "/v1/health");
   REQUIRE(rc2 == 0);
   CHECK(verbose.find("Re-using existing connection") != std::string::npos);
+  // Answers larger than a TLS record (a 1,000-record page is ~100 KiB) arrive whole, twice on
+  // one connection, and a HEAD of one carries its length and no body.
+  auto [rc6, big] = run_command(base + "-w '%{size_download} ' -o /dev/null -o /dev/null '" + s.node.url() +
+                                "/v1/indexes/c/records?limit=1000' '" + s.node.url() + "/v1/indexes/c/records?limit=1000'");
+  REQUIRE(rc6 == 0);
+  std::istringstream sizes(big);
+  std::size_t first = 0, second = 0;
+  sizes >> first >> second;
+  CHECK(first > 64 * 1024);
+  CHECK(second == first);
+  auto [rc7, head] = run_command(base + "-sI '" + s.node.url() + "/v1/indexes/c/records?limit=1000'");
+  REQUIRE(rc7 == 0);
+  CHECK(head.find("Content-Length: " + std::to_string(first)) != std::string::npos);
+  // HTTP/1.0: answered in kind, closed after the answer unless the client asks to keep it;
+  // an HTTP/1.1 client that asks to close is told so.
+  auto lower = [](std::string t) {
+    std::transform(t.begin(), t.end(), t.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    return t;
+  };
+  auto [rc3, old] = run_command(base + "--http1.0 -i " + s.node.url() + "/v1/indexes/c/count");
+  REQUIRE(rc3 == 0);
+  CHECK(lower(old).starts_with("http/1.0 200"));
+  CHECK(lower(old).find("connection:") == std::string::npos);
+  CHECK(old.find("\"count\":20000") != std::string::npos);
+  auto [rc4, kept] = run_command(base + "--http1.0 -i -H 'Connection: keep-alive' " + s.node.url() + "/v1/health");
+  REQUIRE(rc4 == 0);
+  CHECK(lower(kept).find("connection: keep-alive") != std::string::npos);
+  auto [rc5, closed] = run_command(base + "-i -H 'Connection: close' " + s.node.url() + "/v1/health");
+  REQUIRE(rc5 == 0);
+  CHECK(lower(closed).find("connection: close") != std::string::npos);
+  CHECK(lower(closed).find("content-length: ") != std::string::npos);
 }
 
 TEST_CASE("request ids: taken from the client or made, returned, in problem bodies and in the access log; HEAD and Retry-After") {
