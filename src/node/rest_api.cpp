@@ -200,11 +200,11 @@ const std::vector<rest_api::route>& rest_api::routes() {
        [](rest_api& a, call& c) { return ready(a.get_partition_map(c)); }},
       {M::get, "/v1/shards", {"format", "index"}, [](rest_api& a, call& c) { return a.list_shards(c); }},
       {M::get, "/v1/shards/{index}/{shard}/hot-keys", {"limit", "format"},
-       [](rest_api& a, call& c) { return a.hot_keys(c, c.arg("index"), c.shard_no); }},
+       [](rest_api& a, call& c) { return a.on_shard_owner(c, &rest_api::hot_keys); }},
       {M::post, "/v1/shards/{index}/{shard}/migrate", {},
        [](rest_api& a, call& c) { return a.migrate_shard(c, c.arg("index"), c.shard_no); }, true},
       {M::post, "/v1/shards/{index}/{shard}/verify", {},
-       [](rest_api& a, call& c) { return a.verify_shard(c, c.arg("index"), c.shard_no); }},
+       [](rest_api& a, call& c) { return a.on_shard_owner(c, &rest_api::verify_shard); }},
       {M::post, "/v1/shards/{index}/{shard}/split", {},
        [](rest_api& a, call& c) { return a.split_shard(c, c.arg("index"), c.shard_no); }, true},
       {M::get, "/v1/migrations", {"state", "format"}, [](rest_api& a, call& c) { return a.list_migrations(c, nullptr); }, true},
@@ -252,6 +252,19 @@ awaitable<http_response> rest_api::with_index(call& c, awaitable<http_response> 
   const index_entry* ix = c.snap->map->find_index(name);
   if (!ix) co_return c.fail(404, "not-found", "index " + quoted(name) + " does not exist");
   co_return co_await (this->*f)(c, *ix);
+}
+
+awaitable<http_response> rest_api::on_shard_owner(
+    call& c, awaitable<http_response> (rest_api::*f)(call&, const index_entry&, const shard_entry&)) {
+  const auto& name = c.arg("index");
+  const index_entry* ix = c.snap->map->find_index(name);
+  if (!ix) co_return c.fail(404, "not-found", "index " + quoted(name) + " does not exist");
+  const shard_entry* s = ix->find_shard(c.shard_no);
+  if (!s) co_return c.fail(404, "not-found", "index " + quoted(name) + " has no shard " + std::to_string(c.shard_no));
+  if (s->owner == ctx_.config.node_id) co_return co_await (this->*f)(c, *ix, *s);
+  if (c.forwarded) co_return moved_response();
+  if (auto u = owner_unavailable(c, *ix, *s)) co_return *u;
+  co_return co_await forward(c, s->owner);
 }
 
 awaitable<http_response> rest_api::dispatch(call& c) {

@@ -114,6 +114,11 @@ class rest_api {
   /// Runs `f` with the index named by the route's {index}, or answers 404.
   boost::asio::awaitable<net::http_response> with_index(
       call& c, boost::asio::awaitable<net::http_response> (rest_api::*f)(call&, const index_entry&));
+  /// Runs `f` where the shard named by the route's {index} and {shard} lives: here when this
+  /// node owns it, else on its owner (forwarded; 503 when the owner is not up, moved when a
+  /// forwarded request finds the shard elsewhere). 404 when the index or the shard is unknown.
+  boost::asio::awaitable<net::http_response> on_shard_owner(
+      call& c, boost::asio::awaitable<net::http_response> (rest_api::*f)(call&, const index_entry&, const shard_entry&));
   bool authorized(const net::http_request& req) const;
 
  public:
@@ -160,7 +165,7 @@ class rest_api {
   boost::asio::awaitable<net::http_response> anomalies(call& c);
   boost::asio::awaitable<net::http_response> events(call& c);
   boost::asio::awaitable<net::http_response> forecast(call& c);
-  boost::asio::awaitable<net::http_response> hot_keys(call& c, const std::string& index, std::uint32_t shard);
+  boost::asio::awaitable<net::http_response> hot_keys(call& c, const index_entry& ix, const shard_entry& s);
   /// `mine` and the same GET of `target` answered by every other node that is up (the rest
   /// listed with why not), for the views with `?scope=cluster`.
   /// Asks every other up node for `target` (as a forwarded request: GET, or `method` with
@@ -177,7 +182,7 @@ class rest_api {
   // migrations (rest_migrations.cpp)
   boost::asio::awaitable<net::http_response> migrate_shard(call& c, const std::string& index, std::uint32_t shard);
   boost::asio::awaitable<net::http_response> split_shard(call& c, const std::string& index, std::uint32_t shard);
-  boost::asio::awaitable<net::http_response> verify_shard(call& c, const std::string& index, std::uint32_t shard);
+  boost::asio::awaitable<net::http_response> verify_shard(call& c, const index_entry& ix, const shard_entry& s);
   boost::asio::awaitable<net::http_response> list_migrations(call& c, const std::string* id);
   boost::asio::awaitable<net::http_response> control_migration(call& c, const std::string& id, const std::string& command);
   boost::asio::awaitable<net::http_response> migration_settings(call& c);

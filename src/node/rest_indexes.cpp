@@ -240,27 +240,18 @@ json::object stats_json(const storage::shard_stats& st) {
 
 }  // namespace
 
-awaitable<http_response> rest_api::verify_shard(call& c, const std::string& index, std::uint32_t shard) {
-  const auto* ix = c.snap->map->find_index(index);
-  if (!ix) co_return c.fail(404, "not-found", "index " + quoted(index) + " does not exist");
-  const auto* s = ix->find_shard(shard);
-  if (!s) co_return c.fail(404, "not-found", "index " + quoted(index) + " has no shard " + std::to_string(shard));
-  if (s->owner != ctx_.config.node_id) {
-    // The owner holds the records; it checks them.
-    if (c.forwarded) co_return moved_response();
-    if (auto u = owner_unavailable(c, *ix, *s)) co_return *u;
-    co_return co_await forward(c, s->owner);
-  }
+awaitable<http_response> rest_api::verify_shard(call& c, const index_entry& ix, const shard_entry& s) {
+  // Runs on the owner (on_shard_owner): it holds the records.
   const auto started = std::chrono::steady_clock::now();
-  auto checked = co_await shards_.verify(*ix, *s);
+  auto checked = co_await shards_.verify(ix, s);
   if (!checked) co_return c.fail(checked.error());
   const bool match = checked->match();
   if (!match)
-    SHARDD_LOG(warn, "shard_verify_mismatch", "index", ix->name, "shard", s->id, "kept_records", checked->kept.records,
+    SHARDD_LOG(warn, "shard_verify_mismatch", "index", ix.name, "shard", s.id, "kept_records", checked->kept.records,
                "scanned_records", checked->scanned.records);
   json::object o;
-  o["index"] = ix->name;
-  o["shard"] = s->id;
+  o["index"] = ix.name;
+  o["shard"] = s.id;
   o["node"] = ctx_.config.node_id;
   o["match"] = match;
   o["sequence"] = checked->seq;

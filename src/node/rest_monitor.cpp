@@ -869,11 +869,8 @@ awaitable<http_response> rest_api::stats_history(call& c) {
   co_return json_response(200, to_json_text(o));
 }
 
-awaitable<http_response> rest_api::hot_keys(call& c, const std::string& index, std::uint32_t shard) {
-  const auto* ix = c.snap->map->find_index(index);
-  if (!ix) co_return c.fail(404, "not-found", "index " + quoted(index) + " does not exist");
-  const auto* s = ix->find_shard(shard);
-  if (!s) co_return c.fail(404, "not-found", "index " + quoted(index) + " has no shard " + std::to_string(shard));
+awaitable<http_response> rest_api::hot_keys(call& c, const index_entry& ix, const shard_entry& s) {
+  // Runs on the owner (on_shard_owner): it samples the keys.
   std::size_t limit = 10;
   if (auto l = c.param("limit")) {
     const auto n = parse_decimal(*l, 1, hot_key_sampler::capacity);
@@ -881,20 +878,14 @@ awaitable<http_response> rest_api::hot_keys(call& c, const std::string& index, s
       co_return c.fail(400, "invalid-argument", "limit must be a number from 1 to " + std::to_string(hot_key_sampler::capacity));
     limit = static_cast<std::size_t>(*n);
   }
-  if (s->owner != ctx_.config.node_id) {
-    // The owner samples the keys; ask it.
-    if (c.forwarded) co_return moved_response();
-    if (auto u = owner_unavailable(c, *ix, *s)) co_return *u;
-    co_return co_await forward(c, s->owner);
-  }
-  auto* sc = c.snap->load ? c.snap->load->find(ix->id, s->id) : nullptr;
+  auto* sc = c.snap->load ? c.snap->load->find(ix.id, s.id) : nullptr;
   if (!sc)
     co_return c.fail(409, "conflict", "the monitor is off on node " + quoted(ctx_.config.node_id) +
                                           " (interval_ms 0): keys are not sampled");
   const auto v = sc->hot.top(limit, std::chrono::steady_clock::now());
   json::object o;
-  o["index"] = ix->name;
-  o["shard"] = s->id;
+  o["index"] = ix.name;
+  o["shard"] = s.id;
   o["node"] = ctx_.config.node_id;
   o["sample_every"] = hot_key_sampler::every;
   o["sampled"] = v.sampled;
