@@ -288,6 +288,17 @@ TEST_CASE("a node killed with SIGKILL is marked down quickly and its shards answ
   }
   CHECK(unavailable > 0);
   CHECK(n2->get("/v1/indexes/d/count").status == 503);  // a count must be exact or nothing
+  // Per-shard views answered by the owner (a full check, hot keys) say the owner is down.
+  std::int64_t on3 = -1;
+  for (const auto& [sh, n] : own)
+    if (n == "node-3") on3 = sh;
+  REQUIRE(on3 >= 0);
+  for (auto r : {n2->post("/v1/shards/d/" + std::to_string(on3) + "/verify", ""),
+                 n2->get("/v1/shards/d/" + std::to_string(on3) + "/hot-keys")}) {
+    INFO(r.body);
+    CHECK(r.status == 503);
+    CHECK(std::string(body(r).at("detail").as_string()).find("node-3") != std::string::npos);
+  }
 
   // Back up after a restart, with its records.
   cl.node(3).start();
