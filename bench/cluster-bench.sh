@@ -9,7 +9,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-10}
 conns=${2:-64}
 "$repo/scripts/setup.sh" --bench
-build=$repo/build-release
+build=${BENCH_BUILD:-$repo/build-release}  # another build to compare with
 if [[ ! -f $build/build.ninja ]]; then meson setup "$build" -Dbuildtype=release -Db_ndebug=true >/dev/null; fi
 ninja -C "$build" src/node/shardd >/dev/null
 

@@ -5,7 +5,8 @@
 #   bench/http-bench.sh [SECONDS]
 # The anchor: nginx (Debian's nginx-light, 2 workers, TLS 1.3, the same certificate) serving a
 # file the size of a GET's answer, measured in the same run with the same wrk settings; RESULT
-# ratio_get_nginx and ratio_put_get compare them.
+# ratio_get_nginx and ratio_put_get compare them; nginx's and shardd's CPU time per GET (both
+# processes' user + system time over the run) are printed beside them.
 # Ends with the monitor on and off side by side (RESULT monitor_get, monitor_put: on/off ratio).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -77,15 +78,24 @@ nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
 nginx_pid=$!
 for _ in $(seq 100); do curl -fsS --cacert "$work/certs/ca.pem" "https://127.0.0.1:$nport/r.json" >/dev/null 2>&1 && break; sleep 0.1; done
 rps_of() { sed -E 's/.*req_per_s=([0-9]+).*/\1/' <<<"$1"; }
+# CPU time (user + system, clock ticks) of the given processes, to print CPU-µs per request.
+ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+hz=$(getconf CLK_TCK)
+us_per_req() { awk -v t="$1" -v hz="$hz" -v r="$2" -v s="$secs" 'BEGIN{printf "%.1f", t * 1e6 / hz / (r * s)}'; }
+nginx_workers=$(pgrep -P "$nginx_pid" | tr '\n' ' ')
 
 echo "# nginx: a ${#answer}-byte file over TLS 1.3, 2 workers, 64 connections, ${secs}s"
+t0=$(ticks $nginx_workers)
 line=$(BENCH_PATH=/r.json wrk -t1 -c64 -d"${secs}s" --latency -s "$repo/bench/wrk-get.lua" "https://127.0.0.1:$nport" | grep RESULT)
-echo "$line"
 nginx_rps=$(rps_of "$line")
+nginx_us=$(us_per_req $(( $(ticks $nginx_workers) - t0 )) "$nginx_rps")
+echo "$line cpu_us_per_req=$nginx_us"
 echo "# GET single record, 64 connections, ${secs}s"
+t0=$(ticks "$pid")
 line=$(BENCH_INDEX=bench BENCH_KEYS=100000 BENCH_PREFIX=b wrk -t1 -c64 -d"${secs}s" --latency -s "$repo/bench/wrk-get.lua" "$url" | grep RESULT)
-echo "$line"
 get_rps=$(rps_of "$line")
+get_us=$(us_per_req $(( $(ticks "$pid") - t0 )) "$get_rps")
+echo "$line cpu_us_per_req=$get_us"
 echo "# durable PUT (fsync, group commit), 64 connections, ${secs}s"
 line=$(BENCH_INDEX=bench wrk -t1 -c64 -d"${secs}s" --latency -s "$repo/bench/wrk-put.lua" "$url" | grep RESULT)
 echo "$line"
@@ -93,7 +103,7 @@ put_rps=$(rps_of "$line")
 kill "$nginx_pid" 2>/dev/null && wait "$nginx_pid" 2>/dev/null || true
 nginx_pid=
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", a/b}'; }
-echo "RESULT anchor nginx_req_per_s=$nginx_rps get_req_per_s=$get_rps put_req_per_s=$put_rps ratio_get_nginx=$(ratio "$get_rps" "$nginx_rps") ratio_put_get=$(ratio "$put_rps" "$get_rps")"
+echo "RESULT anchor nginx_req_per_s=$nginx_rps get_req_per_s=$get_rps put_req_per_s=$put_rps ratio_get_nginx=$(ratio "$get_rps" "$nginx_rps") ratio_put_get=$(ratio "$put_rps" "$get_rps") nginx_cpu_us_per_req=$nginx_us get_cpu_us_per_req=$get_us ratio_cpu_get_nginx=$(ratio "$get_us" "$nginx_us")"
 
 # The monitor's cost, side by side in this run: rounds alternate between the monitor off
 # (interval 0: no per-shard counting, no sampling) and on at 1 s (five times the default rate),

@@ -40,7 +40,7 @@ namespace {
 struct session {
   session(tcp::socket sock, ssl::context& ctx) : stream(std::move(sock), ctx) {}
   beast::ssl_stream<beast::tcp_stream> stream;
-  bool idle = true;  // waiting for a request; touched only on the session's strand
+  bool idle = true;  // waiting for a request; touched only on the session's executor
 };
 
 http_method to_method(http::verb v) {
@@ -77,6 +77,14 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   std::unordered_map<session*, std::weak_ptr<session>> sessions;
 
   std::atomic<int> refusing{0};  // connections being answered 503 (over max_connections)
+  std::size_t next_context = 0;  // touched only by the accept loop
+
+  // A connection's executor: a strand of the server's io_context, or the next of the session
+  // contexts, each run by one thread (its implicit strand, without a strand's queue and lock).
+  asio::any_io_executor session_executor() {
+    if (opts.session_contexts.empty()) return asio::make_strand(ioc);
+    return opts.session_contexts[next_context++ % opts.session_contexts.size()]->get_executor();
+  }
 
   awaitable<void> accept_loop();
   awaitable<void> run(std::shared_ptr<session> s);
@@ -125,7 +133,7 @@ void http_server::start(const host_port& listen) {
 awaitable<void> http_server::impl::accept_loop() {
   auto self = shared_from_this();
   while (!stopping) {
-    auto [ec, sock] = co_await acceptor.async_accept(asio::make_strand(ioc), as_tuple_awaitable);
+    auto [ec, sock] = co_await acceptor.async_accept(session_executor(), as_tuple_awaitable);
     if (ec) {
       if (stopping || ec == asio::error::operation_aborted) break;
       SHARDD_LOG(warn, "rest_accept_error", "error", ec.message());

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <vector>
 
 namespace boost::asio {
 class io_context;
@@ -33,12 +34,16 @@ struct http_server_options {
   std::string node_id;          ///< for the access log: an answer from another node names it
   bool access_log = false;      ///< one line per request (event=access)
   double access_log_sample = 1.0;
+  /// Where connections run, dealt out in turn; each must be run by one thread alone (a
+  /// connection then needs no strand). Empty: each connection on its own strand of the
+  /// server's io_context. The node gives one context per network thread.
+  std::vector<boost::asio::io_context*> session_contexts;
 };
 
-/// Handles one request. Runs on the connection's strand; may co_await.
+/// Handles one request. Runs on the connection's executor (its thread or strand); may co_await.
 using http_handler = std::function<boost::asio::awaitable<http_response>(http_request)>;
 
-/// Accepts HTTPS connections and runs one coroutine per connection on its own strand
+/// Accepts HTTPS connections and runs one coroutine per connection (see `session_contexts`)
 /// (Beast's awaitable server shape): read header → answer `Expect: 100-continue` at once →
 /// read body within the limit → call the handler → write → repeat while keep-alive.
 /// Malformed requests get 400, bodies over the limit 413, both as problem+json, and the

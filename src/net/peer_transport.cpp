@@ -20,6 +20,7 @@
 #include <boost/asio/write.hpp>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <array>
 #include <deque>
 #include <mutex>
@@ -162,6 +163,12 @@ struct peer_server::impl : std::enable_shared_from_this<impl> {
   std::atomic<bool> stopping{false};
   std::mutex mutex;  // guards conns only
   std::unordered_map<connection*, std::weak_ptr<connection>> conns;
+  std::size_t next_context = 0;  // touched only by the accept loop
+
+  asio::io_context& connection_context() {
+    if (opts.session_contexts.empty()) return ioc;
+    return *opts.session_contexts[next_context++ % opts.session_contexts.size()];
+  }
 
   awaitable<void> accept_loop();
   awaitable<void> serve(std::shared_ptr<connection> c);
@@ -220,7 +227,7 @@ awaitable<void> peer_server::impl::accept_loop() {
     boost::system::error_code opt;
     (void)sock.set_option(tcp::no_delay(true), opt);
     (void)sock.set_option(asio::socket_base::keep_alive(true), opt);
-    auto c = std::make_shared<connection>(asio::make_strand(ioc), std::move(sock), ctx);
+    auto c = std::make_shared<connection>(asio::make_strand(connection_context()), std::move(sock), ctx);
     {
       std::lock_guard lock(mutex);
       conns.emplace(c.get(), c);
@@ -365,13 +372,15 @@ using reply_channel = asio::experimental::channel<void(boost::system::error_code
 }  // namespace
 
 struct peer_client::impl : std::enable_shared_from_this<impl> {
-  impl(asio::io_context& c, const tls_config& tls, peer_identity s, std::size_t max)
-      : ioc(c), ctx(make_peer_context(tls, false)), self(std::move(s)), max_frame(max) {}
+  impl(asio::io_context& c, const tls_config& tls, peer_identity s, std::size_t max, std::vector<asio::io_context*> where)
+      : ioc(c), ctx(make_peer_context(tls, false)), self(std::move(s)), max_frame(max), contexts(std::move(where)) {
+    if (contexts.empty()) contexts.push_back(&ioc);
+  }
 
   /// One connection to one peer address. All members are used on `strand` only.
   struct connection : std::enable_shared_from_this<connection> {
-    connection(impl& o, std::string addr, std::string expected)
-        : owner(o), strand(asio::make_strand(o.ioc)), address(std::move(addr)), expected_node(std::move(expected)),
+    connection(impl& o, asio::io_context& where, std::string addr, std::string expected)
+        : owner(o), strand(asio::make_strand(where)), address(std::move(addr)), expected_node(std::move(expected)),
           connect_done(strand) {
       connect_done.expires_at(std::chrono::steady_clock::time_point::max());
     }
@@ -406,24 +415,34 @@ struct peer_client::impl : std::enable_shared_from_this<impl> {
   ssl::context ctx;
   peer_identity self;
   std::size_t max_frame;
-  // Each peer gets a few connections, used in turn: one TLS stream is used by one thread at a
-  // time, so several let a busy peer's traffic spread over the network threads.
-  static constexpr unsigned connections_per_peer = 2;
+  // Each peer gets a connection per network thread (at least two): one TLS stream is used by
+  // one thread at a time, so several let a busy peer's traffic spread over the threads. A
+  // request made on a network thread's context takes that thread's connection, so a forwarded
+  // request never changes threads; any other caller takes them in turn.
+  std::vector<asio::io_context*> contexts;
   std::mutex mutex;  // guards conns and turn only
   std::unordered_map<std::string, std::shared_ptr<connection>> conns;  // by expected node, address, slot
   unsigned turn = 0;
 
-  std::shared_ptr<connection> get(const std::string& node, const std::string& address, peer_lane lane) {
+  std::shared_ptr<connection> get(const std::string& node, const std::string& address, peer_lane lane,
+                                  const asio::execution_context* caller) {
+    const auto n = static_cast<unsigned>(contexts.size());
+    const unsigned slots = std::max(2u, n);
     std::lock_guard lock(mutex);
-    const std::string slot = lane == peer_lane::bulk ? "bulk" : std::to_string(turn++ % connections_per_peer);
-    auto& c = conns[node + "@" + address + "#" + slot];
-    if (!c) c = std::make_shared<connection>(*this, address, node);
+    unsigned slot = slots;  // bulk: its own connection
+    if (lane != peer_lane::bulk) {
+      auto here = std::find(contexts.begin(), contexts.end(), caller);
+      slot = here != contexts.end() ? static_cast<unsigned>(here - contexts.begin()) : turn++ % slots;
+    }
+    auto& c = conns[node + "@" + address + "#" + std::to_string(slot)];
+    if (!c) c = std::make_shared<connection>(*this, *contexts[slot % n], address, node);
     return c;
   }
 };
 
-peer_client::peer_client(asio::io_context& ioc, const tls_config& tls, peer_identity self, std::size_t max_frame_bytes)
-    : impl_(std::make_shared<impl>(ioc, tls, std::move(self), max_frame_bytes)) {}
+peer_client::peer_client(asio::io_context& ioc, const tls_config& tls, peer_identity self, std::size_t max_frame_bytes,
+                         std::vector<asio::io_context*> contexts)
+    : impl_(std::make_shared<impl>(ioc, tls, std::move(self), max_frame_bytes, std::move(contexts))) {}
 
 peer_client::~peer_client() { close_all(); }
 
@@ -438,7 +457,8 @@ void peer_client::close_all() {
 
 awaitable<result<peer::frame>> peer_client::call(std::string expected_node, std::string address, peer::frame request,
                                                  std::chrono::milliseconds timeout, peer_lane lane) {
-  auto c = impl_->get(expected_node, address, lane);
+  const auto caller = co_await asio::this_coro::executor;
+  auto c = impl_->get(expected_node, address, lane, &asio::query(caller, asio::execution::context_as<asio::execution_context&>));
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   // Run on the connection's strand; the caller resumes on its own executor.
   auto work = c->call(std::move(request), deadline);

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <vector>
 #include <string>
 
 namespace boost::asio {
@@ -34,6 +35,9 @@ struct peer_server_options {
   std::size_t max_in_flight = 64;                 ///< requests handled at once per connection; reading waits beyond
   std::chrono::milliseconds write_timeout{30000};  ///< a reply write that takes longer closes the connection
   std::chrono::milliseconds idle_timeout{600000};  ///< no frame for this long (and none in flight): closed
+  /// Where accepted connections run (each on a strand of one of them), dealt out in turn;
+  /// empty: the server's io_context. The node gives one context per network thread.
+  std::vector<boost::asio::io_context*> session_contexts;
 };
 
 /// Accepts peer connections. Each connection: TLS handshake requiring a client certificate
@@ -61,7 +65,7 @@ class peer_server {
   std::shared_ptr<impl> impl_;
 };
 
-/// Outgoing peer connections: two per peer address, used in turn and reused by every request
+/// Outgoing peer connections: one per network thread per peer address (at least two), reused by every request
 /// to that peer (requests are multiplexed by request id). A lost connection fails its requests in flight
 /// and is re-established by the next request.
 /// Which connections a request travels on. Bulk frames (migration batches of megabytes) get
@@ -71,8 +75,10 @@ enum class peer_lane { request, bulk };
 
 class peer_client {
  public:
+  /// `contexts`: the network threads' contexts (see the pool above); empty: `ioc` alone.
   peer_client(boost::asio::io_context& ioc, const tls_config& tls, peer_identity self,
-              std::size_t max_frame_bytes = peer::default_max_frame_bytes);
+              std::size_t max_frame_bytes = peer::default_max_frame_bytes,
+              std::vector<boost::asio::io_context*> contexts = {});
   ~peer_client();
   peer_client(const peer_client&) = delete;
   peer_client& operator=(const peer_client&) = delete;

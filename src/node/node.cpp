@@ -50,12 +50,35 @@ void raise_open_file_limit() {
 
 }  // namespace
 
+/// An io_context whose services can be shut down before it is destroyed. A coroutine parked on
+/// one network thread's context can own objects (a peer connection's socket) of another's; a
+/// context's destructor shuts its services down and frees them at once, so whichever context
+/// went second would destroy objects whose services were already freed. The node shuts all of
+/// them down first (pending handlers destroyed while every service still exists), then lets
+/// them be destroyed.
+struct io_loop : asio::io_context {
+  using asio::io_context::io_context;
+  using asio::execution_context::shutdown;
+};
+
 struct node::impl {
   explicit impl(node_config c)
-      : cfg(std::move(c)), ioc(static_cast<int>(cfg.threads)), read_pool(cfg.read_threads), migration_pool(cfg.migration_threads), signals(ioc, SIGINT, SIGTERM) {}
+      : cfg(std::move(c)), ioc(1), read_pool(cfg.read_threads), migration_pool(cfg.migration_threads), signals(ioc, SIGINT, SIGTERM) {
+    for (std::uint32_t i = 1; i < cfg.threads; ++i) {
+      auto& c = session_iocs.emplace_back(std::make_unique<io_loop>(1));
+      session_work.push_back(asio::make_work_guard(*c));
+    }
+  }
 
   node_config cfg;
-  asio::io_context ioc;
+  // One io_context per network thread, each run by that thread alone (as nginx runs a worker
+  // per core): a connection's reads, handler and writes stay on one thread, so no request wakes
+  // another thread or takes the scheduler's lock to hop between them. `ioc` (thread 0) also runs
+  // the actors, the peer connections and the control plane; REST connections are dealt out over
+  // it and the others.
+  io_loop ioc;
+  std::vector<std::unique_ptr<io_loop>> session_iocs;  // threads 1..threads-1
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> session_work;
   asio::thread_pool read_pool;
   asio::thread_pool migration_pool;  // a long digest or a stalled import never delays a GET
   asio::signal_set signals;
@@ -76,6 +99,18 @@ struct node::impl {
   int exit_code = 0;
 
   asio::awaitable<void> shutdown(int signal);
+  ~impl() { shut_down_contexts(); }
+  std::vector<asio::io_context*> network_contexts() {
+    std::vector<asio::io_context*> all{&ioc};
+    for (auto& c : session_iocs) all.push_back(c.get());
+    return all;
+  }
+  /// Destroys what every network context still holds (see io_loop), while the node's parts
+  /// those handlers may point to still exist.
+  void shut_down_contexts() {
+    for (auto& c : session_iocs) c->shutdown();
+    ioc.shutdown();
+  }
   /// Starts a controller on this node (it leads) and makes it the one the API and peers reach.
   controller* start_controller(controller_meta* meta) {
     auto c = std::make_unique<controller>(ioc.get_executor(), cfg, *plane, store.get(), peer_pool.get(), meta);
@@ -94,6 +129,7 @@ struct node::impl {
 node::node(node_config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
 
 node::~node() {
+  impl_->shut_down_contexts();
   if (impl_->store) impl_->store->close();
 }
 
@@ -117,7 +153,7 @@ result<void> node::start() {
   m.ring->start();
 
   try {
-    m.peer_pool = std::make_unique<peers>(m.ioc, m.cfg, *m.ring);
+    m.peer_pool = std::make_unique<peers>(m.ioc, m.cfg, *m.ring, m.network_contexts());
   } catch (const std::exception& e) {
     return make_error(errc::invalid_argument, e.what());
   }
@@ -179,6 +215,7 @@ result<void> node::start() {
     po.max_in_flight = m.cfg.peer_max_in_flight;
     po.write_timeout = std::chrono::milliseconds(m.cfg.peer_write_timeout_ms);
     po.idle_timeout = std::chrono::milliseconds(m.cfg.peer_idle_timeout_ms);
+    po.session_contexts = m.network_contexts();
     m.peer_listener = std::make_unique<net::peer_server>(
         m.ioc, m.cfg.tls, net::peer_identity{m.cfg.cluster_id, m.cfg.node_id},
         [svc = m.peer_svc.get()](peer::frame f, std::string from) { return svc->handle(std::move(f), std::move(from)); }, po);
@@ -215,6 +252,7 @@ result<void> node::start() {
   ho.access_log = m.cfg.access_log;
   ho.access_log_sample = m.cfg.access_log_sample;
   ho.check = [api = m.api.get()](const net::http_request& head) { return api->check_header(head); };
+  ho.session_contexts = m.network_contexts();
   raise_open_file_limit();
   try {
     m.http = std::make_unique<net::http_server>(
@@ -285,17 +323,20 @@ asio::awaitable<void> node::impl::shutdown(int sig) {
   peer_listener->stop();
   peer_pool->close_all();
   ring->stop();
+  session_work.clear();
+  for (auto& c : session_iocs) c->stop();
   ioc.stop();
 }
 
 int node::run() {
   auto& m = *impl_;
   std::vector<std::thread> threads;
-  for (std::uint32_t i = 1; i < m.cfg.threads; ++i) threads.emplace_back([&m] { m.ioc.run(); });
+  for (auto& c : m.session_iocs) threads.emplace_back([c = c.get()] { c->run(); });
   m.ioc.run();
   for (auto& t : threads) t.join();
   m.read_pool.join();
   m.migration_pool.join();
+  m.shut_down_contexts();
   // The writer drains what was queued (every acknowledged write is already durable), then
   // RocksDB closes cleanly.
   m.store->close();

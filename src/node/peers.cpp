@@ -5,8 +5,11 @@
 
 namespace shardd {
 
-peers::peers(boost::asio::io_context& ioc, const node_config& cfg, ring_actor& ring)
-    : ring_(ring), client_(ioc, cfg.tls, net::peer_identity{cfg.cluster_id, cfg.node_id}) {}
+peers::peers(boost::asio::io_context& ioc, const node_config& cfg, ring_actor& ring,
+             std::vector<boost::asio::io_context*> contexts)
+    : ring_(ring),
+      client_(ioc, cfg.tls, net::peer_identity{cfg.cluster_id, cfg.node_id}, peer::default_max_frame_bytes,
+              std::move(contexts)) {}
 
 peer::frame make_frame(peer::frame_type type, std::string payload, std::uint64_t map_version) {
   peer::frame f;

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 namespace shardd {
 
@@ -18,7 +19,9 @@ namespace shardd {
 /// Shared by every actor and handler of the node; thread-safe.
 class peers {
  public:
-  peers(boost::asio::io_context& ioc, const node_config& cfg, ring_actor& ring);
+  /// `contexts`: the network threads' contexts (a forwarded request stays on its thread).
+  peers(boost::asio::io_context& ioc, const node_config& cfg, ring_actor& ring,
+        std::vector<boost::asio::io_context*> contexts = {});
 
   boost::asio::awaitable<result<peer::frame>> call(std::string node_id, peer::frame f, std::chrono::milliseconds timeout,
                                                    net::peer_lane lane = net::peer_lane::request);

@@ -5,9 +5,18 @@
 #include "support/cluster.hpp"
 #include "support/json_body.hpp"
 
+#include "net/http_server.hpp"
+#include "net/https_client.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
 #include <cstdlib>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
+#include <thread>
 
 using namespace shardd;
 using namespace shardd::test;
@@ -124,4 +133,55 @@ TEST_CASE("a peer that sends requests and never reads the replies is cut at peer
   CHECK(raw_peer("noread", cl.node(1), "20000").rfind("closed", 0) == 0);
   CHECK(cl.node(1).client()->get("/v1/health").status == 200);
   CHECK(cl.node(2).client()->put("/v1/indexes/still", R"({"shards":2})").status == 201);
+}
+
+TEST_CASE("the REST server deals connections out over its contexts, and each connection stays on one thread") {
+  // The node runs one io_context per network thread and gives the server all of them: a
+  // connection's requests must all run on the thread it was dealt to, and connections must
+  // spread over every thread.
+  const auto& c = test_certs();
+  net::http_server_options o;
+  std::vector<std::unique_ptr<boost::asio::io_context>> contexts;
+  for (int i = 0; i < 2; ++i) {
+    contexts.push_back(std::make_unique<boost::asio::io_context>(1));
+    o.session_contexts.push_back(contexts.back().get());
+  }
+  net::http_server server(
+      *contexts[0], tls_config{c.cert("node-1"), c.key("node-1"), c.ca()},
+      [](net::http_request) -> boost::asio::awaitable<net::http_response> {
+        std::ostringstream id;
+        id << std::this_thread::get_id();
+        net::http_response r;
+        r.body = id.str();
+        co_return r;
+      },
+      o);
+  const auto port = free_port();
+  server.start(host_port{"127.0.0.1", port});
+  std::vector<std::thread> threads;
+  for (auto& ctx : contexts) {
+    threads.emplace_back([ctx = ctx.get()] {
+      auto work = boost::asio::make_work_guard(*ctx);
+      ctx->run();
+    });
+  }
+  std::map<std::string, int> connections_per_thread;
+  {
+    std::vector<std::unique_ptr<net::https_client>> clients;
+    for (int i = 0; i < 6; ++i) clients.push_back(std::make_unique<net::https_client>("127.0.0.1", port, c.ca()));
+    for (auto& cl : clients) {
+      std::set<std::string> seen;
+      for (int r = 0; r < 5; ++r) {
+        auto res = cl->get("/anything");
+        REQUIRE(res.status == 200);
+        seen.insert(res.body);
+      }
+      CHECK(seen.size() == 1);  // one thread for all of a connection's requests
+      ++connections_per_thread[*seen.begin()];
+    }
+  }
+  CHECK(connections_per_thread.size() == 2);  // both threads serve
+  for (auto& [thread, n] : connections_per_thread) CHECK(n == 3);  // dealt out in turn
+  for (auto& ctx : contexts) ctx->stop();
+  for (auto& t : threads) t.join();
 }
