@@ -27,8 +27,14 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <latch>
 #include <thread>
+
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <sys/resource.h>
 
@@ -46,6 +52,27 @@ void raise_open_file_limit() {
   lim.rlim_cur = lim.rlim_max;
   if (::setrlimit(RLIMIT_NOFILE, &lim) == 0)
     SHARDD_LOG(debug, "open_file_limit_raised", "from", before, "to", lim.rlim_cur);
+}
+
+/// Lowers the CPU priority (nice +`step`) of each of a pool's `n` threads: background work
+/// (a migration's SST files, imports, digests) yields the cores to the network threads, each of
+/// which alone serves the connections dealt to it (Cassandra and RocksDB lower their compaction
+/// threads the same way). One task per thread, held at a latch until all have started, so each
+/// runs on a different thread.
+void lower_pool_priority(asio::thread_pool& pool, std::uint32_t n, int step) {
+  std::latch started(static_cast<std::ptrdiff_t>(n));
+  std::latch done(static_cast<std::ptrdiff_t>(n));
+  for (std::uint32_t i = 0; i < n; ++i)
+    asio::post(pool, [&] {
+      const auto tid = static_cast<id_t>(::syscall(SYS_gettid));
+      errno = 0;
+      const int now = ::getpriority(PRIO_PROCESS, tid);
+      if (errno == 0 && ::setpriority(PRIO_PROCESS, tid, now + step) != 0)
+        SHARDD_LOG(debug, "thread_priority_unchanged", "error", std::strerror(errno));
+      started.arrive_and_wait();
+      done.count_down();
+    });
+  done.wait();
 }
 
 }  // namespace
@@ -146,6 +173,7 @@ result<void> node::start() {
   auto st = storage::store::open(so);
   if (!st) return st.error();
   m.store = std::move(*st);
+  lower_pool_priority(m.migration_pool, m.cfg.migration_threads, 5);
 
   m.ring = std::make_unique<ring_actor>(m.ioc.get_executor(), m.cfg, *m.store);
   auto loaded = m.ring->load();

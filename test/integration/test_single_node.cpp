@@ -10,7 +10,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <random>
 #include <set>
@@ -677,4 +679,29 @@ TEST_CASE("request ids: taken from the client or made, returned, in problem bodi
   auto unknown = s.http->get("/v1/indexes?colour=red");
   CHECK(unknown.status == 400);
   CHECK(body(unknown).at("detail").as_string().find("it takes format") != std::string::npos);
+}
+
+TEST_CASE("the migration threads run below the network threads' priority") {
+  // Each network thread alone serves the connections dealt to it: background work (a move's
+  // SST files and imports) must yield the cores to it. The node's threads and their nice
+  // values, from /proc: exactly the migration pool's threads (2 by default) 5 above the rest.
+  single_node s;
+  REQUIRE(s.http->get("/v1/health").status == 200);
+  std::map<int, int> threads_by_nice;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(s.node.pid()) + "/task")) {
+    std::ifstream in(task.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // Fields after the command name (in parentheses, which may hold spaces): nice is field 19.
+    std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    for (int i = 3; i <= 19 && rest >> field; ++i) {
+    }
+    ++threads_by_nice[std::stoi(field)];
+  }
+  // Relative to the node's own nice value (the suite may itself run under nice).
+  const int base = threads_by_nice.begin()->first;
+  INFO("base nice " << base << ", distinct values " << threads_by_nice.size());
+  CHECK(threads_by_nice[base + 5] == 2);
+  CHECK(threads_by_nice[base] >= 4);  // network threads, writer, read pool, RocksDB's
+  CHECK(threads_by_nice.size() == 2);
 }
