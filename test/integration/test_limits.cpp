@@ -146,7 +146,7 @@ TEST_CASE("the REST server deals connections out over its contexts, and each con
     contexts.push_back(std::make_unique<boost::asio::io_context>(1));
     o.session_contexts.push_back(contexts.back().get());
   }
-  net::http_server server(
+  auto server = std::make_unique<net::http_server>(
       *contexts[0], tls_config{c.cert("node-1"), c.key("node-1"), c.ca()},
       [](net::http_request) -> boost::asio::awaitable<net::http_response> {
         std::ostringstream id;
@@ -157,7 +157,7 @@ TEST_CASE("the REST server deals connections out over its contexts, and each con
       },
       o);
   const auto port = free_port();
-  server.start(host_port{"127.0.0.1", port});
+  server->start(host_port{"127.0.0.1", port});
   std::vector<std::thread> threads;
   for (auto& ctx : contexts) {
     threads.emplace_back([ctx = ctx.get()] {
@@ -184,4 +184,9 @@ TEST_CASE("the REST server deals connections out over its contexts, and each con
   for (auto& [thread, n] : connections_per_thread) CHECK(n == 3);  // dealt out in turn
   for (auto& ctx : contexts) ctx->stop();
   for (auto& t : threads) t.join();
+  // The server (its acceptor lives on the first context) goes before the contexts, and the
+  // last context before the first: its parked connections hold the server's state, acceptor
+  // included (the node shuts all its contexts down before destroying any).
+  server.reset();
+  while (!contexts.empty()) contexts.pop_back();
 }
