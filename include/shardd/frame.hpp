@@ -83,6 +83,11 @@ struct frame {
   /// The payload starts with header_bytes of room for the header (data_batch_writer builds
   /// batches so): encode(frame&&) writes the header there instead of copying the payload.
   bool header_room = false;
+  /// `crc32c` of the payload (after the header room, if any), computed where the payload was built — a
+  /// migration batch, on the migration pool, while it is still in that core's cache — so that
+  /// `encode`, on a network thread, does not read megabytes again. A wrong value is what the
+  /// receiver's check catches (the frame arrives `corrupt`).
+  std::optional<std::uint32_t> checksum;
 };
 
 /// Serialises a frame; sets the length, and appends the CRC32C when flag_checksummed is set.

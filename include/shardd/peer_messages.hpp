@@ -211,6 +211,14 @@ struct data_batch_view {
 };
 [[nodiscard]] result<data_batch_view> decode_data_batch_view(std::string_view p);
 std::string encode(const data_batch_view& m);
+/// What a receiver needs before the records: the kind, the number of records and the first
+/// key (empty if none), read without touching the rest (which decode_data_batch_view checks).
+struct data_batch_head {
+  std::uint8_t kind = 0;
+  std::uint32_t count = 0;
+  std::string_view first_key;
+};
+[[nodiscard]] result<data_batch_head> peek_data_batch(std::string_view p);
 
 /// A range of one migration (import_digest, import_reset).
 struct import_range {

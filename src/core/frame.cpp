@@ -205,7 +205,7 @@ std::string encode(const frame& f) {
   out.resize(header_bytes);
   write_header(out.data(), f.header, length);
   out.append(payload);
-  if (sum) append_u32be(out, crc32c(payload));
+  if (sum) append_u32be(out, f.checksum ? *f.checksum : crc32c(payload));
   if (f.corrupt_after_checksum && !payload.empty()) out[header_bytes] = static_cast<char>(out[header_bytes] ^ 0x5a);
   return out;
 }
@@ -216,7 +216,7 @@ std::string encode(frame&& f) {
   std::string out = std::move(f.payload);
   const std::size_t length = out.size() + (sum ? 4 : 0);
   write_header(out.data(), f.header, length);
-  if (sum) append_u32be(out, crc32c(std::string_view(out).substr(header_bytes)));
+  if (sum) append_u32be(out, f.checksum ? *f.checksum : crc32c(std::string_view(out).substr(header_bytes)));
   if (f.corrupt_after_checksum && out.size() > header_bytes + (sum ? 4 : 0))
     out[header_bytes] = static_cast<char>(out[header_bytes] ^ 0x5a);
   return out;

@@ -375,6 +375,21 @@ result<data_batch_view> decode_data_batch_view(std::string_view p) {
   return m;
 }
 
+result<data_batch_head> peek_data_batch(std::string_view p) {
+  payload_reader r(p);
+  data_batch_head h;
+  (void)r.bytes();  // the migration
+  h.kind = r.u8();
+  h.count = r.u32();
+  if (!plausible(r, h.count, 9) || h.kind > 1) return malformed("data_batch");
+  if (h.count > 0) {
+    (void)r.u8();
+    h.first_key = r.bytes();
+    if (!r.ok()) return malformed("data_batch");
+  }
+  return h;
+}
+
 std::string encode(const import_range& m) {
   payload_writer w;
   w.bytes(m.migration).u32(m.index_id).u32(m.shard_id).bytes(m.begin).bytes(m.end);

@@ -379,11 +379,13 @@ awaitable<std::size_t> migrator::copy_batch_bytes(const outgoing& m) {
   co_return static_cast<std::size_t>(std::clamp<std::uint64_t>(rate / 8, copy_batch_min, copy_batch_max));
 }
 
-awaitable<result<peer::frame>> migrator::send_batch(outgoing& m, std::string payload, std::uint64_t bytes) {
+awaitable<result<peer::frame>> migrator::send_batch(outgoing& m, std::string payload, std::uint64_t bytes,
+                                                    std::optional<std::uint32_t> checksum) {
   co_await throttle(m, bytes);
   auto f = make_frame(peer::frame_type::data_batch, std::move(payload), ring_.snapshot()->map->version);
   f.header.flags = peer::flag_checksummed;
   f.header_room = true;  // the batch was written after room for the header (no copy to frame it)
+  f.checksum = checksum;
   if (faults_.corrupt_batch > 0 && ++batches_sent_ == faults_.corrupt_batch) {
     f.corrupt_after_checksum = true;
     SHARDD_LOG(warn, "fault_injected", "migration", m.rec.id, "fault", "corrupt_batch");
@@ -406,6 +408,7 @@ awaitable<migration_fsm::event> migrator::copy_step(outgoing& m) {
     struct page {
       std::string payload;
       storage::store::visit_result seen;
+      std::uint32_t checksum = 0;
     };
     const auto limit = co_await copy_batch_bytes(m);
     auto read = [&store = store_, snap = *m.snap, range = m.range, after, limit,
@@ -416,7 +419,10 @@ awaitable<migration_fsm::event> migrator::copy_step(outgoing& m) {
       if (!seen) return seen.error();
       if (seen->records == 0) return page{};
       std::string payload = w.finish(seen->last_key, 0);
-      return page{std::move(payload), std::move(*seen)};
+      // The frame's checksum, here while the batch is in this core's cache rather than on the
+      // network thread that sends it.
+      const auto checksum = peer::crc32c(std::string_view(payload).substr(peer::header_bytes));
+      return page{std::move(payload), std::move(*seen), checksum};
     };
     auto read_page = co_await on_pool(pool_, std::move(read));
     if (!read_page) co_return failed(E::peer_failed, "reading the snapshot: " + read_page.error().detail);
@@ -430,8 +436,8 @@ awaitable<migration_fsm::event> migrator::copy_step(outgoing& m) {
     m.read_cursor = f.cursor;
     // The send owns a reference: an abandoned send may finish after the migration has.
     auto send = [this, mp = m.shared_from_this(), payload = std::move(read_page->payload), bytes,
-                 done = f.done]() mutable -> awaitable<void> {
-      auto r = co_await send_batch(*mp, std::move(payload), bytes);
+                 checksum = read_page->checksum, done = f.done]() mutable -> awaitable<void> {
+      auto r = co_await send_batch(*mp, std::move(payload), bytes, checksum);
       (void)done->try_send(boost::system::error_code{}, std::move(r));
     };
     asio::co_spawn(m.strand, std::move(send), asio::detached);

@@ -97,7 +97,9 @@ class migrator {
   boost::asio::awaitable<void> drive(std::shared_ptr<outgoing> m, std::vector<migration_fsm::action> actions);
   boost::asio::awaitable<result<void>> persist(outgoing& m);
   boost::asio::awaitable<void> report(outgoing& m, bool force);
-  boost::asio::awaitable<result<peer::frame>> send_batch(outgoing& m, std::string payload, std::uint64_t bytes);
+  /// `checksum`: the batch's CRC32C when the caller computed it (see peer::frame::checksum).
+  boost::asio::awaitable<result<peer::frame>> send_batch(outgoing& m, std::string payload, std::uint64_t bytes,
+                                                         std::optional<std::uint32_t> checksum = std::nullopt);
   boost::asio::awaitable<void> throttle(outgoing& m, std::uint64_t bytes);
   /// The adaptive throttle's loop (on strand_): one step of `adaptive_` per monitor sample
   /// while moves are sending, and the node-wide bucket set to its limit.

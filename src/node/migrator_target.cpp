@@ -29,6 +29,8 @@ using import_msg = std::variant<std::monostate, batch_msg, digest_msg, reset_msg
 
 /// Requests waiting for one import: the source keeps at most a few batches in flight.
 constexpr std::size_t import_mailbox = 8;
+/// Tail batches up to this size are decoded on the import's own thread rather than the pool.
+constexpr std::size_t inline_tail_bytes = 64 * 1024;
 
 }  // namespace
 
@@ -51,8 +53,8 @@ class migrator::import final : public actor<import_msg>, public std::enable_shar
   awaitable<void> on(batch_msg& m) {
     if (!parent_.faults_.kill_in_phase.empty()) {
       // A copy batch, a tail batch before the digest (catch-up) or after it (the cutover's).
-      const auto view = peer::decode_data_batch_view(m.payload);
-      parent_.fault_in_phase(view && view->kind == 0 ? "copying" : digested_ ? "cutover" : "catching_up");
+      const auto head = peer::peek_data_batch(m.payload);
+      parent_.fault_in_phase(head && head->kind == 0 ? "copying" : digested_ ? "cutover" : "catching_up");
     }
     m.reply.send(co_await parent_.import_batch(grant_, std::move(m.payload)));
   }
@@ -116,12 +118,14 @@ void migrator::prune_imports(const snapshot_ptr& snap, bool all) {
 
 awaitable<result<void>> migrator::apply_batch(std::string from, std::string payload) {
   // The shard is named by the first key; the import checks every key against its range.
+  // Only the head is read here, on a network thread: a batch of 100-byte records holds about
+  // 36,000 of them, decoded and checked on the migration pool (import_batch).
   std::string first;
   {
-    auto decoded = peer::decode_data_batch_view(payload);
-    if (!decoded) co_return decoded.error();
-    if (decoded->ops.empty()) co_return result<void>{};
-    first = decoded->ops.front().key;
+    auto head = peer::peek_data_batch(payload);
+    if (!head) co_return head.error();
+    if (head->count == 0) co_return result<void>{};
+    first = head->first_key;
   }
   const auto shard = check_import_key(*ring_.snapshot()->map, cfg_.node_id, from, first);
   if (!shard) co_return shard.error();
@@ -171,38 +175,58 @@ awaitable<result<void>> migrator::reset(std::string from, peer::import_range r) 
 
 awaitable<result<void>> migrator::import_batch(const import_grant& g, std::string payload) {
   ring_.loads().node().migration_bytes_in.fetch_add(payload.size(), std::memory_order_relaxed);
-  auto decoded = peer::decode_data_batch_view(payload);  // views into `payload`, kept alive here
-  if (!decoded) co_return decoded.error();
-  auto& batch = *decoded;
-  if (batch.ops.empty()) co_return result<void>{};
-  {
-    std::vector<std::string_view> keys;
-    keys.reserve(batch.ops.size());
-    for (const auto& op : batch.ops) keys.push_back(op.key);
-    if (auto ok = check_batch_keys(g.range, keys, batch.kind == 0); !ok) co_return ok.error();
-  }
-  if (batch.kind == 0) {
-    // A copy batch holds sorted, distinct keys of one snapshot: it becomes an SST file that
-    // is ingested whole — no log, no memtable, no compaction. The ingest hashes each record
-    // as it writes the file; the shard's stats and digest take what it added and replaced,
-    // so the verification compares kept digests instead of reading the range back.
-    std::vector<std::pair<std::string_view, std::string_view>> sorted;
-    sorted.reserve(batch.ops.size());
-    for (const auto& op : batch.ops) sorted.emplace_back(op.key, op.value);
-    auto ingest = [&store = store_, &sorted] { return store.ingest(sorted); };
-    auto r = co_await on_pool(pool_, std::move(ingest));
-    if (!r) co_return r.error();
+  // Every per-record step runs on the migration pool, off the network threads: decoding the
+  // batch, checking its keys against the grant, and either writing the copy's SST file and
+  // ingesting it or building the tail's writes.
+  //
+  // A copy batch holds sorted, distinct keys of one snapshot: it becomes an SST file that is
+  // ingested whole — no log, no memtable, no compaction. The ingest hashes each record as it
+  // writes the file; the shard's stats and digest take what it added and replaced, so the
+  // verification compares kept digests instead of reading the range back.
+  using prepared = std::variant<storage::ingest_delta, std::vector<storage::write_op>>;
+  auto prepare = [&store = store_, &range = g.range, &payload]() -> result<prepared> {
+    auto decoded = peer::decode_data_batch_view(payload);  // views into `payload`
+    if (!decoded) return decoded.error();
+    const auto& batch = *decoded;
+    const bool copy = batch.kind == 0;
+    {
+      std::vector<std::string_view> keys;
+      keys.reserve(batch.ops.size());
+      for (const auto& op : batch.ops) keys.push_back(op.key);
+      if (auto ok = check_batch_keys(range, keys, copy); !ok) return ok.error();
+    }
+    if (copy) {
+      std::vector<std::pair<std::string_view, std::string_view>> sorted;
+      sorted.reserve(batch.ops.size());
+      for (const auto& op : batch.ops) sorted.emplace_back(op.key, op.value);
+      auto delta = store.ingest(sorted);
+      if (!delta) return delta.error();
+      return prepared(std::move(*delta));
+    }
+    std::vector<storage::write_op> ops;
+    ops.reserve(batch.ops.size());
+    for (const auto& op : batch.ops)
+      ops.push_back({op.kind == 0 ? storage::op_kind::put : storage::op_kind::del, std::string(op.key), std::string(op.value)});
+    return prepared(std::move(ops));
+  };
+  // A small tail batch (the cutover's, under the fence) is decoded right here: a hop to the
+  // pool could queue it behind another import's file build.
+  const auto head = peer::peek_data_batch(payload);
+  const bool inline_tail = head && head->kind == 1 && payload.size() <= inline_tail_bytes;
+  result<prepared> p = inline_tail ? prepare() : result<prepared>(prepared{});
+  if (!inline_tail) p = co_await on_pool(pool_, std::move(prepare));
+  if (!p) co_return p.error();
+  if (auto* delta = std::get_if<storage::ingest_delta>(&*p)) {
+    if (delta->added.count() == 0 && delta->replaced.count() == 0) co_return result<void>{};
     storage::layout_change c;
-    c.adjust_stats.push_back({g.index_id, g.shard_id, std::move(*r)});
+    c.adjust_stats.push_back({g.index_id, g.shard_id, *delta});
     c.durable = false;  // lost only with the machine: the digests then differ and the copy starts again
     co_return co_await layout(std::move(c));
   }
+  auto& ops = std::get<std::vector<storage::write_op>>(*p);
+  if (ops.empty()) co_return result<void>{};
   // The target keeps no import position of its own: the source's persisted cursor (moved
   // only by acknowledgments of durable batches) is where a resumed copy or tail continues.
-  std::vector<storage::write_op> ops;
-  ops.reserve(batch.ops.size());
-  for (const auto& op : batch.ops)
-    ops.push_back({op.kind == 0 ? storage::op_kind::put : storage::op_kind::del, std::string(op.key), std::string(op.value)});
   auto r = co_await async_write(store_, std::move(ops));
   if (!r) co_return r.error();
   for (std::size_t i = 0; i < r->size(); ++i)

@@ -90,6 +90,29 @@ TEST_CASE("a flipped bit in a checksummed payload marks the frame corrupt and th
   CHECK(!(*good)->corrupt);
 }
 
+TEST_CASE("a checksum computed where the payload was built gives the same frame, and a wrong one is caught") {
+  const std::string body(100000, 'r');
+  for (const bool room : {false, true}) {
+    const std::string payload = room ? std::string(header_bytes, '\0') + body : body;
+    auto plain = make(frame_type::data_batch, payload, flag_checksummed);
+    plain.header_room = room;
+    auto given = plain;
+    given.checksum = crc32c(body);
+    CHECK(encode(given) == encode(plain));
+    CHECK(encode(std::move(given)) == encode(plain));
+    // A checksum that is not the payload's: the receiver marks the frame corrupt.
+    auto wrong = plain;
+    wrong.checksum = crc32c(body) ^ 1u;
+    frame_decoder d;
+    d.feed(encode(std::move(wrong)));
+    auto r = d.next();
+    REQUIRE(r);
+    REQUIRE(*r);
+    CHECK((*r)->corrupt);
+    CHECK((*r)->payload.size() == body.size());
+  }
+}
+
 TEST_CASE("a header that announces a large frame reserves memory only as its bytes arrive") {
   // A 40 MiB frame, fed in 64 KiB pieces as a socket would.
   const std::string payload(40u << 20, 'p');
@@ -417,6 +440,39 @@ TEST_CASE("a data batch written record by record decodes in place and re-encodes
   data_batch_writer bad("m", 0);
   bad.add(7, "k", "v");
   CHECK(!decode_data_batch_view(bad.finish("k", 0)));
+}
+
+TEST_CASE("a data batch's head (kind, count, first key) is read without decoding the records") {
+  data_batch_writer w("m9", 0);
+  w.add(0, "first", std::string(40, 'a'));
+  w.add(0, "second", "b");
+  const std::string payload = w.finish("second", 0);
+  auto h = peek_data_batch(payload);
+  REQUIRE(h);
+  CHECK(h->kind == 0);
+  CHECK(h->count == 2);
+  CHECK(h->first_key == "first");
+  // The records after the first are not read: a batch broken there passes the peek, and the
+  // full decode (on the migration pool) refuses it.
+  const std::string broken = payload.substr(0, payload.size() - 12);
+  CHECK(peek_data_batch(broken));
+  CHECK(!decode_data_batch_view(broken));
+  // Empty: no first key.
+  data_batch_writer none("m", 1);
+  auto e = peek_data_batch(none.finish("", 0));
+  REQUIRE(e);
+  CHECK(e->kind == 1);
+  CHECK(e->count == 0);
+  CHECK(e->first_key.empty());
+  // Refused: an unknown batch kind, a count the payload cannot hold, a first key cut short.
+  payload_writer kind;
+  kind.bytes("m").u8(2).u32(0);
+  CHECK(!peek_data_batch(kind.take()));
+  payload_writer lying;
+  lying.bytes("m").u8(0).u32(1000000);
+  CHECK(!peek_data_batch(lying.take()));
+  CHECK(!peek_data_batch(payload.substr(0, 12)));
+  CHECK(!peek_data_batch(""));
 }
 
 TEST_CASE("truncated, padded or lying payloads are refused") {
