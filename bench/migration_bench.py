@@ -3,10 +3,12 @@
 
   bench/migration_bench.py [--quick] [--part big|fence|redis|adaptive]...
 
-big:    one migration of a shard of 1 KiB documents (>= 1 GiB) and one of 100-byte documents:
-        MiB/s and records/s beside a raw TLS stream of the same bytes over loopback (the
-        floor); then each shard moves back while foreground GETs run through both nodes:
-        the rate under load and the foreground p50/p99 beside the same GETs at rest.
+big:    one migration of a shard of 1 KiB documents (>= 1 GiB) and one of 100-byte documents,
+        both padding that compresses 20-40x, then one of 1 KiB documents of words and numbers
+        that compress 1.8x with LZ4, as ordinary JSON does (BENCH_DOC_STYLE=words of
+        bulk_bench): MiB/s and records/s beside a raw TLS stream of the same bytes over
+        loopback (the floor); then each shard moves back while foreground GETs run through
+        both nodes: the rate under load and the foreground p50/p99 beside the same GETs at rest.
 fence:  write-fence durations (p50/p99/max) over many migrations under a write load.
 adaptive: two equal shards of 1 KiB documents on node-1 move to node-2 one after the other
         while GETs of node-1's shards run against node-1: the first with the adaptive
@@ -122,8 +124,9 @@ def routing_for(cl, index, owner):
     raise RuntimeError("no routing value")
 
 
-def bulk(cl, node, index, records, doc_bytes, routing=None, prefix="b"):
-    env = dict(os.environ, SHARDD_TOKEN=TOKEN, BENCH_DOC_BYTES=str(doc_bytes), BENCH_PREFIX=prefix)
+def bulk(cl, node, index, records, doc_bytes, routing=None, prefix="b", style="pad"):
+    env = dict(os.environ, SHARDD_TOKEN=TOKEN, BENCH_DOC_BYTES=str(doc_bytes), BENCH_PREFIX=prefix,
+               BENCH_DOC_STYLE=style)
     if routing:
         env["BENCH_ROUTING"] = routing
     out = sh(f"{BUILD}/bench/bulk_bench {cl.nodes[node - 1]['rest']} {cl.ca} {index} {records} 5000 2", env=env)
@@ -181,8 +184,9 @@ def part_big(work, quick):
     try:
         cl.api(1, "PUT", "/v1/rebalance/settings", {"mode": "off"})
         gib = 1 << 30
-        cases = [("1 KiB documents", 1024, (gib // 1034 + 1) if not quick else 100000),
-                 ("100-byte documents", 100, 2000000 if not quick else 200000)]
+        cases = [("1 KiB documents", 1024, (gib // 1034 + 1) if not quick else 100000, "pad"),
+                 ("100-byte documents", 100, 2000000 if not quick else 200000, "pad"),
+                 ("1 KiB word documents", 1024, (gib // 1034 + 1) if not quick else 100000, "words")]
         # Foreground traffic: GETs of another index (held by node-1) sent to node-2, which
         # forwards them: both nodes of the move serve it.
         script, fg_env = foreground_index(cl)
@@ -204,13 +208,13 @@ def part_big(work, quick):
                 th.join()
             return m, t1 - t0, fg
 
-        for n, (label, doc, records) in enumerate(cases):
+        for n, (label, doc, records, style) in enumerate(cases):
             index = f"big{n}"
             cl.api(1, "PUT", f"/v1/indexes/{index}", {"shards": 2})
             routing, shard = routing_for(cl, index, "node-1")
             t = time.time()
             print(f"# loading {records} records of {label} into one shard ...", flush=True)
-            print("  " + bulk(cl, 1, index, records, doc, routing, prefix="k"))
+            print("  " + bulk(cl, 1, index, records, doc, routing, prefix="k", style=style))
             print(f"  loaded in {time.time() - t:.1f} s", flush=True)
             time.sleep(2)  # let the load's flushes settle
             m, secs, alone = move(index, shard, "node-1", "node-2")
