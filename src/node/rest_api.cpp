@@ -319,7 +319,11 @@ awaitable<http_response> rest_api::dispatch(call& c) {
       if (auto r = c.param("routing"); r && r->empty()) co_return c.fail(400, "invalid-argument", "routing must not be empty");
     }
   }
-  if (chosen->controller && !ctx_.ctl) co_return co_await to_controller(c);
+  if (chosen->controller && !ctx_.ctl) {
+    auto relayed = co_await to_controller(c);
+    if (relayed) co_return std::move(*relayed);
+    // This node became the controller while the change waited for one: it makes the change.
+  }
   co_return co_await chosen->handler(*this, c);
 }
 
@@ -348,7 +352,7 @@ bool says_not_controller(const http_response& r) {
 
 }  // namespace
 
-awaitable<http_response> rest_api::to_controller(call& c) {
+awaitable<std::optional<http_response>> rest_api::to_controller(call& c) {
   // Changes of the map are made by the controller; other nodes relay the request to it. When
   // the controller changes at run time (etcd), a relay that finds none, or one that answers it
   // is not the controller any more, waits for the map naming the next one and asks it.
@@ -360,6 +364,14 @@ awaitable<http_response> rest_api::to_controller(call& c) {
   for (;;) {
     const std::string controller_id = ctx_.plane ? ctx_.plane->elect_controller() : std::string();
     if (c.forwarded || !ctx_.peer || controller_id.empty() || controller_id == ctx_.config.node_id) {
+      if (!c.forwarded && controller_id == ctx_.config.node_id && remaining().count() > 0) {
+        // The map names this node: it won the election and its controller starts right after
+        // that map is installed (or it stepped down, and a newer map will name the next one).
+        // No other node will take the change: wait for this one's controller, or that map.
+        if (ctx_.ctl) co_return std::nullopt;
+        (void)co_await await_newer_map(c, std::min(remaining(), std::chrono::milliseconds(10)));
+        continue;
+      }
       if (!c.forwarded && ctx_.peer && remaining().count() > 0 && co_await await_newer_map(c, remaining())) continue;
       const auto why = ctx_.plane ? ctx_.plane->no_controller_reason() : std::string();
       // A relayed change that reached a node running no controller: the relay may ask the next.

@@ -104,7 +104,9 @@ class rest_api {
   boost::asio::awaitable<net::http_response> dispatch(call& c);
 
   // forwarding glue (rest_api.cpp)
-  boost::asio::awaitable<net::http_response> to_controller(call& c);
+  /// nullopt: this node runs the controller now (it was elected while the change waited), so
+  /// the caller makes the change here.
+  boost::asio::awaitable<std::optional<net::http_response>> to_controller(call& c);
   boost::asio::awaitable<net::http_response> forward(call& c, const std::string& node);
   std::optional<net::http_response> owner_unavailable(call& c, const index_entry& ix, const shard_entry& s);
   boost::asio::awaitable<bool> await_newer_map(call& c, std::chrono::milliseconds limit);

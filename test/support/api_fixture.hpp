@@ -42,6 +42,10 @@ class local_plane final : public control_plane {
   bool controller_reachable() const noexcept override { return true; }
   void set_load_source(load_source) override {}
   std::optional<std::uint64_t> heartbeat_rtt_us() const noexcept override { return std::nullopt; }
+  std::chrono::milliseconds handover_wait() const override { return handover; }
+
+  /// How long a change waits for a controller (as etcd's plane does through a handover).
+  std::chrono::milliseconds handover{0};
 
  private:
   ring_actor& ring_;

@@ -323,3 +323,39 @@ TEST_CASE("+ in a query value is a plus, as in a path: key=a+b and records/a+b a
   CHECK(body(f.get("/v1/indexes/plus/records/r?routing=x+y")).at("shard") == routed.at("shard"));
   CHECK(f.get("/v1/indexes/plus/records?prefix=a+&format=text&h=key&v=false").body == "a+b\n");
 }
+
+TEST_CASE("a node elected controller while a change waits for one makes the change itself") {
+  api_fixture f;
+  f.plane->handover = std::chrono::milliseconds(5000);
+  // The map names this node, but its controller is not running yet: what a node sees between
+  // installing the map its takeover wrote and starting its controller.
+  REQUIRE(f.controllers.retire() == f.ctl);
+  controller* next = nullptr;
+  std::thread starts([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    next = f.controllers.install(std::make_unique<controller>(f.ioc.get_executor(), f.cfg, *f.plane));
+    next->begin();
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = f.put("/v1/indexes/late", R"({"shards":2})");
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  starts.join();
+  CHECK(r.status == 201);
+  CHECK(waited >= std::chrono::milliseconds(250));
+  CHECK(waited < std::chrono::milliseconds(4000));  // answered once the controller ran, not at the end of the wait
+  CHECK(f.get("/v1/indexes/late").status == 200);
+  next->end();
+}
+
+TEST_CASE("a change that finds no controller within the handover wait is refused with 503") {
+  api_fixture f;
+  f.plane->handover = std::chrono::milliseconds(300);
+  REQUIRE(f.controllers.retire() == f.ctl);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = f.put("/v1/indexes/never", R"({"shards":2})");
+  CHECK(r.status == 503);
+  CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(250));
+  // With no wait at all, at once.
+  f.plane->handover = std::chrono::milliseconds(0);
+  CHECK(f.put("/v1/indexes/never", R"({"shards":2})").status == 503);
+}
