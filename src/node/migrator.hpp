@@ -138,7 +138,7 @@ class migrator {
                                                                      std::uint32_t shard_id);
   /// On strand_: stops the imports `snap` no longer grants (or every import).
   void prune_imports(const snapshot_ptr& snap, bool all = false);
-  boost::asio::awaitable<result<void>> import_batch(const import_grant& g, std::string payload);
+  boost::asio::awaitable<result<void>> import_batch(const import_grant& g, std::string payload, bool copy_batch);
   boost::asio::awaitable<result<peer::digest_reply>> import_digest(const import_grant& g);
   boost::asio::awaitable<result<void>> import_reset(const import_grant& g);
   /// The fault kill_in_phase (node/faults.hpp) on the target side.

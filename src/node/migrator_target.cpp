@@ -17,6 +17,7 @@ namespace {
 
 struct batch_msg {
   std::string payload;
+  bool copy = false;  ///< the head's kind, read once by apply_batch: a copy batch or a tail batch
   reply_to<result<void>> reply;
 };
 struct digest_msg {
@@ -31,6 +32,13 @@ using import_msg = std::variant<std::monostate, batch_msg, digest_msg, reset_msg
 constexpr std::size_t import_mailbox = 8;
 /// Tail batches up to this size are decoded on the import's own thread rather than the pool.
 constexpr std::size_t inline_tail_bytes = 64 * 1024;
+
+/// Runs `f` right here or on `pool`, and answers what it returns.
+template <class F>
+awaitable<std::invoke_result_t<F>> here_or_on(bool here, boost::asio::thread_pool& pool, F f) {
+  if (here) co_return f();
+  co_return co_await on_pool(pool, std::move(f));
+}
 
 }  // namespace
 
@@ -51,12 +59,9 @@ class migrator::import final : public actor<import_msg>, public std::enable_shar
  private:
   awaitable<void> on(std::monostate&) { co_return; }
   awaitable<void> on(batch_msg& m) {
-    if (!parent_.faults_.kill_in_phase.empty()) {
-      // A copy batch, a tail batch before the digest (catch-up) or after it (the cutover's).
-      const auto head = peer::peek_data_batch(m.payload);
-      parent_.fault_in_phase(head && head->kind == 0 ? "copying" : digested_ ? "cutover" : "catching_up");
-    }
-    m.reply.send(co_await parent_.import_batch(grant_, std::move(m.payload)));
+    // A copy batch, a tail batch before the digest (catch-up) or after it (the cutover's).
+    parent_.fault_in_phase(m.copy ? "copying" : digested_ ? "cutover" : "catching_up");
+    m.reply.send(co_await parent_.import_batch(grant_, std::move(m.payload), m.copy));
   }
   awaitable<void> on(digest_msg& m) {
     parent_.fault_in_phase("verifying");
@@ -121,18 +126,20 @@ awaitable<result<void>> migrator::apply_batch(std::string from, std::string payl
   // Only the head is read here, on a network thread: a batch of 100-byte records holds about
   // 36,000 of them, decoded and checked on the migration pool (import_batch).
   std::string first;
+  bool copy = false;
   {
     auto head = peer::peek_data_batch(payload);
     if (!head) co_return head.error();
     if (head->count == 0) co_return result<void>{};
     first = head->first_key;
+    copy = head->kind == 0;
   }
   const auto shard = check_import_key(*ring_.snapshot()->map, cfg_.node_id, from, first);
   if (!shard) co_return shard.error();
   auto imp = co_await import_for(std::move(from), shard->index_id, shard->shard_id);
   if (!imp) co_return imp.error();
   auto make = [&](reply_to<result<void>> r) {
-    batch_msg m{std::move(payload), std::move(r)};
+    batch_msg m{std::move(payload), copy, std::move(r)};
     return import_msg(std::move(m));
   };
   co_return co_await (*imp)->ask<result<void>>(std::move(make));
@@ -173,7 +180,7 @@ awaitable<result<void>> migrator::reset(std::string from, peer::import_range r) 
 
 // --- the work, on the import's strand, one request at a time ------------------------------------
 
-awaitable<result<void>> migrator::import_batch(const import_grant& g, std::string payload) {
+awaitable<result<void>> migrator::import_batch(const import_grant& g, std::string payload, bool copy_batch) {
   ring_.loads().node().migration_bytes_in.fetch_add(payload.size(), std::memory_order_relaxed);
   // Every per-record step runs on the migration pool, off the network threads: decoding the
   // batch, checking its keys against the grant, and either writing the copy's SST file and
@@ -209,12 +216,12 @@ awaitable<result<void>> migrator::import_batch(const import_grant& g, std::strin
       ops.push_back({op.kind == 0 ? storage::op_kind::put : storage::op_kind::del, std::string(op.key), std::string(op.value)});
     return prepared(std::move(ops));
   };
-  // A small tail batch (the cutover's, under the fence) is decoded right here: a hop to the
-  // pool could queue it behind another import's file build.
-  const auto head = peer::peek_data_batch(payload);
-  const bool inline_tail = head && head->kind == 1 && payload.size() <= inline_tail_bytes;
-  result<prepared> p = inline_tail ? prepare() : result<prepared>(prepared{});
-  if (!inline_tail) p = co_await on_pool(pool_, std::move(prepare));
+  // A small tail batch is decoded right here: a hop to the pool could queue it behind another
+  // import's file build. Most of a catch-up's and a cutover's batches are this small; the
+  // cutover's last one may not be (up to 2,000 changes), and then takes the pool like a copy
+  // batch.
+  const bool here = !copy_batch && payload.size() <= inline_tail_bytes;
+  auto p = co_await here_or_on(here, pool_, std::move(prepare));
   if (!p) co_return p.error();
   if (auto* delta = std::get_if<storage::ingest_delta>(&*p)) {
     if (delta->added.count() == 0 && delta->replaced.count() == 0) co_return result<void>{};

@@ -86,6 +86,27 @@ TEST_CASE("import requests are taken only from the shard's source, only for its 
     CHECK(refusal(call_peer_as("node-1", port2, frame_of(peer::frame_type::data_batch, w.finish("", 0)))) ==
           errc::invalid_argument);
   }
+  // The network thread reads a batch's head only (it names the shard); the import decodes and
+  // checks every record on the migration pool. A good head does not carry a bad body through:
+  // a copy batch that strays after its first key, and one cut short after its first record.
+  {
+    peer::data_batch_writer w(id, 0);
+    w.add(0, inside, "x");
+    w.add(0, victim_key, "x");
+    CHECK(refusal(call_peer_as("node-1", port2, frame_of(peer::frame_type::data_batch, w.finish("", 0)))) ==
+          errc::forbidden);
+  }
+  {
+    peer::data_batch_writer w(id, 0);
+    w.add(0, inside, std::string(40, 'a'));
+    w.add(0, inside + "z", "b");
+    auto cut = w.finish("", 0);
+    cut.resize(cut.size() - 12);
+    REQUIRE(peer::peek_data_batch(cut));
+    REQUIRE(peer::peek_data_batch(cut)->first_key == inside);
+    CHECK(refusal(call_peer_as("node-1", port2, frame_of(peer::frame_type::data_batch, cut))) ==
+          errc::invalid_argument);
+  }
   CHECK(refusal(call_peer_as("node-3", port2, frame_of(peer::frame_type::data_batch, "\x01\x02"))) == errc::invalid_argument);
 
   // None of it touched anything: the move finishes and every record reads back as written.
