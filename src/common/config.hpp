@@ -99,6 +99,8 @@ struct node_config {
   std::uint64_t migration_keep_finished_ms = 24ull * 3600 * 1000;
   std::uint32_t migration_keep_finished = 1000;
   std::uint32_t migration_threads = 2;             ///< scans, digests and imports: never the read pool's
+  /// How far below the network threads the migration threads run (nice increment, 0-19).
+  std::uint32_t migration_nice = 19;
 
   // rebalance: the cluster's initial rebalancer settings (bootstrap; afterwards
   // PUT /v1/rebalance/settings changes them)

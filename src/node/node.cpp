@@ -173,7 +173,7 @@ result<void> node::start() {
   auto st = storage::store::open(so);
   if (!st) return st.error();
   m.store = std::move(*st);
-  lower_pool_priority(m.migration_pool, m.cfg.migration_threads, 5);
+  lower_pool_priority(m.migration_pool, m.cfg.migration_threads, static_cast<int>(m.cfg.migration_nice));
 
   m.ring = std::make_unique<ring_actor>(m.ioc.get_executor(), m.cfg, *m.store);
   auto loaded = m.ring->load();
