@@ -392,10 +392,17 @@ TEST_CASE("hot shard: one shard carrying its node's load is split, shown in expl
       keys.push_back("hk" + std::to_string(i));
   REQUIRE(keys.size() >= 40);
   // Four paced writers: 160 writes/s on the shard, over the hot rule's 100/s; each half of it
-  // carries 80/s, under it.
+  // carries 80/s, under it. Each writer has its own keys: two writers on one key would make its
+  // last value depend on which of them wrote last, and on which writes failed.
   std::vector<std::unique_ptr<writer>> writers;
-  for (int i = 0; i < 4; ++i)
-    writers.push_back(std::make_unique<writer>(cl.node(1 + i % 3).client(), "h", "", "", std::chrono::milliseconds(25), keys));
+  std::vector<std::size_t> own_keys;
+  for (std::size_t i = 0; i < 4; ++i) {
+    std::vector<std::string> own;
+    for (std::size_t j = i; j < keys.size(); j += 4) own.push_back(keys[j]);
+    own_keys.push_back(own.size());
+    writers.push_back(std::make_unique<writer>(cl.node(1 + static_cast<int>(i % 3)).client(), "h", "", "",
+                                               std::chrono::milliseconds(25), std::move(own)));
+  }
   // Plan-only: explain shows the shard hot, then due to split.
   bool due = false;
   std::string last;
@@ -431,7 +438,11 @@ TEST_CASE("hot shard: one shard carrying its node's load is split, shown in expl
         moved = true;
   }
   std::map<std::string, std::int64_t> expected;
-  for (auto& w : writers) w->finish(expected);
+  std::map<std::string, std::set<std::int64_t>> failed;  // writes of unknown outcome
+  for (auto& w : writers) {
+    w->finish(expected);
+    for (auto& [k, vs] : w->failed) failed[k].insert(vs.begin(), vs.end());
+  }
   INFO("shards: " << owners(*c1, "h").size());
   REQUIRE(split);
   CHECK(moved);
@@ -441,8 +452,9 @@ TEST_CASE("hot shard: one shard carrying its node's load is split, shown in expl
   CHECK(events.body.find("hot shard h/" + std::to_string(hot)) != std::string::npos);
   // Each half at 80/s is under the rule's rate: no cascade of splits.
   CHECK(owners(*c1, "h").size() <= 8);
-  for (const auto& w : writers) CHECK(w->acked.size() > 50);
-  verify(*c1, "h", expected);
+  // Every writer got each of its keys acknowledged at least once.
+  for (std::size_t i = 0; i < writers.size(); ++i) CHECK(writers[i]->acked.size() == own_keys[i]);
+  verify_allowing(*c1, "h", expected, failed);
 }
 
 TEST_CASE("predictive: a node whose shard grows fast sheds before it passes the threshold, at low priority, reason predictive") {

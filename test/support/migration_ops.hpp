@@ -113,10 +113,15 @@ inline void verify(net::https_client& c, const std::string& index, const std::ma
   const auto got = scan_all(c, index);
   CHECK(got.size() == expected.size());
   std::size_t wrong = 0;
+  std::string first_wrong;  // the first few, for the failure message
   for (const auto& [k, v] : expected) {
     auto it = got.find(k);
-    if (it == got.end() || it->second != v) ++wrong;
+    if (it == got.end() || it->second != v) {
+      if (++wrong <= 5)
+        first_wrong += k + ": acked " + std::to_string(v) + ", read " + (it == got.end() ? "nothing" : std::to_string(it->second)) + "; ";
+    }
   }
+  INFO(first_wrong);
   CHECK(wrong == 0);
 }
 
@@ -282,13 +287,15 @@ inline void verify_allowing(net::https_client& c, const std::string& index, cons
     return it != failed.end() && it->second.count(v) > 0;
   };
   std::size_t lost = 0, wrong = 0, stray = 0;
+  std::string first_wrong;  // the first few, for the failure message
   for (const auto& [k, v] : expected) {
     auto it = got.find(k);
     if (it == got.end())
       ++lost;
-    else if (it->second != v && !maybe(k, it->second))
-      ++wrong;
+    else if (it->second != v && !maybe(k, it->second) && ++wrong <= 5)
+      first_wrong += k + ": acked " + std::to_string(v) + ", read " + std::to_string(it->second) + "; ";
   }
+  INFO(first_wrong);
   for (const auto& [k, v] : got)
     if (!expected.count(k) && !maybe(k, v)) ++stray;
   INFO("records " << got.size() << ", expected " << expected.size() << ", writes of unknown outcome on " << failed.size()
