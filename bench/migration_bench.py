@@ -159,6 +159,18 @@ def children_cpu_seconds():
     return r.ru_utime + r.ru_stime
 
 
+def settle(procs, idle_cores=0.05, timeout=180):
+    """Waits until these processes together use under `idle_cores` for a whole second (the
+    flushes and compactions of a load are over), at most `timeout` seconds; the seconds waited."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        c0 = cpu_seconds(procs)
+        time.sleep(1)
+        if cpu_seconds(procs) - c0 < idle_cores:
+            break
+    return time.time() - t0
+
+
 def wait_migration(cl, mid, timeout=3600):
     t0 = time.time()
     while time.time() - t0 < timeout:
@@ -195,6 +207,9 @@ def part_big(work, quick):
               f"{base.get('req_per_s')} req/s, p50 {base.get('p50_ms')} ms, p99 {base.get('p99_ms')} ms")
 
         def move(index, shard, source, target, fg_seconds=0):
+            # The move alone is measured: the background work of what came before (the load's
+            # flushes and compactions, the last move's) is waited out first.
+            print(f"  nodes idle after {settle(cl.procs):.1f} s", flush=True)
             fg = {}
             th = threading.Thread(target=lambda: fg.update(wrk(cl.nodes[1]["url"], fg_seconds, 16, script, fg_env)))
             if fg_seconds:
@@ -216,7 +231,6 @@ def part_big(work, quick):
             print(f"# loading {records} records of {label} into one shard ...", flush=True)
             print("  " + bulk(cl, 1, index, records, doc, routing, prefix="k", style=style))
             print(f"  loaded in {time.time() - t:.1f} s", flush=True)
-            time.sleep(2)  # let the load's flushes settle
             m, secs, alone = move(index, shard, "node-1", "node-2")
             c0, f0 = children_cpu_seconds(), time.time()
             floor = sh(f"{BUILD}/bench/tls_floor {work}/certs/node-1.pem {work}/certs/node-1.key {cl.ca} {m['bytes_done']}")
