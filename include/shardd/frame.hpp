@@ -60,6 +60,9 @@ std::string_view to_string(frame_type t) noexcept;
 
 enum frame_flags : std::uint8_t {
   flag_checksummed = 0x01,  ///< the payload's last 4 bytes are the CRC32C of the rest
+  /// On a data_batch only: the batch belongs to a move of priority high, whose work the target
+  /// does on its high-priority migration threads. Refused on any other frame.
+  flag_high_priority = 0x02,
 };
 
 struct frame_header {

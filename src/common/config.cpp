@@ -144,6 +144,7 @@ result<node_config> parse_config(std::string_view text, const std::string& base_
                 f.opt_u64("adaptive_min_bytes_per_sec", c.migration_adaptive_min_bytes_per_sec, 4096, UINT64_MAX));
     SHARDD_READ(c.migration_threads, f.opt_u64("threads", c.migration_threads, 1, 16));
     SHARDD_READ(c.migration_nice, f.opt_u64("nice", c.migration_nice, 0, 19));
+    SHARDD_READ(c.migration_high_nice, f.opt_u64("high_priority_nice", c.migration_high_nice, 0, 19));
     SHARDD_READ(c.migration_max_outgoing, f.opt_u64("max_outgoing", c.migration_max_outgoing, 1, 1000));
     SHARDD_READ(c.migration_max_incoming, f.opt_u64("max_incoming", c.migration_max_incoming, 1, 1000));
     for (const char* gone : {"convergence", "convergence_batch"})

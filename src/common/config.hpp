@@ -101,6 +101,9 @@ struct node_config {
   std::uint32_t migration_threads = 2;             ///< scans, digests and imports: never the read pool's
   /// How far below the network threads the migration threads run (nice increment, 0-19).
   std::uint32_t migration_nice = 19;
+  /// The same for the threads that do the work of moves of priority `high` (a disk evacuation):
+  /// they must finish on a node saturated with requests, where nice 19 gets little of a core.
+  std::uint32_t migration_high_nice = 0;
 
   // rebalance: the cluster's initial rebalancer settings (bootstrap; afterwards
   // PUT /v1/rebalance/settings changes them)

@@ -34,8 +34,8 @@ migration_faults migration_faults::from_env() {
 
 
 migrator::migrator(asio::any_io_executor ex, const node_config& cfg, storage::store& store, ring_actor& ring, peers& p,
-                   asio::thread_pool& pool)
-    : ex_(std::move(ex)), cfg_(cfg), store_(store), ring_(ring), peers_(p), pool_(pool),
+                   asio::thread_pool& pool, asio::thread_pool& high_pool)
+    : ex_(std::move(ex)), cfg_(cfg), store_(store), ring_(ring), peers_(p), pool_(pool), high_pool_(high_pool),
       faults_(migration_faults::from_env()), strand_(asio::make_strand(ex_)) {
   node_rate_ = ring_.snapshot()->map->settings.migration_bytes_per_sec;
   shares_.set_node_rate(node_rate_, clock_type::now());
@@ -384,6 +384,8 @@ awaitable<result<peer::frame>> migrator::send_batch(outgoing& m, std::string pay
   co_await throttle(m, bytes);
   auto f = make_frame(peer::frame_type::data_batch, std::move(payload), ring_.snapshot()->map->version);
   f.header.flags = peer::flag_checksummed;
+  // The target does the batch's work on its pool for high-priority moves too.
+  if (m.rec.priority == migration_priority::high) f.header.flags |= peer::flag_high_priority;
   f.header_room = true;  // the batch was written after room for the header (no copy to frame it)
   f.checksum = checksum;
   if (faults_.corrupt_batch > 0 && ++batches_sent_ == faults_.corrupt_batch) {
@@ -424,7 +426,7 @@ awaitable<migration_fsm::event> migrator::copy_step(outgoing& m) {
       const auto checksum = peer::crc32c(std::string_view(payload).substr(peer::header_bytes));
       return page{std::move(payload), std::move(*seen), checksum};
     };
-    auto read_page = co_await on_pool(pool_, std::move(read));
+    auto read_page = co_await on_pool(pool_for(m.rec.priority), std::move(read));
     if (!read_page) co_return failed(E::peer_failed, "reading the snapshot: " + read_page.error().detail);
     if (read_page->seen.records == 0) {
       m.read_done = true;
@@ -474,7 +476,7 @@ awaitable<result<std::uint64_t>> migrator::ship_tail(outgoing& m, std::uint64_t 
     if (from >= until) co_return shipped;
     if (store_.last_write(m.range) <= from) co_return shipped;  // nothing written since: no log to read
     auto read = [&store = store_, range = m.range, from, until] { return store.changes_since(from, range, batch_bytes, until); };
-    auto page = co_await on_pool(pool_, std::move(read));
+    auto page = co_await on_pool(pool_for(m.rec.priority), std::move(read));
     if (!page) co_return page.error();
     if (page->last_seq <= from) co_return shipped;  // nothing more in the log yet
     migration_fsm::event ack = make_event(E::batch_acked);
@@ -518,7 +520,7 @@ awaitable<migration_fsm::event> migrator::verify(outgoing& m) {
   // On the pool: stats_now waits for the writer's sequence lock, held across a write's fsync
   // and an ingest.
   auto read_kept = [&store = store_, index_id = ix->id, shard = m.rec.shard] { return store.stats_now(index_id, shard); };
-  const auto at = co_await on_pool(pool_, std::move(read_kept));
+  const auto at = co_await on_pool(pool_for(m.rec.priority), std::move(read_kept));
   if (!at) co_return failed(E::peer_failed, "the shard is no longer held here");
   auto shipped = co_await ship_tail(m, at->seq);
   if (!shipped) co_return from_send_error(shipped.error());

@@ -58,7 +58,7 @@ struct migration_faults {
 class migrator {
  public:
   migrator(boost::asio::any_io_executor ex, const node_config& cfg, storage::store& store, ring_actor& ring, peers& p,
-           boost::asio::thread_pool& pool);
+           boost::asio::thread_pool& pool, boost::asio::thread_pool& high_pool);
   ~migrator();
 
   /// Loads the persisted outgoing migrations and fences the range of each that was cutting
@@ -85,7 +85,9 @@ class migrator {
 
   // Source → target; `from` is the sender's node id (its certificate's CN).
   /// Applies a data_batch payload (decoded in place; the payload is kept for the ingest).
-  boost::asio::awaitable<result<void>> apply_batch(std::string from, std::string payload);
+  /// `high_priority`: the frame came flagged so (a move of priority high); its work takes the
+  /// high-priority pool.
+  boost::asio::awaitable<result<void>> apply_batch(std::string from, std::string payload, bool high_priority = false);
   boost::asio::awaitable<result<peer::digest_reply>> digest(std::string from, peer::import_range r);
   boost::asio::awaitable<result<void>> reset(std::string from, peer::import_range r);
 
@@ -138,7 +140,8 @@ class migrator {
                                                                      std::uint32_t shard_id);
   /// On strand_: stops the imports `snap` no longer grants (or every import).
   void prune_imports(const snapshot_ptr& snap, bool all = false);
-  boost::asio::awaitable<result<void>> import_batch(const import_grant& g, std::string payload, bool copy_batch);
+  boost::asio::awaitable<result<void>> import_batch(const import_grant& g, std::string payload, bool copy_batch,
+                                                    bool high_priority);
   boost::asio::awaitable<result<peer::digest_reply>> import_digest(const import_grant& g);
   boost::asio::awaitable<result<void>> import_reset(const import_grant& g);
   /// The fault kill_in_phase (node/faults.hpp) on the target side.
@@ -150,6 +153,10 @@ class migrator {
   ring_actor& ring_;
   peers& peers_;
   boost::asio::thread_pool& pool_;
+  /// The same work for moves of priority high (migration.high_priority_nice): a disk evacuation
+  /// must go on when requests take the cores, where the other pool's nice 19 gets little.
+  boost::asio::thread_pool& high_pool_;
+  boost::asio::thread_pool& pool_for(migration_priority p) noexcept { return p == migration_priority::high ? high_pool_ : pool_; }
   migration_faults faults_;
   std::atomic<std::uint32_t> batches_sent_{0};
   std::atomic<std::uint32_t> digests_compared_{0};

@@ -18,6 +18,7 @@ namespace {
 struct batch_msg {
   std::string payload;
   bool copy = false;  ///< the head's kind, read once by apply_batch: a copy batch or a tail batch
+  bool high_priority = false;  ///< the frame's flag: a move of priority high
   reply_to<result<void>> reply;
 };
 struct digest_msg {
@@ -61,7 +62,7 @@ class migrator::import final : public actor<import_msg>, public std::enable_shar
   awaitable<void> on(batch_msg& m) {
     // A copy batch, a tail batch before the digest (catch-up) or after it (the cutover's).
     parent_.fault_in_phase(m.copy ? "copying" : digested_ ? "cutover" : "catching_up");
-    m.reply.send(co_await parent_.import_batch(grant_, std::move(m.payload), m.copy));
+    m.reply.send(co_await parent_.import_batch(grant_, std::move(m.payload), m.copy, m.high_priority));
   }
   awaitable<void> on(digest_msg& m) {
     parent_.fault_in_phase("verifying");
@@ -121,7 +122,7 @@ void migrator::prune_imports(const snapshot_ptr& snap, bool all) {
   }
 }
 
-awaitable<result<void>> migrator::apply_batch(std::string from, std::string payload) {
+awaitable<result<void>> migrator::apply_batch(std::string from, std::string payload, bool high_priority) {
   // The shard is named by the first key; the import checks every key against its range.
   // Only the head is read here, on a network thread: a batch of 100-byte records holds about
   // 36,000 of them, decoded and checked on the migration pool (import_batch).
@@ -139,7 +140,7 @@ awaitable<result<void>> migrator::apply_batch(std::string from, std::string payl
   auto imp = co_await import_for(std::move(from), shard->index_id, shard->shard_id);
   if (!imp) co_return imp.error();
   auto make = [&](reply_to<result<void>> r) {
-    batch_msg m{std::move(payload), copy, std::move(r)};
+    batch_msg m{std::move(payload), copy, high_priority, std::move(r)};
     return import_msg(std::move(m));
   };
   co_return co_await (*imp)->ask<result<void>>(std::move(make));
@@ -180,7 +181,8 @@ awaitable<result<void>> migrator::reset(std::string from, peer::import_range r) 
 
 // --- the work, on the import's strand, one request at a time ------------------------------------
 
-awaitable<result<void>> migrator::import_batch(const import_grant& g, std::string payload, bool copy_batch) {
+awaitable<result<void>> migrator::import_batch(const import_grant& g, std::string payload, bool copy_batch,
+                                               bool high_priority) {
   ring_.loads().node().migration_bytes_in.fetch_add(payload.size(), std::memory_order_relaxed);
   // Every per-record step runs on the migration pool, off the network threads: decoding the
   // batch, checking its keys against the grant, and either writing the copy's SST file and
@@ -221,7 +223,7 @@ awaitable<result<void>> migrator::import_batch(const import_grant& g, std::strin
   // cutover's last one may not be (up to 2,000 changes), and then takes the pool like a copy
   // batch.
   const bool here = !copy_batch && payload.size() <= inline_tail_bytes;
-  auto p = co_await here_or_on(here, pool_, std::move(prepare));
+  auto p = co_await here_or_on(here, high_priority ? high_pool_ : pool_, std::move(prepare));
   if (!p) co_return p.error();
   if (auto* delta = std::get_if<storage::ingest_delta>(&*p)) {
     if (delta->added.count() == 0 && delta->replaced.count() == 0) co_return result<void>{};

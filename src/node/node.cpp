@@ -90,7 +90,8 @@ struct io_loop : asio::io_context {
 
 struct node::impl {
   explicit impl(node_config c)
-      : cfg(std::move(c)), ioc(1), read_pool(cfg.read_threads), migration_pool(cfg.migration_threads), signals(ioc, SIGINT, SIGTERM) {
+      : cfg(std::move(c)), ioc(1), read_pool(cfg.read_threads), migration_pool(cfg.migration_threads),
+        migration_high_pool(cfg.migration_threads), signals(ioc, SIGINT, SIGTERM) {
     for (std::uint32_t i = 1; i < cfg.threads; ++i) {
       auto& c = session_iocs.emplace_back(std::make_unique<io_loop>(1));
       session_work.push_back(asio::make_work_guard(*c));
@@ -108,6 +109,7 @@ struct node::impl {
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> session_work;
   asio::thread_pool read_pool;
   asio::thread_pool migration_pool;  // a long digest or a stalled import never delays a GET
+  asio::thread_pool migration_high_pool;  // the same work for moves of priority high, at a higher priority
   asio::signal_set signals;
   std::atomic<bool> stopping{false};
   std::unique_ptr<storage::store> store;
@@ -174,6 +176,7 @@ result<void> node::start() {
   if (!st) return st.error();
   m.store = std::move(*st);
   lower_pool_priority(m.migration_pool, m.cfg.migration_threads, static_cast<int>(m.cfg.migration_nice));
+  lower_pool_priority(m.migration_high_pool, m.cfg.migration_threads, static_cast<int>(m.cfg.migration_high_nice));
 
   m.ring = std::make_unique<ring_actor>(m.ioc.get_executor(), m.cfg, *m.store);
   auto loaded = m.ring->load();
@@ -219,7 +222,8 @@ result<void> node::start() {
         SHARDD_LOG(warn, "controller_stopped");
       }
     });
-  m.mig = std::make_unique<migrator>(m.ioc.get_executor(), m.cfg, *m.store, *m.ring, *m.peer_pool, m.migration_pool);
+  m.mig = std::make_unique<migrator>(m.ioc.get_executor(), m.cfg, *m.store, *m.ring, *m.peer_pool, m.migration_pool,
+                                        m.migration_high_pool);
   m.mig->set_foreground([mon = m.mon.get()] {
     const auto f = mon->foreground();
     return std::pair<std::uint64_t, std::uint64_t>(f.samples, f.p99_us);
@@ -364,6 +368,7 @@ int node::run() {
   for (auto& t : threads) t.join();
   m.read_pool.join();
   m.migration_pool.join();
+  m.migration_high_pool.join();
   m.shut_down_contexts();
   // The writer drains what was queued (every acknowledged write is already durable), then
   // RocksDB closes cleanly.

@@ -167,7 +167,7 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
     }
     case peer::frame_type::data_batch: {
       if (!ctx_.mig) co_return fail(make_error(errc::unavailable, "no migrator"), version());
-      auto r = co_await ctx_.mig->apply_batch(from, std::move(f.payload));
+      auto r = co_await ctx_.mig->apply_batch(from, std::move(f.payload), (f.header.flags & peer::flag_high_priority) != 0);
       if (!r) co_return fail(r.error(), version());
       co_return ack();
     }

@@ -8,6 +8,7 @@
 #include "support/cluster.hpp"
 #include "support/json_body.hpp"
 #include "support/migration_ops.hpp"
+#include "support/threads.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <rocksdb/db.h>
@@ -248,6 +249,54 @@ TEST_CASE("an injected checksum mismatch re-sends the batch, and a digest mismat
   CHECK(cl.node(2).log().find("event=peer_checksum_mismatch") != std::string::npos);
   CHECK(cl.node(1).log().find("event=migration_digest_mismatch") != std::string::npos);
   verify(*cl.node(2).client(), "f", expected);
+}
+
+TEST_CASE("a move of priority high does its work on the high-priority migration threads at both ends, a normal move on the others") {
+  // The pools told apart by nice value: migration.nice 9, migration.high_priority_nice 4.
+  cluster cl(2, {}, R"({"cluster":{"heartbeat_interval_ms":200,"heartbeat_miss_limit":3},
+                       "migration":{"nice":9,"high_priority_nice":4,"undo_window_ms":300},"rebalance":{"mode":"off"}})");
+  auto c1 = cl.node(1).client();
+  std::map<std::string, std::int64_t> expected;
+  const auto loaded = index_with_loaded_shard(*c1, "p", 2, "node-1", 48000, 1000, expected);  // ~48 MB
+  // CPU ticks of each pool's threads on each node, relative to the node's own nice value.
+  const auto pools = [&](int node) {
+    const auto by_nice = threads_by_nice(cl.node(node).pid());
+    const int base = by_nice.begin()->first;
+    REQUIRE(base + 9 <= 19);
+    REQUIRE(by_nice.count(base + 4) == 1);
+    REQUIRE(by_nice.count(base + 9) == 1);
+    return std::pair<long long, long long>(by_nice.at(base + 4).cpu_ticks, by_nice.at(base + 9).cpu_ticks);
+  };
+  const auto move = [&](const std::string& target, const std::string& priority) {
+    const auto before1 = pools(1), before2 = pools(2);
+    auto r = c1->post("/v1/shards/p/" + std::to_string(loaded.shard) + "/migrate",
+                      R"({"target":")" + target + R"(","priority":")" + priority + R"("})");
+    INFO(r.body);
+    REQUIRE(r.status == 202);
+    auto m = wait_migration(*c1, std::string(body(r).at("id").as_string()), finished);
+    REQUIRE(phase(m) == "done");
+    const auto after1 = pools(1), after2 = pools(2);
+    // {high pool's ticks, other pool's ticks} used by the move, source and target.
+    return std::pair(std::pair(after1.first - before1.first, after1.second - before1.second),
+                     std::pair(after2.first - before2.first, after2.second - before2.second));
+  };
+  {
+    const auto [source, target] = move("node-2", "high");
+    INFO("high: source pools " << source.first << "/" << source.second << " ticks, target " << target.first << "/"
+                               << target.second);
+    CHECK(source.first > source.second);
+    CHECK(target.first >= 2);  // hashing and writing 48 MB of records
+    CHECK(target.first > target.second);
+  }
+  {
+    const auto [target, source] = move("node-1", "normal");  // back: node-2 is the source
+    INFO("normal: source pools " << source.first << "/" << source.second << " ticks, target " << target.first << "/"
+                                 << target.second);
+    CHECK(source.second > source.first);
+    CHECK(target.second >= 2);
+    CHECK(target.second > target.first);
+  }
+  verify(*c1, "p", expected);
 }
 
 TEST_CASE("the node bandwidth cap, changed at runtime, holds within 10% over 5 s") {

@@ -4,6 +4,7 @@
 #include "support/json_body.hpp"
 #include "support/process.hpp"
 #include "support/temp_dir.hpp"
+#include "support/threads.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -681,49 +682,40 @@ TEST_CASE("request ids: taken from the client or made, returned, in problem bodi
   CHECK(body(unknown).at("detail").as_string().find("it takes format") != std::string::npos);
 }
 
-namespace {
-
-/// A running node's threads by nice value, from /proc/<pid>/task/*/stat.
-std::map<int, int> threads_by_nice(int pid) {
-  std::map<int, int> out;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
-    std::ifstream in(task.path() / "stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    // Fields after the command name (in parentheses, which may hold spaces): nice is field 19.
-    std::istringstream rest(stat.substr(stat.rfind(')') + 2));
-    std::string field;
-    for (int i = 3; i <= 19 && rest >> field; ++i) {
-    }
-    ++out[std::stoi(field)];
-  }
-  return out;
-}
-
-}  // namespace
-
 TEST_CASE("the migration threads run below the network threads' priority") {
   // Each network thread alone serves the connections dealt to it: background work (a move's
   // SST files and imports) must yield the cores to it. Exactly the migration pool's threads
-  // (2 by default) run `migration.nice` above the rest (19 by default; nice stops at 19).
-  // Relative to the node's own nice value: the suite may itself run under nice.
-  const auto check = [](int pid, int step) {
+  // (2 by default) run `migration.nice` above the rest (19 by default; nice stops at 19), and
+  // the pool for moves of priority high as many threads `migration.high_priority_nice` above
+  // (0 by default: at the node's own). Relative to the node's own nice value: the suite may
+  // itself run under nice.
+  const auto check = [](int pid, int step, int high_step) {
     const auto by_nice = threads_by_nice(pid);
     const int base = by_nice.begin()->first;
-    INFO("base nice " << base << ", step " << step << ", distinct values " << by_nice.size());
+    INFO("base nice " << base << ", step " << step << ", high-priority step " << high_step << ", distinct values "
+                      << by_nice.size());
     REQUIRE(base < 19);
     const int pool = std::min(base + step, 19);
-    CHECK(by_nice.count(pool) == 1);
-    CHECK(by_nice.at(pool) == 2);
-    CHECK(by_nice.at(base) >= 4);  // network threads, writer, read pool, RocksDB's
-    CHECK(by_nice.size() == 2);
+    REQUIRE(by_nice.count(pool) == 1);
+    CHECK(by_nice.at(pool).threads == 2);
+    if (high_step == 0) {
+      CHECK(by_nice.at(base).threads >= 6);  // network threads, writer, read pool, RocksDB's, the high-priority pool
+      CHECK(by_nice.size() == 2);
+    } else {
+      const int high = std::min(base + high_step, 19);
+      REQUIRE(by_nice.count(high) == 1);
+      CHECK(by_nice.at(high).threads == 2);
+      CHECK(by_nice.at(base).threads >= 4);
+      CHECK(by_nice.size() == 3);
+    }
   };
   single_node s;
   REQUIRE(s.http->get("/v1/health").status == 200);
-  check(s.node.pid(), 19);
+  check(s.node.pid(), 19, 0);
 
   temp_dir dir;
-  shardd_process seven{node_options{.data_dir = dir.sub("n7"), .config_json = R"({"migration":{"nice":7}})"}};
+  shardd_process seven{node_options{.data_dir = dir.sub("n7"), .config_json = R"({"migration":{"nice":7,"high_priority_nice":3}})"}};
   seven.start();
   REQUIRE(seven.client()->get("/v1/health").status == 200);
-  check(seven.pid(), 7);
+  check(seven.pid(), 7, 3);
 }

@@ -159,6 +159,20 @@ TEST_CASE("bad headers are refused with a reason and poison the stream") {
   refuse(with(4, 99), 1024, "unknown frame type");
   refuse(with(5, 0x40), 1024, "unknown frame flags");
   refuse(with(6, 1), 1024, "reserved");
+  // The high-priority flag belongs on data batches only.
+  refuse(with(5, flag_high_priority), 1024, "data batches only");
+}
+
+TEST_CASE("a data batch flagged high priority round-trips with its flags") {
+  const auto bytes = encode(make(frame_type::data_batch, "batch", flag_checksummed | flag_high_priority));
+  frame_decoder d(1024);
+  d.feed(bytes);
+  auto r = d.next();
+  REQUIRE(r);
+  REQUIRE(*r);
+  CHECK((*r)->header.flags == (flag_checksummed | flag_high_priority));
+  CHECK((*r)->payload == "batch");
+  CHECK(!(*r)->corrupt);
 }
 
 TEST_CASE("payload readers check bounds and report failure once") {
