@@ -621,3 +621,50 @@ TEST_CASE("stats kept before digests were are counted again once at start-up") {
   check_kept(*s, 2, 0, r2);
   CHECK(s->stats(2, 0)->bytes != 999);
 }
+
+TEST_CASE("written and ingested files keep their index in small partitions, so a point read never needs a whole-file index") {
+  // Documents that compress well put many data blocks in one file: a whole-file index grows
+  // with them past what a block-cache shard holds, and every point read decompressed it again.
+  temp_dir dir;
+  const std::string doc(1000, 'x');
+  {
+    auto s = open_store(dir.path());
+    REQUIRE(s->load_ranges(layout()));
+    // A file ingested as a migration's copy batch writes it...
+    std::vector<std::pair<std::string, std::string>> sorted;
+    for (int i = 0; i < 3000; ++i) {
+      char key[8];
+      std::snprintf(key, sizeof key, "k%05d", i);
+      sorted.emplace_back(storage_key_range(2, key), doc);
+    }
+    std::vector<std::pair<std::string_view, std::string_view>> views(sorted.begin(), sorted.end());
+    REQUIRE(s->ingest(views));
+    // ...and files the store flushes and compacts from its writes.
+    for (int from = 0; from < 3000; from += 500) {
+      std::vector<write_op> ops;
+      for (int i = from; i < from + 500; ++i) ops.push_back(put(1, "w" + std::to_string(i), doc));
+      REQUIRE(write(*s, std::move(ops)));
+    }
+    REQUIRE(s->compact(key_range{storage_key_range(1, ""), index_upper_bound(1)}));
+    s->close();
+  }
+  rocksdb::Options o;
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {{rocksdb::kDefaultColumnFamilyName, {}}, {"meta", {}}};
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  REQUIRE(rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(o), dir.path(), families, &handles, &raw).ok());
+  rocksdb::TablePropertiesCollection tables;
+  REQUIRE(raw->GetPropertiesOfAllTables(handles[0], &tables).ok());
+  int big = 0;
+  for (const auto& [file, p] : tables) {
+    if (p->num_data_blocks < 200) continue;
+    ++big;
+    INFO(file << ": " << p->num_data_blocks << " data blocks, index " << p->index_size << " bytes in " << p->index_partitions
+              << " partitions, top level " << p->top_level_index_size << " bytes");
+    CHECK(p->index_partitions >= 2);
+    CHECK(p->top_level_index_size < p->index_size / 2);
+  }
+  CHECK(big >= 2);  // the ingested file and the compacted one
+  for (auto* h : handles) (void)raw->DestroyColumnFamilyHandle(h);
+  delete raw;
+}
