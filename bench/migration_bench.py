@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Migration benchmarks for shardd. Prints figures; asserts nothing.
 
-  bench/migration_bench.py [--quick] [--part big|fence|redis|adaptive]...
+  bench/migration_bench.py [--quick] [--part big|fence|redis|adaptive|saturated]...
 
 big:    one migration of a shard of 1 KiB documents (>= 1 GiB) and one of 100-byte documents,
         both padding that compresses 20-40x, then one of 1 KiB documents of words and numbers
@@ -14,6 +14,9 @@ adaptive: two equal shards of 1 KiB documents on node-1 move to node-2 one after
         while GETs of node-1's shards run against node-1: the first with the adaptive
         throttle off, the second with it on (bound: twice the p99 of the same GETs at rest):
         foreground p99 and move time of each, beside the at-rest anchor, as ratios.
+saturated: two pairs of equal shards (200,000 1 KiB documents each) move from node-1 to
+        node-2 while wrk saturates both nodes with GETs (64 connections each), alternating
+        priority normal and high: move times and the ratio high/normal.
 redis:  1,000,000 records of 100-byte values on 3 nodes, a 4th added, time until balanced:
         Redis Cluster (redis-cli --cluster rebalance --cluster-use-empty-masters) and shardd
         (the rebalancer after a join), in the same run. BENCH_REDIS_PIPELINE sets redis-cli's
@@ -476,9 +479,48 @@ def part_adaptive(work, quick):
         cl.stop()
 
 
+def part_saturated(work, quick):
+    """Two equal shards move from node-1 to node-2 while wrk saturates both nodes with GETs:
+    one at priority normal (its work on the migration threads at nice +19), one at priority
+    high (on the threads kept for high, at the node's own priority); alternating, twice."""
+    cl = Cluster(work, 2, {"migration": {"undo_window_ms": 1000}})
+    try:
+        cl.api(1, "PUT", "/v1/rebalance/settings", {"mode": "off"})
+        script, fg_env = foreground_index(cl)
+        records = 200000 if not quick else 40000
+        rounds = [("normal", 0), ("high", 1), ("normal", 2), ("high", 3)]
+        shards = []
+        for _, n in rounds:
+            cl.api(1, "PUT", f"/v1/indexes/sat{n}", {"shards": 2})
+            routing, shard = routing_for(cl, f"sat{n}", "node-1")
+            bulk(cl, 1, f"sat{n}", records, 1024, routing, prefix="k")
+            shards.append(shard)
+        times = {"normal": [], "high": []}
+        for (priority, n), shard in zip(rounds, shards):
+            settle(cl.procs)
+            res = [{}, {}]
+            ths = [threading.Thread(target=lambda i=i: res[i].update(wrk(cl.nodes[i]["url"], 30, 64, script, fg_env)))
+                   for i in (0, 1)]
+            for t in ths:
+                t.start()
+            time.sleep(1)
+            t0 = time.time()
+            mid = cl.api(1, "POST", f"/v1/shards/sat{n}/{shard}/migrate", {"target": "node-2", "priority": priority})["id"]
+            m, t1 = wait_migration(cl, mid)
+            for t in ths:
+                t.join()
+            times[priority].append(t1 - t0)
+            print(f"RESULT saturated priority={priority} mib={m['bytes_done'] / (1 << 20):.0f} seconds={t1 - t0:.1f} "
+                  f"get_req_per_s={res[0].get('req_per_s')}+{res[1].get('req_per_s')} "
+                  f"get_p99_ms={res[0].get('p99_ms')}/{res[1].get('p99_ms')}", flush=True)
+        print(f"RESULT saturated_high_vs_normal move_time={sum(times['high']) / sum(times['normal']):.2f}x", flush=True)
+    finally:
+        cl.stop()
+
+
 def main():
     quick = "--quick" in sys.argv
-    parts = [a for i, a in enumerate(sys.argv[1:]) if sys.argv[i] == "--part"] or ["big", "fence", "redis", "adaptive"]
+    parts = [a for i, a in enumerate(sys.argv[1:]) if sys.argv[i] == "--part"] or ["big", "fence", "redis", "adaptive", "saturated"]
     subprocess.run([os.path.join(REPO, "scripts/setup.sh"), "--bench"], check=True)
     if not os.environ.get("BENCH_PREBUILT"):  # set: BENCH_BUILD holds binaries built before (a copy to compare)
         if not os.path.exists(os.path.join(BUILD, "build.ninja")):
@@ -490,7 +532,8 @@ def main():
             d = os.path.join(work, part)
             os.makedirs(d)
             os.symlink(os.path.join(work, "certs"), os.path.join(d, "certs"))
-            {"big": part_big, "fence": part_fence, "redis": part_redis, "adaptive": part_adaptive}[part](d, quick)
+            {"big": part_big, "fence": part_fence, "redis": part_redis, "adaptive": part_adaptive,
+             "saturated": part_saturated}[part](d, quick)
 
 
 if __name__ == "__main__":
