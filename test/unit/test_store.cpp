@@ -47,6 +47,25 @@ write_op put(std::uint32_t index, std::string key, std::string value) {
 }
 write_op del(std::uint32_t index, std::string key) { return write_op{op_kind::del, storage_key_range(index, key), {}}; }
 
+/// The store's RocksDB opened directly (the store closed): its records and meta families.
+struct raw_db {
+  rocksdb::DB* db = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  ///< records, meta
+  raw_db(const std::string& path, bool read_only) {
+    std::vector<rocksdb::ColumnFamilyDescriptor> families = {{rocksdb::kDefaultColumnFamilyName, {}}, {"meta", {}}};
+    const rocksdb::DBOptions o;
+    const auto st = read_only ? rocksdb::DB::OpenForReadOnly(o, path, families, &handles, &db)
+                              : rocksdb::DB::Open(o, path, families, &handles, &db);
+    REQUIRE(st.ok());
+  }
+  ~raw_db() {
+    for (auto* h : handles) (void)db->DestroyColumnFamilyHandle(h);
+    delete db;
+  }
+  raw_db(const raw_db&) = delete;
+  raw_db& operator=(const raw_db&) = delete;
+};
+
 }  // namespace
 
 TEST_CASE("writes report created, updated, deleted and not_found, and counts stay exact") {
@@ -602,19 +621,13 @@ TEST_CASE("stats kept before digests were are counted again once at start-up") {
   {
     // Rewrite shard 2/0's stats in the old 16-byte form (records, bytes), as an older
     // version left them.
-    rocksdb::Options o;
-    std::vector<rocksdb::ColumnFamilyDescriptor> families = {{rocksdb::kDefaultColumnFamilyName, {}}, {"meta", {}}};
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* raw = nullptr;
-    REQUIRE(rocksdb::DB::Open(rocksdb::DBOptions(o), dir.path(), families, &handles, &raw).ok());
+    raw_db raw(dir.path(), false);
     std::string key = "stats/", old;
     append_u32be(key, 2);
     append_u32be(key, 0);
     append_u64be(old, 2);
     append_u64be(old, 999);  // and wrong, as a crash could leave it
-    REQUIRE(raw->Put(rocksdb::WriteOptions(), handles[1], key, old).ok());
-    for (auto* h : handles) (void)raw->DestroyColumnFamilyHandle(h);
-    delete raw;
+    REQUIRE(raw.db->Put(rocksdb::WriteOptions(), raw.handles[1], key, old).ok());
   }
   auto s = open_store(dir.path());
   REQUIRE(s->load_ranges(layout()));
@@ -648,13 +661,9 @@ TEST_CASE("written and ingested files keep their index in small partitions, so a
     REQUIRE(s->compact(key_range{storage_key_range(1, ""), index_upper_bound(1)}));
     s->close();
   }
-  rocksdb::Options o;
-  std::vector<rocksdb::ColumnFamilyDescriptor> families = {{rocksdb::kDefaultColumnFamilyName, {}}, {"meta", {}}};
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* raw = nullptr;
-  REQUIRE(rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(o), dir.path(), families, &handles, &raw).ok());
+  raw_db raw(dir.path(), true);
   rocksdb::TablePropertiesCollection tables;
-  REQUIRE(raw->GetPropertiesOfAllTables(handles[0], &tables).ok());
+  REQUIRE(raw.db->GetPropertiesOfAllTables(raw.handles[0], &tables).ok());
   int big = 0;
   for (const auto& [file, p] : tables) {
     if (p->num_data_blocks < 200) continue;
@@ -665,6 +674,4 @@ TEST_CASE("written and ingested files keep their index in small partitions, so a
     CHECK(p->top_level_index_size < p->index_size / 2);
   }
   CHECK(big >= 2);  // the ingested file and the compacted one
-  for (auto* h : handles) (void)raw->DestroyColumnFamilyHandle(h);
-  delete raw;
 }
