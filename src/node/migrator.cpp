@@ -384,7 +384,7 @@ awaitable<result<peer::frame>> migrator::send_batch(outgoing& m, std::string pay
   co_await throttle(m, bytes);
   auto f = make_frame(peer::frame_type::data_batch, std::move(payload), ring_.snapshot()->map->version);
   f.header.flags = peer::flag_checksummed;
-  // The target does the batch's work on its pool for high-priority moves too.
+  // A high-priority move's batches are decoded and ingested on the target's high-priority pool.
   if (m.rec.priority == migration_priority::high) f.header.flags |= peer::flag_high_priority;
   f.header_room = true;  // the batch was written after room for the header (no copy to frame it)
   f.checksum = checksum;

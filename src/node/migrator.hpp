@@ -87,7 +87,7 @@ class migrator {
   /// Applies a data_batch payload (decoded in place; the payload is kept for the ingest).
   /// `high_priority`: the frame came flagged so (a move of priority high); its work takes the
   /// high-priority pool.
-  boost::asio::awaitable<result<void>> apply_batch(std::string from, std::string payload, bool high_priority = false);
+  boost::asio::awaitable<result<void>> apply_batch(std::string from, std::string payload, bool high_priority);
   boost::asio::awaitable<result<peer::digest_reply>> digest(std::string from, peer::import_range r);
   boost::asio::awaitable<result<void>> reset(std::string from, peer::import_range r);
 

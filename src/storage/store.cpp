@@ -135,7 +135,6 @@ result<std::unique_ptr<store>> store::open(const store_options& opts) {
   table.partition_filters = true;
   table.metadata_block_size = 4096;
   table.pin_top_level_index_and_filter = true;
-  table.cache_index_and_filter_blocks_with_high_priority = true;
   s->table_.reset(rocksdb::NewBlockBasedTableFactory(table));
   rocksdb::ColumnFamilyOptions cf(options);
   cf.table_factory = s->table_;
