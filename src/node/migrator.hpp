@@ -91,6 +91,10 @@ class migrator {
   boost::asio::awaitable<result<peer::digest_reply>> digest(std::string from, peer::import_range r);
   boost::asio::awaitable<result<void>> reset(std::string from, peer::import_range r);
 
+  /// A copy batch decoded, checked against its grant and written to its SST file, waiting for
+  /// its turn to be ingested (migrator_target.cpp).
+  struct built_copy;
+
  private:
   struct outgoing;
   class import;
@@ -140,8 +144,14 @@ class migrator {
                                                                      std::uint32_t shard_id);
   /// On strand_: stops the imports `snap` no longer grants (or every import).
   void prune_imports(const snapshot_ptr& snap, bool all = false);
-  boost::asio::awaitable<result<void>> import_batch(const import_grant& g, std::string payload, bool copy_batch,
-                                                    bool high_priority);
+  /// Decodes a copy batch, checks its keys against `range` and writes its file (blocking: on
+  /// the migration pool, several at once).
+  result<built_copy> build_copy(const key_range& range, std::string payload);
+  /// Ingests a built copy batch and adds what it changed to the shard's stats (the import's
+  /// line: one at a time).
+  boost::asio::awaitable<result<void>> import_copy(const import_grant& g, result<built_copy> built, bool high_priority);
+  /// Applies a tail batch through the writer (the import's line).
+  boost::asio::awaitable<result<void>> import_batch(const import_grant& g, std::string payload, bool high_priority);
   boost::asio::awaitable<result<peer::digest_reply>> import_digest(const import_grant& g);
   boost::asio::awaitable<result<void>> import_reset(const import_grant& g);
   /// The fault kill_in_phase (node/faults.hpp) on the target side.

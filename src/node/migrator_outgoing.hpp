@@ -32,7 +32,9 @@ constexpr std::size_t copy_batch_max = 4u << 20;
 constexpr std::size_t copy_batch_min = 64u << 10;
 // Copy batches in flight at once. They hold disjoint keys of one snapshot, so they may apply
 // in any order and be applied twice after a retry. (Tail batches go one at a time, in order.)
-constexpr std::size_t copy_window = 4;
+// The target writes the files of all of them at once and ingests them in turn: four kept its
+// two pool threads busy only part of the time (1 KiB moves 284 MiB/s with four, 323 with eight).
+constexpr std::size_t copy_window = 8;
 constexpr auto peer_timeout = std::chrono::seconds(10);
 constexpr auto report_every = std::chrono::milliseconds(500);
 inline const std::string out_prefix = "migration/out/";

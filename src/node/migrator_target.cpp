@@ -7,18 +7,35 @@
 #include "shardd/digest.hpp"
 #include "shardd/key_codec.hpp"
 
+#include <boost/asio/detached.hpp>
+
 #include <variant>
 
 namespace shardd {
 
 using boost::asio::awaitable;
 
+struct migrator::built_copy {
+  std::unique_ptr<std::string> payload;  ///< the batch as received; `sorted` views into it
+  std::vector<std::pair<std::string_view, std::string_view>> sorted;
+  storage::ingest_file file;
+};
+
 namespace {
 
+/// Where a copy batch's file build answers the import that ingests it.
+using built_channel = asio::experimental::concurrent_channel<void(boost::system::error_code, result<migrator::built_copy>)>;
+
+/// A tail batch (catch-up or cutover): decoded and applied by the import, in order.
 struct batch_msg {
   std::string payload;
-  bool copy = false;  ///< the head's kind, read once by apply_batch: a copy batch or a tail batch
   bool high_priority = false;  ///< the frame's flag: a move of priority high
+  reply_to<result<void>> reply;
+};
+/// A copy batch: written to its file as it arrives (`built`), ingested by the import in order.
+struct copy_msg {
+  std::shared_ptr<built_channel> built;
+  bool high_priority = false;
   reply_to<result<void>> reply;
 };
 struct digest_msg {
@@ -27,7 +44,7 @@ struct digest_msg {
 struct reset_msg {
   reply_to<result<void>> reply;
 };
-using import_msg = std::variant<std::monostate, batch_msg, digest_msg, reset_msg>;  // monostate: what a closed mailbox yields
+using import_msg = std::variant<std::monostate, batch_msg, copy_msg, digest_msg, reset_msg>;  // monostate: what a closed mailbox yields
 
 /// Requests waiting for one import: the source keeps at most a few batches in flight.
 constexpr std::size_t import_mailbox = 8;
@@ -60,9 +77,15 @@ class migrator::import final : public actor<import_msg>, public std::enable_shar
  private:
   awaitable<void> on(std::monostate&) { co_return; }
   awaitable<void> on(batch_msg& m) {
-    // A copy batch, a tail batch before the digest (catch-up) or after it (the cutover's).
-    parent_.fault_in_phase(m.copy ? "copying" : digested_ ? "cutover" : "catching_up");
-    m.reply.send(co_await parent_.import_batch(grant_, std::move(m.payload), m.copy, m.high_priority));
+    // A tail batch before the digest (catch-up) or after it (the cutover's).
+    parent_.fault_in_phase(digested_ ? "cutover" : "catching_up");
+    m.reply.send(co_await parent_.import_batch(grant_, std::move(m.payload), m.high_priority));
+  }
+  awaitable<void> on(copy_msg& m) {
+    parent_.fault_in_phase("copying");
+    auto [ec, built] = co_await m.built->async_receive(asio::as_tuple(asio::use_awaitable));
+    if (ec) built = make_error(errc::unavailable, "the copy batch's file was not written: " + ec.message());
+    m.reply.send(co_await parent_.import_copy(grant_, std::move(built), m.high_priority));
   }
   awaitable<void> on(digest_msg& m) {
     parent_.fault_in_phase("verifying");
@@ -125,7 +148,7 @@ void migrator::prune_imports(const snapshot_ptr& snap, bool all) {
 awaitable<result<void>> migrator::apply_batch(std::string from, std::string payload, bool high_priority) {
   // The shard is named by the first key; the import checks every key against its range.
   // Only the head is read here, on a network thread: a batch of 100-byte records holds about
-  // 36,000 of them, decoded and checked on the migration pool (import_batch).
+  // 36,000 of them, decoded and checked on the migration pool.
   std::string first;
   bool copy = false;
   {
@@ -139,8 +162,27 @@ awaitable<result<void>> migrator::apply_batch(std::string from, std::string payl
   if (!shard) co_return shard.error();
   auto imp = co_await import_for(std::move(from), shard->index_id, shard->shard_id);
   if (!imp) co_return imp.error();
+  ring_.loads().node().migration_bytes_in.fetch_add(payload.size(), std::memory_order_relaxed);
+  if (!copy) {
+    auto make = [&](reply_to<result<void>> r) {
+      batch_msg m{std::move(payload), high_priority, std::move(r)};
+      return import_msg(std::move(m));
+    };
+    co_return co_await (*imp)->ask<result<void>>(std::move(make));
+  }
+  // A copy batch's file is written now, on the migration pool, beside the files of the other
+  // batches the source has in flight (its CPU work and its fsync overlap theirs); the import
+  // ingests it when its turn in the line comes, so batches, digests and resets still apply in
+  // the order they arrived.
+  auto built = std::make_shared<built_channel>(ex_, 1);
+  auto build = [this, range = (*imp)->grant().range, payload = std::move(payload), built]() mutable -> awaitable<void> {
+    auto b = build_copy(range, std::move(payload));
+    (void)built->try_send(boost::system::error_code{}, std::move(b));
+    co_return;
+  };
+  asio::co_spawn(high_priority ? high_pool_ : pool_, std::move(build), asio::detached);
   auto make = [&](reply_to<result<void>> r) {
-    batch_msg m{std::move(payload), copy, high_priority, std::move(r)};
+    copy_msg m{std::move(built), high_priority, std::move(r)};
     return import_msg(std::move(m));
   };
   co_return co_await (*imp)->ask<result<void>>(std::move(make));
@@ -181,62 +223,74 @@ awaitable<result<void>> migrator::reset(std::string from, peer::import_range r) 
 
 // --- the work, on the import's strand, one request at a time ------------------------------------
 
-awaitable<result<void>> migrator::import_batch(const import_grant& g, std::string payload, bool copy_batch,
-                                               bool high_priority) {
-  ring_.loads().node().migration_bytes_in.fetch_add(payload.size(), std::memory_order_relaxed);
-  // Every per-record step runs on the migration pool, off the network threads: decoding the
-  // batch, checking its keys against the grant, and either writing the copy's SST file and
-  // ingesting it or building the tail's writes.
-  //
+result<migrator::built_copy> migrator::build_copy(const key_range& range, std::string payload) {
   // A copy batch holds sorted, distinct keys of one snapshot: it becomes an SST file that is
-  // ingested whole — no log, no memtable, no compaction. The ingest hashes each record as it
-  // writes the file; the shard's stats and digest take what it added and replaced, so the
+  // ingested whole — no log, no memtable, no compaction. Its records are hashed as the file is
+  // written; the shard's stats and digest take what it added and replaced, so the
   // verification compares kept digests instead of reading the range back.
-  using prepared = std::variant<storage::ingest_delta, std::vector<storage::write_op>>;
-  auto prepare = [&store = store_, &range = g.range, &payload]() -> result<prepared> {
+  built_copy out;
+  out.payload = std::make_unique<std::string>(std::move(payload));
+  auto decoded = peer::decode_data_batch_view(*out.payload);  // views into the payload, kept with it
+  if (!decoded) return decoded.error();
+  const auto& batch = *decoded;
+  if (batch.kind != 0) return make_error(errc::invalid_argument, "a copy batch holds only copied records");
+  {
+    std::vector<std::string_view> keys;
+    keys.reserve(batch.ops.size());
+    for (const auto& op : batch.ops) keys.push_back(op.key);
+    if (auto ok = check_batch_keys(range, keys, true); !ok) return ok.error();
+  }
+  out.sorted.reserve(batch.ops.size());
+  for (const auto& op : batch.ops) out.sorted.emplace_back(op.key, op.value);
+  auto file = store_.build_ingest(out.sorted);
+  if (!file) return file.error();
+  out.file = std::move(*file);
+  return out;
+}
+
+awaitable<result<void>> migrator::import_copy(const import_grant& g, result<built_copy> built, bool high_priority) {
+  if (!built) co_return built.error();
+  // The span scan and the ingest, one batch at a time (the import's line): the scan sees every
+  // batch ingested before, so what this one replaces is counted exactly once.
+  auto ingest = [&store = store_, &b = *built] { return store.ingest(std::move(b.file), b.sorted); };
+  auto delta = co_await on_pool(high_priority ? high_pool_ : pool_, std::move(ingest));
+  if (!delta) co_return delta.error();
+  if (delta->added.count() == 0 && delta->replaced.count() == 0) co_return result<void>{};
+  storage::layout_change c;
+  c.adjust_stats.push_back({g.index_id, g.shard_id, *delta});
+  c.durable = false;  // lost only with the machine: the digests then differ and the copy starts again
+  co_return co_await layout(std::move(c));
+}
+
+awaitable<result<void>> migrator::import_batch(const import_grant& g, std::string payload, bool high_priority) {
+  // A tail batch's writes go through the writer, in order. A small one is decoded right here:
+  // a hop to the pool could queue it behind another import's file build. Most of a catch-up's
+  // and a cutover's batches are this small; the cutover's last one may not be (up to 2,000
+  // changes), and then takes the pool.
+  auto prepare = [&range = g.range, &payload]() -> result<std::vector<storage::write_op>> {
     auto decoded = peer::decode_data_batch_view(payload);  // views into `payload`
     if (!decoded) return decoded.error();
     const auto& batch = *decoded;
-    const bool copy = batch.kind == 0;
+    if (batch.kind == 0) return make_error(errc::invalid_argument, "a tail batch holds only changes");
     {
       std::vector<std::string_view> keys;
       keys.reserve(batch.ops.size());
       for (const auto& op : batch.ops) keys.push_back(op.key);
-      if (auto ok = check_batch_keys(range, keys, copy); !ok) return ok.error();
-    }
-    if (copy) {
-      std::vector<std::pair<std::string_view, std::string_view>> sorted;
-      sorted.reserve(batch.ops.size());
-      for (const auto& op : batch.ops) sorted.emplace_back(op.key, op.value);
-      auto delta = store.ingest(sorted);
-      if (!delta) return delta.error();
-      return prepared(std::move(*delta));
+      if (auto ok = check_batch_keys(range, keys, false); !ok) return ok.error();
     }
     std::vector<storage::write_op> ops;
     ops.reserve(batch.ops.size());
     for (const auto& op : batch.ops)
       ops.push_back({op.kind == 0 ? storage::op_kind::put : storage::op_kind::del, std::string(op.key), std::string(op.value)});
-    return prepared(std::move(ops));
+    return ops;
   };
-  // A small tail batch is decoded right here: a hop to the pool could queue it behind another
-  // import's file build. Most of a catch-up's and a cutover's batches are this small; the
-  // cutover's last one may not be (up to 2,000 changes), and then takes the pool like a copy
-  // batch.
-  const bool here = !copy_batch && payload.size() <= inline_tail_bytes;
-  auto p = co_await here_or_on(here, high_priority ? high_pool_ : pool_, std::move(prepare));
-  if (!p) co_return p.error();
-  if (auto* delta = std::get_if<storage::ingest_delta>(&*p)) {
-    if (delta->added.count() == 0 && delta->replaced.count() == 0) co_return result<void>{};
-    storage::layout_change c;
-    c.adjust_stats.push_back({g.index_id, g.shard_id, *delta});
-    c.durable = false;  // lost only with the machine: the digests then differ and the copy starts again
-    co_return co_await layout(std::move(c));
-  }
-  auto& ops = std::get<std::vector<storage::write_op>>(*p);
-  if (ops.empty()) co_return result<void>{};
+  const bool here = payload.size() <= inline_tail_bytes;
+  auto ops = co_await here_or_on(here, high_priority ? high_pool_ : pool_, std::move(prepare));
+  if (!ops) co_return ops.error();
+  if (ops->empty()) co_return result<void>{};
   // The target keeps no import position of its own: the source's persisted cursor (moved
   // only by acknowledgments of durable batches) is where a resumed copy or tail continues.
-  auto r = co_await async_write(store_, std::move(ops));
+  auto r = co_await async_write(store_, std::move(*ops));
   if (!r) co_return r.error();
   for (std::size_t i = 0; i < r->size(); ++i)
     if ((*r)[i] == storage::op_status::no_shard)

@@ -679,9 +679,60 @@ result<range_digest> store::digest(const key_range& range, const snapshot* snap,
 
 std::uint64_t store::latest_sequence() const { return db_->GetLatestSequenceNumber(); }
 
+ingest_file& ingest_file::operator=(ingest_file&& o) noexcept {
+  if (this != &o) {
+    discard();
+    path = std::exchange(o.path, {});
+    added = o.added;
+    added_bytes = o.added_bytes;
+  }
+  return *this;
+}
+
+void ingest_file::discard() noexcept {
+  if (path.empty()) return;
+  std::error_code ec;
+  std::filesystem::remove(path, ec);  // moved into the store already, or never ingested
+  path.clear();
+}
+
 result<ingest_delta> store::ingest(std::span<const std::pair<std::string_view, std::string_view>> sorted) {
+  if (sorted.empty()) return ingest_delta{};
+  auto file = build_ingest(sorted);
+  if (!file) return file.error();
+  return ingest(std::move(*file), sorted);
+}
+
+result<ingest_file> store::build_ingest(std::span<const std::pair<std::string_view, std::string_view>> sorted) {
+  ingest_file out;
+  if (sorted.empty()) return out;
+  const auto dir = std::filesystem::path(opts_.path) / "import";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  out.path = (dir / ("batch-" + std::to_string(ingest_files_.fetch_add(1)) + ".sst")).string();
+  // The records family's table format and compression: imported files get Bloom filters too.
+  rocksdb::Options options;
+  options.table_factory = table_;
+  options.compression = records_compression;
+  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options, records_);
+  auto st = writer.Open(out.path);
+  if (!st.ok()) return io_error("import file", st);
+  for (const auto& [k, v] : sorted) {
+    st = writer.Put(slice(k), slice(v));
+    if (!st.ok()) return io_error("import file (keys must be sorted and distinct)", st);
+    out.added.add(k, v);
+    out.added_bytes += k.size() + v.size();
+  }
+  st = writer.Finish();  // and syncs the file
+  if (!st.ok()) return io_error("import file", st);
+  return out;
+}
+
+result<ingest_delta> store::ingest(ingest_file file, std::span<const std::pair<std::string_view, std::string_view>> sorted) {
   ingest_delta delta;
-  if (sorted.empty()) return delta;
+  if (file.path.empty() || sorted.empty()) return delta;
+  delta.added = file.added;
+  delta.added_bytes = file.added_bytes;
   // The records already in the file's key span that it replaces (none in a first copy, which
   // starts from an emptied range; those a copy resumed after a failure sends again).
   {
@@ -703,34 +754,13 @@ result<ingest_delta> store::ingest(std::span<const std::pair<std::string_view, s
     }
     if (!it->status().ok()) return io_error("import span scan", it->status());
   }
-  const auto dir = std::filesystem::path(opts_.path) / "import";
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  const auto file = (dir / ("batch-" + std::to_string(ingest_files_.fetch_add(1)) + ".sst")).string();
-  // The records family's table format and compression: imported files get Bloom filters too.
-  rocksdb::Options options;
-  options.table_factory = table_;
-  options.compression = records_compression;
-  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(), options, records_);
-  auto st = writer.Open(file);
-  if (!st.ok()) return io_error("import file", st);
-  for (const auto& [k, v] : sorted) {
-    st = writer.Put(slice(k), slice(v));
-    if (!st.ok()) {
-      std::filesystem::remove(file, ec);
-      return io_error("import file (keys must be sorted and distinct)", st);
-    }
-    delta.added.add(k, v);
-    delta.added_bytes += k.size() + v.size();
-  }
-  st = writer.Finish();
-  if (!st.ok()) return io_error("import file", st);
   rocksdb::IngestExternalFileOptions io;
   io.move_files = true;  // the file becomes part of the store; nothing is copied
+  rocksdb::Status st;
   {
     std::lock_guard seq_lock(seq_mutex_);
     const auto before = db_->GetLatestSequenceNumber();
-    st = db_->IngestExternalFile(records_, {file}, io);
+    st = db_->IngestExternalFile(records_, {file.path}, io);
     const auto after = db_->GetLatestSequenceNumber();
     if (after > before) {
       if (!ingest_gaps_.empty() && ingest_gaps_.back().second + 1 == before + 1) ingest_gaps_.back().second = after;
@@ -738,7 +768,6 @@ result<ingest_delta> store::ingest(std::span<const std::pair<std::string_view, s
       if (ingest_gaps_.size() > max_ingest_gaps) ingest_gaps_.pop_front();
     }
   }
-  std::filesystem::remove(file, ec);  // moved already, or left behind by a failure
   if (!st.ok()) return io_error("ingest", st);
   return delta;
 }

@@ -94,6 +94,25 @@ struct ingest_delta {
   std::uint64_t added_bytes = 0, replaced_bytes = 0;
 };
 
+/// An SST file written for an ingest (`store::build_ingest`) and not yet part of the store:
+/// the digest of its records. Move-only; dropping it removes the file.
+class ingest_file {
+ public:
+  ingest_file() = default;
+  ingest_file(ingest_file&& o) noexcept { *this = std::move(o); }
+  ingest_file& operator=(ingest_file&& o) noexcept;
+  ingest_file(const ingest_file&) = delete;
+  ingest_file& operator=(const ingest_file&) = delete;
+  ~ingest_file() { discard(); }
+
+  std::string path;
+  range_digest added;
+  std::uint64_t added_bytes = 0;
+
+ private:
+  void discard() noexcept;
+};
+
 /// A shard's storage range, announced by the node when its partition map changes.
 using shardd::shard_range;
 
@@ -224,6 +243,13 @@ class store {
   /// the caller to apply (adjust_stats). Nothing else may write the span meanwhile.
   /// Blocking: call it off the network threads.
   [[nodiscard]] result<ingest_delta> ingest(std::span<const std::pair<std::string_view, std::string_view>> sorted);
+  /// The two steps of `ingest`, for a caller that writes several files at once and ingests
+  /// them one at a time. Writing the file (and its fsync) reads nothing of the store and may
+  /// run on any number of threads; ingesting it finds the records it replaces and must not
+  /// overlap another write of its span; `sorted` are the records the file was built from.
+  [[nodiscard]] result<ingest_file> build_ingest(std::span<const std::pair<std::string_view, std::string_view>> sorted);
+  [[nodiscard]] result<ingest_delta> ingest(ingest_file file,
+                                            std::span<const std::pair<std::string_view, std::string_view>> sorted);
 
   /// A shard's kept stats (digest included) together with the sequence number they are exact
   /// at, read in one step with respect to writes and ingests; `snap`, if given, gets a

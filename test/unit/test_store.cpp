@@ -5,6 +5,7 @@
 
 #include <rocksdb/db.h>
 
+#include <filesystem>
 #include <future>
 #include <thread>
 
@@ -534,6 +535,66 @@ void check_kept(store& s, std::uint32_t index, std::uint32_t shard, const key_ra
 }
 
 }  // namespace
+
+TEST_CASE("import files written at once on several threads and ingested one at a time, in any order: "
+          "what each replaced is counted once; a file never ingested is removed") {
+  temp_dir dir;
+  auto s = open_store(dir.path());
+  REQUIRE(s->load_ranges(layout()));
+  const key_range r2{index_prefix(2), index_upper_bound(2)};
+  using kv = std::pair<std::string_view, std::string_view>;
+  std::vector<std::pair<std::string, std::string>> records;
+  for (int i = 0; i < 400; ++i) {
+    char key[8];
+    std::snprintf(key, sizeof key, "k%04d", i);
+    records.emplace_back(storage_key_range(2, key), std::string(60, static_cast<char>('a' + i % 26)));
+  }
+  auto views = [&](std::size_t from, std::size_t to) {
+    std::vector<kv> out;
+    for (std::size_t i = from; i < to; ++i) out.emplace_back(records[i].first, records[i].second);
+    return out;
+  };
+  // Two batches that overlap (a copy sent again after a lost answer) and one beside them, the
+  // three files written on three threads before any is ingested.
+  const std::vector<std::vector<kv>> batches{views(0, 200), views(100, 300), views(300, 400)};
+  std::vector<result<ingest_file>> built;
+  for (std::size_t i = 0; i < batches.size(); ++i) built.emplace_back(make_error(errc::unavailable, "not built"));
+  {
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < batches.size(); ++i)
+      threads.emplace_back([&, i] { built[i] = s->build_ingest(batches[i]); });
+    for (auto& t : threads) t.join();
+  }
+  for (auto& b : built) REQUIRE(b);
+  CHECK(s->digest(r2)->count() == 0);  // written, not yet in the store
+  const auto import_dir = std::filesystem::path(dir.path()) / "import";
+  auto files_in_import_dir = [&] {
+    return std::distance(std::filesystem::directory_iterator(import_dir), std::filesystem::directory_iterator{});
+  };
+  CHECK(files_in_import_dir() == 3);
+  // The later batch first: the earlier one then replaces the hundred records they share.
+  layout_change adjust;
+  auto second = s->ingest(std::move(*built[1]), batches[1]);
+  REQUIRE(second);
+  CHECK(second->added.count() == 200);
+  CHECK(second->replaced.count() == 0);
+  auto first = s->ingest(std::move(*built[0]), batches[0]);
+  REQUIRE(first);
+  CHECK(first->added.count() == 200);
+  CHECK(first->replaced.count() == 100);
+  adjust.adjust_stats.push_back({2, 0, *second});
+  adjust.adjust_stats.push_back({2, 0, *first});
+  REQUIRE(apply_change(*s, std::move(adjust)));
+  CHECK(s->stats(2, 0)->records == 300);
+  check_kept(*s, 2, 0, r2);
+  // The third is dropped unused (its import stopped): its file goes with it, and nothing of
+  // it is in the store.
+  CHECK(files_in_import_dir() == 1);
+  built[2] = make_error(errc::unavailable, "dropped");
+  CHECK(files_in_import_dir() == 0);
+  CHECK(s->digest(r2)->count() == 300);
+  CHECK_FALSE(s->get(storage_key_range(2, "k0350"))->has_value());
+}
 
 TEST_CASE("every shard's kept digest equals a scan of its records through writes, ingests, splits and restarts") {
   temp_dir dir;
