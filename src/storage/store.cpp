@@ -103,6 +103,14 @@ store::store(store_options opts) : opts_(std::move(opts)) {}
 
 result<std::unique_ptr<store>> store::open(const store_options& opts) {
   std::unique_ptr<store> s(new store(opts));
+  {
+    // Import files written but not ingested when the process last ended (a SIGKILL while a
+    // move's batches were in flight): nothing in the store refers to them, and their names
+    // are used again from 0. An ingested file was moved into the store already.
+    std::error_code ec;
+    std::filesystem::remove_all(std::filesystem::path(opts.path) / "import", ec);
+    if (ec) return make_error(errc::internal, "cannot clear " + opts.path + "/import: " + ec.message());
+  }
   rocksdb::Options options;
   options.create_if_missing = true;
   options.create_missing_column_families = true;

@@ -6,6 +6,7 @@
 #include <rocksdb/db.h>
 
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <thread>
 
@@ -594,6 +595,16 @@ TEST_CASE("import files written at once on several threads and ingested one at a
   CHECK(files_in_import_dir() == 0);
   CHECK(s->digest(r2)->count() == 300);
   CHECK_FALSE(s->get(storage_key_range(2, "k0350"))->has_value());
+  // Files a process wrote and never ingested before it was killed are cleared at the next
+  // start; what was ingested stays.
+  s.reset();
+  std::ofstream(import_dir / "batch-7.sst") << "left behind by a SIGKILL";
+  REQUIRE(files_in_import_dir() == 1);
+  s = open_store(dir.path());
+  REQUIRE(s->load_ranges(layout()));
+  CHECK_FALSE(std::filesystem::exists(import_dir));
+  CHECK(s->digest(r2)->count() == 300);
+  check_kept(*s, 2, 0, r2);
 }
 
 TEST_CASE("every shard's kept digest equals a scan of its records through writes, ingests, splits and restarts") {
