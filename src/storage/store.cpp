@@ -103,14 +103,6 @@ store::store(store_options opts) : opts_(std::move(opts)) {}
 
 result<std::unique_ptr<store>> store::open(const store_options& opts) {
   std::unique_ptr<store> s(new store(opts));
-  {
-    // Import files written but not ingested when the process last ended (a SIGKILL while a
-    // move's batches were in flight): nothing in the store refers to them, and their names
-    // are used again from 0. An ingested file was moved into the store already.
-    std::error_code ec;
-    std::filesystem::remove_all(std::filesystem::path(opts.path) / "import", ec);
-    if (ec) return make_error(errc::internal, "cannot clear " + opts.path + "/import: " + ec.message());
-  }
   rocksdb::Options options;
   options.create_if_missing = true;
   options.create_missing_column_families = true;
@@ -163,6 +155,15 @@ result<std::unique_ptr<store>> store::open(const store_options& opts) {
   s->snapshots_->db = db;
   s->records_ = handles[0];
   s->meta_ = handles[1];
+  {
+    // Import files written but not ingested when the process last ended (a SIGKILL while a
+    // move's batches were in flight): nothing in the store refers to them, and their names
+    // are used again from 0. An ingested file was moved into the store already. Only now,
+    // with the store's lock held: another process may be using a directory opened by mistake.
+    std::error_code ec;
+    std::filesystem::remove_all(std::filesystem::path(opts.path) / "import", ec);
+    if (ec) return make_error(errc::internal, "cannot clear " + opts.path + "/import: " + ec.message());
+  }
   s->writer_ = std::thread([p = s.get()] { p->writer_loop(); });
   return s;
 }
