@@ -403,7 +403,9 @@ awaitable<result<peer::frame>> migrator::send_batch(outgoing& m, std::string pay
 awaitable<migration_fsm::event> migrator::copy_step(outgoing& m) {
   if (!m.snap) co_return failed(E::peer_failed, "no snapshot");
   // Keep the window full: read ahead of the acknowledged cursor and send.
-  while (m.inflight.size() < copy_window && !m.read_done) {
+  const auto limit = co_await copy_batch_bytes(m);
+  const std::size_t window = limit < copy_batch_max ? copy_window_capped : copy_window;
+  while (m.inflight.size() < window && !m.read_done) {
     std::optional<std::string> after;
     if (!m.read_cursor.empty()) after = m.read_cursor;
     // Records go from the snapshot's iterator straight into the batch's payload.
@@ -412,7 +414,6 @@ awaitable<migration_fsm::event> migrator::copy_step(outgoing& m) {
       storage::store::visit_result seen;
       std::uint32_t checksum = 0;
     };
-    const auto limit = co_await copy_batch_bytes(m);
     auto read = [&store = store_, snap = *m.snap, range = m.range, after, limit,
                  id = m.rec.id]() -> result<page> {
       peer::data_batch_writer w(id, 0, limit + limit / 8, true);

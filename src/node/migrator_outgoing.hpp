@@ -35,6 +35,11 @@ constexpr std::size_t copy_batch_min = 64u << 10;
 // The target writes the files of all of them at once and ingests them in turn: four kept its
 // two pool threads busy only part of the time (1 KiB moves 284 MiB/s with four, 323 with eight).
 constexpr std::size_t copy_window = 8;
+// Under a bandwidth cap a batch is an eighth of a second of it, and four batches (half a
+// second) keep the copy going: more would only wait in the throttle, and a cap that falls (the
+// adaptive throttle) would hold the next acknowledgment for as long as they all take at the
+// new rate.
+constexpr std::size_t copy_window_capped = 4;
 constexpr auto peer_timeout = std::chrono::seconds(10);
 constexpr auto report_every = std::chrono::milliseconds(500);
 inline const std::string out_prefix = "migration/out/";
