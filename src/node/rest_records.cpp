@@ -463,6 +463,9 @@ awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
   std::size_t page_bytes = 0;  // across shards: the page ends early (with a cursor) past the cap
   std::size_t pos = 0;
   const index_entry* cur = &ix;
+  // A shard in a cutover answers `conflict` until the map that settles it arrives: the scan
+  // waits for it as long as a point read does (5 s in all), then says to retry (503).
+  const auto wait_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(5000);
   int refreshes = 0;
   for (; pos < cur->shards.size(); ++pos) {
     const auto& s = cur->shards[pos];
@@ -476,13 +479,14 @@ awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
     if (!cluster_.is_local(s.owner))
       if (auto u = owner_unavailable(c, *cur, s)) co_return *u;
     page = co_await cluster_.scan_on(s.owner, std::move(q), c.snap->map->version);
-    if (!page && page.error().code == errc::conflict && refreshes < 2 && cluster_.clustered()) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(wait_until - std::chrono::steady_clock::now());
+    if (!page && page.error().code == errc::conflict && cluster_.clustered() && refreshes < 20 && left.count() > 0) {
       // The shard is not where this map says: its move just committed and this map is stale,
-      // or the owner has not installed the map that gave it the shard yet. Take the newest map
-      // (or give the owner a moment), then go on from the last record taken, as a point read
-      // does.
+      // the owner has not installed the map that gave it the shard yet, or the owner is fenced
+      // in a cutover. Take the newest map (or give the owner a moment), then go on from the
+      // last record taken, as a point read does.
       ++refreshes;
-      (void)co_await catch_up_map(c, std::chrono::milliseconds(1000));  // unreachable: retry as is
+      (void)co_await catch_up_map(c, std::min(left, std::chrono::milliseconds(1000)));  // unreachable: retry as is
       const index_entry* now = c.snap->map->find_index(ix.name);
       if (!now || now->id != ix.id) co_return c.fail(404, "not-found", "index " + quoted(ix.name) + " does not exist");
       cur = now;
@@ -490,6 +494,8 @@ awaitable<http_response> rest_api::scan(call& c, const index_entry& ix) {
       pos = static_cast<std::size_t>(-1);  // the loop's ++ starts again at the first shard;
       continue;                              // shards before `after` are skipped
     }
+    if (!page && page.error().code == errc::conflict && cluster_.clustered())
+      co_return c.fail(503, "unavailable", page.error().detail + " (waited " + std::to_string(refreshes) + " times for a newer map); retry");
     if (!page) co_return c.fail(page.error());
     budget -= std::min<std::size_t>(budget, page->examined);
     for (auto& rec : page->records) {
