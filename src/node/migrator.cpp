@@ -29,7 +29,7 @@ using namespace migrator_detail;
 migration_faults migration_faults::from_env() {
   return migration_faults{test_fault("corrupt_batch"), test_fault("digest_mismatch"), test_fault("lose_commit_answer"),
                           test_fault("kill_after_commit"), test_fault_text("kill_in_phase"),
-                          test_fault("partition_after_commit")};
+                          test_fault("partition_after_commit"), test_fault("fail_copy_build")};
 }
 
 

@@ -33,6 +33,7 @@ struct migration_faults {
   std::uint32_t kill_after_commit = 0;   ///< SIGKILL itself right after the N-th commit is answered
   std::string kill_in_phase;             ///< SIGKILL itself when a move reaches this phase
   std::uint32_t partition_after_commit = 0;  ///< ms without peer traffic to the controller once the commit and its answer have passed
+  std::uint32_t fail_copy_build = 0;  ///< the target's N-th copy batch file fails (a full disk) after it was written
   static migration_faults from_env();
 };
 
@@ -172,6 +173,7 @@ class migrator {
   std::atomic<std::uint32_t> digests_compared_{0};
   std::atomic<std::uint32_t> commits_lost_{0};
   std::atomic<std::uint32_t> commits_answered_{0};
+  std::atomic<std::uint32_t> copies_built_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<int> drives_{0};  ///< drive coroutines running
 

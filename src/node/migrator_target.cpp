@@ -23,6 +23,15 @@ struct migrator::built_copy {
 
 namespace {
 
+/// Whether every key of a decoded batch lies in the import's range (and, for a copy batch,
+/// ascends strictly): a source sends only the shard it was granted.
+result<void> check_keys(const key_range& range, const peer::data_batch_view& batch, bool sorted) {
+  std::vector<std::string_view> keys;
+  keys.reserve(batch.ops.size());
+  for (const auto& op : batch.ops) keys.push_back(op.key);
+  return check_batch_keys(range, keys, sorted);
+}
+
 /// Where a copy batch's file build answers the import that ingests it.
 using built_channel = asio::experimental::concurrent_channel<void(boost::system::error_code, result<migrator::built_copy>)>;
 
@@ -234,16 +243,15 @@ result<migrator::built_copy> migrator::build_copy(const key_range& range, std::s
   if (!decoded) return decoded.error();
   const auto& batch = *decoded;
   if (batch.kind != 0) return make_error(errc::invalid_argument, "a copy batch holds only copied records");
-  {
-    std::vector<std::string_view> keys;
-    keys.reserve(batch.ops.size());
-    for (const auto& op : batch.ops) keys.push_back(op.key);
-    if (auto ok = check_batch_keys(range, keys, true); !ok) return ok.error();
-  }
+  if (auto ok = check_keys(range, batch, true); !ok) return ok.error();
   out.sorted.reserve(batch.ops.size());
   for (const auto& op : batch.ops) out.sorted.emplace_back(op.key, op.value);
   auto file = store_.build_ingest(out.sorted);
   if (!file) return file.error();
+  if (faults_.fail_copy_build > 0 && ++copies_built_ == faults_.fail_copy_build) {
+    SHARDD_LOG(warn, "fault_injected", "fault", "fail_copy_build", "file", file->path);
+    return make_error(errc::internal, "import file: no space left on device (injected)");  // the file goes with `file`
+  }
   out.file = std::move(*file);
   return out;
 }
@@ -272,12 +280,7 @@ awaitable<result<void>> migrator::import_batch(const import_grant& g, std::strin
     if (!decoded) return decoded.error();
     const auto& batch = *decoded;
     if (batch.kind == 0) return make_error(errc::invalid_argument, "a tail batch holds only changes");
-    {
-      std::vector<std::string_view> keys;
-      keys.reserve(batch.ops.size());
-      for (const auto& op : batch.ops) keys.push_back(op.key);
-      if (auto ok = check_batch_keys(range, keys, false); !ok) return ok.error();
-    }
+    if (auto ok = check_keys(range, batch, false); !ok) return ok.error();
     std::vector<storage::write_op> ops;
     ops.reserve(batch.ops.size());
     for (const auto& op : batch.ops)

@@ -692,8 +692,8 @@ ingest_file& ingest_file::operator=(ingest_file&& o) noexcept {
   if (this != &o) {
     discard();
     path = std::exchange(o.path, {});
-    added = o.added;
-    added_bytes = o.added_bytes;
+    delta = o.delta;
+    records = std::exchange(o.records, 0);
   }
   return *this;
 }
@@ -729,19 +729,21 @@ result<ingest_file> store::build_ingest(std::span<const std::pair<std::string_vi
   for (const auto& [k, v] : sorted) {
     st = writer.Put(slice(k), slice(v));
     if (!st.ok()) return io_error("import file (keys must be sorted and distinct)", st);
-    out.added.add(k, v);
-    out.added_bytes += k.size() + v.size();
+    out.delta.added.add(k, v);
+    out.delta.added_bytes += k.size() + v.size();
   }
+  out.records = sorted.size();
   st = writer.Finish();  // and syncs the file
   if (!st.ok()) return io_error("import file", st);
   return out;
 }
 
 result<ingest_delta> store::ingest(ingest_file file, std::span<const std::pair<std::string_view, std::string_view>> sorted) {
-  ingest_delta delta;
-  if (file.path.empty() || sorted.empty()) return delta;
-  delta.added = file.added;
-  delta.added_bytes = file.added_bytes;
+  if (file.path.empty() || sorted.empty()) return ingest_delta{};
+  if (sorted.size() != file.records)
+    return make_error(errc::internal, "ingest: " + std::to_string(sorted.size()) + " records given for a file of " +
+                                          std::to_string(file.records));
+  ingest_delta delta = file.delta;
   // The records already in the file's key span that it replaces (none in a first copy, which
   // starts from an emptied range; those a copy resumed after a failure sends again).
   {

@@ -95,7 +95,8 @@ struct ingest_delta {
 };
 
 /// An SST file written for an ingest (`store::build_ingest`) and not yet part of the store:
-/// the digest of its records. Move-only; dropping it removes the file.
+/// what it adds (`delta.replaced` is found when it is ingested) and how many records it holds.
+/// Move-only; dropping it removes the file.
 class ingest_file {
  public:
   ingest_file() = default;
@@ -106,8 +107,8 @@ class ingest_file {
   ~ingest_file() { discard(); }
 
   std::string path;
-  range_digest added;
-  std::uint64_t added_bytes = 0;
+  ingest_delta delta;
+  std::size_t records = 0;
 
  private:
   void discard() noexcept;

@@ -588,10 +588,13 @@ TEST_CASE("import files written at once on several threads and ingested one at a
   REQUIRE(apply_change(*s, std::move(adjust)));
   CHECK(s->stats(2, 0)->records == 300);
   check_kept(*s, 2, 0, r2);
-  // The third is dropped unused (its import stopped): its file goes with it, and nothing of
-  // it is in the store.
+  // Records that are not the file's are refused and nothing of it is ingested; the file, like
+  // one dropped unused (its import stopped), goes with it.
   CHECK(files_in_import_dir() == 1);
-  built[2] = make_error(errc::unavailable, "dropped");
+  auto mismatched = s->ingest(std::move(*built[2]), batches[0]);
+  REQUIRE_FALSE(mismatched);
+  CHECK(mismatched.error().code == errc::internal);
+  CHECK(s->digest(r2)->count() == 300);
   CHECK(files_in_import_dir() == 0);
   CHECK(s->digest(r2)->count() == 300);
   CHECK_FALSE(s->get(storage_key_range(2, "k0350"))->has_value());
