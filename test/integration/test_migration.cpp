@@ -237,10 +237,8 @@ TEST_CASE("a cancelled migration rolls back and the target holds nothing of the 
 TEST_CASE("an injected checksum mismatch re-sends the batch, and a digest mismatch copies again") {
   cluster cl(2, {{1, {{"SHARDD_TEST_FAULTS", "corrupt_batch=2,digest_mismatch=1"}}}});
   auto c1 = cl.node(1).client();
-  REQUIRE(c1->put("/v1/indexes/f", R"({"shards":2})").status == 201);
-  const std::int64_t shard = shard_on(*c1, "f", "node-1");
   std::map<std::string, std::int64_t> expected;
-  load(*c1, "f", "k", 8000, routing_for(*c1, "f", shard), 300, expected);  // several batches
+  const auto shard = index_with_loaded_shard(*c1, "f", 2, "node-1", 8000, 300, expected).shard;  // several batches
   const auto id = start_migration(*c1, "f", shard, "node-2");
   auto m = wait_migration(*c1, id, finished);
   CHECK(phase(m) == "done");
@@ -258,10 +256,8 @@ TEST_CASE("a copy batch whose file the target cannot write is sent again; the fi
   // copy from the start) and no import file may stay behind.
   cluster cl(2, {{2, {{"SHARDD_TEST_FAULTS", "fail_copy_build=2"}}}});
   auto c1 = cl.node(1).client();
-  REQUIRE(c1->put("/v1/indexes/g", R"({"shards":2})").status == 201);
-  const std::int64_t shard = shard_on(*c1, "g", "node-1");
   std::map<std::string, std::int64_t> expected;
-  load(*c1, "g", "k", 8000, routing_for(*c1, "g", shard), 300, expected);
+  const auto shard = index_with_loaded_shard(*c1, "g", 2, "node-1", 8000, 300, expected).shard;
   // Capped at 4 MB/s: batches of half a megabyte, four in flight, five or more in all.
   const auto id = start_migration(*c1, "g", shard, "node-2", 4'000'000);
   auto m = wait_migration(*c1, id, finished);
