@@ -91,6 +91,10 @@ struct frame {
   /// `encode`, on a network thread, does not read megabytes again. A wrong value is what the
   /// receiver's check catches (the frame arrives `corrupt`).
   std::optional<std::uint32_t> checksum;
+  /// A large data batch whose checksum the network thread that read it left unchecked
+  /// (`checksum` holds the one sent): the receiver checks it (`payload_intact`) off the network
+  /// thread, before it uses the payload. A megabyte's CRC is not the network thread's work.
+  bool checksum_deferred = false;
 };
 
 /// Serialises a frame; sets the length, and appends the CRC32C when flag_checksummed is set.
@@ -104,8 +108,12 @@ std::string encode(frame&& f);
 [[nodiscard]] result<frame_header> decode_header(std::span<const std::uint8_t> bytes, std::size_t max_frame_bytes);
 
 /// Builds a frame from a checked header and the bytes that followed it; verifies and strips
-/// the checksum of a checksummed frame (a mismatch sets `corrupt`).
-[[nodiscard]] result<frame> finish_frame(const frame_header& h, std::string body);
+/// the checksum of a checksummed frame (a mismatch sets `corrupt`). `defer_checksum`: strips
+/// it unchecked, into `checksum`, and sets `checksum_deferred`.
+[[nodiscard]] result<frame> finish_frame(const frame_header& h, std::string body, bool defer_checksum = false);
+/// Whether a received frame's payload may be used: not `corrupt`, and a deferred checksum
+/// matches.
+[[nodiscard]] bool payload_intact(const frame& f) noexcept;
 
 /// Splits a byte stream into frames. Feed bytes with `feed`; `next` returns complete frames.
 /// After an error the stream is unusable (the connection must close).

@@ -246,7 +246,7 @@ result<frame_header> decode_header(std::span<const std::uint8_t> b, std::size_t 
   return h;
 }
 
-result<frame> finish_frame(const frame_header& h, std::string body) {
+result<frame> finish_frame(const frame_header& h, std::string body, bool defer_checksum) {
   if (body.size() != h.length - header_bytes) return make_error(errc::invalid_argument, "frame body size mismatch");
   frame f;
   f.header = h;
@@ -255,9 +255,19 @@ result<frame> finish_frame(const frame_header& h, std::string body) {
     const std::size_t n = f.payload.size() - 4;
     const std::uint32_t want = read_u32be(std::string_view(f.payload).substr(n));
     f.payload.resize(n);
-    f.corrupt = crc32c(f.payload) != want;
+    if (defer_checksum) {
+      f.checksum = want;
+      f.checksum_deferred = true;
+    } else {
+      f.corrupt = crc32c(f.payload) != want;
+    }
   }
   return f;
+}
+
+bool payload_intact(const frame& f) noexcept {
+  if (f.corrupt) return false;
+  return !f.checksum_deferred || (f.checksum && crc32c(f.payload) == *f.checksum);
 }
 
 std::optional<frame_decoder::partial> frame_decoder::take_partial(std::size_t min_length) {

@@ -55,6 +55,9 @@ std::string peer_common_name(tls_stream& s) {
 }
 
 /// Reads frames from a stream in large chunks: one TLS read usually brings many frames.
+/// Data batches from this size on are checked by the migration pool, not the network thread.
+constexpr std::size_t deferred_checksum_bytes = 1u << 20;
+
 class frame_reader {
  public:
   explicit frame_reader(std::size_t max_frame) : decoder_(max_frame), chunk_(64 * 1024) {}
@@ -73,19 +76,26 @@ class frame_reader {
 
  private:
   /// A frame larger than a read chunk (a migration batch) is read straight into its payload:
-  /// no copy through the decoder's buffer. The buffer grows as the bytes come (8 MiB at first,
-  /// then at most doubling), so a header that announces a large frame reserves little before
-  /// its bytes arrive.
+  /// no copy through the decoder's buffer. Its memory is reserved as the bytes come (8 MiB at
+  /// first, then at most doubling), so a header that announces a large frame reserves little
+  /// before its bytes arrive; the string is lengthened a step at a time, so the zeros it
+  /// writes are still in cache when the bytes read overwrite them. A data batch of a megabyte
+  /// or more keeps its checksum for the receiver to check on the migration pool.
   awaitable<result<peer::frame>> read_body(tls_stream& s, peer::frame_decoder::partial p) {
+    constexpr std::size_t step = 256u << 10;
     const std::size_t want = p.header.length - peer::header_bytes;
     std::size_t have = p.body.size();
     while (have < want) {
-      if (p.body.size() == have) p.body.resize(std::min(want, std::max<std::size_t>(have * 2, 8u << 20)));
+      if (p.body.size() == have) {
+        if (p.body.capacity() == have) p.body.reserve(std::min(want, std::max<std::size_t>(have * 2, 8u << 20)));
+        p.body.resize(std::min({want, have + step, p.body.capacity()}));
+      }
       auto [ec, n] = co_await s.async_read_some(asio::buffer(p.body.data() + have, p.body.size() - have), tuple_awaitable);
       if (ec) co_return make_error(errc::unavailable, ec.message());
       have += n;
     }
-    co_return peer::finish_frame(p.header, std::move(p.body));
+    const bool defer = p.header.type == peer::frame_type::data_batch && want >= deferred_checksum_bytes;
+    co_return peer::finish_frame(p.header, std::move(p.body), defer);
   }
 
   peer::frame_decoder decoder_;

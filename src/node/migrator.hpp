@@ -87,8 +87,10 @@ class migrator {
   // Source → target; `from` is the sender's node id (its certificate's CN).
   /// Applies a data_batch payload (decoded in place; the payload is kept for the ingest).
   /// `high_priority`: the frame came flagged so (a move of priority high); its work takes the
-  /// high-priority pool.
-  boost::asio::awaitable<result<void>> apply_batch(std::string from, std::string payload, bool high_priority);
+  /// high-priority pool. `unchecked_crc`: the frame's checksum, which the network thread left
+  /// for the pool to check (a large batch); a mismatch is `corrupt` and nothing is applied.
+  boost::asio::awaitable<result<void>> apply_batch(std::string from, std::string payload, bool high_priority,
+                                                   std::optional<std::uint32_t> unchecked_crc = std::nullopt);
   boost::asio::awaitable<result<peer::digest_reply>> digest(std::string from, peer::import_range r);
   boost::asio::awaitable<result<void>> reset(std::string from, peer::import_range r);
 

@@ -154,7 +154,17 @@ void migrator::prune_imports(const snapshot_ptr& snap, bool all) {
   }
 }
 
-awaitable<result<void>> migrator::apply_batch(std::string from, std::string payload, bool high_priority) {
+awaitable<result<void>> migrator::apply_batch(std::string from, std::string payload, bool high_priority,
+                                              std::optional<std::uint32_t> unchecked_crc) {
+  if (unchecked_crc) {
+    // A large batch's checksum, left by the network thread for the pool: checked before
+    // anything of the payload is read.
+    auto sum = [&payload] { return peer::crc32c(payload); };
+    if (co_await on_pool(high_priority ? high_pool_ : pool_, std::move(sum)) != *unchecked_crc) {
+      SHARDD_LOG(warn, "peer_checksum_mismatch", "peer", from, "frame", "data_batch");
+      co_return make_error(errc::corrupt, "checksum mismatch in data_batch frame: nothing of it was applied");
+    }
+  }
   // The shard is named by the first key; the import checks every key against its range.
   // Only the head is read here, on a network thread: a batch of 100-byte records holds about
   // 36,000 of them, decoded and checked on the migration pool.

@@ -36,6 +36,12 @@ net::http_method method_of(std::string_view s) {
 
 awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
   const auto version = [&] { return ctx_.ring.snapshot()->map->version; };
+  // Only a data batch's check waits for the migration pool (apply_batch); any other frame's
+  // is made here.
+  if (f.checksum_deferred && f.header.type != peer::frame_type::data_batch) {
+    f.corrupt = !peer::payload_intact(f);
+    f.checksum_deferred = false;
+  }
   if (f.corrupt) {
     SHARDD_LOG(warn, "peer_checksum_mismatch", "peer", from, "frame", peer::to_string(f.header.type));
     co_return fail(make_error(errc::corrupt, "checksum mismatch in " + std::string(peer::to_string(f.header.type)) +
@@ -167,7 +173,10 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
     }
     case peer::frame_type::data_batch: {
       if (!ctx_.mig) co_return fail(make_error(errc::unavailable, "no migrator"), version());
-      auto r = co_await ctx_.mig->apply_batch(from, std::move(f.payload), (f.header.flags & peer::flag_high_priority) != 0);
+      std::optional<std::uint32_t> unchecked;  // checked on the migration pool before use
+      if (f.checksum_deferred) unchecked = f.checksum;
+      auto r = co_await ctx_.mig->apply_batch(from, std::move(f.payload), (f.header.flags & peer::flag_high_priority) != 0,
+                                              unchecked);
       if (!r) co_return fail(r.error(), version());
       co_return ack();
     }

@@ -249,6 +249,23 @@ TEST_CASE("an injected checksum mismatch re-sends the batch, and a digest mismat
   verify(*cl.node(2).client(), "f", expected);
 }
 
+TEST_CASE("a corrupted copy batch of megabytes, checked on the target's migration pool, is refused whole and sent again") {
+  // The first batch is the whole 2.7 MB shard: its checksum is checked off the network thread.
+  cluster cl(2, {{1, {{"SHARDD_TEST_FAULTS", "corrupt_batch=1"}}}});
+  auto c1 = cl.node(1).client();
+  std::map<std::string, std::int64_t> expected;
+  const auto shard = index_with_loaded_shard(*c1, "h", 2, "node-1", 8000, 300, expected).shard;
+  const auto id = start_migration(*c1, "h", shard, "node-2");
+  auto m = wait_migration(*c1, id, finished);
+  CHECK(phase(m) == "done");
+  CHECK(m.at("recopies").as_int64() == 0);
+  CHECK(cl.node(1).log().find("fault=corrupt_batch") != std::string::npos);
+  const auto log2 = cl.node(2).log();
+  CHECK(log2.find("event=peer_checksum_mismatch") != std::string::npos);
+  CHECK(log2.find("frame=data_batch") != std::string::npos);
+  verify(*cl.node(2).client(), "h", expected);
+}
+
 TEST_CASE("a copy batch whose file the target cannot write is sent again; the files written beside it keep the digest exact") {
   // node-2's second copy-batch file fails after it was written (as on a full disk). The
   // batches in flight beside it may be ingested already; the source starts again after its

@@ -113,6 +113,31 @@ TEST_CASE("a checksum computed where the payload was built gives the same frame,
   }
 }
 
+TEST_CASE("a checksum left for the receiver to check later is caught then, and only then") {
+  const std::string body(300000, 'r');
+  const auto bytes = encode(make(frame_type::data_batch, body, flag_checksummed));
+  const auto h = decode_header(std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), header_bytes), default_max_frame_bytes);
+  REQUIRE(h);
+  auto good = finish_frame(*h, bytes.substr(header_bytes), true);
+  REQUIRE(good);
+  CHECK(good->checksum_deferred);
+  CHECK_FALSE(good->corrupt);
+  CHECK(good->payload == body);  // the checksum is stripped
+  CHECK(payload_intact(*good));
+  for (const std::size_t at : {header_bytes, header_bytes + 150000, bytes.size() - 5, bytes.size() - 1}) {
+    auto bad = bytes;
+    bad[at] ^= 0x01;  // in the payload or in the checksum itself
+    auto f = finish_frame(*h, bad.substr(header_bytes), true);
+    REQUIRE(f);
+    CHECK_FALSE(f->corrupt);  // not checked yet
+    CHECK_FALSE(payload_intact(*f));
+    auto now = finish_frame(*h, bad.substr(header_bytes));  // checked at once
+    REQUIRE(now);
+    CHECK(now->corrupt);
+    CHECK_FALSE(payload_intact(*now));
+  }
+}
+
 TEST_CASE("a header that announces a large frame reserves memory only as its bytes arrive") {
   // A 40 MiB frame, fed in 64 KiB pieces as a socket would.
   const std::string payload(40u << 20, 'p');
