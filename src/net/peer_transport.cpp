@@ -54,10 +54,10 @@ std::string peer_common_name(tls_stream& s) {
   return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
 }
 
-/// Reads frames from a stream in large chunks: one TLS read usually brings many frames.
 /// Data batches from this size on are checked by the migration pool, not the network thread.
 constexpr std::size_t deferred_checksum_bytes = 1u << 20;
 
+/// Reads frames from a stream in large chunks: one TLS read usually brings many frames.
 class frame_reader {
  public:
   explicit frame_reader(std::size_t max_frame) : decoder_(max_frame), chunk_(64 * 1024) {}
