@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(
   meson ninja-build pkg-config ccache g++
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libboost-program-options1.81-dev
-  libssl-dev librocksdb-dev libspdlog-dev catch2
+  libssl-dev librocksdb-dev liblz4-dev libspdlog-dev catch2
   clang libclang-rt-14-dev
   openssl curl ca-certificates procps
   prometheus

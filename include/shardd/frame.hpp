@@ -63,6 +63,10 @@ enum frame_flags : std::uint8_t {
   /// On a data_batch only: the batch belongs to a move of priority high, whose work the target
   /// does on its high-priority migration threads. Refused on any other frame.
   flag_high_priority = 0x02,
+  /// On a data_batch only: the payload is the batch compressed (`compress_batch`); the target
+  /// expands it on its migration pool before anything else of it is read. Refused on any other
+  /// frame.
+  flag_compressed = 0x04,
 };
 
 struct frame_header {

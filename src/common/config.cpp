@@ -145,6 +145,9 @@ result<node_config> parse_config(std::string_view text, const std::string& base_
     SHARDD_READ(c.migration_threads, f.opt_u64("threads", c.migration_threads, 1, 16));
     SHARDD_READ(c.migration_nice, f.opt_u64("nice", c.migration_nice, 0, 19));
     SHARDD_READ(c.migration_high_nice, f.opt_u64("high_priority_nice", c.migration_high_nice, 0, 19));
+    SHARDD_READ(c.migration_compress_min_ratio, f.opt_double("compress_min_ratio", c.migration_compress_min_ratio, 0, 1000));
+    if (c.migration_compress_min_ratio > 0 && c.migration_compress_min_ratio < 1)
+      return f.fail("compress_min_ratio", "must be 0 (never compress) or at least 1");
     SHARDD_READ(c.migration_max_outgoing, f.opt_u64("max_outgoing", c.migration_max_outgoing, 1, 1000));
     SHARDD_READ(c.migration_max_incoming, f.opt_u64("max_incoming", c.migration_max_incoming, 1, 1000));
     for (const char* gone : {"convergence", "convergence_batch"})

@@ -104,6 +104,10 @@ struct node_config {
   /// The same for the threads that do the work of moves of priority `high` (a disk evacuation):
   /// they must finish on a node saturated with requests, where nice 19 gets little of a core.
   std::uint32_t migration_high_nice = 0;
+  /// A copy batch goes compressed (LZ4) when it compresses at least this many times; 0: never.
+  /// Below ~4x, on a node whose cores are busy, compressing costs more CPU than the bytes it
+  /// saves cost TLS and the sockets; over a slow link a lower bar pays.
+  double migration_compress_min_ratio = 4.0;
 
   // rebalance: the cluster's initial rebalancer settings (bootstrap; afterwards
   // PUT /v1/rebalance/settings changes them)

@@ -235,9 +235,12 @@ result<frame_header> decode_header(std::span<const std::uint8_t> b, std::size_t 
   if (!known_type(b[4])) return make_error(errc::invalid_argument, "unknown frame type " + std::to_string(b[4]));
   h.type = static_cast<frame_type>(b[4]);
   h.flags = b[5];
-  if (h.flags & ~(flag_checksummed | flag_high_priority)) return make_error(errc::invalid_argument, "unknown frame flags");
+  if (h.flags & ~(flag_checksummed | flag_high_priority | flag_compressed))
+    return make_error(errc::invalid_argument, "unknown frame flags");
   if ((h.flags & flag_high_priority) && h.type != frame_type::data_batch)
     return make_error(errc::invalid_argument, "the high-priority flag is for data batches only");
+  if ((h.flags & flag_compressed) && h.type != frame_type::data_batch)
+    return make_error(errc::invalid_argument, "the compressed flag is for data batches only");
   if (b[6] != 0 || b[7] != 0) return make_error(errc::invalid_argument, "reserved frame bytes are not zero");
   h.request_id = read_u64be(v.substr(8));
   h.map_version = read_u64be(v.substr(16));

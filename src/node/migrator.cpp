@@ -5,6 +5,7 @@
 #include "node/faults.hpp"
 #include "common/log.hpp"
 #include "node/store_ops.hpp"
+#include "shardd/batch_codec.hpp"
 #include "shardd/key_codec.hpp"
 #include "shardd/routing.hpp"
 
@@ -380,10 +381,11 @@ awaitable<std::size_t> migrator::copy_batch_bytes(const outgoing& m) {
 }
 
 awaitable<result<peer::frame>> migrator::send_batch(outgoing& m, std::string payload, std::uint64_t bytes,
-                                                    std::optional<std::uint32_t> checksum) {
+                                                    std::optional<std::uint32_t> checksum, bool compressed) {
   co_await throttle(m, bytes);
   auto f = make_frame(peer::frame_type::data_batch, std::move(payload), ring_.snapshot()->map->version);
   f.header.flags = peer::flag_checksummed;
+  if (compressed) f.header.flags |= peer::flag_compressed;
   // A high-priority move's batches are decoded and ingested on the target's high-priority pool.
   if (m.rec.priority == migration_priority::high) f.header.flags |= peer::flag_high_priority;
   f.header_room = true;  // the batch was written after room for the header (no copy to frame it)
@@ -413,19 +415,29 @@ awaitable<migration_fsm::event> migrator::copy_step(outgoing& m) {
       std::string payload;
       storage::store::visit_result seen;
       std::uint32_t checksum = 0;
+      bool compressed = false;
+      std::size_t saved = 0;  // bytes compression kept off the wire
     };
-    auto read = [&store = store_, snap = *m.snap, range = m.range, after, limit,
-                 id = m.rec.id]() -> result<page> {
+    auto read = [&store = store_, snap = *m.snap, range = m.range, after, limit, id = m.rec.id,
+                 min_ratio = cfg_.migration_compress_min_ratio]() -> result<page> {
       peer::data_batch_writer w(id, 0, limit + limit / 8, true);
       auto seen = store.scan_snapshot_visit(snap, range, after, batch_records, limit,
                                             [&w](std::string_view k, std::string_view v) { w.add(0, k, v); });
       if (!seen) return seen.error();
       if (seen->records == 0) return page{};
       std::string payload = w.finish(seen->last_key, 0);
+      // Compressed here, on the pool, if it compresses well enough to pay for it.
+      bool compressed = false;
+      std::size_t saved = 0;
+      if (auto c = peer::compress_batch(payload, peer::header_bytes, min_ratio)) {
+        saved = payload.size() - c->size();
+        payload = std::move(*c);
+        compressed = true;
+      }
       // The frame's checksum, here while the batch is in this core's cache rather than on the
       // network thread that sends it.
       const auto checksum = peer::crc32c(std::string_view(payload).substr(peer::header_bytes));
-      return page{std::move(payload), std::move(*seen), checksum};
+      return page{std::move(payload), std::move(*seen), checksum, compressed, saved};
     };
     auto read_page = co_await on_pool(pool_for(m.rec.priority), std::move(read));
     if (!read_page) co_return failed(E::peer_failed, "reading the snapshot: " + read_page.error().detail);
@@ -439,8 +451,10 @@ awaitable<migration_fsm::event> migrator::copy_step(outgoing& m) {
     m.read_cursor = f.cursor;
     // The send owns a reference: an abandoned send may finish after the migration has.
     auto send = [this, mp = m.shared_from_this(), payload = std::move(read_page->payload), bytes,
-                 checksum = read_page->checksum, done = f.done]() mutable -> awaitable<void> {
-      auto r = co_await send_batch(*mp, std::move(payload), bytes, checksum);
+                 checksum = read_page->checksum, compressed = read_page->compressed, saved = read_page->saved,
+                 done = f.done]() mutable -> awaitable<void> {
+      auto r = co_await send_batch(*mp, std::move(payload), bytes, checksum, compressed);
+      if (r && saved > 0) ring_.loads().node().migration_wire_saved.fetch_add(saved, std::memory_order_relaxed);
       (void)done->try_send(boost::system::error_code{}, std::move(r));
     };
     asio::co_spawn(m.strand, std::move(send), asio::detached);

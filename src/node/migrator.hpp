@@ -89,8 +89,11 @@ class migrator {
   /// `high_priority`: the frame came flagged so (a move of priority high); its work takes the
   /// high-priority pool. `unchecked_crc`: the frame's checksum, which the network thread left
   /// for the pool to check (a large batch); a mismatch is `corrupt` and nothing is applied.
+  /// `compressed`: the payload is the batch compressed (flag_compressed), expanded on the pool
+  /// (after the checksum) to at most the largest frame's size.
   boost::asio::awaitable<result<void>> apply_batch(std::string from, std::string payload, bool high_priority,
-                                                   std::optional<std::uint32_t> unchecked_crc = std::nullopt);
+                                                   std::optional<std::uint32_t> unchecked_crc = std::nullopt,
+                                                   bool compressed = false);
   boost::asio::awaitable<result<peer::digest_reply>> digest(std::string from, peer::import_range r);
   boost::asio::awaitable<result<void>> reset(std::string from, peer::import_range r);
 
@@ -107,8 +110,10 @@ class migrator {
   boost::asio::awaitable<result<void>> persist(outgoing& m);
   boost::asio::awaitable<void> report(outgoing& m, bool force);
   /// `checksum`: the batch's CRC32C when the caller computed it (see peer::frame::checksum).
+  /// `compressed`: the payload is the batch compressed (peer::compress_batch).
   boost::asio::awaitable<result<peer::frame>> send_batch(outgoing& m, std::string payload, std::uint64_t bytes,
-                                                         std::optional<std::uint32_t> checksum = std::nullopt);
+                                                         std::optional<std::uint32_t> checksum = std::nullopt,
+                                                         bool compressed = false);
   boost::asio::awaitable<void> throttle(outgoing& m, std::uint64_t bytes);
   /// The adaptive throttle's loop (on strand_): one step of `adaptive_` per monitor sample
   /// while moves are sending, and the node-wide bucket set to its limit.

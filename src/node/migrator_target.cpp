@@ -4,6 +4,7 @@
 #include "node/faults.hpp"
 #include "node/migrator.hpp"
 #include "node/store_ops.hpp"
+#include "shardd/batch_codec.hpp"
 #include "shardd/digest.hpp"
 #include "shardd/key_codec.hpp"
 
@@ -155,15 +156,22 @@ void migrator::prune_imports(const snapshot_ptr& snap, bool all) {
 }
 
 awaitable<result<void>> migrator::apply_batch(std::string from, std::string payload, bool high_priority,
-                                              std::optional<std::uint32_t> unchecked_crc) {
-  if (unchecked_crc) {
-    // A large batch's checksum, left by the network thread for the pool: checked before
-    // anything of the payload is read.
-    auto sum = [&payload] { return peer::crc32c(payload); };
-    if (co_await on_pool(high_priority ? high_pool_ : pool_, std::move(sum)) != *unchecked_crc) {
-      SHARDD_LOG(warn, "peer_checksum_mismatch", "peer", from, "frame", "data_batch");
-      co_return make_error(errc::corrupt, "checksum mismatch in data_batch frame: nothing of it was applied");
+                                              std::optional<std::uint32_t> unchecked_crc, bool compressed) {
+  if (unchecked_crc || compressed) {
+    // A large batch's checksum, left by the network thread for the pool, is checked before
+    // anything of the payload is read; a compressed batch is expanded there after it.
+    auto prepare = [&payload, unchecked_crc, compressed]() -> result<std::string> {
+      if (unchecked_crc && peer::crc32c(payload) != *unchecked_crc)
+        return make_error(errc::corrupt, "checksum mismatch in data_batch frame: nothing of it was applied");
+      if (compressed) return peer::expand_batch(payload, peer::default_max_frame_bytes);
+      return std::move(payload);
+    };
+    auto ready = co_await on_pool(high_priority ? high_pool_ : pool_, std::move(prepare));
+    if (!ready) {
+      if (ready.error().code == errc::corrupt) SHARDD_LOG(warn, "peer_checksum_mismatch", "peer", from, "frame", "data_batch");
+      co_return ready.error();
     }
+    payload = std::move(*ready);
   }
   // The shard is named by the first key; the import checks every key against its range.
   // Only the head is read here, on a network thread: a batch of 100-byte records holds about

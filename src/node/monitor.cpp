@@ -501,6 +501,7 @@ node_figures monitor::figures_now() const {
   f.forwarded = l(n.forwarded);
   f.migration_bytes_in = l(n.migration_bytes_in);
   f.migration_bytes_out = l(n.migration_bytes_out);
+  f.migration_wire_saved = l(n.migration_wire_saved);
   return f;
 }
 

@@ -80,6 +80,7 @@ struct node_figures {
   std::uint64_t forwarded = 0;
   std::uint64_t migration_bytes_in = 0;
   std::uint64_t migration_bytes_out = 0;
+  std::uint64_t migration_wire_saved = 0;
 };
 
 /// Quantiles of one histogram, in its unit (microseconds for latencies).

@@ -176,7 +176,7 @@ awaitable<peer::frame> peer_service::handle(peer::frame f, std::string from) {
       std::optional<std::uint32_t> unchecked;  // checked on the migration pool before use
       if (f.checksum_deferred) unchecked = f.checksum;
       auto r = co_await ctx_.mig->apply_batch(from, std::move(f.payload), (f.header.flags & peer::flag_high_priority) != 0,
-                                              unchecked);
+                                              unchecked, (f.header.flags & peer::flag_compressed) != 0);
       if (!r) co_return fail(r.error(), version());
       co_return ack();
     }

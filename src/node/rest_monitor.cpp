@@ -375,6 +375,9 @@ awaitable<http_response> rest_api::metrics(call& c) {
     counter("shardd_forwarded_requests_total", "Requests relayed to the node that owns their shard.", static_cast<double>(f.forwarded));
     counter("shardd_migration_received_bytes_total", "Shard data received by moves to this node.", static_cast<double>(f.migration_bytes_in));
     counter("shardd_migration_sent_bytes_total", "Shard data sent by moves from this node.", static_cast<double>(f.migration_bytes_out));
+    counter("shardd_migration_compression_saved_bytes_total",
+            "Bytes of batches sent by moves from this node that compression kept off the wire.",
+            static_cast<double>(f.migration_wire_saved));
     gauge("shardd_anomalies_open", "Anomalies open on this node.", ctx_.mon->anomalies_open());
     x.family("shardd_anomaly", "gauge",
              "1 for each open anomaly, by series (and index and shard for a shard's series); see GET /v1/anomalies.");

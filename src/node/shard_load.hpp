@@ -104,6 +104,7 @@ struct node_counters {
   std::atomic<std::uint64_t> rest_errors{0};       ///< ... of them with a 5xx
   std::atomic<std::uint64_t> migration_bytes_out{0};  ///< shard data sent by moves from here
   std::atomic<std::uint64_t> migration_bytes_in{0};   ///< shard data taken in by moves to here
+  std::atomic<std::uint64_t> migration_wire_saved{0};  ///< batch bytes compression kept off the wire
 };
 
 /// Carries each shard's counters from one map version to the next: a shard that stays here

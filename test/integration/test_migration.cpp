@@ -251,7 +251,8 @@ TEST_CASE("an injected checksum mismatch re-sends the batch, and a digest mismat
 
 TEST_CASE("a corrupted copy batch of megabytes, checked on the target's migration pool, is refused whole and sent again") {
   // The first batch is the whole 2.7 MB shard: its checksum is checked off the network thread.
-  cluster cl(2, {{1, {{"SHARDD_TEST_FAULTS", "corrupt_batch=1"}}}});
+  // Sent as it is (compression off): compressed, its padded records would make a small frame.
+  cluster cl(2, {{1, {{"SHARDD_TEST_FAULTS", "corrupt_batch=1"}}}}, with_migration_config(R"("compress_min_ratio":0)"));
   auto c1 = cl.node(1).client();
   std::map<std::string, std::int64_t> expected;
   const auto shard = index_with_loaded_shard(*c1, "h", 2, "node-1", 8000, 300, expected).shard;
@@ -264,6 +265,52 @@ TEST_CASE("a corrupted copy batch of megabytes, checked on the target's migratio
   CHECK(log2.find("event=peer_checksum_mismatch") != std::string::npos);
   CHECK(log2.find("frame=data_batch") != std::string::npos);
   verify(*cl.node(2).client(), "h", expected);
+}
+
+namespace {
+
+/// A counter of the node's /metrics (0 if absent).
+double metric(net::https_client& c, const std::string& name) {
+  auto r = c.get("/metrics");
+  REQUIRE(r.status == 200);
+  std::istringstream in(r.body);
+  for (std::string line; std::getline(in, line);)
+    if (line.starts_with(name + "{") || line.starts_with(name + " ")) return std::stod(line.substr(line.rfind(' ') + 1));
+  return 0;
+}
+
+/// Moves a shard of 8,000 records padded to 300 bytes (2.7 MB, compressing ~20x) from node-1
+/// to node-2 with the cluster's config `config`; checks every record and the kept digest
+/// against a full scan, and returns the bytes node-1 says compression saved.
+double move_padded_shard(const std::string& config) {
+  cluster cl(2, {}, config);
+  auto c1 = cl.node(1).client();
+  std::map<std::string, std::int64_t> expected;
+  const auto shard = index_with_loaded_shard(*c1, "z", 2, "node-1", 8000, 300, expected).shard;
+  const auto id = start_migration(*c1, "z", shard, "node-2");
+  auto m = wait_migration(*c1, id, finished);
+  CHECK(phase(m) == "done");
+  CHECK(m.at("recopies").as_int64() == 0);
+  verify(*cl.node(2).client(), "z", expected);
+  auto v = cl.node(2).client()->post("/v1/shards/z/" + std::to_string(shard) + "/verify", "");
+  INFO(v.body);
+  REQUIRE(v.status == 200);
+  const auto vb = body(v);
+  CHECK(vb.at("kept") == vb.at("scanned"));
+  CHECK(vb.at("scanned").at("records").as_int64() == 8000);
+  return metric(*c1, "shardd_migration_compression_saved_bytes_total");
+}
+
+}  // namespace
+
+TEST_CASE("copy batches of records that compress well cross compressed and arrive whole") {
+  const double saved = move_padded_shard(fast_config);  // the default bar: 4x
+  CHECK(saved > 8000.0 * 300 * 0.75);
+}
+
+TEST_CASE("with compression off, or a bar the records do not reach, copy batches cross as they are") {
+  CHECK(move_padded_shard(with_migration_config(R"("compress_min_ratio":0)")) == 0);
+  CHECK(move_padded_shard(with_migration_config(R"("compress_min_ratio":1000)")) == 0);
 }
 
 TEST_CASE("a copy batch whose file the target cannot write is sent again; the files written beside it keep the digest exact") {

@@ -20,6 +20,11 @@ namespace shardd::test {
 inline constexpr const char* fast_config =
     R"({"cluster":{"heartbeat_interval_ms":200,"heartbeat_miss_limit":3},"migration":{"undo_window_ms":300}})";
 
+/// fast_config with more `migration` fields (`"name":value` pairs, comma-separated).
+inline std::string with_migration_config(const std::string& fields) {
+  return R"({"cluster":{"heartbeat_interval_ms":200,"heartbeat_miss_limit":3},"migration":{"undo_window_ms":300,)" + fields + "}}";
+}
+
 /// node-1 bootstraps; the others join it. Every node is up when the constructor returns.
 struct cluster {
   temp_dir dir;

@@ -35,7 +35,7 @@ TEST_CASE("a full config parses into typed fields with relative paths resolved")
     "tls": {"cert": "c.pem", "key": "/abs/k.pem", "ca": "ca.pem"},
     "cluster": {"join": "10.0.0.2:9000", "vnodes_per_weight": 64, "placement_epsilon": 0.25},
     "storage": {"durability": "async", "block_cache_mb": 64},
-    "migration": {"undo_window_ms": 5000, "max_bytes_per_sec": 1000000, "threads": 3, "nice": 7, "high_priority_nice": 2,
+    "migration": {"undo_window_ms": 5000, "max_bytes_per_sec": 1000000, "threads": 3, "nice": 7, "high_priority_nice": 2, "compress_min_ratio": 2.5,
                   "max_outgoing": 5, "max_incoming": 6, "adaptive": true, "adaptive_p99_ms": 0.5,
                   "adaptive_min_bytes_per_sec": 65536},
     "rebalance": {"mode": "plan-only", "strategy": "bytes", "threshold": 0.2, "weights": {"load": 0}},
@@ -60,6 +60,7 @@ TEST_CASE("a full config parses into typed fields with relative paths resolved")
   CHECK(r->migration_threads == 3);
   CHECK(r->migration_nice == 7);
   CHECK(r->migration_high_nice == 2);
+  CHECK(r->migration_compress_min_ratio == 2.5);
   CHECK(r->migration_adaptive);
   CHECK(r->migration_adaptive_p99_ms == 0.5);
   CHECK(r->migration_adaptive_min_bytes_per_sec == 65536);
@@ -95,6 +96,9 @@ TEST_CASE("config errors name the field") {
   CHECK(error_of(R"({"migration":{"nice":20}})").starts_with("migration.nice:"));
   CHECK(error_of(R"({"migration":{"nice":-1}})").starts_with("migration.nice:"));
   CHECK(error_of(R"({"migration":{"high_priority_nice":20}})").starts_with("migration.high_priority_nice:"));
+  CHECK(error_of(R"({"migration":{"compress_min_ratio":0.5}})").starts_with("migration.compress_min_ratio: must be 0"));
+  CHECK(error_of(R"({"migration":{"compress_min_ratio":-1}})").starts_with("migration.compress_min_ratio:"));
+  CHECK(error_of(R"({"migration":{"compress_min_ratio":"4"}})").starts_with("migration.compress_min_ratio:"));
   // The settings the rebalancer replaced are refused with what to use instead.
   CHECK(error_of(R"({"migration":{"convergence":false}})").starts_with("migration.convergence: the rebalancer"));
   CHECK(error_of(R"({"migration":{"convergence_batch":4}})").find("rebalance.mode") != std::string::npos);
@@ -170,6 +174,7 @@ TEST_CASE("the example config in conf/ parses and sets what it shows") {
   CHECK(r->migration_undo_window_ms == 30000);
   CHECK(r->rebalance.mode == rebalance_mode::automatic);
   CHECK(r->read_threads == 2);
+  CHECK(r->migration_compress_min_ratio == 4);
 }
 
 TEST_CASE("meta: the embedded plane by default, or etcd members with TLS files resolved, checked against the cluster flags") {

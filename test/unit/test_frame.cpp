@@ -1,5 +1,8 @@
 #include "shardd/frame.hpp"
 
+#include "shardd/batch_codec.hpp"
+#include "shardd/key_codec.hpp"
+
 #include "support/catch_result.hpp"
 
 #include <cmath>
@@ -186,18 +189,106 @@ TEST_CASE("bad headers are refused with a reason and poison the stream") {
   refuse(with(6, 1), 1024, "reserved");
   // The high-priority flag belongs on data batches only.
   refuse(with(5, flag_high_priority), 1024, "data batches only");
+  // So does the compressed flag.
+  refuse(with(5, flag_compressed), 1024, "data batches only");
 }
 
-TEST_CASE("a data batch flagged high priority round-trips with its flags") {
-  const auto bytes = encode(make(frame_type::data_batch, "batch", flag_checksummed | flag_high_priority));
-  frame_decoder d(1024);
-  d.feed(bytes);
-  auto r = d.next();
-  REQUIRE(r);
-  REQUIRE(*r);
-  CHECK((*r)->header.flags == (flag_checksummed | flag_high_priority));
-  CHECK((*r)->payload == "batch");
-  CHECK(!(*r)->corrupt);
+namespace {
+
+/// A batch of `n` records of `value_bytes` each, after `room` bytes, the way a source builds one.
+std::string batch_of(std::size_t n, std::size_t value_bytes, bool random_values, std::size_t room = header_bytes) {
+  std::mt19937_64 rng(7);
+  std::string out(room, '\0');
+  for (std::size_t i = 0; i < n; ++i) {
+    append_u32be(out, 12);
+    out += "key" + std::to_string(100000000 + i);
+    std::string v(value_bytes, 'x');
+    if (random_values)
+      for (auto& c : v) c = static_cast<char>(rng());
+    append_u32be(out, static_cast<std::uint32_t>(v.size()));
+    out += v;
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a batch that compresses well goes compressed and expands to itself") {
+  const auto payload = batch_of(2000, 1000, false);
+  auto c = compress_batch(payload, header_bytes, 4.0);
+  REQUIRE(c);
+  CHECK(c->size() * 4 <= payload.size());
+  CHECK(c->substr(0, header_bytes) == payload.substr(0, header_bytes));  // the room is kept
+  CHECK(read_u32be(std::string_view(*c).substr(header_bytes)) == payload.size() - header_bytes);
+  auto e = expand_batch(std::string_view(*c).substr(header_bytes), default_max_frame_bytes);
+  REQUIRE(e);
+  CHECK(*e == payload.substr(header_bytes));
+}
+
+TEST_CASE("a batch that does not compress well enough, or is small, goes as it is") {
+  // Random values: LZ4 gains nothing; the sample says so.
+  CHECK(!compress_batch(batch_of(2000, 1000, true), header_bytes, 4.0));
+  // Small: under compress_min_bytes, whatever its ratio.
+  CHECK(!compress_batch(batch_of(10, 1000, false), header_bytes, 4.0));
+  // Turned off.
+  CHECK(!compress_batch(batch_of(2000, 1000, false), header_bytes, 0));
+  // A bar higher than the ratio reached: ~100x for padding, not 10,000x.
+  CHECK(!compress_batch(batch_of(2000, 1000, false), header_bytes, 1000));
+  // A batch whose first part is random and the rest padding: the sample decides against it.
+  auto mixed = batch_of(100, 1000, true);
+  mixed += batch_of(2000, 1000, false, 0);
+  CHECK(!compress_batch(mixed, header_bytes, 4.0));
+  // ...and a batch whose sample compresses but the whole does not is refused too.
+  auto late = batch_of(200, 1000, false);
+  late += batch_of(3000, 1000, true, 0);
+  CHECK(!compress_batch(late, header_bytes, 4.0));
+  CHECK(compress_batch(late, header_bytes, 1.0));  // smaller, so a bar of 1 takes it
+}
+
+TEST_CASE("a compressed batch that lies about its length or is damaged is refused before use") {
+  const auto payload = batch_of(2000, 1000, false);
+  auto c = compress_batch(payload, header_bytes, 4.0);
+  REQUIRE(c);
+  const std::string wire = c->substr(header_bytes);
+  // Declares more than a frame may hold: refused before anything is allocated.
+  {
+    std::string w = wire;
+    w[0] = static_cast<char>(0x7f);
+    auto e = expand_batch(w, default_max_frame_bytes);
+    REQUIRE(!e);
+    CHECK(e.error().code == errc::too_large);
+  }
+  // Declares one byte more, or one less, than the block holds.
+  for (int delta : {1, -1}) {
+    std::string w;
+    append_u32be(w, static_cast<std::uint32_t>(static_cast<int>(payload.size() - header_bytes) + delta));
+    w += wire.substr(4);
+    auto e = expand_batch(w, default_max_frame_bytes);
+    REQUIRE(!e);
+    CHECK(e.error().code == errc::invalid_argument);
+  }
+  // Truncated, garbage, too short for its length field.
+  CHECK(!expand_batch(wire.substr(0, wire.size() / 2), default_max_frame_bytes));
+  CHECK(!expand_batch(wire.substr(0, 4) + std::string(500, '\xff'), default_max_frame_bytes));
+  CHECK(!expand_batch("abc", default_max_frame_bytes));
+  // A smaller bound than the batch.
+  CHECK(!expand_batch(wire, 1000));
+}
+
+TEST_CASE("a data batch flagged high priority, compressed or both round-trips with its flags") {
+  for (const int flags : {0x02, 0x04, 0x06}) {  // high priority, compressed, both
+    const auto want = static_cast<std::uint8_t>(flag_checksummed | flags);
+    static_assert(flag_high_priority == 0x02 && flag_compressed == 0x04);
+    const auto bytes = encode(make(frame_type::data_batch, "batch", want));
+    frame_decoder d(1024);
+    d.feed(bytes);
+    auto r = d.next();
+    REQUIRE(r);
+    REQUIRE(*r);
+    CHECK((*r)->header.flags == want);
+    CHECK((*r)->payload == "batch");
+    CHECK(!(*r)->corrupt);
+  }
 }
 
 TEST_CASE("payload readers check bounds and report failure once") {
