@@ -5,6 +5,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
+#include <rocksdb/perf_level.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/sst_file_writer.h>
 #include <rocksdb/table.h>
@@ -100,6 +101,21 @@ constexpr rocksdb::CompressionType records_compression = rocksdb::kLZ4Compressio
 }  // namespace
 
 store::store(store_options opts) : opts_(std::move(opts)) {}
+
+namespace {
+
+/// RocksDB keeps per-thread perf counters (perf_context, iostats_context) at kEnableCount by
+/// default; shardd never reads them, and each count is a thread-local access into the shared
+/// library (__tls_get_addr). Turned off once on every thread that calls the store.
+void perf_counters_off() noexcept {
+  static thread_local const bool off = [] {
+    rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+    return true;
+  }();
+  (void)off;
+}
+
+}  // namespace
 
 result<std::unique_ptr<store>> store::open(const store_options& opts) {
   std::unique_ptr<store> s(new store(opts));
@@ -224,6 +240,7 @@ void store::submit(layout_change change, layout_callback done) {
 }
 
 void store::writer_loop() {
+  perf_counters_off();
   std::vector<queued> group;
   for (;;) {
     {
@@ -566,6 +583,7 @@ store::engine_figures store::figures() const {
 }
 
 store::read_status store::get_cached(std::string_view key, std::string& value) const {
+  perf_counters_off();
   rocksdb::ReadOptions ro;
   ro.read_tier = rocksdb::kBlockCacheTier;
   auto st = db_->Get(ro, records_, slice(key), &value);
@@ -575,6 +593,7 @@ store::read_status store::get_cached(std::string_view key, std::string& value) c
 }
 
 result<std::optional<std::string>> store::get(std::string_view key) const {
+  perf_counters_off();
   std::string value;
   auto st = db_->Get(rocksdb::ReadOptions(), records_, slice(key), &value);
   if (st.ok()) return std::optional<std::string>(std::move(value));
@@ -597,6 +616,7 @@ void seek_past(rocksdb::Iterator& it, const key_range& range, const std::optiona
 result<scan_result> store::scan(const key_range& range, const std::optional<std::string>& after, std::size_t limit,
                                 const std::function<bool(std::string_view)>& keep, std::size_t max_examined,
                                 std::size_t max_bytes) const {
+  perf_counters_off();
   scan_result out;
   std::size_t bytes = 0;
   rocksdb::ReadOptions ro;
@@ -643,6 +663,7 @@ result<snapshot> store::take_snapshot() const {
 result<store::visit_result> store::scan_snapshot_visit(
     const snapshot& snap, const key_range& range, const std::optional<std::string>& after, std::size_t max_records,
     std::size_t max_bytes, const std::function<void(std::string_view, std::string_view)>& fn) const {
+  perf_counters_off();
   visit_result out;
   rocksdb::ReadOptions ro;
   ro.snapshot = static_cast<const rocksdb::Snapshot*>(snap.handle.get());
@@ -668,6 +689,7 @@ result<store::visit_result> store::scan_snapshot_visit(
 }
 
 result<range_digest> store::digest(const key_range& range, const snapshot* snap, std::uint64_t* bytes) const {
+  perf_counters_off();
   range_digest d;
   std::uint64_t total = 0;
   rocksdb::ReadOptions ro;
@@ -713,6 +735,7 @@ result<ingest_delta> store::ingest(std::span<const std::pair<std::string_view, s
 }
 
 result<ingest_file> store::build_ingest(std::span<const std::pair<std::string_view, std::string_view>> sorted) {
+  perf_counters_off();
   ingest_file out;
   if (sorted.empty()) return out;
   const auto dir = std::filesystem::path(opts_.path) / "import";
@@ -739,6 +762,7 @@ result<ingest_file> store::build_ingest(std::span<const std::pair<std::string_vi
 }
 
 result<ingest_delta> store::ingest(ingest_file file, std::span<const std::pair<std::string_view, std::string_view>> sorted) {
+  perf_counters_off();
   if (file.path.empty() || sorted.empty()) return ingest_delta{};
   if (sorted.size() != file.records)
     return make_error(errc::internal, "ingest: " + std::to_string(sorted.size()) + " records given for a file of " +
@@ -888,6 +912,7 @@ std::optional<std::uint64_t> store::ingest_gap_end(std::uint64_t seq) const {
 
 result<change_page> store::changes_since(std::uint64_t after_seq, const key_range& range, std::size_t max_bytes,
                                          std::uint64_t until_seq) const {
+  perf_counters_off();
   change_page page;
   page.last_seq = after_seq;
   const std::uint64_t latest = db_->GetLatestSequenceNumber();
