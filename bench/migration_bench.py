@@ -9,6 +9,7 @@ big:    one migration of a shard of 1 KiB documents (>= 1 GiB) and one of 100-by
         bulk_bench): MiB/s and records/s beside a raw TLS stream of the same bytes over
         loopback (the floor); then each shard moves back while foreground GETs run through
         both nodes: the rate under load and the foreground p50/p99 beside the same GETs at rest.
+        BENCH_MIGRATION_CONFIG (a JSON object) adds `migration` settings for both nodes.
 fence:  write-fence durations (p50/p99/max) over many migrations under a write load.
 adaptive: two equal shards of 1 KiB documents on node-1 move to node-2 one after the other
         while GETs of node-1's shards run against node-1: the first with the adaptive
@@ -195,6 +196,8 @@ def foreground_index(cl):
 
 def part_big(work, quick):
     cfg = {"migration": {"undo_window_ms": 1000}, "storage": {"block_cache_mb": 512}}
+    # More migration settings for both nodes, e.g. BENCH_MIGRATION_CONFIG='{"threads":4}'.
+    cfg["migration"].update(json.loads(os.environ.get("BENCH_MIGRATION_CONFIG", "{}")))
     cl = Cluster(work, 2, cfg)
     try:
         cl.api(1, "PUT", "/v1/rebalance/settings", {"mode": "off"})

@@ -376,7 +376,7 @@ awaitable<std::size_t> migrator::copy_batch_bytes(const outgoing& m) {
   };
   const auto node_rate = co_await run_on(strand_, std::move(read));
   if (node_rate > 0 && (rate == 0 || node_rate < rate)) rate = node_rate;
-  if (rate == 0) co_return copy_batch_max;
+  if (rate == 0) co_return m.compressing ? copy_batch_compressed_max : copy_batch_max;
   co_return static_cast<std::size_t>(std::clamp<std::uint64_t>(rate / 8, copy_batch_min, copy_batch_max));
 }
 
@@ -445,6 +445,7 @@ awaitable<migration_fsm::event> migrator::copy_step(outgoing& m) {
       m.read_done = true;
       break;
     }
+    m.compressing = read_page->compressed;
     const std::uint64_t bytes = read_page->seen.bytes;
     outgoing::flight f{std::make_shared<send_channel>(m.strand, 1), read_page->seen.last_key, bytes,
                        read_page->seen.records};
