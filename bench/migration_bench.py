@@ -9,7 +9,7 @@ big:    one migration of a shard of 1 KiB documents (>= 1 GiB) and one of 100-by
         bulk_bench): MiB/s and records/s beside a raw TLS stream of the same bytes over
         loopback (the floor); then each shard moves back while foreground GETs run through
         both nodes: the rate under load and the foreground p50/p99 beside the same GETs at rest.
-        BENCH_MIGRATION_CONFIG (a JSON object) adds `migration` settings for both nodes.
+        BENCH_MIGRATION_CONFIG (a JSON object) adds `migration` settings for the nodes (also redis).
 fence:  write-fence durations (p50/p99/max) over many migrations under a write load.
 adaptive: two equal shards of 1 KiB documents on node-1 move to node-2 one after the other
         while GETs of node-1's shards run against node-1: the first with the adaptive
@@ -378,7 +378,8 @@ def part_redis(work, quick):
     os.makedirs(base)
     os.symlink(os.path.join(work, "certs"), os.path.join(base, "certs"))
     # The rebalancer by shard count, as Redis Cluster balances slots.
-    cl = Cluster(base, 3, {"migration": {"undo_window_ms": 1000}, "rebalance": {"strategy": "shards"}})
+    mcfg = {"undo_window_ms": 1000, **json.loads(os.environ.get("BENCH_MIGRATION_CONFIG", "{}"))}
+    cl = Cluster(base, 3, {"migration": mcfg, "rebalance": {"strategy": "shards"}})
     try:
         cl.api(1, "PUT", "/v1/indexes/kv", {"shards": 32})
         t = time.time()
