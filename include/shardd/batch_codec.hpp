@@ -27,5 +27,9 @@ std::optional<std::string> compress_batch(std::string_view payload, std::size_t 
 /// `max_bytes` before it allocates (`too_large`), and bytes that are not one LZ4 block of
 /// exactly the declared length (`invalid_argument`).
 [[nodiscard]] result<std::string> expand_batch(std::string_view wire, std::size_t max_bytes);
+/// The same into `out`, resized to the batch's length: what it held is overwritten, so a buffer
+/// reused from a pool (buffer_pool) is neither zero-filled nor faulted in again. On an error
+/// `out`'s contents are unspecified.
+[[nodiscard]] result<void> expand_batch_into(std::string_view wire, std::size_t max_bytes, std::string& out);
 
 }  // namespace shardd::peer

@@ -52,6 +52,12 @@ std::optional<std::string> compress_batch(std::string_view payload, std::size_t 
 }
 
 result<std::string> expand_batch(std::string_view wire, std::size_t max_bytes) {
+  std::string out;
+  if (auto ok = expand_batch_into(wire, max_bytes, out); !ok) return ok.error();
+  return out;
+}
+
+result<void> expand_batch_into(std::string_view wire, std::size_t max_bytes, std::string& out) {
   if (wire.size() < 4) return make_error(errc::invalid_argument, "compressed data_batch too short");
   const std::uint32_t length = read_u32be(wire);
   if (length > max_bytes || length > static_cast<std::uint32_t>(LZ4_MAX_INPUT_SIZE))
@@ -60,11 +66,18 @@ result<std::string> expand_batch(std::string_view wire, std::size_t max_bytes) {
   const std::string_view block = wire.substr(4);
   if (block.size() > static_cast<std::size_t>(LZ4_MAX_INPUT_SIZE))
     return make_error(errc::invalid_argument, "compressed data_batch too large");
-  std::string out(length, '\0');
+  if (out.capacity() < length) {
+    // A new buffer, with room for the slightly larger batches that follow (growing one in
+    // place would double it).
+    std::string fresh;
+    fresh.reserve(length + length / 8);
+    out = std::move(fresh);
+  }
+  out.resize(length);  // fills only what lies beyond what `out` held
   const int n = LZ4_decompress_safe(block.data(), out.data(), static_cast<int>(block.size()), static_cast<int>(length));
   if (n < 0 || static_cast<std::uint32_t>(n) != length)
     return make_error(errc::invalid_argument, "compressed data_batch does not expand to its declared length");
-  return out;
+  return {};
 }
 
 }  // namespace shardd::peer

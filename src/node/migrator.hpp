@@ -4,6 +4,7 @@
 #include "common/config.hpp"
 #include "node/peers.hpp"
 #include "node/ring_actor.hpp"
+#include "shardd/buffer_pool.hpp"
 #include "shardd/cluster_plan.hpp"
 #include "shardd/migration.hpp"
 #include "shardd/peer_messages.hpp"
@@ -183,6 +184,9 @@ class migrator {
   std::atomic<std::uint32_t> copies_built_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<int> drives_{0};  ///< drive coroutines running
+  /// Buffers that compressed copy batches expand into, given back after the batch's ingest
+  /// and freed when no import is left (any thread).
+  buffer_pool expand_buffers_{4, 1u << 20, 16u << 20};
 
   boost::asio::strand<boost::asio::any_io_executor> strand_;
   // On strand_ only:

@@ -153,6 +153,7 @@ void migrator::prune_imports(const snapshot_ptr& snap, bool all) {
     it->second->stop();  // requests still queued answer `unavailable`
     it = imports_.erase(it);
   }
+  if (imports_.empty()) expand_buffers_.clear();  // no batch is expected before the next import
 }
 
 awaitable<result<void>> migrator::apply_batch(std::string from, std::string payload, bool high_priority,
@@ -160,11 +161,14 @@ awaitable<result<void>> migrator::apply_batch(std::string from, std::string payl
   if (unchecked_crc || compressed) {
     // A large batch's checksum, left by the network thread for the pool, is checked before
     // anything of the payload is read; a compressed batch is expanded there after it.
-    auto prepare = [&payload, unchecked_crc, compressed]() -> result<std::string> {
+    auto prepare = [&payload, unchecked_crc, compressed, &buffers = expand_buffers_]() -> result<std::string> {
       if (unchecked_crc && peer::crc32c(payload) != *unchecked_crc)
         return make_error(errc::corrupt, "checksum mismatch in data_batch frame: nothing of it was applied");
-      if (compressed) return peer::expand_batch(payload, peer::default_max_frame_bytes);
-      return std::move(payload);
+      if (!compressed) return std::move(payload);
+      // Into a buffer an ingested batch gave back: no fresh pages to fault in and zero.
+      std::string out = buffers.take();
+      if (auto ok = peer::expand_batch_into(payload, peer::default_max_frame_bytes, out); !ok) return ok.error();
+      return out;
     };
     auto ready = co_await on_pool(high_priority ? high_pool_ : pool_, std::move(prepare));
     if (!ready) {
@@ -280,6 +284,7 @@ awaitable<result<void>> migrator::import_copy(const import_grant& g, result<buil
   // batch ingested before, so what this one replaces is counted exactly once.
   auto ingest = [&store = store_, &b = *built] { return store.ingest(std::move(b.file), b.sorted); };
   auto delta = co_await on_pool(high_priority ? high_pool_ : pool_, std::move(ingest));
+  expand_buffers_.give(std::move(*built->payload));  // nothing reads the batch any more
   if (!delta) co_return delta.error();
   if (delta->added.count() == 0 && delta->replaced.count() == 0) co_return result<void>{};
   storage::layout_change c;

@@ -1,6 +1,7 @@
 #include "shardd/frame.hpp"
 
 #include "shardd/batch_codec.hpp"
+#include "shardd/buffer_pool.hpp"
 #include "shardd/key_codec.hpp"
 
 #include "support/catch_result.hpp"
@@ -273,6 +274,64 @@ TEST_CASE("a compressed batch that lies about its length or is damaged is refuse
   CHECK(!expand_batch("abc", default_max_frame_bytes));
   // A smaller bound than the batch.
   CHECK(!expand_batch(wire, 1000));
+}
+
+TEST_CASE("a batch expands into a reused buffer over what it held before") {
+  const auto big = batch_of(4000, 1000, false);
+  const auto small = batch_of(1500, 1000, false);
+  const auto small_len = small.size() - header_bytes;
+  auto cb = compress_batch(big, header_bytes, 4.0);
+  auto cs = compress_batch(small, header_bytes, 4.0);
+  REQUIRE(cb);
+  REQUIRE(cs);
+  std::string buf;
+  REQUIRE(expand_batch_into(std::string_view(*cb).substr(header_bytes), default_max_frame_bytes, buf));
+  CHECK(buf == big.substr(header_bytes));
+  const auto* storage = buf.data();
+  const auto room = buf.capacity();
+  CHECK(room >= big.size() - header_bytes);
+  // A smaller batch into the same buffer: no new allocation, and nothing of the old is left.
+  REQUIRE(expand_batch_into(std::string_view(*cs).substr(header_bytes), default_max_frame_bytes, buf));
+  CHECK(buf == small.substr(header_bytes));
+  CHECK(buf.data() == storage);
+  // A larger one again fits in what the buffer has.
+  REQUIRE(expand_batch_into(std::string_view(*cb).substr(header_bytes), default_max_frame_bytes, buf));
+  CHECK(buf == big.substr(header_bytes));
+  CHECK(buf.data() == storage);
+  // A refused batch says why, whatever the buffer held.
+  std::string lie = cb->substr(header_bytes);
+  lie[0] = static_cast<char>(0x7f);
+  auto e = expand_batch_into(lie, default_max_frame_bytes, buf);
+  REQUIRE(!e);
+  CHECK(e.error().code == errc::too_large);
+  // A first expansion leaves room for a batch a little larger than itself (no doubling later).
+  std::string fresh;
+  REQUIRE(expand_batch_into(std::string_view(*cs).substr(header_bytes), default_max_frame_bytes, fresh));
+  CHECK(fresh.capacity() >= small_len + small_len / 8);
+  CHECK(fresh.capacity() < 2 * small_len);
+}
+
+TEST_CASE("a buffer pool keeps a bounded number of buffers of the sizes it is for") {
+  buffer_pool pool(2, 1000, 100000);
+  CHECK(pool.take().capacity() < 1000);  // empty: a new buffer
+  std::string a(5000, 'a'), b(6000, 'b'), c(7000, 'c');
+  const auto* pa = a.data();
+  pool.give(std::move(a));
+  pool.give(std::move(b));
+  pool.give(std::move(c));  // over `keep`: freed
+  CHECK(pool.kept() == 2);
+  pool.give(std::string(10, 'x'));       // too small to be worth keeping
+  pool.give(std::string(200000, 'y'));   // too large to hold while idle
+  CHECK(pool.kept() == 2);
+  auto t1 = pool.take();
+  auto t2 = pool.take();
+  CHECK(pool.kept() == 0);
+  CHECK((t1.data() == pa || t2.data() == pa));  // the same memory comes back
+  CHECK(t1.size() + t2.size() == 11000);        // with what it held
+  pool.give(std::move(t1));
+  pool.clear();
+  CHECK(pool.kept() == 0);
+  CHECK(pool.take().capacity() < 1000);
 }
 
 TEST_CASE("a data batch flagged high priority, compressed or both round-trips with its flags") {

@@ -719,7 +719,7 @@ TEST_CASE("written and ingested files keep their index in small partitions, so a
     REQUIRE(s->load_ranges(layout()));
     // A file ingested as a migration's copy batch writes it...
     std::vector<std::pair<std::string, std::string>> sorted;
-    for (int i = 0; i < 3000; ++i) {
+    for (int i = 0; i < 12000; ++i) {  // 12 MB: ~750 data blocks of 16 KiB
       char key[8];
       std::snprintf(key, sizeof key, "k%05d", i);
       sorted.emplace_back(storage_key_range(2, key), doc);
@@ -727,7 +727,7 @@ TEST_CASE("written and ingested files keep their index in small partitions, so a
     std::vector<std::pair<std::string_view, std::string_view>> views(sorted.begin(), sorted.end());
     REQUIRE(s->ingest(views));
     // ...and files the store flushes and compacts from its writes.
-    for (int from = 0; from < 3000; from += 500) {
+    for (int from = 0; from < 12000; from += 500) {
       std::vector<write_op> ops;
       for (int i = from; i < from + 500; ++i) ops.push_back(put(1, "w" + std::to_string(i), doc));
       REQUIRE(write(*s, std::move(ops)));
