@@ -612,6 +612,17 @@ awaitable<void> peer_client::impl::connection::read_loop(std::uint64_t gen, std:
     if (it == pending.end()) continue;  // its caller gave up already
     auto ch = it->second;
     pending.erase(it);
+    if (!peer::payload_intact(*f)) {
+      // The header was whole, so the stream is still in step: only this request fails, as a
+      // request with a damaged body fails at the server. Its caller retries as after any
+      // checksum mismatch.
+      SHARDD_LOG(warn, "peer_checksum_mismatch", "peer", peer_cn, "frame", peer::to_string(f->header.type), "side", "reply");
+      (void)ch->try_send(boost::system::error_code{},
+                         result<peer::frame>(make_error(errc::corrupt, "checksum mismatch in the " +
+                                                                           std::string(peer::to_string(f->header.type)) +
+                                                                           " reply from " + address)));
+      continue;
+    }
     f->sender = peer_cn;
     (void)ch->try_send(boost::system::error_code{}, result<peer::frame>(std::move(*f)));
   }

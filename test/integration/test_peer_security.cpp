@@ -11,6 +11,10 @@
 #include "support/migration_ops.hpp"
 #include "support/peer_call.hpp"
 
+#include <boost/asio/executor_work_guard.hpp>
+
+#include <thread>
+
 using namespace shardd;
 using namespace shardd::test;
 
@@ -224,4 +228,49 @@ TEST_CASE("a node that has left may no longer forward requests") {
   cl.wait_states({"up", "up", "left"});
   auto after = call_peer_as("node-3", owner_node.peer_port(), frame_of(peer::frame_type::forward, fwd));
   CHECK(refusal(after) == errc::forbidden);
+}
+
+TEST_CASE("a reply whose body does not match its checksum fails its request, and the connection goes on") {
+  // A peer server in this process answers a ping whose payload is "damage" with a reply
+  // damaged after its checksum was taken, and any other ping with a sound one.
+  boost::asio::io_context server_ioc;
+  tls_config server_tls{test_certs().cert("node-2"), test_certs().key("node-2"), test_certs().ca()};
+  net::peer_handler handler = [](peer::frame req, std::string) -> boost::asio::awaitable<peer::frame> {
+    peer::frame out = frame_of(peer::frame_type::ack, "ack:" + req.payload);
+    out.header.flags = peer::flag_checksummed;
+    out.corrupt_after_checksum = req.payload == "damage";
+    co_return out;
+  };
+  net::peer_server server(server_ioc, server_tls, net::peer_identity{"shardd", "node-2"}, handler);
+  const auto port = free_port();
+  server.start(host_port{"127.0.0.1", port});
+  std::thread server_thread([&] {
+    auto guard = boost::asio::make_work_guard(server_ioc);
+    server_ioc.run();
+  });
+  // One client, one connection, three requests in turn.
+  boost::asio::io_context ioc;
+  tls_config tls{test_certs().cert("node-1"), test_certs().key("node-1"), test_certs().ca()};
+  net::peer_client client(ioc, tls, net::peer_identity{"shardd", "node-1"});
+  auto ask = [&](std::string payload) {
+    auto fut = boost::asio::co_spawn(
+        ioc, client.call("node-2", "127.0.0.1:" + std::to_string(port), frame_of(peer::frame_type::ping, std::move(payload)),
+                         std::chrono::seconds(5)),
+        boost::asio::use_future);
+    while (fut.wait_for(std::chrono::seconds(0)) != std::future_status::ready) ioc.run_one_for(std::chrono::milliseconds(50));
+    return fut.get();
+  };
+  auto sound = ask("one");
+  REQUIRE(sound);
+  CHECK(sound->payload == "ack:one");
+  auto damaged = ask("damage");
+  REQUIRE(!damaged);
+  CHECK(damaged.error().code == errc::corrupt);
+  CHECK(damaged.error().detail.find("checksum mismatch in the ack reply") != std::string::npos);
+  auto after = ask("two");
+  REQUIRE(after);
+  CHECK(after->payload == "ack:two");
+  server.stop();
+  server_ioc.stop();
+  server_thread.join();
 }
