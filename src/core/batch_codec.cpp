@@ -4,6 +4,7 @@
 
 #include <lz4.h>
 
+#include <algorithm>
 #include <memory>
 
 namespace shardd::peer {
@@ -68,9 +69,9 @@ result<void> expand_batch_into(std::string_view wire, std::size_t max_bytes, std
     return make_error(errc::invalid_argument, "compressed data_batch too large");
   if (out.capacity() < length) {
     // A new buffer, with room for the slightly larger batches that follow (growing one in
-    // place would double it).
+    // place would double it), never more than `max_bytes`.
     std::string fresh;
-    fresh.reserve(length + length / 8);
+    fresh.reserve(std::max<std::size_t>(length, std::min<std::size_t>(length + length / 8, max_bytes)));
     out = std::move(fresh);
   }
   out.resize(length);  // fills only what lies beyond what `out` held

@@ -309,6 +309,10 @@ TEST_CASE("a batch expands into a reused buffer over what it held before") {
   REQUIRE(expand_batch_into(std::string_view(*cs).substr(header_bytes), default_max_frame_bytes, fresh));
   CHECK(fresh.capacity() >= small_len + small_len / 8);
   CHECK(fresh.capacity() < 2 * small_len);
+  // ...but no more than the bound.
+  std::string bounded;
+  REQUIRE(expand_batch_into(std::string_view(*cs).substr(header_bytes), small_len, bounded));
+  CHECK(bounded.capacity() < small_len + small_len / 16);
 }
 
 TEST_CASE("a buffer pool keeps a bounded number of buffers of the sizes it is for") {
