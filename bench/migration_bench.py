@@ -194,10 +194,14 @@ def foreground_index(cl):
     return script, {"BENCH_INDEX": "fg", "BENCH_KEYS": "100000", "BENCH_PREFIX": "f", "BENCH_ROUTING": fg_routing}
 
 
+def migration_config():
+    """The nodes' `migration` settings: a short undo window, plus BENCH_MIGRATION_CONFIG (a JSON
+    object, e.g. '{"threads":4}')."""
+    return {"undo_window_ms": 1000, **json.loads(os.environ.get("BENCH_MIGRATION_CONFIG", "{}"))}
+
+
 def part_big(work, quick):
-    cfg = {"migration": {"undo_window_ms": 1000}, "storage": {"block_cache_mb": 512}}
-    # More migration settings for both nodes, e.g. BENCH_MIGRATION_CONFIG='{"threads":4}'.
-    cfg["migration"].update(json.loads(os.environ.get("BENCH_MIGRATION_CONFIG", "{}")))
+    cfg = {"migration": migration_config(), "storage": {"block_cache_mb": 512}}
     cl = Cluster(work, 2, cfg)
     try:
         cl.api(1, "PUT", "/v1/rebalance/settings", {"mode": "off"})
@@ -378,8 +382,7 @@ def part_redis(work, quick):
     os.makedirs(base)
     os.symlink(os.path.join(work, "certs"), os.path.join(base, "certs"))
     # The rebalancer by shard count, as Redis Cluster balances slots.
-    mcfg = {"undo_window_ms": 1000, **json.loads(os.environ.get("BENCH_MIGRATION_CONFIG", "{}"))}
-    cl = Cluster(base, 3, {"migration": mcfg, "rebalance": {"strategy": "shards"}})
+    cl = Cluster(base, 3, {"migration": migration_config(), "rebalance": {"strategy": "shards"}})
     try:
         cl.api(1, "PUT", "/v1/indexes/kv", {"shards": 32})
         t = time.time()
